@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny tokenizer and tiny GPT-2 models, made locally (no hub)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_text() -> str:
+    from lts.tokenizer import builtin_english_text
+
+    return builtin_english_text()[:200_000]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory, tiny_text) -> Path:
+    from lts.tokenizer import train_bpe_tokenizer
+
+    tok = train_bpe_tokenizer(tiny_text.split("\n\n"), vocab_size=512)
+    out = tmp_path_factory.mktemp("tokenizer")
+    tok.save_pretrained(out)
+    return out
+
+
+def make_tiny_model(out: Path, tokenizer_dir: Path, n_layer: int = 2, n_embd: int = 64,
+                    n_inner: int = 128, n_head: int = 2, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny GPT-2 (+ its tokenizer) as a HF model folder."""
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from lts.space import ArchConfig
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cfg = ArchConfig(n_layer, n_embd, n_inner, n_head, vocab_size=len(tok), n_positions=128)
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(cfg.to_gpt2_config(bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_model"), tiny_tokenizer_dir)
