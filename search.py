@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Search GPT-2 architectures for the Pareto front of quality proxy vs ONNX latency and memory.
+
+Defaults come from configs/search.yaml; any flag overrides its key. Examples:
+  python search.py                                   # the default search (Archai's space)
+  python search.py --generations 2 --population 6 --seq-len 32 --run-dir runs/tiny
+  python search.py --resume                          # continue the latest killed run
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lts.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
+
+
+def parse_args(argv: list[str] | None):
+    p = ArgumentParser(description=__doc__.split("\n")[1], epilog=__doc__.split("\n", 3)[3],
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML preset (default: configs/search.yaml)")
+    p.add_argument("--generations", type=int, help="NSGA-II generations, the initial population included (>= 1)")
+    p.add_argument("--population", type=int, help="candidates per generation (>= 2)")
+    p.add_argument("--seed", type=int, help="random seed: same seed, same candidates")
+    p.add_argument("--seq-len", dest="seq_len", type=int, help="tokens per timed forward pass (default 1024)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: min(4, cores))")
+    p.add_argument("--objectives", help="comma-separated: non_embedding_params, onnx_latency_s, onnx_memory_mb, "
+                                        "onnx_file_mb (params are maximised, the rest minimised)")
+    p.add_argument("--out", "--models-dir", dest="models_dir", help="where the front goes, one folder per archid")
+    p.add_argument("--assets-dir", dest="assets_dir", help="where the Pareto plots go (default assets/)")
+    p.add_argument("--run-dir", dest="run_dir", help="folder for evaluations.csv, pareto.csv, checkpoint "
+                                                     "(default runs/<date>-<time>-seed<seed>)")
+    p.add_argument("--runs-dir", dest="runs_dir", help="parent of the default run folders (default runs/)")
+    p.add_argument("--workers", type=int, help="evaluations in flight at once (timing stays one at a time)")
+    p.add_argument("--engine", choices=["local", "ray"], help="where evaluations run (ray: pip install .[distributed])")
+    p.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (with --engine ray)")
+    p.add_argument("--latency-mode", dest="latency_mode", choices=["composed", "full"],
+                   help="composed: base + n_layer x block, timings cached per shape (fast); full: whole graph")
+    p.add_argument("--timeout", dest="timeout_s", type=float, help="seconds before a measurement is failed")
+    p.add_argument("--cache", help="SQLite cache of evaluations (default ~/.cache/lts/evaluations.sqlite, "
+                                   "or $LTS_CACHE_DIR)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir, or the latest in runs/")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p, p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lts.job import SearchJob, run_job
+
+    parser, args = parse_args(argv)
+    preset_path = args.config or default_preset("search")
+    preset = load_preset(preset_path, required=args.config is not None)
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "no_progress")}
+    job = build_settings(SearchJob, preset, flags, source=str(preset_path))
+    given = {k for k, v in flags.items() if v is not None}
+    out = run_job(job, resume=args.resume, given=given, progress=not args.no_progress)
+
+    print(f"\nevaluated {out.n_evaluated} architectures ({out.n_cached} from cache, {out.n_failed} failed) "
+          f"in {out.seconds:.0f} s; Pareto front: {len(out.front_ids)} models, hypervolume {out.hypervolume:.4f}")
+    print(f"  evaluations : {out.files['evaluations']}")
+    print(f"  front       : {out.files['pareto']}  (gallery: {out.files['gallery']})")
+    models = out.files["models"]
+    print(f"  models      : {models[0].parent if models else job.models_dir}/<archid>/ ({len(models)} folders)")
+    for plot in out.files["plots"]:
+        print(f"  plot        : {plot}")
+    print(f"  cache       : {out.files['cache']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
