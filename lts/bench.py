@@ -677,8 +677,14 @@ def worker(job_path: str, out_path: str) -> int:
         if settings.do_sample:
             gen_kwargs.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
 
+        context = getattr(model.config, "max_position_embeddings", None)
+
         def generate(prompt: str, n: int):
             enc = tok(prompt, return_tensors="pt").to(settings.device)
+            length = enc["input_ids"].shape[1]
+            if context and length + n > context:
+                raise ValueError(f"prompt ({length} tokens) + max_new_tokens ({n}) exceeds the model's "
+                                 f"context of {context} positions")
             torch.manual_seed(settings.seed)
             timer = _FirstTokenTimer()
             _sync(settings)

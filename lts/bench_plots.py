@@ -38,8 +38,9 @@ def _label(model: str, width: int = 32) -> str:
     return model if len(model) <= width else "…" + model[-(width - 1):]
 
 
-def _conditions(settings) -> str:
-    threads = settings.threads or "default"
+def _conditions(settings, rows: Sequence[dict[str, Any]] = ()) -> str:
+    used = sorted({r["Threads"] for r in rows if r["Status"] == "ok" and r["Threads"]})
+    threads = "/".join(map(str, used)) or settings.threads or "default"
     return (f"{settings.max_new_tokens} new tokens, batch 1, {settings.dtype}, {settings.device}, "
             f"threads {threads}, median of {settings.repeats}, seed {settings.seed}")
 
@@ -84,7 +85,7 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings) -> list[Pa
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
     ax.set_xlim(0, max(load + gen) * 1.25 or 1)
-    ax.set_title("Loading + generation time per model\n" + _conditions(settings), fontsize=10)
+    ax.set_title("Loading + generation time per model\n" + _conditions(settings, rows), fontsize=10)
     _legend(ax)
     ax.grid(axis="x", alpha=0.3)
     paths.append(_save(fig, out / CHARTS[0]))
@@ -104,7 +105,7 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings) -> list[Pa
     ax.invert_yaxis()
     ax.set_xlim(0, 1.12)
     ax.set_xlabel("ratio (0 = repetitive, 1 = no word repeated), mean over prompts")
-    ax.set_title("Diversity of the generated text\n" + _conditions(settings), fontsize=10)
+    ax.set_title("Diversity of the generated text\n" + _conditions(settings, rows), fontsize=10)
     _legend(ax)
     ax.grid(axis="x", alpha=0.3)
     paths.append(_save(fig, out / CHARTS[1]))
@@ -124,9 +125,16 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings) -> list[Pa
             ax.text(v, yi + off, f" {v:.3g}", va="center", fontsize=8)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    ax.set_xlabel("MiB (2**20 bytes)")
-    ax.set_xlim(0, max(peak.max(), est.max()) * 1.2 or 1)
-    ax.set_title("Memory per model: estimate vs measured\n" + _conditions(settings), fontsize=10)
+    values = np.concatenate([est, cost, peak])
+    positive = values[values > 0]
+    if positive.size and positive.max() / positive.min() > 50:  # tiny models beside torch's own memory
+        ax.set_xscale("log")
+        ax.set_xlim(positive.min() / 2, positive.max() * 4)
+        ax.set_xlabel("MiB (2**20 bytes), log scale")
+    else:
+        ax.set_xlim(0, (values.max() * 1.2) or 1)
+        ax.set_xlabel("MiB (2**20 bytes)")
+    ax.set_title("Memory per model: estimate vs measured\n" + _conditions(settings, rows), fontsize=10)
     _legend(ax)
     ax.grid(axis="x", alpha=0.3)
     paths.append(_save(fig, out / CHARTS[2]))
@@ -159,7 +167,7 @@ td:nth-child(4) {{ max-width: 28em; }}
 figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Language model benchmark</h1>
-<p>Conditions: {esc(_conditions(settings))}. Times in seconds, memory in MiB.
+<p>Conditions: {esc(_conditions(settings, rows))}. Times in seconds, memory in MiB.
 Loading = files to ready model + tokenizer; generation = one <code>generate</code> of exactly
 {settings.max_new_tokens} new tokens after a warm-up; diversity = unique words / words of the continuation;
 memory estimate = parameters × bytes per parameter, peak = measured peak RSS of the process running the model.</p>
