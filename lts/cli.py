@@ -75,9 +75,10 @@ def build_settings(cls: type[T], preset: Mapping[str, Any], flags: Mapping[str, 
         raise LTSError(f"bad settings in {source}: {exc}") from None
 
 
-def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
+            prog: str | None = None) -> int:
     """Run a script's main; user errors become one line on stderr and exit status 2."""
-    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "lts"
+    prog = prog or (Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "lts")
     logging.basicConfig(level=os.environ.get("LTS_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(main(argv) or 0)

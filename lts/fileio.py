@@ -40,6 +40,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def check_creatable_dir(path: str | os.PathLike) -> Path:
+    """Raise OSError unless `path` is, or could be made as, a writable folder; creates nothing."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(20, "not a folder", str(probe))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(13, "permission denied", str(probe))
+    return path
+
+
 def check_writable_dir(path: str | os.PathLike) -> Path:
     """Create `path` if needed and prove we can write in it (raises OSError otherwise)."""
     path = Path(path)

@@ -19,7 +19,8 @@ from lts.space import SearchSpace
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
-RESUMABLE_OVERRIDES = {"generations", "workers", "engine", "ray_address", "timeout_s"}
+RESUMABLE_OVERRIDES = {"generations", "workers", "engine", "ray_address", "timeout_s", "models_dir", "assets_dir",
+                       "cache"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ class SearchJob:
             raise LTSError(f"engine must be local or ray, got {self.engine!r}")
         if not isinstance(self.space, dict):
             raise LTSError(f"space must be a mapping, got {type(self.space).__name__}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise LTSError(f"threads must be a positive integer, got {self.threads!r}")
+        space, _, _ = self.search_space(), self.search_settings(), self.eval_settings()  # fail before any write
+        if self.seq_len > space.n_positions:
+            raise LTSError(f"seq_len {self.seq_len} exceeds the space's n_positions ({space.n_positions})")
 
     def search_space(self) -> SearchSpace:
         return SearchSpace.from_dict(self.space)
@@ -85,11 +92,14 @@ class JobOutcome:
     seconds: float
 
 
-def _writable(path: Path, what: str) -> Path:
-    try:
-        return fileio.check_writable_dir(path)
-    except OSError as exc:
-        raise LTSError(f"{what} is not writable: {path} ({exc.strerror or exc})") from None
+def _writable(paths: list[tuple[Path, str]]) -> None:
+    """Check every output folder before creating any, so bad input leaves nothing behind."""
+    for check in (fileio.check_creatable_dir, fileio.check_writable_dir):
+        for path, what in paths:
+            try:
+                check(path)
+            except OSError as exc:
+                raise LTSError(f"{what} is not writable: {path} ({exc.strerror or exc})") from None
 
 
 def find_resumable(runs_dir: Path) -> Path:
@@ -129,9 +139,8 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     job, run_dir = prepare(job, resume, given or set())
     space, settings, eval_settings = job.search_space(), job.search_settings(), job.eval_settings()
     models_dir, assets_dir = Path(job.models_dir), Path(job.assets_dir)
-    for path, what in ((run_dir, "run folder"), (models_dir, "models folder"), (assets_dir, "assets folder"),
-                       (job.cache_path().parent, "cache folder")):
-        _writable(path, what)
+    _writable([(run_dir, "run folder"), (models_dir, "models folder"), (assets_dir, "assets folder"),
+               (job.cache_path().parent, "cache folder")])
     fileio.write_json(run_dir / JOB_FILE, asdict(job))
 
     evaluator = Evaluator(eval_settings, job.cache_path())
