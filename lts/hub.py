@@ -194,7 +194,8 @@ def load_causal_lm(name: str | os.PathLike, dtype: Any = None, trust_remote_code
                        f"(AutoModelForCausalLM cannot load it)")
     path = Path(str(name)).expanduser()
     if path.is_dir() and not any((path / f).is_file() for f in _WEIGHT_FILES):
-        raise LTSError(f"{name} has a config.json but no weights ({' or '.join(_WEIGHT_FILES[::2])})")
+        raise LTSError(f"{name} has a config.json but no weights ({' or '.join(_WEIGHT_FILES[::2])}): "
+                       f"an untrained architecture? train it with train.py first")
 
     def load(source: str, local_files_only: bool) -> Any:
         try:

@@ -38,7 +38,6 @@ from lts.errors import LTSError
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the graph's inputs/outputs or the wrapper change
-OPTIMIZE = True
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
 
@@ -140,7 +139,7 @@ def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
         program = torch.onnx.export(
             wrapper, (ids, *past), dynamo=True, dynamic_shapes=dynamic_shapes,
             input_names=["input_ids", *past_names], output_names=["logits", *present_names],
-            optimize=OPTIMIZE, verbose=False)
+            optimize=True, verbose=False)
         program.save(str(out_dir / MODEL_FILE), external_data=_needs_external_data(model))
     meta = {"format": FORMAT_VERSION, "n_layers": n_layers, "kv_layout": layout,
             "vocab_size": int(model.config.get_text_config(decoder=True).vocab_size),
