@@ -29,6 +29,11 @@ columns of results.csv (one row per model x prompt; MB = MiB = 2**20 bytes):
   Model Memory (MB)        Peak Memory minus that process's RSS just before loading the model
   Status                   ok, or "failed: reason"
 
+files in --out: results.csv; benchmark_time.png (loading + generation, stacked), benchmark_diversity.png,
+benchmark_memory.png (estimate vs measured); benchmark.html with --html (one self-contained page).
+default prompts: "In the near future, robots and humans" / "Artificial intelligence will change the
+world in" / "Data centers are critical to modern infrastructure because".
+
 each model runs in its own child process, one at a time; sampling is seeded (torch.manual_seed
 before every generate) so the same seed gives the same text. A model that cannot be found or
 fails while running is a failed row and the others still run; when no model can be found at all,

@@ -111,9 +111,11 @@ class BenchSettings:
             object.__setattr__(self, name, tuple(value))
         if not self.models:
             raise LTSError("no model given: pass one or more hub ids or local model folders")
-        for m in self.models:
+        for i, m in enumerate(self.models):
             if not m.strip():
                 raise LTSError("empty model name")
+            if m in self.models[:i]:
+                raise LTSError(f"model given twice: {m}")
         if self.prompts_file is None:
             check_prompts(self.prompts, "prompts")
         _check_int("max_new_tokens", self.max_new_tokens, 1)

@@ -228,3 +228,10 @@ def test_prompts_file_rules(tmp_path):
     path.write_text(json.dumps({"not": "a list"}), encoding="utf-8")
     with pytest.raises(LTSError, match="JSON list"):
         load_prompts(path)
+
+
+def test_crash_reasons_name_the_signal():
+    from lts.bench import MIB, _crash_reason
+
+    assert _crash_reason(-9, "", 300 * MIB) == "worker killed by SIGKILL (out of memory?); peak RSS seen 300 MB"
+    assert _crash_reason(1, "loading...\nRuntimeError: boom\n\n", 0) == "worker exited with status 1: RuntimeError: boom"
