@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--out", "--models-dir", dest="models_dir", help="where the front goes, one folder per archid")
     p.add_argument("--assets-dir", dest="assets_dir", help="where the Pareto plots go (default assets/)")
     p.add_argument("--run-dir", dest="run_dir", help="folder for evaluations.csv, pareto.csv, checkpoint "
-                                                     "(default runs/<date>-<time>-seed<seed>)")
+                                                     "(default runs/<date>-<time>-seed<seed>-<pid>)")
     p.add_argument("--runs-dir", dest="runs_dir", help="parent of the default run folders (default runs/)")
     p.add_argument("--workers", type=int, help="evaluations in flight at once (timing stays one at a time)")
     p.add_argument("--engine", choices=["local", "ray"], help="where evaluations run (ray: pip install .[distributed])")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,7 +37,7 @@ class SearchJob:
     models_dir: str = "models"
     assets_dir: str = "assets"
     runs_dir: str = "runs"
-    run_dir: str | None = None  # None: <runs_dir>/<date>-<time>-seed<seed>
+    run_dir: str | None = None  # None: <runs_dir>/<date>-<time>-seed<seed>-<pid>
     workers: int = 1
     engine: str = "local"
     ray_address: str | None = None
@@ -114,7 +115,7 @@ def prepare(job: SearchJob, resume: bool, given: set[str]) -> tuple[SearchJob, P
     """Fix the run folder; on resume, reload the run's own settings (a few may be overridden)."""
     if not resume:
         run_dir = Path(job.run_dir) if job.run_dir else Path(job.runs_dir) / (
-            time.strftime("%Y%m%d-%H%M%S") + f"-seed{job.seed}")
+            time.strftime("%Y%m%d-%H%M%S") + f"-seed{job.seed}-{os.getpid()}")  # unique per process
         if (run_dir / CHECKPOINT).exists():
             raise LTSError(f"{run_dir} already holds a search; pass --resume to continue it or another --run-dir")
         return replace(job, run_dir=str(run_dir)), run_dir

@@ -123,7 +123,8 @@ def feeds_for(sess, seq_len: int) -> dict[str, np.ndarray]:
         vocab = sess.get_outputs()[0].shape[-1]
         return {inp.name: rng.integers(0, vocab, size=(1, seq_len), dtype=np.int64)}
     d = inp.shape[-1]
-    return {inp.name: rng.standard_normal((1, seq_len, d), dtype=np.float32)}
+    mask = np.where(np.tril(np.ones((seq_len, seq_len), bool)), 0.0, np.finfo(np.float32).min).astype(np.float32)
+    return {"hidden": rng.standard_normal((1, seq_len, d), dtype=np.float32), "mask": mask[None, None]}
 
 
 def time_session(sess, feeds: dict[str, np.ndarray], s: MeasureSettings) -> Timing:

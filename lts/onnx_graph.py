@@ -125,10 +125,11 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     """The candidate's graph, or one of the two pieces its latency is composed of.
 
     part="full":  input_ids (1, S) int64 -> logits (1, 1, vocab): the whole model.
-    part="block": hidden (1, S, d) float -> hidden (1, S, d): one transformer block
-                  (with the causal mask it needs), weights named as layer 0.
-    part="base":  input_ids (1, S) -> logits (1, 1, vocab): embeddings, final LayerNorm
-                  and tied LM head, no blocks. full ~= base + n_layer * block.
+    part="block": hidden (1, S, d) + additive causal mask (1, 1, S, S) -> last position
+                  (1, 1, d): one transformer block, weights named as layer 0.
+    part="base":  input_ids (1, S) -> logits (1, 1, vocab) + max of the mask: embeddings,
+                  causal mask, final LayerNorm and tied LM head, no blocks.
+    full ~= base + n_layer * block.
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
@@ -155,24 +156,21 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     c_gelu_a = g.const("c_gelu_a", np.array(0.044715, np.float32))
     c_gelu_b = g.const("c_gelu_b", np.array(math.sqrt(2.0 / math.pi), np.float32))
 
-    if part == "block":
-        inputs = [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, "seq", d])]
-        x = "hidden"
-        seq = g.op("Gather", g.op("Shape", x), c_1, axis=0)
-        pos = g.op("Range", c_0, seq, c_1)
+    if part == "block":  # the mask comes in precomputed: the whole model builds it once
+        inputs = [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, "seq", d]),
+                  helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, "seq", "seq"])]
+        x, mask = "hidden", "mask"
     else:
         inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "seq"])]
         seq = g.op("Gather", g.op("Shape", "input_ids"), c_1, axis=0)        # S, scalar
         pos = g.op("Range", c_0, seq, c_1)                                    # (S,)
         x = g.op("Add", g.op("Gather", w("transformer.wte.weight"), "input_ids"),
                  g.op("Gather", w("transformer.wpe.weight"), pos))            # (1, S, d)
+        # Causal additive mask (1, 1, S, S): 0 where key <= query, float32 min elsewhere.
+        allowed = g.op("LessOrEqual", g.op("Unsqueeze", pos, c_ax0), g.op("Unsqueeze", pos, c_ax1))
+        mask = g.op("Unsqueeze", g.op("Where", allowed, c_zero, c_neg), g.const("c_ax01", i64(0, 1)))
 
     n_blocks = {"full": config.n_layer, "block": 1, "base": 0}[part]
-    if n_blocks:
-        # Causal additive mask (S, S): 0 where key <= query, float32 min elsewhere.
-        allowed = g.op("LessOrEqual", g.op("Unsqueeze", pos, c_ax0), g.op("Unsqueeze", pos, c_ax1))
-        mask = g.op("Where", allowed, c_zero, c_neg)
-
     for i in range(n_blocks):
         b = f"transformer.h.{i}."
         ln1 = g.op("LayerNormalization", x, w(b + "ln_1.weight"), w(b + "ln_1.bias"), axis=-1, epsilon=1e-5)
@@ -182,6 +180,7 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
         k = g.op("Mul", g.op("Transpose", g.op("Reshape", k, shape_heads), perm=[0, 2, 3, 1]), c_scale)  # (1,h,hd,S)
         v = g.op("Transpose", g.op("Reshape", v, shape_heads), perm=[0, 2, 1, 3])                        # (1,h,S,hd)
         att = g.op("Softmax", g.op("Add", g.op("MatMul", q, k), mask), axis=-1)                          # (1,h,S,S)
+        att = g.op("Where", g.op("IsNaN", att), c_zero, att)  # fully-masked rows, as torch's SDPA export does
         y = g.op("Reshape", g.op("Transpose", g.op("MatMul", att, v), perm=[0, 2, 1, 3]), shape_sd)      # (S, d)
         y = g.op("Gemm", y, w(b + "attn.c_proj.weight"), w(b + "attn.c_proj.bias"))
         x = g.op("Add", x, g.op("Reshape", y, shape_bsd))
@@ -193,15 +192,19 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
         y = g.op("Gemm", u, w(b + "mlp.c_proj.weight"), w(b + "mlp.c_proj.bias"))
         x = g.op("Add", x, g.op("Reshape", y, shape_bsd))
 
-    if part == "block":
-        g.nodes.append(helper.make_node("Identity", [x], ["hidden_out"]))
-        outputs = [helper.make_tensor_value_info("hidden_out", TensorProto.FLOAT, [1, "seq", d])]
+    c_big = g.const("c_big", i64(2**62))
+    if part == "block":  # hand back only the last position, so no (1, S, d) output is allocated per run
+        g.nodes.append(helper.make_node("Slice", [x, c_m1, c_big, c_ax1], ["hidden_last"]))
+        outputs = [helper.make_tensor_value_info("hidden_last", TensorProto.FLOAT, [1, 1, d])]
     else:
         x = g.op("LayerNormalization", x, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=1e-5)
-        last = g.op("Slice", x, c_m1, g.const("c_big", i64(2**62)), c_ax1)             # (1, 1, d)
+        last = g.op("Slice", x, c_m1, c_big, c_ax1)                                      # (1, 1, d)
         head = g.op("Transpose", "transformer.wte.weight", perm=[1, 0])               # (d, V), tied
         g.nodes.append(helper.make_node("MatMul", [last, head], ["logits"]))
         outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, config.vocab_size])]
+        if part == "base":  # keep the mask alive (it is part of the whole model's work), cheaply
+            g.nodes.append(helper.make_node("ReduceMax", [mask], ["mask_max"], keepdims=0))
+            outputs.append(helper.make_tensor_value_info("mask_max", TensorProto.FLOAT, []))
 
     graph = helper.make_graph(g.nodes, f"lts_{config.archid}_{part}", inputs, outputs, initializer=g.small)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lts")

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from lts import fileio
 from lts.evaluate import OBJECTIVES, EvalResult
-from lts.space import GENES, ArchConfig
+from lts.space import ArchConfig
 
 FRONT_MARKER = "lts_search_front"
 
@@ -65,19 +65,32 @@ def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict
     out = []
     for r in front:
         final = models_dir / r.archid
-        with tempfile.TemporaryDirectory(prefix=f".{r.archid}.", dir=models_dir) as tmp:
-            r.config.to_gpt2_config().save_pretrained(tmp)
-            metrics = {"archid": r.archid, **r.objectives(), "total_params": r.total_params,
-                       "onnx_memory_sampled_mb": r.onnx_memory_sampled_mb, "conditions": conditions,
-                       FRONT_MARKER: True}
-            fileio.write_json(Path(tmp) / "metrics.json", _jsonable(metrics))
-            assert ArchConfig.load(tmp).archid == r.archid, "saving must never change an archid"
-            if final.exists():
-                shutil.rmtree(final)
-            Path(tmp).rename(final)
-            Path(tmp).mkdir()  # so TemporaryDirectory's cleanup finds what it expects
+        metrics = _jsonable({"archid": r.archid, **r.objectives(), "total_params": r.total_params,
+                             "onnx_memory_sampled_mb": r.onnx_memory_sampled_mb, "conditions": conditions,
+                             FRONT_MARKER: True})
+        if not _same_arch(final, r.archid):
+            with tempfile.TemporaryDirectory(prefix=f".{r.archid}.", dir=models_dir) as tmp:
+                r.config.to_gpt2_config().save_pretrained(tmp)
+                fileio.write_json(Path(tmp) / "metrics.json", metrics)
+                assert ArchConfig.load(tmp).archid == r.archid, "saving must never change an archid"
+                if final.exists():
+                    shutil.rmtree(final, ignore_errors=True)
+                try:
+                    Path(tmp).rename(final)
+                    Path(tmp).mkdir()  # so TemporaryDirectory's cleanup finds what it expects
+                except OSError:  # another search wrote the same archid just now: same config, keep it
+                    if not _same_arch(final, r.archid):
+                        raise
+        fileio.write_json(final / "metrics.json", metrics)  # atomic; config.json is already right
         out.append(final)
     return out
+
+
+def _same_arch(folder: Path, archid: str) -> bool:
+    try:
+        return ArchConfig.load(folder).archid == archid
+    except Exception:
+        return False
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +170,3 @@ def gallery_markdown(front: Sequence[EvalResult]) -> str:
                      f"{c.n_layer} | {c.n_embd} | {c.n_inner} | {c.n_head} |")
     return "\n".join(lines) + "\n"
 
-
-def genes_of(config: ArchConfig) -> dict[str, int]:
-    return {g: getattr(config, g) for g in GENES}

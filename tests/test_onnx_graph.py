@@ -56,15 +56,16 @@ def test_graph_holds_exactly_the_models_weights():
 
 def test_parts_have_the_right_interfaces(tmp_path):
     cfg = ArchConfig(3, 64, 96, 4, vocab_size=200, n_positions=32)
-    for part, n_weights in (("base", 4), ("block", 12)):
+    for part, n_weights in (("base", 4), ("block", 12)):  # base: wte, wpe, ln_f
         spec = gpt2_graph_spec(cfg, part)
         assert len(spec.weights) == n_weights
         path = tmp_path / f"{part}.onnx"
         write_onnx(spec, path)
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         if part == "block":
-            out = sess.run(None, {"hidden": np.ones((1, 9, 64), np.float32)})[0]
-            assert out.shape == (1, 9, 64)
+            mask = np.zeros((1, 1, 9, 9), np.float32)
+            out = sess.run(None, {"hidden": np.ones((1, 9, 64), np.float32), "mask": mask})[0]
+            assert out.shape == (1, 1, 64)
         else:
             out = sess.run(None, {"input_ids": np.zeros((1, 9), np.int64)})[0]
             assert out.shape == (1, 1, 200)
