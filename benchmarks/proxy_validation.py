@@ -13,7 +13,7 @@ and at the trained vocab) and latency. Prints a markdown table and writes
 assets/proxy_validation.png. Results are saved per architecture as they finish
 (--results), so a killed run resumes where it stopped.
 
-    python benchmarks/proxy_validation.py                 # defaults: ~25-40 min on 2 cores
+    python benchmarks/proxy_validation.py                 # defaults: ~35 min on a busy 2-core machine
     python benchmarks/proxy_validation.py --n-archs 8 --steps 200   # quicker, noisier
 """
 
@@ -76,18 +76,22 @@ def torch_latency_s(arch: ArchConfig, seq_len: int, threads: int, repeats: int =
     import torch
     from transformers import GPT2LMHeadModel
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(arch.to_gpt2_config()).eval()
-    x = torch.randint(0, arch.vocab_size, (1, seq_len))
-    times = []
-    with torch.no_grad():
-        for i in range(2 + repeats):
-            t0 = time.perf_counter()
-            model(input_ids=x, use_cache=False, logits_to_keep=1)
-            if i >= 2:
-                times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    try:
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(arch.to_gpt2_config()).eval()
+        x = torch.randint(0, arch.vocab_size, (1, seq_len))
+        times = []
+        with torch.no_grad():
+            for i in range(2 + repeats):
+                t0 = time.perf_counter()
+                model(input_ids=x, use_cache=False, logits_to_keep=1)
+                if i >= 2:
+                    times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+    finally:
+        torch.set_num_threads(before)
 
 
 def lts_latency_s(arch: ArchConfig, seq_len: int, threads: int, cache: Path):
@@ -107,10 +111,10 @@ def lts_latency_s(arch: ArchConfig, seq_len: int, threads: int, cache: Path):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n-archs", type=int, default=10)
+    p.add_argument("--n-archs", type=int, default=9)
     p.add_argument("--min-params", type=float, default=5e4, help="non-embedding params, lower end")
-    p.add_argument("--max-params", type=float, default=8e6, help="non-embedding params, upper end (cost!)")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--max-params", type=float, default=4e6, help="non-embedding params, upper end (cost!)")
+    p.add_argument("--steps", type=int, default=250)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--vocab", type=int, default=4096, help="vocab of the BPE tokenizer trained on the training text")
@@ -118,7 +122,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup-steps", type=int, default=30)
     p.add_argument("--eval-windows", type=int, default=128)
     p.add_argument("--corpus", default="shakespeare", choices=("shakespeare", "pydoc", "auto"))
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="training threads (1: on a shared 2-core machine, 2 OpenMP threads ran up to 6x slower)")
+    p.add_argument("--latency-threads", type=int, default=2, help="threads for the latency measurement")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latency", choices=("auto", "lts", "torch"), default="auto",
                    help="auto: lts.evaluate's onnx_latency_s if available, else torch forward time")
@@ -184,10 +190,11 @@ def main(argv=None) -> int:
         if "latency_s" not in run:
             lat, how = None, "torch"
             if args.latency in ("auto", "lts"):
-                lat = lts_latency_s(arch, args.latency_seq_len, args.threads, results_path.with_suffix(".sqlite"))
+                lat = lts_latency_s(arch, args.latency_seq_len, args.latency_threads,
+                                    results_path.with_suffix(".sqlite"))
                 how = "lts" if lat is not None else "torch"
             if lat is None:
-                lat = torch_latency_s(arch, args.latency_seq_len, args.threads)
+                lat = torch_latency_s(arch, args.latency_seq_len, args.latency_threads)
             run.update(latency_s=lat, latency_measure=how)
         saved["runs"][key] = run
         write_json(results_path, saved)
@@ -212,7 +219,7 @@ def main(argv=None) -> int:
 
     print(f"\n| archid | n_layer | n_embd | n_inner | n_head | non-emb params | total params (50257) | "
           f"latency ms ({'ONNX, lts.evaluate' if measures == {'lts'} else 'torch'}, b1, seq {args.latency_seq_len}, "
-          f"{args.threads} thr) | val loss | val ppl | train s |")
+          f"{args.latency_threads} thr) | val loss | val ppl | train s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for a, r in rows:
         print(f"| {a.archid} | {a.n_layer} | {a.n_embd} | {a.n_inner} | {a.n_head} | {non_embedding_params(a):,} | "
@@ -243,7 +250,7 @@ def main(argv=None) -> int:
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("validation perplexity")
     fig.suptitle(f"{len(rows)} GPT-2 archs trained {budget:,} tokens each on {args.corpus} "
-                 f"(vocab {len(tok)}, seq {args.seq_len}, {args.threads} CPU threads)", fontsize=10)
+                 f"(vocab {len(tok)}, seq {args.seq_len}, {args.steps} steps)", fontsize=10)
     fig.tight_layout()
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=110)

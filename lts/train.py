@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 Log = Callable[[str], None]
 STATE_FILE = "state.pt"
+META_FILE = "meta.json"  # the run's fingerprint, readable without torch
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
 
 
@@ -143,12 +144,24 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
         raise LTSError(f"--out {out} is the model folder itself; choose another output folder")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "train_metrics.json").is_file())):
         raise LTSError(f"refusing to replace {out}: it exists and is not a folder train.py wrote (no train_metrics.json)")
-    if settings.resume and not (settings.checkpoint_dir / STATE_FILE).is_file():
-        raise LTSError(f"--resume: no checkpoint at {settings.checkpoint_dir / STATE_FILE} (nothing to resume)")
+    if settings.resume:
+        if not (settings.checkpoint_dir / STATE_FILE).is_file():
+            raise LTSError(f"--resume: no checkpoint at {settings.checkpoint_dir / STATE_FILE} (nothing to resume)")
+        try:
+            saved = json.loads((settings.checkpoint_dir / META_FILE).read_text(encoding="utf-8"))["fingerprint"]
+        except (OSError, ValueError, KeyError):
+            raise LTSError(f"--resume: {settings.checkpoint_dir / META_FILE} is missing or unreadable") from None
+        now = json.loads(json.dumps(settings.fingerprint()))
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if diff:
+            raise LTSError(f"--resume: settings differ from the checkpointed run ({', '.join(diff)}); "
+                           "use the same flags, or start over without --resume")
     if settings.data:
         from lts.data import expand_data_files
 
-        expand_data_files(settings.data)
+        files = expand_data_files(settings.data)
+        if all(Path(f).stat().st_size == 0 for f in files):
+            raise LTSError(f"empty corpus: {', '.join(files)} hold no text")
     return arch
 
 
@@ -352,7 +365,10 @@ def _stream_digest(tokens) -> str:
 def _save_checkpoint(ckpt_dir: Path, state: dict, meta: dict) -> None:
     import torch
 
+    from lts.fileio import write_json
+
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_json(ckpt_dir / META_FILE, meta)
     fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=ckpt_dir)
     os.close(fd)
     try:
@@ -398,28 +414,19 @@ def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
     arch = check_inputs(settings)
     from lts.data import Batches, eval_windows, load_corpus, tokenize_stream
 
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(settings.threads)
+    t0 = time.perf_counter()  # the corpus first: a bad one fails before torch is even imported
+    corpus = load_corpus(dataset=settings.dataset, dataset_config=settings.dataset_config, data_files=settings.data,
+                         text_column=settings.text_column, corpus=settings.corpus, val_fraction=settings.val_fraction)
     import torch
     from transformers import GPT2LMHeadModel
 
     from lts.proxy import non_embedding_params, total_params
 
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     state = None
     if settings.resume:
         state = torch.load(settings.checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=True)
-        saved = state["meta"]["fingerprint"]
-        now = json.loads(json.dumps(settings.fingerprint()))
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        if diff:
-            raise LTSError(f"--resume: settings differ from the checkpointed run ({', '.join(diff)}); "
-                           "use the same flags, or start over without --resume")
-
-    t0 = time.perf_counter()
-    corpus = load_corpus(dataset=settings.dataset, dataset_config=settings.dataset_config, data_files=settings.data,
-                         text_column=settings.text_column, corpus=settings.corpus, val_fraction=settings.val_fraction)
     tok, tok_source, tok_trained = load_tokenizer(settings, corpus, log)
     train_tokens = tokenize_stream(tok, corpus.train)
     val_tokens = tokenize_stream(tok, corpus.validation)

@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""Training tokens/s: train.py's loop (lts.train.train_loop) vs a plain transformers Trainer.
+
+Same model (GPT2LMHeadModel, same init), same batch, seq_len, optimiser settings (AdamW
+0.9/0.95, wd 0.1, cosine with warm-up, clip 1.0), same torch threads, same data (windows of
+the offline corpus), dropout 0 in both. Each step's start is timestamped (a wrapper around
+the batch source for train_loop, a TrainerCallback for Trainer); tokens/s = batch*seq_len /
+mean step time (from step start to next step start) after --warmup-steps steps. Runs alternate (ours, Trainer, ours, ...) so a
+noisy neighbour hurts both alike; the table gives the median over --repeats.
+
+    python benchmarks/train_throughput.py                      # defaults below, 1 thread
+    python benchmarks/train_throughput.py --threads 2 --steps 30
+
+Needs ``accelerate`` (transformers' Trainer requires it): pip install accelerate
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lts.proxy import non_embedding_params  # noqa: E402
+from lts.space import ArchConfig  # noqa: E402
+
+
+class TimedBatches:
+    """Wraps lts.data.Batches; records when each step asks for its batch (= when the step starts)."""
+
+    def __init__(self, batches):
+        self.inner, self.starts = batches, []
+
+    def batch(self, step):
+        self.starts.append(time.perf_counter())
+        return self.inner.batch(step)
+
+    def epochs(self, steps):
+        return self.inner.epochs(steps)
+
+
+def steady_tokens_per_s(starts: list[float], tokens_per_step: int, warmup: int) -> float:
+    """From step start times: whole steps warmup .. n-2 (the last step's end is not timed, in both)."""
+    t = starts[warmup:]
+    return tokens_per_step * (len(t) - 1) / (t[-1] - t[0])
+
+
+def run_ours(model, batches, val, settings, warmup: int) -> float:
+    from lts.train import train_loop
+
+    timed = TimedBatches(batches)
+    train_loop(model, timed, val, settings, log=lambda s: None)
+    return steady_tokens_per_s(timed.starts, settings.batch_size * settings.seq_len, warmup)
+
+
+def run_trainer(model, batches, settings, warmup: int, out_dir: str) -> float:
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    class Windows(torch.utils.data.Dataset):
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):  # the same windows, in the same order, as our loop's steps
+            step, row = divmod(i, settings.batch_size)
+            w = torch.from_numpy(batches.batch(step)[row])
+            return {"input_ids": w[:-1], "labels": w[:-1]}
+
+    starts: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            starts.append(time.perf_counter())
+
+    args = TrainingArguments(
+        output_dir=out_dir, per_device_train_batch_size=settings.batch_size, max_steps=settings.max_steps,
+        learning_rate=settings.lr, lr_scheduler_type="cosine", warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay, adam_beta1=settings.beta1, adam_beta2=settings.beta2,
+        max_grad_norm=settings.grad_clip, logging_strategy="no", save_strategy="no", eval_strategy="no",
+        report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=settings.seed,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=Windows(settings.max_steps * settings.batch_size),
+                      callbacks=[Clock()])
+    trainer.train()
+    return steady_tokens_per_s(starts, settings.batch_size * settings.seq_len, warmup)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="4,256,1024,4", help="n_layer,n_embd,n_inner,n_head")
+    p.add_argument("--vocab", type=int, default=8192, help="BPE vocab trained on the corpus")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--warmup-steps", type=int, default=2, help="steps not timed")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--corpus", default="pydoc", choices=("pydoc", "shakespeare", "auto"))
+    args = p.parse_args(argv)
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        print("train_throughput.py: error: transformers' Trainer needs 'accelerate': pip install accelerate",
+              file=sys.stderr)
+        return 2
+
+    import torch
+    import transformers
+    from transformers import GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    from lts.data import Batches, eval_windows, load_default_corpus, tokenize_stream
+    from lts.tokenizer import train_bpe_tokenizer
+    from lts.train import TrainSettings, build_model_config
+
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(args.threads)
+    n_layer, n_embd, n_inner, n_head = (int(v) for v in args.arch.split(","))
+    corpus = load_default_corpus(args.corpus)
+    tok = train_bpe_tokenizer(corpus.train, vocab_size=args.vocab)
+    arch = ArchConfig(n_layer, n_embd, n_inner, n_head, vocab_size=len(tok))
+    tokens = tokenize_stream(tok, corpus.train)
+    batches = Batches(tokens, args.seq_len, args.batch_size, seed=0)
+    val = eval_windows(tokenize_stream(tok, corpus.validation), args.seq_len, args.batch_size)
+    settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
+                             warmup_steps=2, eval_every=10**9, dropout=0.0, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        arch.to_gpt2_config().save_pretrained(tmp)
+        config = build_model_config(Path(tmp), arch, len(tok), tok.eos_token_id, 0.0)
+
+    def fresh():
+        torch.manual_seed(0)
+        return GPT2LMHeadModel(config)
+
+    ours, theirs = [], []
+    with tempfile.TemporaryDirectory() as out_dir:
+        for r in range(args.repeats):
+            ours.append(run_ours(fresh(), batches, val, settings, args.warmup_steps))
+            theirs.append(run_trainer(fresh(), batches, settings, args.warmup_steps, out_dir))
+            print(f"repeat {r + 1}: train.py loop {ours[-1]:,.0f} tok/s, Trainer {theirs[-1]:,.0f} tok/s", flush=True)
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"\nmodel: n_layer={n_layer} n_embd={n_embd} n_inner={n_inner} n_head={n_head} vocab={len(tok)} "
+          f"({non_embedding_params(arch):,} non-embedding params); batch {args.batch_size} x seq {args.seq_len}; "
+          f"{args.threads} thread(s); {args.steps} steps, first {args.warmup_steps} not timed; median of "
+          f"{args.repeats}; {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"transformers {transformers.__version__}, load avg {os.getloadavg()[0]:.1f}")
+    print("\n| trainer | tokens/s (median) | runs |\n|---|---:|---|")
+    print(f"| train.py (lts.train.train_loop) | {a:,.0f} | {', '.join(f'{v:,.0f}' for v in ours)} |")
+    print(f"| transformers Trainer | {b:,.0f} | {', '.join(f'{v:,.0f}' for v in theirs)} |")
+    print(f"\ntrain.py / Trainer = {a / b:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
