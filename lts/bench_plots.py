@@ -47,7 +47,8 @@ def _conditions(settings, rows: Sequence[dict[str, Any]] = ()) -> str:
 
 def _legend(ax) -> None:
     """Below the axes, so it never hides a bar."""
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, frameon=False)
+    axes_height_in = ax.get_position().height * ax.figure.get_figheight()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / axes_height_in), fontsize=8, frameon=False)
 
 
 def _save(fig, path: Path) -> Path:
