@@ -144,6 +144,28 @@ def test_same_seed_same_text(e2e, models):
     assert len(via_hub) == len(PROMPTS) and via_hub == via_folder
     assert via_hub != [r["Generated Text"] for r in e2e["rows"] if r["Model"] == str(models["a"])]
 
+    # The text is the seed's: plain transformers sampling seeded with 3 (the run's --seed) gives it,
+    # another seed does not (torch's default seed is fixed too, so equality alone would not prove seeding).
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(models["b"])
+    model = AutoModelForCausalLM.from_pretrained(models["b"]).eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the run (--threads 1)
+    try:
+        def sample(prompt: str, seed: int) -> str:
+            enc = tok(prompt, return_tensors="pt")
+            torch.manual_seed(seed)
+            ids = model.generate(**enc, do_sample=True, top_k=50, top_p=1.0, temperature=1.0, max_new_tokens=6,
+                                 min_new_tokens=6, pad_token_id=tok.eos_token_id)
+            return tok.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+        assert [sample(p, 3) for p in PROMPTS] == via_folder
+        assert [sample(p, 4) for p in PROMPTS] != via_folder
+    finally:
+        torch.set_num_threads(threads)
+
 
 def load_script():
     spec = importlib.util.spec_from_file_location("benchmark_script", REPO / "benchmark.py")
