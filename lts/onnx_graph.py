@@ -147,6 +147,8 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     shape_bsd = g.const("shape_bsd", i64(1, -1, d))     # (1, S, d)
     shape_bs3d = g.const("shape_bs3d", i64(1, -1, 3 * d))
     shape_heads = g.const("shape_heads", i64(1, -1, h, hd))
+    shape_hshd = g.const("shape_hshd", i64(h, -1, hd))
+    shape_1hds = g.const("shape_1hds", i64(1, h, hd, -1))
     c_neg = g.const("c_neg", np.array(np.finfo(np.float32).min, np.float32))
     c_zero = g.const("c_zero", np.array(0.0, np.float32))
     c_scale = g.const("c_scale", np.array(1.0 / math.sqrt(math.sqrt(hd)), np.float32))  # on q and k, like SDPA export
@@ -175,10 +177,15 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
         b = f"transformer.h.{i}."
         ln1 = g.op("LayerNormalization", x, w(b + "ln_1.weight"), w(b + "ln_1.bias"), axis=-1, epsilon=1e-5)
         qkv = g.op("Gemm", g.op("Reshape", ln1, shape_sd), w(b + "attn.c_attn.weight"), w(b + "attn.c_attn.bias"))
+        # Same op order and shapes as the SDPA export (k, v, then q; k^T through 3-D), which
+        # decides ONNX Runtime's buffer reuse and so the measured peak memory.
         q, k, v = g.ops("Split", [g.op("Reshape", qkv, shape_bs3d)], 3, axis=2, num_outputs=3)
-        q = g.op("Mul", g.op("Transpose", g.op("Reshape", q, shape_heads), perm=[0, 2, 1, 3]), c_scale)  # (1,h,S,hd)
-        k = g.op("Mul", g.op("Transpose", g.op("Reshape", k, shape_heads), perm=[0, 2, 3, 1]), c_scale)  # (1,h,hd,S)
+        k = g.op("Transpose", g.op("Reshape", k, shape_heads), perm=[0, 2, 1, 3])                        # (1,h,S,hd)
         v = g.op("Transpose", g.op("Reshape", v, shape_heads), perm=[0, 2, 1, 3])                        # (1,h,S,hd)
+        q = g.op("Transpose", g.op("Reshape", q, shape_heads), perm=[0, 2, 1, 3])                        # (1,h,S,hd)
+        k = g.op("Transpose", g.op("Reshape", k, shape_hshd), perm=[0, 2, 1])                            # (h,hd,S)
+        k = g.op("Reshape", k, shape_1hds)                                                               # (1,h,hd,S)
+        q, k = g.op("Mul", q, c_scale), g.op("Mul", k, c_scale)
         att = g.op("Softmax", g.op("Add", g.op("MatMul", q, k), mask), axis=-1)                          # (1,h,S,S)
         att = g.op("Where", g.op("IsNaN", att), c_zero, att)  # fully-masked rows, as torch's SDPA export does
         y = g.op("Reshape", g.op("Transpose", g.op("MatMul", att, v), perm=[0, 2, 1, 3]), shape_sd)      # (S, d)
