@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Greedy decoding speed: transformers' ``generate`` (torch, KV cache) vs the ONNX Runtime KV-cache loop.
 
-    python benchmarks/generation.py                      # 2x256, 6x512, 12x768; 128 new tokens
-    python benchmarks/generation.py --sizes 6x512 --repeats 5 --threads 1
+    python benchmarks/generation.py                      # 2x256, 4x384, 6x512; 128 new tokens
+    python benchmarks/generation.py --sizes 6x512,12x768 --repeats 5 --threads 1
 
 Models are GPT-2s randomly initialised here (vocab 50257, eos 50256, n_inner = 4 n_embd,
 n_positions 1024): speed does not depend on the weights. Both backends decode the same
@@ -78,7 +78,7 @@ def time_runs(fn, repeats: int):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="2x256,6x512,12x768", help="comma-separated LAYERSxN_EMBD (default %(default)s)")
+    p.add_argument("--sizes", default="2x256,4x384,6x512", help="comma-separated LAYERSxN_EMBD (default %(default)s)")
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)

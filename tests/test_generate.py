@@ -195,13 +195,15 @@ def test_padded_model_vocabulary_never_emits_unknown_ids(tmp_path, tiny_tokenize
     n_tok = len(AutoTokenizer.from_pretrained(tiny_tokenizer_dir))
     padded = -(-(n_tok + 1) // 64) * 64
     model_dir = save_gpt2(tmp_path / "padded", padded, tiny_tokenizer_dir)
-    # Bias the head toward the padding rows, so without suppression they would be chosen.
+    # Make the padding rows win without suppression: the final LayerNorm's bias points along u and
+    # the (tied) output rows of the padding ids are 3u, so their logits are ~3|u|^2 against ~0 for the rest.
+    import torch
     from safetensors.torch import load_file, save_file
 
     weights = load_file(model_dir / "model.safetensors")
-    wte = weights["transformer.wte.weight"]
-    wte[n_tok:] = wte[:n_tok].mean(0) * 50
-    weights["transformer.wte.weight"] = wte
+    u = torch.randn(weights["transformer.ln_f.bias"].shape, generator=torch.Generator().manual_seed(0))
+    weights["transformer.ln_f.bias"] = u
+    weights["transformer.wte.weight"][n_tok:] = 3 * u
     save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
     result = run(GenerateSettings(model=str(model_dir), tokenizer=str(model_dir), prompt=PROMPT, greedy=True,
                                   max_new_tokens=10, threads=1))
