@@ -103,7 +103,8 @@ class EvalSettings:
     warmup: int = 2
     min_repeats: int = 5
     max_repeats: int = 40
-    rel_err: float = 0.01
+    rel_err: float = 0.02
+    max_seconds: float = 2.0
     timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
@@ -119,7 +120,7 @@ class EvalSettings:
     def measure_settings(self) -> MeasureSettings:
         return MeasureSettings(seq_len=self.seq_len, threads=self.threads, warmup=self.warmup,
                                min_repeats=self.min_repeats, max_repeats=self.max_repeats,
-                               rel_err=self.rel_err, timeout_s=self.timeout_s)
+                               rel_err=self.rel_err, max_seconds=self.max_seconds, timeout_s=self.timeout_s)
 
     def key(self) -> str:
         d = asdict(self)

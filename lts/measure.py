@@ -47,8 +47,8 @@ class MeasureSettings:
     warmup: int = 2
     min_repeats: int = 5
     max_repeats: int = 40
-    rel_err: float = 0.01
-    max_seconds: float = 4.0
+    rel_err: float = 0.02
+    max_seconds: float = 2.0
     timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
@@ -180,11 +180,15 @@ def _child(conn, config_dict: dict, settings: MeasureSettings, parts: tuple[str,
         config = ArchConfig(**config_dict)
         weights = tiled_weights()
         out: dict[str, Any] = {}
+        phases: dict[str, float] = {}
+        clock = time.perf_counter
         with tempfile.TemporaryDirectory(prefix="lts-measure-", dir=_scratch_dir()) as tmp:
             if memory:
                 with machine_lock(lock_path, exclusive=False):
                     path = Path(tmp) / "model.onnx"
+                    t0 = clock()
                     out["file_bytes"] = write_onnx(gpt2_graph_spec(config, "full"), path, weights)
+                    phases["write"] = clock() - t0
                     feeds = {"input_ids": np.random.default_rng(0).integers(
                         0, config.vocab_size, size=(1, settings.seq_len), dtype=np.int64)}
                     gc.collect()
@@ -192,8 +196,11 @@ def _child(conn, config_dict: dict, settings: MeasureSettings, parts: tuple[str,
                     exact = _reset_peak()
                     conn.send(("baseline", base_kib * 1024))
                     conn.recv()  # the parent's sampler is running
+                    t0 = clock()
                     sess = session(path, settings.threads)
+                    phases["session"] = clock() - t0
                     sess.run(None, feeds)
+                    phases["forward"] = clock() - t0 - phases["session"]
                     peak_kib = _status_kib("VmHWM") if exact else None
                     conn.send(("memory", {"peak_delta_bytes": None if peak_kib is None else (peak_kib - base_kib) * 1024}))
                     conn.recv()
@@ -202,6 +209,7 @@ def _child(conn, config_dict: dict, settings: MeasureSettings, parts: tuple[str,
                     gc.collect()
             timings = {}
             for part in parts:
+                t0 = clock()
                 path = Path(tmp) / f"{part}.onnx"
                 write_onnx(gpt2_graph_spec(config, part), path, weights)
                 sess = session(path, settings.threads)
@@ -210,7 +218,9 @@ def _child(conn, config_dict: dict, settings: MeasureSettings, parts: tuple[str,
                     timings[part] = asdict(time_session(sess, feeds, settings))
                 del sess
                 path.unlink()
+                phases[f"time_{part}"] = clock() - t0
             out["timings"] = timings
+            out["phases"] = phases
         conn.send(("done", out))
     except BaseException as exc:  # report everything: the parent records it as the failure reason
         try:
@@ -309,6 +319,7 @@ def measure(config, settings: MeasureSettings, parts: tuple[str, ...] = ("base",
                 parent_conn.send("ok")
             elif kind == "done":
                 result["file_bytes"] = payload.get("file_bytes")
+                result["phases"] = payload.get("phases", {})
                 result["timings"] = {k: Timing(**v) for k, v in payload["timings"].items()}
                 return result
             elif kind == "error":

@@ -146,6 +146,8 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     shape_sd = g.const("shape_sd", i64(-1, d))          # (S, d) for the Gemms
     shape_bsd = g.const("shape_bsd", i64(1, -1, d))     # (1, S, d)
     shape_bs3d = g.const("shape_bs3d", i64(1, -1, 3 * d))
+    shape_bsf = g.const("shape_bsf", i64(1, -1, config.n_inner))
+    shape_sf = g.const("shape_sf", i64(-1, config.n_inner))
     shape_heads = g.const("shape_heads", i64(1, -1, h, hd))
     shape_hshd = g.const("shape_hshd", i64(h, -1, hd))
     shape_1hds = g.const("shape_1hds", i64(1, h, hd, -1))
@@ -168,9 +170,15 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
         pos = g.op("Range", c_0, seq, c_1)                                    # (S,)
         x = g.op("Add", g.op("Gather", w("transformer.wte.weight"), "input_ids"),
                  g.op("Gather", w("transformer.wpe.weight"), pos))            # (1, S, d)
-        # Causal additive mask (1, 1, S, S): 0 where key <= query, float32 min elsewhere.
-        allowed = g.op("LessOrEqual", g.op("Unsqueeze", pos, c_ax0), g.op("Unsqueeze", pos, c_ax1))
-        mask = g.op("Unsqueeze", g.op("Where", allowed, c_zero, c_neg), g.const("c_ax01", i64(0, 1)))
+        # Causal additive mask (1, 1, S, S): 0 where key <= query, float32 min elsewhere. Built
+        # like transformers' exported sdpa mask (same-sequence test AND causal test, both
+        # (1, 1, S, S) booleans), because those buffers shape ONNX Runtime's arena and peak memory.
+        q_idx = g.op("Unsqueeze", pos, g.const("c_ax013", i64(0, 1, 3)))                # (1, 1, S, 1)
+        k_idx = g.op("Unsqueeze", pos, g.const("c_ax012", i64(0, 1, 2)))                # (1, 1, 1, S)
+        same_seq = g.op("Equal", g.op("Mul", q_idx, c_0), g.op("Mul", k_idx, c_0))      # all True: one sequence
+        allowed = g.op("And", g.op("And", g.const("c_true", np.array(True)), same_seq),
+                       g.op("LessOrEqual", k_idx, q_idx))
+        mask = g.op("Where", allowed, c_zero, c_neg)
 
     n_blocks = {"full": config.n_layer, "block": 1, "base": 0}[part]
     for i in range(n_blocks):
@@ -190,13 +198,14 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
         att = g.op("Where", g.op("IsNaN", att), c_zero, att)  # fully-masked rows, as torch's SDPA export does
         y = g.op("Reshape", g.op("Transpose", g.op("MatMul", att, v), perm=[0, 2, 1, 3]), shape_sd)      # (S, d)
         y = g.op("Gemm", y, w(b + "attn.c_proj.weight"), w(b + "attn.c_proj.bias"))
-        x = g.op("Add", x, g.op("Reshape", y, shape_bsd))
+        x = g.op("Add", g.op("Reshape", y, shape_bsd), x)  # operand order as exported: decides in-place reuse
 
         ln2 = g.op("LayerNormalization", x, w(b + "ln_2.weight"), w(b + "ln_2.bias"), axis=-1, epsilon=1e-5)
         u = g.op("Gemm", g.op("Reshape", ln2, shape_sd), w(b + "mlp.c_fc.weight"), w(b + "mlp.c_fc.bias"))  # (S, f)
+        u = g.op("Reshape", u, shape_bsf)                                                                # (1, S, f)
         inner = g.op("Mul", g.op("Add", u, g.op("Mul", g.op("Pow", u, c_three), c_gelu_a)), c_gelu_b)
         u = g.op("Mul", g.op("Mul", u, c_half), g.op("Add", g.op("Tanh", inner), c_one))  # gelu_new
-        y = g.op("Gemm", u, w(b + "mlp.c_proj.weight"), w(b + "mlp.c_proj.bias"))
+        y = g.op("Gemm", g.op("Reshape", u, shape_sf), w(b + "mlp.c_proj.weight"), w(b + "mlp.c_proj.bias"))
         x = g.op("Add", x, g.op("Reshape", y, shape_bsd))
 
     c_big = g.const("c_big", i64(2**62))
