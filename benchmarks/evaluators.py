@@ -169,7 +169,7 @@ def main() -> int:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = EvalSettings(seq_len=args.seq_len, threads=threads, latency_mode=args.latency_mode)
+        settings = EvalSettings.create(latency_mode=args.latency_mode, seq_len=args.seq_len, threads=threads)
         evaluator = Evaluator(settings, Path(tmp) / "cache.sqlite")  # empty: every evaluation is fresh
         for cfg in archs:
             t0 = time.perf_counter()

@@ -10,12 +10,12 @@ from lts.cli import ArgumentParser, run_cli
 
 
 def _evaluate(args) -> int:
-    from lts.evaluate import EvalSettings, Evaluator, default_cache_path, default_threads
+    from lts.evaluate import EvalSettings, Evaluator, default_cache_path
     from lts.space import ArchConfig
 
     config = ArchConfig.load(args.config)
-    settings = EvalSettings(seq_len=args.seq_len, threads=args.threads or default_threads(),
-                            latency_mode=args.latency_mode, timeout_s=args.timeout)
+    settings = EvalSettings.create(latency_mode=args.latency_mode, seq_len=args.seq_len, threads=args.threads,
+                                   timeout_s=args.timeout)
     if settings.seq_len > config.n_positions:
         from lts.errors import LTSError
 

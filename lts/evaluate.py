@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lts.errors import LTSError
-from lts.measure import MeasureError, MeasureSettings, Timing, measure
+from lts.measure import MeasureError, MeasureSettings, Timing, default_threads, measure  # noqa: F401
 from lts.proxy import non_embedding_params, total_params
 from lts.space import ArchConfig
 
@@ -83,10 +83,6 @@ def hardware_fingerprint() -> dict[str, Any]:
     return info
 
 
-def default_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def default_cache_path() -> Path:
     root = os.environ.get("LTS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lts")
     return Path(root) / "evaluations.sqlite"
@@ -96,36 +92,30 @@ def default_cache_path() -> Path:
 class EvalSettings:
     """Everything that changes an evaluation's values (hashed into the cache key)."""
 
-    seq_len: int = 1024
-    threads: int = field(default_factory=default_threads)
+    measurement: MeasureSettings = field(default_factory=MeasureSettings)
     measure: bool = True  # False: proxy + file size only (deterministic, no child process)
     latency_mode: str = "composed"
-    warmup: int = 2
-    min_repeats: int = 5
-    max_repeats: int = 40
-    rel_err: float = 0.02
-    max_seconds: float = 2.0
-    timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "threads", "min_repeats", "max_repeats"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise LTSError(f"{name} must be a positive integer, got {v!r}")
         if self.latency_mode not in LATENCY_MODES:
             raise LTSError(f"latency_mode must be one of {LATENCY_MODES}, got {self.latency_mode!r}")
-        if self.timeout_s <= 0:
-            raise LTSError(f"timeout_s must be > 0, got {self.timeout_s}")
 
-    def measure_settings(self) -> MeasureSettings:
-        return MeasureSettings(seq_len=self.seq_len, threads=self.threads, warmup=self.warmup,
-                               min_repeats=self.min_repeats, max_repeats=self.max_repeats,
-                               rel_err=self.rel_err, max_seconds=self.max_seconds, timeout_s=self.timeout_s)
+    @classmethod
+    def create(cls, measure: bool = True, latency_mode: str = "composed", **measurement: Any) -> "EvalSettings":
+        """Flat keywords (seq_len=, threads=, timeout_s=, ...) for the MeasureSettings inside."""
+        return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), measure, latency_mode)
+
+    @property
+    def seq_len(self) -> int:
+        return self.measurement.seq_len
+
+    @property
+    def threads(self) -> int:
+        return self.measurement.threads
 
     def key(self) -> str:
-        d = asdict(self)
-        d.pop("timeout_s")
-        d["schema"] = SCHEMA_VERSION
+        d = {"measurement": self.measurement.key(), "measure": self.measure, "latency_mode": self.latency_mode,
+             "schema": SCHEMA_VERSION}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -278,7 +268,7 @@ class Evaluator:
             parts = {p: self._cached_timing(config, p) for p in ("base", "block")}
         todo = tuple(p for p, t in parts.items() if t is None)
         try:
-            raw = measure(config, self.settings.measure_settings(), parts=todo, memory=True, lock_path=self.lock_path)
+            raw = measure(config, self.settings.measurement, parts=todo, memory=True, lock_path=self.lock_path)
         except MeasureError as exc:
             return EvalResult(**base, eval_seconds=time.perf_counter() - t0, status=f"failed: {exc}")
         for p, timing in raw["timings"].items():

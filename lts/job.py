@@ -12,7 +12,7 @@ from typing import Any
 
 from lts import fileio
 from lts.errors import LTSError
-from lts.evaluate import EvalSettings, Evaluator, default_cache_path, default_threads, parse_objectives
+from lts.evaluate import EvalSettings, Evaluator, default_cache_path, parse_objectives
 from lts.executors import make_executor
 from lts.report import evaluation_rows, gallery_markdown, plot_fronts, write_csv, write_models
 from lts.search import CHECKPOINT, SearchSettings, load_checkpoint, run_search
@@ -50,17 +50,12 @@ class SearchJob:
         if isinstance(self.objectives, (list, tuple)):
             object.__setattr__(self, "objectives", ",".join(self.objectives))
         parse_objectives(self.objectives)
-        if self.seq_len is not None and (not isinstance(self.seq_len, int) or self.seq_len < 1):
-            raise LTSError(f"seq_len must be a positive integer, got {self.seq_len!r}")
         if self.workers < 1:
             raise LTSError(f"workers must be >= 1, got {self.workers}")
         if self.engine not in ("local", "ray"):
             raise LTSError(f"engine must be local or ray, got {self.engine!r}")
         if not isinstance(self.space, dict):
             raise LTSError(f"space must be a mapping, got {type(self.space).__name__}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            raise LTSError(f"threads must be a positive integer, got {self.threads!r}")
         space, _, _ = self.search_space(), self.search_settings(), self.eval_settings()  # fail before any write
         if self.seq_len > space.n_positions:
             raise LTSError(f"seq_len {self.seq_len} exceeds the space's n_positions ({space.n_positions})")
@@ -73,9 +68,8 @@ class SearchJob:
                               objectives=parse_objectives(self.objectives))
 
     def eval_settings(self) -> EvalSettings:
-        return EvalSettings(seq_len=self.seq_len, threads=self.threads or default_threads(),
-                            measure=self.search_settings().needs_measurement, latency_mode=self.latency_mode,
-                            timeout_s=self.timeout_s)
+        return EvalSettings.create(measure=self.search_settings().needs_measurement, latency_mode=self.latency_mode,
+                                   seq_len=self.seq_len, threads=self.threads, timeout_s=self.timeout_s)
 
     def cache_path(self) -> Path:
         return Path(self.cache) if self.cache else default_cache_path()

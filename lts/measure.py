@@ -29,13 +29,19 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from lts.errors import LTSError
+
 MIB = 2**20
+
+
+def default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class MeasureSettings:
     """How a graph is measured; part of the cache key (change it and results are re-measured)."""
 
     seq_len: int = 1024
-    threads: int = 2
+    threads: int = field(default_factory=default_threads)
     warmup: int = 2
     min_repeats: int = 5
     max_repeats: int = 40
@@ -52,12 +58,14 @@ class MeasureSettings:
     timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.seq_len < 1:
-            raise ValueError(f"seq_len must be >= 1, got {self.seq_len}")
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if not 1 <= self.min_repeats <= self.max_repeats:
-            raise ValueError("need 1 <= min_repeats <= max_repeats")
+        for name in ("seq_len", "threads", "min_repeats", "max_repeats"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise LTSError(f"{name} must be a positive integer, got {v!r}")
+        if self.min_repeats > self.max_repeats:
+            raise LTSError("min_repeats must not exceed max_repeats")
+        if self.timeout_s <= 0:
+            raise LTSError(f"timeout must be > 0 seconds, got {self.timeout_s}")
 
     def key(self) -> dict[str, Any]:
         """Fields that change what is measured (timeout only decides failure, not values)."""

@@ -44,24 +44,24 @@ def test_measure_failures_are_reasons_not_crashes():
 
 
 def test_evaluator_caches_and_records_failures(tmp_path):
-    ev = Evaluator(EvalSettings(**FAST), tmp_path / "cache.sqlite")
+    ev = Evaluator(EvalSettings.create(**FAST), tmp_path / "cache.sqlite")
     first = ev.evaluate(TINY)
     assert first.ok and not first.cached
     assert first.non_embedding_params == non_embedding_params(TINY)
     assert first.onnx_latency_s > 0 and first.onnx_memory_mb > 0 and first.onnx_file_mb > 0
     t0 = time.perf_counter()
-    again = Evaluator(EvalSettings(**FAST), tmp_path / "cache.sqlite").evaluate(TINY)  # a new process would see it
+    again = Evaluator(EvalSettings.create(**FAST), tmp_path / "cache.sqlite").evaluate(TINY)  # a new process would see it
     assert time.perf_counter() - t0 < 0.5
     assert again.cached and again.onnx_latency_s == first.onnx_latency_s
     # Another setting is another key: not served from this cache entry.
-    assert Evaluator(EvalSettings(**{**FAST, "seq_len": 16}), tmp_path / "cache.sqlite").cached(TINY) is None
+    assert Evaluator(EvalSettings.create(**{**FAST, "seq_len": 16}), tmp_path / "cache.sqlite").cached(TINY) is None
 
-    bad = Evaluator(EvalSettings(**{**FAST, "seq_len": 65}), tmp_path / "cache.sqlite").evaluate(TINY)
+    bad = Evaluator(EvalSettings.create(**{**FAST, "seq_len": 65}), tmp_path / "cache.sqlite").evaluate(TINY)
     assert bad.status.startswith("failed: ") and math.isnan(bad.onnx_latency_s)
 
 
 def test_composed_latency_reuses_shape_timings(tmp_path):
-    ev = Evaluator(EvalSettings(**FAST), tmp_path / "c.sqlite")
+    ev = Evaluator(EvalSettings.create(**FAST), tmp_path / "c.sqlite")
     a = ev.evaluate(ArchConfig(2, 64, 128, 2, vocab_size=512, n_positions=64))
     b = ev.evaluate(ArchConfig(4, 64, 128, 2, vocab_size=512, n_positions=64))  # same block and base shapes
     assert a.ok and b.ok
@@ -71,8 +71,8 @@ def test_composed_latency_reuses_shape_timings(tmp_path):
 
 
 def test_unmeasured_settings_are_deterministic(tmp_path):
-    r1 = Evaluator(EvalSettings(measure=False)).evaluate(TINY)
-    r2 = Evaluator(EvalSettings(measure=False)).evaluate(TINY)
+    r1 = Evaluator(EvalSettings.create(measure=False)).evaluate(TINY)
+    r2 = Evaluator(EvalSettings.create(measure=False)).evaluate(TINY)
     assert r1.onnx_file_mb == r2.onnx_file_mb > 0 and math.isnan(r1.onnx_latency_s)
 
 
