@@ -52,9 +52,9 @@ class MeasureSettings:
     threads: int = field(default_factory=default_threads)
     warmup: int = 2
     min_repeats: int = 5
-    max_repeats: int = 40
-    rel_err: float = 0.02
-    max_seconds: float = 2.0
+    max_repeats: int = 30
+    rel_err: float = 0.03
+    max_seconds: float = 1.5
     timeout_s: float = 300.0
 
     def __post_init__(self) -> None:

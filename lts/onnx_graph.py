@@ -142,7 +142,7 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
     c_0, c_1 = g.const("c_0", np.array(0, np.int64)), g.const("c_1", np.array(1, np.int64))  # scalars
     c_m1 = g.const("c_m1", i64(-1))                                       # 1-D, for Slice/Unsqueeze
-    c_ax0, c_ax1 = g.const("c_ax0", i64(0)), g.const("c_ax1", i64(1))
+    c_ax1 = g.const("c_ax1", i64(1))
     shape_sd = g.const("shape_sd", i64(-1, d))          # (S, d) for the Gemms
     shape_bsd = g.const("shape_bsd", i64(1, -1, d))     # (1, S, d)
     shape_bs3d = g.const("shape_bs3d", i64(1, -1, 3 * d))
