@@ -125,7 +125,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="training threads (1: on a shared 2-core machine, 2 OpenMP threads ran up to 6x slower)")
     p.add_argument("--latency-threads", type=int, default=2, help="threads for the latency measurement")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="training seeds (init, data order), comma-separated; "
+                   "perplexity = exp(mean validation loss over seeds)")
+    p.add_argument("--pick-seed", type=int, default=0, help="seed of the architecture draw")
     p.add_argument("--latency", choices=("auto", "lts", "torch"), default="auto",
                    help="auto: lts.evaluate's onnx_latency_s if available, else torch forward time")
     p.add_argument("--latency-seq-len", type=int, default=1024)
@@ -140,70 +142,91 @@ def main(argv=None) -> int:
     from lts.train import TrainSettings, build_model_config, train_loop
 
     torch.set_num_threads(args.threads)
+    seeds = [int(v) for v in args.seeds.split(",")]
     conditions = {k: getattr(args, k) for k in ("steps", "batch_size", "seq_len", "vocab", "lr", "warmup_steps",
-                                                 "eval_windows", "corpus", "seed", "threads")}
-    archs = pick_archs(args.n_archs, args.min_params, args.max_params, args.seed)
+                                                 "eval_windows", "corpus", "pick_seed", "threads")}
+    archs = pick_archs(args.n_archs, args.min_params, args.max_params, args.pick_seed)
     results_path = Path(args.results)
     saved = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    if saved.get("conditions") != conditions:
-        saved = {"conditions": conditions, "runs": {}}
+    old = {"pick_seed": 0, **saved.get("conditions", {})}  # files from before --seeds / --pick-seed
+    old_seed = old.pop("seed", None)
+    if old != conditions:
+        saved = {"conditions": conditions, "runs": {}, "latency": {}}
+    saved["conditions"] = conditions
+    saved.setdefault("latency", {})
+    for key in [k for k in saved["runs"] if "@" not in k]:  # runs keyed by archid alone had one seed
+        run = saved["runs"].pop(key)
+        if "latency_s" in run:
+            saved["latency"][key] = {"latency_s": run.pop("latency_s"), "measure": run.pop("latency_measure")}
+        saved["runs"][f"{key}@{old_seed}"] = run
 
     t0 = time.perf_counter()
     corpus = load_default_corpus(args.corpus)
     tok = train_bpe_tokenizer(corpus.train, vocab_size=args.vocab)
     train_tokens, val_tokens = tokenize_stream(tok, corpus.train), tokenize_stream(tok, corpus.validation)
-    settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
-                             warmup_steps=args.warmup_steps, eval_every=max(1, args.steps // 3),
-                             eval_windows=args.eval_windows, seed=args.seed, dropout=0.0, progress=False)
-    batches = Batches(train_tokens, args.seq_len, args.batch_size, args.seed)
     val = eval_windows(val_tokens, args.seq_len, args.eval_windows)
     budget = args.steps * args.batch_size * args.seq_len
+    epochs = Batches(train_tokens, args.seq_len, args.batch_size, 0).epochs(args.steps)
     print(f"corpus: {corpus.name}")
     print(f"tokenizer: ByteLevel BPE, vocab {len(tok)}, trained on the training text; "
           f"{len(train_tokens):,} train / {len(val_tokens):,} validation tokens ({time.perf_counter() - t0:.0f} s)")
-    print(f"budget per arch: {args.steps} steps x {args.batch_size} x {args.seq_len} = {budget:,} tokens "
-          f"({batches.epochs(args.steps):.2f} epochs), AdamW lr {args.lr:g} (0.9/0.95, wd 0.1, cosine, "
-          f"{args.warmup_steps} warm-up), dropout 0, seed {args.seed}, {args.threads} threads; "
+    print(f"budget per arch and seed: {args.steps} steps x {args.batch_size} x {args.seq_len} = {budget:,} tokens "
+          f"({epochs:.2f} epochs), AdamW lr {args.lr:g} (0.9/0.95, wd 0.1, cosine, {args.warmup_steps} warm-up), "
+          f"dropout 0, seeds {seeds}, {args.threads} threads; "
           f"validation: {val.shape[0]} x {args.seq_len} tokens of held-out plays")
     print(f"{len(archs)} architectures, {non_embedding_params(archs[0]):,}-{non_embedding_params(archs[-1]):,} "
           f"non-embedding params", flush=True)
 
     tmpdir = Path(tempfile.mkdtemp(prefix="lts_proxy_"))
-    for i, arch in enumerate(archs, 1):
-        key = arch.archid
-        run = saved["runs"].get(key)
-        if run is None:
-            trained_arch = dataclasses.replace(arch, vocab_size=len(tok))
-            arch_dir = tmpdir / key
-            arch.to_gpt2_config().save_pretrained(arch_dir)
-            config = build_model_config(arch_dir, arch, len(tok), tok.eos_token_id, 0.0)
-            torch.manual_seed(args.seed)
-            from transformers import GPT2LMHeadModel
+    for seed in seeds:
+        settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+                                 warmup_steps=args.warmup_steps, eval_every=max(1, args.steps // 3),
+                                 eval_windows=args.eval_windows, seed=seed, dropout=0.0, progress=False)
+        batches = Batches(train_tokens, args.seq_len, args.batch_size, seed)
+        for i, arch in enumerate(archs, 1):
+            key = f"{arch.archid}@{seed}"
+            run = saved["runs"].get(key)
+            if run is None:
+                trained_arch = dataclasses.replace(arch, vocab_size=len(tok))
+                arch_dir = tmpdir / arch.archid
+                arch.to_gpt2_config().save_pretrained(arch_dir)
+                config = build_model_config(arch_dir, arch, len(tok), tok.eos_token_id, 0.0)
+                torch.manual_seed(seed)
+                from transformers import GPT2LMHeadModel
 
-            model = GPT2LMHeadModel(config)
-            assert sum(p.numel() for p in model.parameters()) == total_params(trained_arch)
-            m = train_loop(model, batches, val, settings, log=lambda s: None, desc=key)
-            run = {"final_val_loss": m["final_val_loss"], "final_val_ppl": m["final_val_ppl"],
-                   "best_val_ppl": m["best_val_ppl"], "train_time_s": m["train_time_s"],
-                   "tokens_per_s": m["tokens_per_s"], "history": m["history"]}
-            del model
-        if "latency_s" not in run:
-            lat, how = None, "torch"
-            if args.latency in ("auto", "lts"):
-                lat = lts_latency_s(arch, args.latency_seq_len, args.latency_threads,
-                                    results_path.with_suffix(".sqlite"))
-                how = "lts" if lat is not None else "torch"
-            if lat is None:
-                lat = torch_latency_s(arch, args.latency_seq_len, args.latency_threads)
-            run.update(latency_s=lat, latency_measure=how)
-        saved["runs"][key] = run
-        write_json(results_path, saved)
-        print(f"[{i}/{len(archs)}] {key} L{arch.n_layer} d{arch.n_embd} f{arch.n_inner} h{arch.n_head}: "
-              f"{non_embedding_params(arch):,} non-emb, val ppl {run['final_val_ppl']:.2f}, "
-              f"{run['train_time_s']:.0f} s ({run['tokens_per_s']:,.0f} tok/s), latency {run['latency_s'] * 1e3:.1f} ms "
-              f"[{run['latency_measure']}]  (elapsed {time.perf_counter() - t0:.0f} s)", flush=True)
+                model = GPT2LMHeadModel(config)
+                assert sum(p.numel() for p in model.parameters()) == total_params(trained_arch)
+                m = train_loop(model, batches, val, settings, log=lambda s: None, desc=key)
+                run = {"final_val_loss": m["final_val_loss"], "final_val_ppl": m["final_val_ppl"],
+                       "best_val_ppl": m["best_val_ppl"], "train_time_s": m["train_time_s"],
+                       "tokens_per_s": m["tokens_per_s"], "history": m["history"]}
+                del model
+                saved["runs"][key] = run
+                write_json(results_path, saved)
+            if arch.archid not in saved["latency"]:
+                lat, how = None, "torch"
+                if args.latency in ("auto", "lts"):
+                    lat = lts_latency_s(arch, args.latency_seq_len, args.latency_threads,
+                                        results_path.with_suffix(".sqlite"))
+                    how = "lts" if lat is not None else "torch"
+                if lat is None:
+                    lat = torch_latency_s(arch, args.latency_seq_len, args.latency_threads)
+                saved["latency"][arch.archid] = {"latency_s": lat, "measure": how}
+                write_json(results_path, saved)
+            lat = saved["latency"][arch.archid]
+            print(f"[seed {seed}, {i}/{len(archs)}] {arch.archid} L{arch.n_layer} d{arch.n_embd} f{arch.n_inner} "
+                  f"h{arch.n_head}: {non_embedding_params(arch):,} non-emb, val ppl {run['final_val_ppl']:.2f}, "
+                  f"{run['train_time_s']:.0f} s ({run['tokens_per_s']:,.0f} tok/s), latency "
+                  f"{lat['latency_s'] * 1e3:.1f} ms [{lat['measure']}]  (elapsed {time.perf_counter() - t0:.0f} s)",
+                  flush=True)
 
-    rows = [(a, saved["runs"][a.archid]) for a in archs]
+    def mean_loss(a):
+        return float(np.mean([saved["runs"][f"{a.archid}@{s}"]["final_val_loss"] for s in seeds]))
+
+    rows = [(a, {"final_val_loss": mean_loss(a), "final_val_ppl": math.exp(mean_loss(a)),
+                 "train_time_s": sum(saved["runs"][f"{a.archid}@{s}"]["train_time_s"] for s in seeds),
+                 "latency_s": saved["latency"][a.archid]["latency_s"],
+                 "latency_measure": saved["latency"][a.archid]["measure"]}) for a in archs]
     ppl = [r["final_val_ppl"] for _, r in rows]
     measures = {r["latency_measure"] for _, r in rows}
     lat_name = ("onnx_latency_s (lts.evaluate)" if measures == {"lts"} else
@@ -216,20 +239,28 @@ def main(argv=None) -> int:
         lat_name: [r["latency_s"] for _, r in rows],
     }
     rhos = {name: spearman(v, [-x for x in ppl]) for name, v in cols.items()}
+    per_seed = {s: [saved["runs"][f"{a.archid}@{s}"]["final_val_ppl"] for a in archs] for s in seeds}
+    seed_rhos = {s: spearman(cols["non_embedding_params"], [-x for x in v]) for s, v in per_seed.items()}
 
     print(f"\n| archid | n_layer | n_embd | n_inner | n_head | non-emb params | total params (50257) | "
           f"latency ms ({'ONNX, lts.evaluate' if measures == {'lts'} else 'torch'}, b1, seq {args.latency_seq_len}, "
-          f"{args.latency_threads} thr) | val loss | val ppl | train s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for a, r in rows:
+          f"{args.latency_threads} thr) | val loss | val ppl |"
+          + "".join(f" ppl seed {s} |" for s in seeds) + " train s |")
+    print("|---|" + "---:|" * (9 + len(seeds)))
+    for j, (a, r) in enumerate(rows):
         print(f"| {a.archid} | {a.n_layer} | {a.n_embd} | {a.n_inner} | {a.n_head} | {non_embedding_params(a):,} | "
               f"{total_params(a):,} | {r['latency_s'] * 1e3:.1f} | {r['final_val_loss']:.4f} | "
-              f"{r['final_val_ppl']:.2f} | {r['train_time_s']:.0f} |")
-    print("\n| proxy | Spearman rho(proxy, -val ppl) |\n|---|---:|")
+              f"{r['final_val_ppl']:.2f} |" + "".join(f" {per_seed[s][j]:.2f} |" for s in seeds)
+              + f" {r['train_time_s']:.0f} |")
+    print(f"\n| proxy | Spearman rho(proxy, -val ppl){' (ppl = exp mean loss over seeds)' if len(seeds) > 1 else ''} |"
+          "\n|---|---:|")
     for name, rho in rhos.items():
         print(f"| {name} | {rho:.3f} |")
+    if len(seeds) > 1:
+        for s, rho in seed_rhos.items():
+            print(f"| non_embedding_params, seed {s} alone | {rho:.3f} |")
     total_train = sum(r["train_time_s"] for _, r in rows)
-    print(f"\n{len(rows)} archs, {budget:,} tokens each; training time {total_train / 60:.1f} min; "
+    print(f"\n{len(rows)} archs x {len(seeds)} seed(s), {budget:,} tokens each; training time {total_train / 60:.1f} min; "
           f"wall {(time.perf_counter() - t0) / 60:.1f} min this invocation; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}")
 
@@ -249,7 +280,7 @@ def main(argv=None) -> int:
         ax.set_title(f"Spearman rho = {rhos[col]:.3f}")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("validation perplexity")
-    fig.suptitle(f"{len(rows)} GPT-2 archs trained {budget:,} tokens each on {args.corpus} "
+    fig.suptitle(f"{len(rows)} GPT-2 archs x {len(seeds)} seed(s), {budget:,} tokens each, {args.corpus} "
                  f"(vocab {len(tok)}, seq {args.seq_len}, {args.steps} steps)", fontsize=10)
     fig.tight_layout()
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)

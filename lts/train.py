@@ -156,6 +156,8 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
         if diff:
             raise LTSError(f"--resume: settings differ from the checkpointed run ({', '.join(diff)}); "
                            "use the same flags, or start over without --resume")
+    if settings.data and settings.dataset:
+        raise LTSError("give either --data (local files) or --dataset (a hub dataset), not both")
     if settings.data:
         from lts.data import expand_data_files
 
