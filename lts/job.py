@@ -29,7 +29,7 @@ class SearchJob:
     """Every setting of a search run (configs/search.yaml mirrors these keys)."""
 
     generations: int = 6
-    population: int = 40
+    population: int = 36
     seed: int = 1
     seq_len: int = 1024
     threads: int | None = None  # None: min(4, cores)

@@ -48,7 +48,7 @@ class SearchSettings:
     """What defines a search (saved in the run folder; a resumed run keeps it)."""
 
     generations: int = 6
-    population: int = 40
+    population: int = 36
     seed: int = 1
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
 
