@@ -5,7 +5,7 @@ Same model (GPT2LMHeadModel, same init), same batch, seq_len, optimiser settings
 0.9/0.95, wd 0.1, cosine with warm-up, clip 1.0), same torch threads, same data (windows of
 the offline corpus), dropout 0 in both. Each step's start is timestamped (a wrapper around
 the batch source for train_loop, a TrainerCallback for Trainer); tokens/s = batch*seq_len /
-mean step time (from step start to next step start) after --warmup-steps steps. Runs alternate (ours, Trainer, ours, ...) so a
+median step time (from step start to next step start) after --warmup-steps steps. Runs alternate (ours, Trainer, ours, ...) so a
 noisy neighbour hurts both alike; the table gives the median over --repeats.
 
     python benchmarks/train_throughput.py                      # defaults below, 1 thread
@@ -17,6 +17,8 @@ Needs ``accelerate`` (transformers' Trainer requires it): pip install accelerate
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import platform
 import statistics
@@ -49,9 +51,10 @@ class TimedBatches:
 
 
 def steady_tokens_per_s(starts: list[float], tokens_per_step: int, warmup: int) -> float:
-    """From step start times: whole steps warmup .. n-2 (the last step's end is not timed, in both)."""
+    """From step start times: median duration of steps warmup .. n-2 (the last step's end is not timed, in
+    both). The median, not the mean: a neighbour's burst on a shared machine hits single steps."""
     t = starts[warmup:]
-    return tokens_per_step * (len(t) - 1) / (t[-1] - t[0])
+    return tokens_per_step / statistics.median(b - a for a, b in zip(t, t[1:]))
 
 
 def run_ours(model, batches, val, settings, warmup: int) -> float:
@@ -93,17 +96,18 @@ def run_trainer(model, batches, settings, warmup: int, out_dir: str) -> float:
     )
     trainer = Trainer(model=model, args=args, train_dataset=Windows(settings.max_steps * settings.batch_size),
                       callbacks=[Clock()])
-    trainer.train()
+    with contextlib.redirect_stdout(io.StringIO()):  # Trainer prints its own summary dict
+        trainer.train()
     return steady_tokens_per_s(starts, settings.batch_size * settings.seq_len, warmup)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", default="4,256,1024,4", help="n_layer,n_embd,n_inner,n_head")
+    p.add_argument("--archs", default="1,64,128,2;2,128,512,4;4,256,1024,4", help="n_layer,n_embd,n_inner,n_head;...")
     p.add_argument("--vocab", type=int, default=8192, help="BPE vocab trained on the corpus")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup-steps", type=int, default=2, help="steps not timed")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
@@ -127,39 +131,45 @@ def main(argv=None) -> int:
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
-    n_layer, n_embd, n_inner, n_head = (int(v) for v in args.arch.split(","))
     corpus = load_default_corpus(args.corpus)
     tok = train_bpe_tokenizer(corpus.train, vocab_size=args.vocab)
-    arch = ArchConfig(n_layer, n_embd, n_inner, n_head, vocab_size=len(tok))
     tokens = tokenize_stream(tok, corpus.train)
     batches = Batches(tokens, args.seq_len, args.batch_size, seed=0)
     val = eval_windows(tokenize_stream(tok, corpus.validation), args.seq_len, args.batch_size)
     settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                              warmup_steps=2, eval_every=10**9, dropout=0.0, progress=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        arch.to_gpt2_config().save_pretrained(tmp)
-        config = build_model_config(Path(tmp), arch, len(tok), tok.eos_token_id, 0.0)
+    table = []
+    for spec in args.archs.split(";"):
+        n_layer, n_embd, n_inner, n_head = (int(v) for v in spec.split(","))
+        arch = ArchConfig(n_layer, n_embd, n_inner, n_head, vocab_size=len(tok))
+        with tempfile.TemporaryDirectory() as tmp:
+            arch.to_gpt2_config().save_pretrained(tmp)
+            config = build_model_config(Path(tmp), arch, len(tok), tok.eos_token_id, 0.0)
 
-    def fresh():
-        torch.manual_seed(0)
-        return GPT2LMHeadModel(config)
+        def fresh():
+            torch.manual_seed(0)
+            return GPT2LMHeadModel(config)
 
-    ours, theirs = [], []
-    with tempfile.TemporaryDirectory() as out_dir:
-        for r in range(args.repeats):
-            ours.append(run_ours(fresh(), batches, val, settings, args.warmup_steps))
-            theirs.append(run_trainer(fresh(), batches, settings, args.warmup_steps, out_dir))
-            print(f"repeat {r + 1}: train.py loop {ours[-1]:,.0f} tok/s, Trainer {theirs[-1]:,.0f} tok/s", flush=True)
-    a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"\nmodel: n_layer={n_layer} n_embd={n_embd} n_inner={n_inner} n_head={n_head} vocab={len(tok)} "
-          f"({non_embedding_params(arch):,} non-embedding params); batch {args.batch_size} x seq {args.seq_len}; "
-          f"{args.threads} thread(s); {args.steps} steps, first {args.warmup_steps} not timed; median of "
-          f"{args.repeats}; {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, load avg {os.getloadavg()[0]:.1f}")
-    print("\n| trainer | tokens/s (median) | runs |\n|---|---:|---|")
-    print(f"| train.py (lts.train.train_loop) | {a:,.0f} | {', '.join(f'{v:,.0f}' for v in ours)} |")
-    print(f"| transformers Trainer | {b:,.0f} | {', '.join(f'{v:,.0f}' for v in theirs)} |")
-    print(f"\ntrain.py / Trainer = {a / b:.3f}")
+        ours, theirs = [], []
+        with tempfile.TemporaryDirectory() as out_dir:
+            for r in range(args.repeats):
+                ours.append(run_ours(fresh(), batches, val, settings, args.warmup_steps))
+                theirs.append(run_trainer(fresh(), batches, settings, args.warmup_steps, out_dir))
+                print(f"{spec} repeat {r + 1}: train.py loop {ours[-1]:,.0f} tok/s, Trainer {theirs[-1]:,.0f} tok/s",
+                      flush=True)
+        table.append((arch, ours, theirs))
+    print(f"\nbatch {args.batch_size} x seq {args.seq_len}, vocab {len(tok)} (BPE on {args.corpus}); "
+          f"{args.threads} thread(s); {args.steps} steps per run, first {args.warmup_steps} not timed, tokens/s from "
+          f"the median step time; median of {args.repeats} alternating runs; {platform.machine()}, "
+          f"{os.cpu_count()} cores, torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"load avg {os.getloadavg()[0]:.1f}")
+    print("\n| model (n_layer, n_embd, n_inner, n_head) | non-emb params | train.py tokens/s | Trainer tokens/s "
+          "| ratio | runs (train.py / Trainer) |\n|---|---:|---:|---:|---:|---|")
+    for arch, ours, theirs in table:
+        a, b = statistics.median(ours), statistics.median(theirs)
+        print(f"| {arch.n_layer}, {arch.n_embd}, {arch.n_inner}, {arch.n_head} | {non_embedding_params(arch):,} | "
+              f"{a:,.0f} | {b:,.0f} | {a / b:.3f} | {', '.join(f'{v:,.0f}' for v in ours)} / "
+              f"{', '.join(f'{v:,.0f}' for v in theirs)} |")
     return 0
 
 
