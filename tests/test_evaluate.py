@@ -117,3 +117,36 @@ def test_cli_evaluate_bad_config_is_one_line_exit_2(tmp_path, content):
     r = _cli("evaluate", path, "--no-cache")
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_killed_measuring_process_is_a_reason(tmp_path):
+    """A crash (here: SIGKILL, as the OOM killer sends) becomes a failure reason, not a dead search."""
+    import multiprocessing.forkserver as fs
+    import signal
+    import threading
+
+    import psutil
+
+    big = ArchConfig(4, 256, 512, 4, vocab_size=50257, n_positions=1024)
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("r", _measure_or_error(big)))
+    t.start()
+    deadline = time.time() + 60
+    victim = None
+    while victim is None and time.time() < deadline:
+        pid = getattr(fs._forkserver, "_forkserver_pid", None)
+        if pid:
+            kids = psutil.Process(pid).children()
+            victim = kids[0] if kids else None
+        time.sleep(0.01)
+    assert victim is not None
+    victim.send_signal(signal.SIGKILL)
+    t.join(60)
+    assert isinstance(box["r"], MeasureError) and "SIGKILL" in str(box["r"])
+
+
+def _measure_or_error(cfg):
+    try:
+        return measure(cfg, MeasureSettings(seq_len=512, threads=1))
+    except MeasureError as exc:
+        return exc
