@@ -131,6 +131,8 @@ def main(argv=None) -> int:
     p.add_argument("--latency", choices=("auto", "lts", "torch"), default="auto",
                    help="auto: lts.evaluate's onnx_latency_s if available, else torch forward time")
     p.add_argument("--latency-seq-len", type=int, default=1024)
+    p.add_argument("--remeasure-latency", action="store_true",
+                   help="drop the saved latencies and measure them again (e.g. on a quiet machine); no retraining")
     p.add_argument("--results", default=os.path.join(tempfile.gettempdir(), "lts_proxy_validation.json"))
     p.add_argument("--plot", default=str(REPO / "assets" / "proxy_validation.png"))
     args = p.parse_args(argv)
@@ -154,6 +156,8 @@ def main(argv=None) -> int:
         saved = {"conditions": conditions, "runs": {}, "latency": {}}
     saved["conditions"] = conditions
     saved.setdefault("latency", {})
+    if args.remeasure_latency:
+        saved["latency"] = {}
     for key in [k for k in saved["runs"] if "@" not in k]:  # runs keyed by archid alone had one seed
         run = saved["runs"].pop(key)
         if "latency_s" in run:
@@ -177,7 +181,8 @@ def main(argv=None) -> int:
     print(f"{len(archs)} architectures, {non_embedding_params(archs[0]):,}-{non_embedding_params(archs[-1]):,} "
           f"non-embedding params", flush=True)
 
-    tmpdir = Path(tempfile.mkdtemp(prefix="lts_proxy_"))
+    tmp = tempfile.TemporaryDirectory(prefix="lts_proxy_")
+    tmpdir = Path(tmp.name)
     for seed in seeds:
         settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                                  warmup_steps=args.warmup_steps, eval_every=max(1, args.steps // 3),
@@ -219,6 +224,8 @@ def main(argv=None) -> int:
                   f"{run['train_time_s']:.0f} s ({run['tokens_per_s']:,.0f} tok/s), latency "
                   f"{lat['latency_s'] * 1e3:.1f} ms [{lat['measure']}]  (elapsed {time.perf_counter() - t0:.0f} s)",
                   flush=True)
+
+    tmp.cleanup()
 
     def mean_loss(a):
         return float(np.mean([saved["runs"][f"{a.archid}@{s}"]["final_val_loss"] for s in seeds]))
@@ -272,10 +279,20 @@ def main(argv=None) -> int:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)
     panels = [("non_embedding_params", "non-embedding parameters"),
               ("total_params (vocab 50257)", "total parameters (vocab 50257)"),
-              (lat_name, f"latency, s ({lat_name}, batch 1, seq {args.latency_seq_len})")]
+              (lat_name, f"latency, ms ({lat_name.split(' (')[0]}, batch 1, seq {args.latency_seq_len})")]
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def short(v, _pos=None):
+        return f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k"
+
     for ax, (col, label) in zip(axes, panels):
-        ax.scatter(cols[col], ppl, c=np.log(cols["non_embedding_params"]), cmap="viridis", s=40)
-        ax.set_xscale("log")
+        x = np.asarray(cols[col], dtype=float) * (1e3 if col == lat_name else 1)
+        ax.scatter(x, ppl, c=np.log(cols["non_embedding_params"]), cmap="viridis", s=40)
+        if col != lat_name:  # parameter counts span decades; latency does not
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(short))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
         ax.set_xlabel(label)
         ax.set_title(f"Spearman rho = {rhos[col]:.3f}")
         ax.grid(alpha=0.3, which="both")
