@@ -329,9 +329,9 @@ def train_loop(model, batches, val_windows, settings: TrainSettings, *, state: d
                     log(f"step {step}/{settings.max_steps}: train loss {loss_ema:.4f}, "
                         f"val loss {val_loss:.4f}, val ppl {perplexity(val_loss):.2f}")
             tok_s = (step - start_step) * tokens_per_step / max(train_time, 1e-9)
-            bar.update(1)
             bar.set_postfix(loss=f"{loss_ema:.3f}", tok_s=f"{tok_s:,.0f}", val_ppl=_fmt_ppl(val_loss),
                             refresh=False)
+            bar.update(1)
             if save_checkpoint is not None and step % settings.save_every == 0 and step < settings.max_steps:
                 save_checkpoint({
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
