@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import sqlite3
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -225,7 +226,8 @@ class Evaluator:
         self.settings = settings or EvalSettings()
         self.cache = Cache(cache_path)
         self.hardware = hardware_fingerprint()
-        self.lock_path = str(Path(cache_path).with_suffix(".lock")) if cache_path else None
+        # One lock per machine (not per cache): any two LTS processes here never time at once.
+        self.lock_path = str(Path(tempfile.gettempdir()) / "lts-measure.lock")
 
     def _result_key(self, archid: str) -> tuple[str, str, str]:
         return (archid, self.settings.key(), self.hardware["id"])

@@ -13,8 +13,8 @@ the child's RSS from outside every millisecond as a cross-check and fallback.
 
 Latency: warm-up runs, then timed runs until the median is stable (standard error of the
 median <= ``rel_err`` of it), between ``min_repeats`` and ``max_repeats``; the coefficient
-of variation is recorded. Timing takes an exclusive machine-wide lock (``flock`` on a file in
-the cache folder), memory phases a shared one: two searches on one machine never time at
+of variation is recorded. Timing takes an exclusive machine-wide lock (``flock`` on ``lts-measure.lock`` in
+the temp folder), memory phases a shared one: two searches on one machine never time at
 the same moment.
 """
 
