@@ -101,8 +101,7 @@ def lts_latency_s(arch: ArchConfig, seq_len: int, threads: int, cache: Path):
     except Exception:
         return None
     try:
-        create = getattr(EvalSettings, "create", None)  # flat keywords -> its MeasureSettings (newer API)
-        settings = create(seq_len=seq_len, threads=threads) if create else EvalSettings(seq_len=seq_len, threads=threads)
+        settings = EvalSettings.create(seq_len=seq_len, threads=threads)
         result = Evaluator(settings, cache_path=cache).evaluate(arch)
     except Exception as exc:  # the evaluator is new; fall back rather than lose a 30-minute run
         print(f"  lts.evaluate failed ({type(exc).__name__}: {exc}); using torch latency", flush=True)
