@@ -7,10 +7,13 @@ shape distinct so nothing is reused between them):
 - LTS: wall time of a fresh evaluation (empty cache: params + latency + memory), then of a
   cached re-evaluation; latency, its CV, memory (kernel peak) and file size.
 - Reference: the real model — ``torch.onnx.export(GPT2LMHeadModel, dynamo=True)`` with
-  ``logits_to_keep=1`` and random weights — loaded by ONNX Runtime in a fresh process with
-  the same threads: 2 warm-up runs, median of 20 (latency); peak RSS sampled from outside
-  every millisecond over session creation + one forward, minus the RSS just before
-  (memory).
+  ``logits_to_keep=1`` and random weights — loaded by ONNX Runtime with the same threads.
+  Latency is *paired*: the export, LTS's whole graph and LTS's two timed parts are loaded in
+  one fresh process and run round-robin (2 warm-up rounds, median of 20), so the slow
+  drifts of a shared VM hit all of them alike and the comparison measures the method, not
+  the moment. Memory: peak RSS sampled from outside every millisecond over session creation
+  + one forward in a fresh process, minus the RSS just before; done for the export and,
+  independently, for the very file LTS measured.
 
 Then: Spearman rank correlation and median absolute relative error of LTS vs reference,
 for latency and memory. Exports are slow (seconds to a minute each), so they are kept in
@@ -101,6 +104,42 @@ print(json.dumps({"median_s": float(np.median(a)), "cv": float(a.std(ddof=1) / a
 """
 
 
+PAIRED = r"""
+import sys, json, time, numpy as np
+sys.path.insert(0, sys.argv[1])
+from lts.measure import session, feeds_for
+paths, seq_len, threads, rounds = json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+sess = {k: session(p, threads) for k, p in paths.items()}
+feeds = {k: feeds_for(s, seq_len) for k, s in sess.items()}
+for _ in range(2):
+    for k in sess:
+        sess[k].run(None, feeds[k])
+times = {k: [] for k in sess}
+for _ in range(rounds):  # interleaved: slow drift of the machine hits every graph alike
+    for k in sess:
+        time.sleep(0.05)  # let the previous session's spinning pool threads go idle first
+        t0 = time.perf_counter(); sess[k].run(None, feeds[k]); times[k].append(time.perf_counter() - t0)
+print(json.dumps({k: float(np.median(v)) for k, v in times.items()}))
+"""
+
+
+def paired_latency(cfg: ArchConfig, export: Path, tmp: Path, seq_len: int, threads: int, rounds: int) -> dict:
+    """Median seconds of the export, LTS's whole graph and its two parts, timed round-robin in one process."""
+    from lts.onnx_graph import gpt2_graph_spec, tiled_weights, write_onnx
+
+    paths = {"export": str(export)}
+    for part in ("full", "base", "block"):
+        paths[part] = str(tmp / f"paired-{part}.onnx")
+        write_onnx(gpt2_graph_spec(cfg, part), paths[part], tiled_weights())
+    out = subprocess.run([sys.executable, "-c", PAIRED, str(REPO), json.dumps(paths), str(seq_len), str(threads),
+                          str(rounds)], capture_output=True, text=True, check=True)
+    for part in ("full", "base", "block"):
+        Path(paths[part]).unlink()
+    t = json.loads(out.stdout)
+    t["composed"] = t["base"] + cfg.n_layer * t["block"]
+    return t
+
+
 def measure_reference(path: Path, seq_len: int, threads: int, repeats: int) -> dict:
     """Latency (2 warm-up, median of `repeats`) and outside-sampled peak memory of an .onnx file."""
     import psutil
@@ -183,17 +222,17 @@ def main() -> int:
                    "lts_latency_ms": res.onnx_latency_s * 1e3, "lts_cv": res.onnx_latency_cv,
                    "lts_memory_mb": res.onnx_memory_mb, "lts_memory_sampled_mb": res.onnx_memory_sampled_mb,
                    "file_mb": res.onnx_file_mb}
-            # Independent measurement of the very graph LTS measured: its file, a fresh process,
-            # RSS sampled from outside, whole-model timing (2 warm-up, median of --repeats).
+            # Memory, independently: the very file LTS measured, in a fresh process, RSS sampled from outside.
             own = Path(tmp) / f"{cfg.archid}.onnx"
             write_onnx(gpt2_graph_spec(cfg), own, tiled_weights())
-            ind = measure_reference(own, args.seq_len, threads, args.repeats)
+            row["own_memory_mb"] = measure_reference(own, args.seq_len, threads, 1)["memory_mb"]
             own.unlink()
-            row.update(own_latency_ms=ind["median_s"] * 1e3, own_cv=ind["cv"], own_memory_mb=ind["memory_mb"])
             if not args.skip_reference:
-                ref = measure_reference(ref_dir / f"{cfg.archid}.onnx", args.seq_len, threads, args.repeats)
-                row.update(ref_latency_ms=ref["median_s"] * 1e3, ref_cv=ref["cv"], ref_memory_mb=ref["memory_mb"],
-                           ref_file_mb=(ref_dir / f"{cfg.archid}.onnx").stat().st_size / 2**20)
+                export = ref_dir / f"{cfg.archid}.onnx"
+                row["ref_memory_mb"] = measure_reference(export, args.seq_len, threads, 1)["memory_mb"]
+                row["ref_file_mb"] = export.stat().st_size / 2**20
+                paired = paired_latency(cfg, export, Path(tmp), args.seq_len, threads, args.repeats)
+                row.update({f"paired_{k}_ms": v * 1e3 for k, v in paired.items()})
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
 
@@ -207,32 +246,34 @@ def main() -> int:
     print(f"machine: {hw['cpu']}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}; "
           f"onnxruntime {onnxruntime.__version__}, torch {torch.__version__}, transformers {transformers.__version__}; "
           f"reference = torch.onnx.export(dynamo=True), 2 warm-up, median of {args.repeats}\n")
-    head = ("| arch (L, d, f, h) | eval s (fresh) | cached ms | LTS latency ms | CV | same graph, whole ms | "
-            "LTS memory MiB | same file, outside MiB | err | file MiB |")
-    sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    head = ("| arch (L, d, f, h) | eval s (fresh) | cached ms | LTS latency ms | CV | LTS memory MiB | "
+            "same file, outside MiB | err | file MiB |")
+    sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     if not args.skip_reference:
-        head += " export latency ms | CV | LTS err | export memory MiB | LTS err |"
-        sep += "---:|---:|---:|---:|---:|"
+        head += " export memory MiB | LTS err | paired: export ms | whole graph ms | composed ms | composed err |"
+        sep += "---:|---:|---:|---:|---:|---:|"
     print(head)
     print(sep)
     for r in rows:
         line = (f"| {r['n_layer']}, {r['n_embd']}, {r['n_inner']}, {r['n_head']} | {r['eval_s']:.2f} | "
-                f"{r['cached_ms']:.1f} | {r['lts_latency_ms']:.1f} | {r['lts_cv']:.3f} | {r['own_latency_ms']:.1f} | "
-                f"{r['lts_memory_mb']:.0f} | {r['own_memory_mb']:.0f} | {r['lts_memory_mb'] / r['own_memory_mb'] - 1:+.1%} | "
-                f"{r['file_mb']:.0f} |")
+                f"{r['cached_ms']:.1f} | {r['lts_latency_ms']:.1f} | {r['lts_cv']:.3f} | {r['lts_memory_mb']:.0f} | "
+                f"{r['own_memory_mb']:.0f} | {r['lts_memory_mb'] / r['own_memory_mb'] - 1:+.1%} | {r['file_mb']:.0f} |")
         if not args.skip_reference:
-            line += (f" {r['ref_latency_ms']:.1f} | {r['ref_cv']:.3f} | "
-                     f"{r['lts_latency_ms'] / r['ref_latency_ms'] - 1:+.1%} | {r['ref_memory_mb']:.0f} | "
-                     f"{r['lts_memory_mb'] / r['ref_memory_mb'] - 1:+.1%} |")
+            line += (f" {r['ref_memory_mb']:.0f} | {r['lts_memory_mb'] / r['ref_memory_mb'] - 1:+.1%} | "
+                     f"{r['paired_export_ms']:.1f} | {r['paired_full_ms']:.1f} | {r['paired_composed_ms']:.1f} | "
+                     f"{r['paired_composed_ms'] / r['paired_export_ms'] - 1:+.1%} |")
         print(line)
     evals = [r["eval_s"] for r in rows]
     print(f"\nfresh evaluation: median {statistics.median(evals):.2f} s, max {max(evals):.2f} s; "
           f"cached: median {statistics.median(r['cached_ms'] for r in rows):.1f} ms")
-    pairs = [("latency vs the same graph timed whole", "lts_latency_ms", "own_latency_ms"),
-             ("memory vs the same file measured from outside", "lts_memory_mb", "own_memory_mb")]
+    pairs = [("memory: LTS vs the same file measured from outside", "lts_memory_mb", "own_memory_mb")]
     if not args.skip_reference:
-        pairs += [("latency vs the transformers export", "lts_latency_ms", "ref_latency_ms"),
-                  ("memory vs the transformers export", "lts_memory_mb", "ref_memory_mb")]
+        pairs += [("memory: LTS vs the transformers export", "lts_memory_mb", "ref_memory_mb"),
+                  ("latency, paired: composed (base + L x block) vs the export", "paired_composed_ms",
+                   "paired_export_ms"),
+                  ("latency, paired: LTS whole graph vs the export", "paired_full_ms", "paired_export_ms"),
+                  ("latency: LTS evaluator as run (own protocol, other moment) vs paired export", "lts_latency_ms",
+                   "paired_export_ms")]
     for what, ka, kb in pairs:
         a, b = [r[ka] for r in rows], [r[kb] for r in rows]
         errs = [abs(x / y - 1) for x, y in zip(a, b)]
