@@ -157,8 +157,9 @@ def main(argv=None) -> int:
         saved = {"conditions": conditions, "runs": {}, "latency": {}}
     saved["conditions"] = conditions
     saved.setdefault("latency", {})
-    if args.remeasure_latency:
+    if args.remeasure_latency:  # forget the figures and the evaluator's cache of them
         saved["latency"] = {}
+        results_path.with_suffix(".sqlite").unlink(missing_ok=True)
     for key in [k for k in saved["runs"] if "@" not in k]:  # runs keyed by archid alone had one seed
         run = saved["runs"].pop(key)
         if "latency_s" in run:
