@@ -189,7 +189,8 @@ def main() -> int:
     ap.add_argument("--json", help="also write the rows to this JSON file")
     args = ap.parse_args()
 
-    from lts.evaluate import EvalSettings, Evaluator, default_threads, hardware_fingerprint
+    from lts.evaluate import EvalSettings, Evaluator, hardware_fingerprint
+    from lts.measure import default_threads
     from lts.onnx_graph import gpt2_graph_spec, tiled_weights, write_onnx
 
     threads = args.threads or default_threads()

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from lts.errors import LTSError
+from lts.executors import fork_context
 from lts.fileio import check_writable_dir, write_text
 
 DEFAULT_PROMPTS = (
@@ -359,21 +360,6 @@ PRELOAD = ("torch", "transformers", "transformers.modeling_utils", "transformers
            "transformers.models.auto.modeling_auto", "transformers.models.auto.tokenization_auto", "psutil")
 
 
-def process_context():
-    """multiprocessing 'forkserver' (preloading torch/transformers) where available, else 'spawn'.
-
-    A fresh process per model either way: memory freed when it exits, a crash (killed
-    for memory, a segfault in a kernel) seen by the parent as an exit code.
-    """
-    import multiprocessing as mp
-
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(list(PRELOAD))
-        return ctx
-    return mp.get_context("spawn")
-
-
 def run_model(spec: str, folder: Path, prompts: Sequence[str], settings: BenchSettings,
               on_prompt: Callable[[], None] | None = None, poll_s: float = 0.02) -> ModelRun:
     """Run one model in its own process; sample its RSS from outside until it exits."""
@@ -390,7 +376,7 @@ def run_model(spec: str, folder: Path, prompts: Sequence[str], settings: BenchSe
         peak = 0
         from lts.bench_worker import child_main
 
-        child = process_context().Process(target=child_main, args=(str(job), str(results), str(errlog)),
+        child = fork_context(PRELOAD).Process(target=child_main, args=(str(job), str(results), str(errlog)),
                                           name=f"lts-bench {spec}", daemon=True)
         with open(results, "rb") as feed:
             child.start()

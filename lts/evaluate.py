@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lts.errors import LTSError
-from lts.measure import MeasureError, MeasureSettings, Timing, default_threads, measure  # noqa: F401
+from lts.measure import MeasureError, MeasureSettings, Timing, measure
 from lts.proxy import non_embedding_params, total_params
 from lts.space import ArchConfig
 
@@ -212,11 +212,6 @@ class Cache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
-
-    def count(self) -> int:
-        if not self.path:
-            return 0
-        return int(self._conn().execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
 
 class Evaluator:

@@ -15,7 +15,7 @@ from lts.errors import LTSError
 from lts.evaluate import EvalSettings, Evaluator, default_cache_path, parse_objectives
 from lts.executors import make_executor
 from lts.report import evaluation_rows, gallery_markdown, plot_fronts, write_csv, write_models
-from lts.search import CHECKPOINT, SearchSettings, load_checkpoint, run_search
+from lts.search import CHECKPOINT, SearchSettings, hypervolume, run_search
 from lts.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,6 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
                                            progress=progress)
     finally:
         executor.close()
-
-    from lts.search import hypervolume
 
     conditions = evaluator.conditions()
     rows = evaluation_rows(state.log, results)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import gc
 import math
-import multiprocessing as mp
 import os
 import tempfile
 import threading
@@ -36,8 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from lts.errors import LTSError
-
-MIB = 2**20
+from lts.executors import fork_context
 
 
 def default_threads() -> int:
@@ -123,13 +121,18 @@ def session(path: str | os.PathLike, threads: int):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
+def token_feeds(seq_len: int, vocab_size: int) -> dict[str, np.ndarray]:
+    """Deterministic token ids spread over the vocabulary, batch 1."""
+    ids = np.random.default_rng(0).integers(0, vocab_size, size=(1, seq_len), dtype=np.int64)
+    return {"input_ids": ids}
+
+
 def feeds_for(sess, seq_len: int) -> dict[str, np.ndarray]:
-    """Deterministic inputs: token ids spread over the vocabulary, or unit-scale hidden states."""
+    """Inputs for a session of any part: token ids, or unit-scale hidden states + causal mask."""
     inp = sess.get_inputs()[0]
-    rng = np.random.default_rng(0)
     if inp.type == "tensor(int64)":
-        vocab = sess.get_outputs()[0].shape[-1]
-        return {inp.name: rng.integers(0, vocab, size=(1, seq_len), dtype=np.int64)}
+        return token_feeds(seq_len, sess.get_outputs()[0].shape[-1])
+    rng = np.random.default_rng(0)
     d = inp.shape[-1]
     mask = np.where(np.tril(np.ones((seq_len, seq_len), bool)), 0.0, np.finfo(np.float32).min).astype(np.float32)
     return {"hidden": rng.standard_normal((1, seq_len, d), dtype=np.float32), "mask": mask[None, None]}
@@ -197,8 +200,7 @@ def _child(conn, config_dict: dict, settings: MeasureSettings, parts: tuple[str,
                     t0 = clock()
                     out["file_bytes"] = write_onnx(gpt2_graph_spec(config, "full"), path, weights)
                     phases["write"] = clock() - t0
-                    feeds = {"input_ids": np.random.default_rng(0).integers(
-                        0, config.vocab_size, size=(1, settings.seq_len), dtype=np.int64)}
+                    feeds = token_feeds(settings.seq_len, config.vocab_size)  # made before the baseline
                     gc.collect()
                     base_kib = _status_kib("VmRSS")
                     exact = _reset_peak()
@@ -241,22 +243,7 @@ def _child(conn, config_dict: dict, settings: MeasureSettings, parts: tuple[str,
 
 # ----------------------------------------------------------------------------- in the parent
 
-_CTX_LOCK = threading.Lock()
-_CTX: Any = None
-
-
-def _context():
-    """A forkserver with numpy + onnxruntime preloaded (spawn where fork is unavailable)."""
-    global _CTX
-    with _CTX_LOCK:
-        if _CTX is None:
-            if "forkserver" in mp.get_all_start_methods():
-                ctx = mp.get_context("forkserver")
-                ctx.set_forkserver_preload(["numpy", "onnxruntime", "onnx", "lts.onnx_graph", "lts.measure"])
-            else:
-                ctx = mp.get_context("spawn")
-            _CTX = ctx
-        return _CTX
+PRELOAD = ("numpy", "onnxruntime", "onnx", "lts.onnx_graph", "lts.measure")  # no session is ever made there
 
 
 class _Sampler(threading.Thread):
@@ -291,7 +278,7 @@ def measure(config, settings: MeasureSettings, parts: tuple[str, ...] = ("base",
 
     Raises MeasureError with a one-line reason on failure, timeout or crash.
     """
-    ctx = _context()
+    ctx = fork_context(PRELOAD)
     parent_conn, child_conn = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(child_conn, config.to_dict(), settings, tuple(parts), memory, lock_path),
                        daemon=True)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -179,9 +179,6 @@ def load_checkpoint(run_dir: Path) -> RunState:
         raise LTSError(f"cannot read checkpoint {path}: {exc}") from None
 
 
-ProgressFn = Callable[[str, dict[str, Any]], None]
-
-
 def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluator, executor, run_dir: Path,
                resume: bool = False, progress: bool = True) -> tuple[list[EvalResult], list[EvalResult], RunState]:
     """Run (or resume) the search; return (all results in order, the Pareto front, final state)."""
@@ -250,8 +247,3 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
     everything = [by_id[row["archid"]] for row in state.log]
     return everything, pareto_front(everything, settings.objectives), state
 
-
-def settings_dict(settings: SearchSettings) -> dict[str, Any]:
-    d = asdict(settings)
-    d["objectives"] = list(settings.objectives)
-    return d
