@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lts.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
-from lts.errors import LTSError
+from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
+from lts.core.errors import LTSError
 
 DEFINITIONS = """\
 columns of results.csv (one row per model x prompt; MB = MiB = 2**20 bytes):
@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from lts.bench import BenchSettings, run_benchmark, summary_table
+    from lts.compare.runner import run_benchmark, summary_table
+    from lts.compare.settings import BenchSettings
 
     preset_path = args.config or default_preset("benchmark")
     preset = load_preset(preset_path, required=args.config is not None)

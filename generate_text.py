@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from lts.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
+from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
 
 
 def parse_args(argv: list[str] | None) -> tuple[dict, dict, str | None]:
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> tuple[dict, dict, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     flags, preset, config = parse_args(argv)
-    from lts.generate import GenerateSettings, describe, run
+    from lts.generate.decode import GenerateSettings, describe, run
 
     settings = build_settings(GenerateSettings, preset, flags, source=config or "configs/generate.yaml")
     from transformers.utils import logging as hf_logging

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import sys
 
-from lts.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
+from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
+from lts.cost.evaluator import DEFAULT_OBJECTIVES
+from lts.cost.objectives import objectives_help
+from lts.cost.target import TARGETS
 
 
 def parse_args(argv: list[str] | None):
@@ -23,8 +26,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--seed", type=int, help="random seed: same seed, same candidates")
     p.add_argument("--seq-len", dest="seq_len", type=int, help="tokens per timed forward pass (default 1024)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: min(4, cores))")
-    p.add_argument("--objectives", help="comma-separated: non_embedding_params, onnx_latency_s, onnx_memory_mb, "
-                                        "onnx_file_mb (params are maximised, the rest minimised)")
+    p.add_argument("--objectives", help=objectives_help() + "; default " + ",".join(DEFAULT_OBJECTIVES))
+    p.add_argument("--target", choices=sorted(TARGETS), help="where graphs are measured (default cpu)")
     p.add_argument("--out", "--models-dir", dest="models_dir", help="where the front goes, one folder per archid")
     p.add_argument("--assets-dir", dest="assets_dir", help="where the Pareto plots go (default assets/)")
     p.add_argument("--run-dir", dest="run_dir", help="folder for evaluations.csv, pareto.csv, checkpoint "
@@ -44,7 +47,7 @@ def parse_args(argv: list[str] | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lts.job import SearchJob, run_job
+    from lts.search.job import SearchJob, run_job
 
     parser, args = parse_args(argv)
     preset_path = args.config or default_preset("search")

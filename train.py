@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from lts.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
+from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
 
 
 def parse_args(argv: list[str] | None):
@@ -55,8 +55,8 @@ def parse_args(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from lts.data import go_offline_if_hub_unreachable
-    from lts.train import TrainSettings, train
+    from lts.core.hub import go_offline_if_hub_unreachable
+    from lts.train.loop import TrainSettings, train
 
     preset_path = args.config or default_preset("train")
     preset = load_preset(preset_path, required=args.config is not None)

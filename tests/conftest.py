@@ -16,14 +16,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def tiny_text() -> str:
-    from lts.tokenizer import builtin_english_text
+    from lts.train.tokenizer import builtin_english_text
 
     return builtin_english_text()[:200_000]
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory, tiny_text) -> Path:
-    from lts.tokenizer import train_bpe_tokenizer
+    from lts.train.tokenizer import train_bpe_tokenizer
 
     tok = train_bpe_tokenizer(tiny_text.split("\n\n"), vocab_size=512)
     out = tmp_path_factory.mktemp("tokenizer")
@@ -31,13 +31,13 @@ def tiny_tokenizer_dir(tmp_path_factory, tiny_text) -> Path:
     return out
 
 
-def make_tiny_model(out: Path, tokenizer_dir: Path, n_layer: int = 2, n_embd: int = 64,
+def _make_tiny_model(out: Path, tokenizer_dir: Path, n_layer: int = 2, n_embd: int = 64,
                     n_inner: int = 128, n_head: int = 2, seed: int = 0) -> Path:
     """Save a randomly initialised tiny GPT-2 (+ its tokenizer) as a HF model folder."""
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from lts.space import ArchConfig
+    from lts.core.arch import ArchConfig
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     cfg = ArchConfig(n_layer, n_embd, n_inner, n_head, vocab_size=len(tok), n_positions=128)
@@ -49,5 +49,11 @@ def make_tiny_model(out: Path, tokenizer_dir: Path, n_layer: int = 2, n_embd: in
 
 
 @pytest.fixture(scope="session")
+def make_tiny_model():
+    """The factory: ``make_tiny_model(out, tokenizer_dir, n_layer=2, n_embd=64, n_inner=128, n_head=2, seed=0)``."""
+    return _make_tiny_model
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("tiny_model"), tiny_tokenizer_dir)
+    return _make_tiny_model(tmp_path_factory.mktemp("tiny_model"), tiny_tokenizer_dir)

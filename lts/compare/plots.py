@@ -1,0 +1,182 @@
+"""Charts (PNG) and a self-contained HTML page for benchmark results.
+
+Every chart shows one bar (group) per model that ran, values averaged over the
+prompts; failed models are listed in the HTML table, not drawn. Horizontal bars so
+long model names stay readable.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import statistics
+from pathlib import Path
+from typing import Any, Sequence
+
+from lts.compare.settings import COLUMNS
+from lts.core.fileio import atomic_path, write_text
+from lts.core.tables import fmt_cell
+
+CHARTS = ("benchmark_time.png", "benchmark_diversity.png", "benchmark_memory.png")
+
+
+def per_model(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean over a model's ok rows of each numeric column, in first-seen model order."""
+    out: dict[str, dict[str, float]] = {}
+    for model in dict.fromkeys(r["Model"] for r in rows):
+        ok = [r for r in rows if r["Model"] == model and r["Status"] == "ok"]
+        if not ok:
+            continue
+        agg = {}
+        for col in ("Loading Time (s)", "Generation Time (s)", "Time to First Token (s)", "Tokens/s",
+                    "Diversity Score", "Distinct-2", "Memory Usage (MB)", "Peak Memory (MB)", "Model Memory (MB)"):
+            values = [r[col] for r in ok if r[col] is not None]
+            agg[col] = statistics.fmean(values) if values else 0.0
+        out[model] = agg
+    return out
+
+
+def _label(model: str, width: int = 32) -> str:
+    return model if len(model) <= width else "…" + model[-(width - 1):]
+
+
+def _conditions(settings, rows: Sequence[dict[str, Any]] = ()) -> str:
+    used = sorted({r["Threads"] for r in rows if r["Status"] == "ok" and r["Threads"]})
+    threads = "/".join(map(str, used)) or settings.threads or "default"
+    return (f"{settings.max_new_tokens} new tokens, batch 1, {settings.dtype}, {settings.device}, "
+            f"threads {threads}, median of {settings.repeats}, seed {settings.seed}")
+
+
+def _legend(ax) -> None:
+    """Below the axes, so it never hides a bar."""
+    axes_height_in = ax.get_position().height * ax.figure.get_figheight()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / axes_height_in), fontsize=8, frameon=False)
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings) -> list[Path]:
+    """Three PNGs beside the CSV: time (load + generation stacked), diversity, memory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    data = per_model(rows)
+    if not data:
+        return []
+    models = list(data)
+    labels = [_label(m) for m in models]
+    y = np.arange(len(models))
+    height = max(2.6, 0.55 * len(models) + 1.6)
+    paths = []
+
+    # 1. time: stacked load + generation
+    load = np.array([data[m]["Loading Time (s)"] for m in models])
+    gen = np.array([data[m]["Generation Time (s)"] for m in models])
+    fig, ax = plt.subplots(figsize=(8, height))
+    ax.barh(y, load, color="#4C72B0", label="loading (files → ready model + tokenizer)")
+    ax.barh(y, gen, left=load, color="#DD8452", label=f"generation of {settings.max_new_tokens} tokens (mean over prompts)")
+    for yi, total in zip(y, load + gen):
+        ax.text(total, yi, f" {total:.3g} s", va="center", fontsize=9)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.set_xlim(0, max(load + gen) * 1.25 or 1)
+    ax.set_title("Loading + generation time per model\n" + _conditions(settings, rows), fontsize=10)
+    _legend(ax)
+    ax.grid(axis="x", alpha=0.3)
+    paths.append(_save(fig, out / CHARTS[0]))
+    plt.close(fig)
+
+    # 2. diversity
+    w = 0.38
+    uni = np.array([data[m]["Diversity Score"] for m in models])
+    bi = np.array([data[m]["Distinct-2"] for m in models])
+    fig, ax = plt.subplots(figsize=(8, height))
+    ax.barh(y - w / 2, uni, w, color="#55A868", label="diversity (unique words / words)")
+    ax.barh(y + w / 2, bi, w, color="#8172B2", label="distinct-2 (unique bigrams / bigrams)")
+    for off, values in ((-w / 2, uni), (w / 2, bi)):
+        for yi, v in zip(y, values):
+            ax.text(v, yi + off, f" {v:.2f}", va="center", fontsize=8)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.12)
+    ax.set_xlabel("ratio (0 = repetitive, 1 = no word repeated), mean over prompts")
+    ax.set_title("Diversity of the generated text\n" + _conditions(settings, rows), fontsize=10)
+    _legend(ax)
+    ax.grid(axis="x", alpha=0.3)
+    paths.append(_save(fig, out / CHARTS[1]))
+    plt.close(fig)
+
+    # 3. memory: estimate vs measured
+    w = 0.27
+    est = np.array([data[m]["Memory Usage (MB)"] for m in models])
+    peak = np.array([data[m]["Peak Memory (MB)"] for m in models])
+    cost = np.array([data[m]["Model Memory (MB)"] for m in models])
+    fig, ax = plt.subplots(figsize=(8, height + 0.4))
+    ax.barh(y - w, est, w, color="#4C72B0", label="estimate: parameters × bytes/parameter")
+    ax.barh(y, cost, w, color="#C44E52", label="measured: peak RSS − RSS before loading")
+    ax.barh(y + w, peak, w, color="#937860", label="measured: peak RSS of the process (incl. torch)")
+    for off, values in ((-w, est), (0, cost), (w, peak)):
+        for yi, v in zip(y, values):
+            ax.text(v, yi + off, f" {v:.3g}", va="center", fontsize=8)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    values = np.concatenate([est, cost, peak])
+    positive = values[values > 0]
+    if positive.size and positive.max() / positive.min() > 50:  # tiny models beside torch's own memory
+        ax.set_xscale("log")
+        ax.set_xlim(positive.min() / 2, positive.max() * 4)
+        ax.set_xlabel("MiB (2**20 bytes), log scale")
+    else:
+        ax.set_xlim(0, (values.max() * 1.2) or 1)
+        ax.set_xlabel("MiB (2**20 bytes)")
+    ax.set_title("Memory per model: estimate vs measured\n" + _conditions(settings, rows), fontsize=10)
+    _legend(ax)
+    ax.grid(axis="x", alpha=0.3)
+    paths.append(_save(fig, out / CHARTS[2]))
+    plt.close(fig)
+    return paths
+
+
+def write_html(rows: Sequence[dict[str, Any]], path: Path, settings, charts: Sequence[Path]) -> Path:
+    """One page, no external files: the results table and the charts as base64 PNGs."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)
+    body = []
+    for r in rows:
+        cls = "" if r["Status"] == "ok" else ' class="failed"'
+        body.append(f"<tr{cls}>" + "".join(f"<td>{esc(fmt_cell(r.get(c)))}</td>" for c in COLUMNS) + "</tr>")
+    images = "".join(
+        f'<figure><img alt="{esc(p.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode("ascii")}"></figure>' for p in charts)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>LTS benchmark</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.5em; vertical-align: top; }}
+th {{ background: #f3f3f3; position: sticky; top: 0; }}
+tr.failed td {{ background: #fdecea; }}
+td:nth-child(4) {{ max-width: 28em; }}
+figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
+</style></head><body>
+<h1>Language model benchmark</h1>
+<p>Conditions: {esc(_conditions(settings, rows))}. Times in seconds, memory in MiB.
+Loading = files to ready model + tokenizer; generation = one <code>generate</code> of exactly
+{settings.max_new_tokens} new tokens after a warm-up; diversity = unique words / words of the continuation;
+memory estimate = parameters × bytes per parameter, peak = measured peak RSS of the process running the model.</p>
+{images}
+<div style="overflow-x:auto"><table><thead><tr>{head}</tr></thead><tbody>
+{chr(10).join(body)}
+</tbody></table></div>
+</body></html>
+"""
+    write_text(path, page)
+    return path

@@ -1,0 +1,96 @@
+"""Shared CLI plumbing: YAML presets + flags -> frozen dataclass, and one-line errors.
+
+Every script follows the same rule: flags default to ``None`` so that a flag
+given on the command line overrides the preset (``--config FILE``, default
+``configs/<script>.yaml``), which overrides the dataclass defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+import yaml
+
+from lts.core.errors import LTSError
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (exit status 2), without the usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see -h)\n")
+
+
+def default_preset(name: str) -> Path:
+    """configs/<name>.yaml beside the package (a source checkout), else in the working dir."""
+    for base in (REPO_ROOT, Path.cwd()):
+        path = base / "configs" / f"{name}.yaml"
+        if path.is_file():
+            return path
+    return REPO_ROOT / "configs" / f"{name}.yaml"
+
+
+def load_preset(path: str | os.PathLike | None, *, required: bool) -> dict[str, Any]:
+    """Read a YAML mapping; a missing default preset is fine, a missing given one is not."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        if required:
+            raise LTSError(f"config file not found: {path}")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise LTSError(f"malformed YAML in {path}: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LTSError(f"{path} must hold a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def build_settings(cls: type[T], preset: Mapping[str, Any], flags: Mapping[str, Any], *, source: str = "config") -> T:
+    """Dataclass defaults < preset < flags (flags that are None were not given)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(preset) - names)
+    if unknown:
+        raise LTSError(f"unknown setting(s) in {source}: {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+    values = dict(preset)
+    values.update({k: v for k, v in flags.items() if v is not None and k in names})
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise LTSError(f"bad settings in {source}: {exc}") from None
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
+            prog: str | None = None) -> int:
+    """Run a script's main; user errors become one line on stderr and exit status 2."""
+    prog = prog or (Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "lts")
+    logging.basicConfig(level=os.environ.get("LTS_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(main(argv) or 0)
+    except LTSError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"{prog}: error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"{prog}: error: permission denied: {exc.filename or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,126 @@
+"""Atomic writes: an output file or folder is either the old one or the complete new one.
+
+One implementation for every writer in LTS: files (``atomic_path`` and the ``write_*``
+helpers) are written to a temp file beside their target and renamed over it; folders
+(``atomic_dir``) are built in a temp folder beside their target and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def umask() -> int:
+    """The process umask (read without changing it for longer than a moment)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes 0600; outputs get the usual mode
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+class DirWrite:
+    """What :func:`atomic_dir` did: ``placed`` is False when another process's complete folder was kept."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.placed = False
+
+
+@contextmanager
+def atomic_dir(final: str | os.PathLike, *, replace: bool) -> Iterator[DirWrite]:
+    """Build a folder in a temp folder beside `final` (``.tmp`` of the yielded object), then rename it into place.
+
+    ``replace=True``: an existing `final` is swapped out whole (moved aside, then deleted), so readers
+    see the old folder or the new one, never a mix. ``replace=False``: if `final` appears meanwhile
+    (another process wrote the same content), theirs is kept and ours discarded (``placed`` False).
+    Nothing is left behind when the block raises.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    result = DirWrite(tmp)
+    aside: Path | None = None
+    try:
+        yield result
+        mask = umask()
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp/mkstemp make private entries; outputs are ordinary
+        for f in tmp.rglob("*"):
+            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~mask)
+        for _ in range(10):  # a concurrent writer may place the same folder between our steps
+            try:
+                os.rename(tmp, final)
+                result.placed = True
+                break
+            except OSError:
+                if not final.exists():
+                    raise
+                if not replace:
+                    break
+                aside = aside or Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+                try:
+                    os.replace(final, aside / f"old{len(list(aside.iterdir()))}")
+                except FileNotFoundError:
+                    pass
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def check_creatable_dir(path: str | os.PathLike) -> Path:
+    """Raise OSError unless `path` is, or could be made as, a writable folder; creates nothing."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(20, "not a folder", str(probe))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(13, "permission denied", str(probe))
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Create `path` if needed and prove we can write in it (raises OSError otherwise)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".lts-write-test-"):
+        pass
+    return path

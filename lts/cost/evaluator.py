@@ -1,0 +1,213 @@
+"""The one entry point that scores an architecture, with a persistent store.
+
+``Evaluator.evaluate(config)`` returns an :class:`EvalResult` holding every registered
+objective (``lts.cost.objectives``): the proxy (analytic), the graph's file size, and,
+when the settings measure, latency and peak memory measured on the Target in an isolated
+child process (``lts.cost.measure``). With ``latency_mode="composed"`` (default) latency is
+``base + n_layer * block``: the embeddings + LM-head graph and a one-block graph are timed
+separately and cached by shape, so a candidate costs at most one block timing however
+deep it is; ``"full"`` times the whole graph.
+
+Results are stored the moment they exist, keyed by (archid, settings + objective
+definitions + measurement code, Target fingerprint): a killed search loses nothing, a
+cached result comes back in ~1 ms, and a changed objective or measurement is never served
+a stale value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any, Mapping
+
+from lts.core.arch import ArchConfig
+from lts.core.errors import LTSError
+from lts.cost import graph, measure as measure_module, objectives
+from lts.cost.graph import gpt2_graph_spec, write_onnx
+from lts.cost.measure import MeasureError, MeasureSettings, measure
+from lts.cost.objectives import REGISTRY, Measurement, Timing
+from lts.cost.store import SQLiteStore, Store, default_cache_path
+from lts.cost.target import CPUTarget, Target
+
+LATENCY_MODES = ("composed", "full")
+DEFAULT_OBJECTIVES = ("non_embedding_params", "onnx_latency_s", "onnx_memory_mb")
+
+__all__ = ["EvalSettings", "EvalResult", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "default_cache_path"]
+
+
+@lru_cache(maxsize=1)
+def measurement_code_key() -> str:
+    """Hash of the source of the code that produces measured values (graph writer, measurement)."""
+    h = hashlib.sha1()
+    for module in (graph, measure_module):
+        try:
+            h.update(inspect.getsource(module).encode())
+        except (OSError, TypeError):  # pragma: no cover - no source shipped
+            h.update(module.__name__.encode())
+    return h.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that changes an evaluation's values (hashed into the cache key)."""
+
+    measurement: MeasureSettings = field(default_factory=MeasureSettings)
+    measure: bool = True  # False: proxy + file size only (deterministic, no child process)
+    latency_mode: str = "composed"
+    target: Target = field(default_factory=CPUTarget)
+
+    def __post_init__(self) -> None:
+        if self.latency_mode not in LATENCY_MODES:
+            raise LTSError(f"latency_mode must be one of {LATENCY_MODES}, got {self.latency_mode!r}")
+
+    @classmethod
+    def create(cls, measure: bool = True, latency_mode: str = "composed", threads: int | None = None,
+               target: Target | None = None, **measurement: Any) -> "EvalSettings":
+        """Flat keywords: seq_len=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target."""
+        target = target or (CPUTarget() if threads is None else CPUTarget(threads=threads))
+        return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), measure, latency_mode,
+                   target)
+
+    @property
+    def seq_len(self) -> int:
+        return self.measurement.seq_len
+
+    @property
+    def threads(self) -> int:
+        return self.target.threads
+
+    def measurement_key(self) -> str:
+        """What a timing depends on: measurement settings, the Target's settings, the measuring code."""
+        d = {"measurement": self.measurement.key(), "target": self.target.key(), "code": measurement_code_key()}
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    def key(self) -> str:
+        """What a whole result depends on: the above, the mode, and every objective's definition."""
+        d = {"measurement": self.measurement_key(), "measure": self.measure, "latency_mode": self.latency_mode,
+             "objectives": objectives.registry_key()}
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One architecture's objectives (``values``, keyed by objective name) and how they were obtained."""
+
+    archid: str
+    config: ArchConfig
+    values: Mapping[str, Any]
+    eval_seconds: float = 0.0
+    status: str = "ok"
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def __getitem__(self, name: str) -> Any:
+        """The value of objective `name` (NaN when it was not obtained)."""
+        return self.values.get(name, math.nan)
+
+    def __getattr__(self, name: str) -> Any:  # result.onnx_latency_s, for every registered objective
+        if name in REGISTRY:
+            return self.values.get(name, math.nan)
+        raise AttributeError(name)
+
+    def objectives(self) -> dict[str, Any]:
+        """Every registered objective (registry order), then eval_seconds and status."""
+        out = {name: self[name] for name in REGISTRY}
+        out.update(eval_seconds=self.eval_seconds, status=self.status)
+        return out
+
+    def to_row(self) -> dict[str, Any]:
+        return {"archid": self.archid, **self.config.to_dict(), **self.objectives(), "cached": self.cached}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"archid": self.archid, "config": self.config.to_dict(), "values": dict(self.values),
+                "eval_seconds": self.eval_seconds, "status": self.status}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], cached: bool = False) -> "EvalResult":
+        values = {k: (math.nan if v is None else v) for k, v in d["values"].items()}
+        return cls(d["archid"], ArchConfig(**d["config"]), values, d["eval_seconds"], d["status"], cached)
+
+
+class Evaluator:
+    """Scores architectures: the store first, then proxy + (optionally) a measurement child on the Target."""
+
+    def __init__(self, settings: EvalSettings | None = None, cache_path: str | os.PathLike | None = None,
+                 store: Store | None = None) -> None:
+        self.settings = settings or EvalSettings()
+        self.target = self.settings.target
+        self.cache = store if store is not None else SQLiteStore(cache_path)
+        self.hardware = self.target.fingerprint()
+
+    def _result_key(self, archid: str) -> tuple[str, str, str]:
+        return (archid, self.settings.key(), self.hardware["id"])
+
+    def _timing_key(self, config: ArchConfig, part: str) -> str:
+        c = config
+        shape = {"base": (c.n_embd, c.vocab_size), "block": (c.n_embd, c.n_inner, c.n_head)}[part]
+        return f"{part}:{shape}:{self.settings.measurement_key()}:{self.hardware['id']}"
+
+    def cached(self, config: ArchConfig) -> EvalResult | None:
+        raw = self.cache.get("results", self._result_key(config.archid))
+        return EvalResult.from_json(json.loads(raw), cached=True) if raw else None
+
+    def evaluate(self, config: ArchConfig) -> EvalResult:
+        """Return the cached result, or compute, store and return it. Never raises for a failed measurement."""
+        hit = self.cached(config)
+        if hit is not None:
+            return hit
+        result = self.compute(config)
+        self.store(result)
+        return result
+
+    def store(self, result: EvalResult) -> None:
+        d = result.to_json()
+        d["values"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d["values"].items()}
+        self.cache.put("results", self._result_key(result.archid), json.dumps(d))
+
+    def compute(self, config: ArchConfig) -> EvalResult:
+        """Evaluate without looking at the results store (shape timings are still reused)."""
+        t0 = time.perf_counter()
+        if not self.settings.measure:
+            m = Measurement(file_bytes=write_onnx(gpt2_graph_spec(config), None))
+            return self._result(config, m, t0)
+        if self.settings.latency_mode == "full":
+            parts: dict[str, Timing | None] = {"full": None}
+        else:
+            parts = {p: self.cached_timing(config, p) for p in ("base", "block")}
+        todo = tuple(p for p, t in parts.items() if t is None)
+        try:
+            m = measure(config, self.settings.measurement, self.target, parts=todo, memory=True)
+        except MeasureError as exc:
+            return EvalResult(config.archid, config, self._values(config, Measurement()),
+                              time.perf_counter() - t0, f"failed: {exc}")
+        for p, timing in m.timings.items():
+            if p != "full":
+                self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))
+        timings = {p: t for p, t in parts.items() if t is not None}
+        timings.update(m.timings)
+        return self._result(config, Measurement(m.file_bytes, m.memory_bytes, m.memory_sampled_bytes, timings), t0)
+
+    def _values(self, config: ArchConfig, m: Measurement) -> dict[str, Any]:
+        return {name: o.value(config, m) for name, o in REGISTRY.items()}
+
+    def _result(self, config: ArchConfig, m: Measurement, t0: float) -> EvalResult:
+        return EvalResult(config.archid, config, self._values(config, m), time.perf_counter() - t0)
+
+    def cached_timing(self, config: ArchConfig, part: str) -> Timing | None:
+        """The stored timing of `config`'s "base" or "block" shape under these settings, if any."""
+        raw = self.cache.get("timings", (self._timing_key(config, part),))
+        return Timing(**json.loads(raw)) if raw else None
+
+    def conditions(self) -> dict[str, Any]:
+        s = self.settings
+        return {"seq_len": s.seq_len, "threads": s.threads, "batch": 1, "latency_mode": s.latency_mode,
+                "target": self.target.name, "describe": self.target.describe(), "hardware": self.hardware}

@@ -1,0 +1,337 @@
+"""Build a candidate's ONNX inference graph directly with onnx.helper (milliseconds, no torch).
+
+The graph mirrors what ``torch.onnx.export(GPT2LMHeadModel, dynamo=True)`` produces for
+a forward that returns next-token logits (``logits_to_keep=1``): embeddings, ``n_layer``
+pre-LN blocks (Gemm projections, split heads, causal softmax attention, tanh-GELU MLP),
+final LayerNorm, and the tied LM head (``Transpose(wte)`` + ``MatMul``) applied to the
+last position only. Same ops, same initializer shapes, so ONNX Runtime does the same work
+and holds the same weights; ``tests/test_onnx_graph.py`` checks the logits against the
+transformers model with the same weights, and ``benchmarks/evaluators.py`` checks the
+timings against the real export.
+
+Shapes: input ``input_ids`` int64 (1, S) with dynamic S <= n_positions; output ``logits``
+float32 (1, 1, vocab_size).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from lts.core.arch import ArchConfig
+
+OPSET = 18
+WeightFn = Callable[[str, tuple[int, ...]], np.ndarray]
+
+
+def weight_shapes(config: ArchConfig) -> dict[str, tuple[int, ...]]:
+    """HF state-dict names and shapes of every GPT-2 parameter (Conv1D weights are (in, out))."""
+    d, f, v, p = config.n_embd, config.n_inner, config.vocab_size, config.n_positions
+    shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (v, d), "transformer.wpe.weight": (p, d)}
+    for i in range(config.n_layer):
+        b = f"transformer.h.{i}."
+        shapes.update({
+            b + "ln_1.weight": (d,), b + "ln_1.bias": (d,),
+            b + "attn.c_attn.weight": (d, 3 * d), b + "attn.c_attn.bias": (3 * d,),
+            b + "attn.c_proj.weight": (d, d), b + "attn.c_proj.bias": (d,),
+            b + "ln_2.weight": (d,), b + "ln_2.bias": (d,),
+            b + "mlp.c_fc.weight": (d, f), b + "mlp.c_fc.bias": (f,),
+            b + "mlp.c_proj.weight": (f, d), b + "mlp.c_proj.bias": (d,),
+        })
+    shapes.update({"transformer.ln_f.weight": (d,), "transformer.ln_f.bias": (d,)})
+    return shapes
+
+
+def random_weights(seed: int = 0, std: float = 0.02) -> WeightFn:
+    """GPT-2-like initial weights (normal(0, std) matrices, LayerNorm gain 1, bias 0).
+
+    Values do not change ONNX Runtime's work, but distinct random tensors keep any
+    exporter or optimizer from folding or de-duplicating them, as it would zeros.
+    """
+    rng = np.random.default_rng(seed)
+
+    def make(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name.endswith("ln_f.weight"):
+            return np.ones(shape, np.float32)
+        out = rng.standard_normal(shape, dtype=np.float32)
+        out *= std
+        return out
+
+    return make
+
+
+def state_dict_weights(state: Mapping[str, object]) -> WeightFn:
+    """Weights from a transformers state dict (torch tensors or arrays), e.g. to verify the graph."""
+
+    def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        t = state[name]
+        arr = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if arr.shape != shape:
+            raise ValueError(f"{name}: shape {arr.shape}, expected {shape}")
+        return arr
+
+    return get
+
+
+class _Graph:
+    """Node accumulator; weights are recorded by name/shape and written later, streamed."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.small: list[onnx.TensorProto] = []
+        self.weights: list[tuple[str, tuple[int, ...]]] = []
+        self._n = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.small.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def weight(self, name: str, shape: tuple[int, ...]) -> str:
+        self.weights.append((name, shape))
+        return name
+
+    def op(self, op_type: str, *inputs: str, **attrs) -> str:
+        self._n += 1
+        out = f"{op_type.lower()}_{self._n}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def ops(self, op_type: str, inputs: list[str], n_out: int, **attrs) -> list[str]:
+        self._n += 1
+        outs = [f"{op_type.lower()}_{self._n}_{k}" for k in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
+        return outs
+
+
+PARTS = ("full", "block", "base")
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A graph without its weights: the small ModelProto plus the (name, shape) of each weight."""
+
+    model: onnx.ModelProto
+    weights: tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
+    """The candidate's graph, or one of the two pieces its latency is composed of.
+
+    part="full":  input_ids (1, S) int64 -> logits (1, 1, vocab): the whole model.
+    part="block": hidden (1, S, d) + additive causal mask (1, 1, S, S) -> last position
+                  (1, 1, d): one transformer block, weights named as layer 0.
+    part="base":  input_ids (1, S) -> logits (1, 1, vocab) + max of the mask: embeddings,
+                  causal mask, final LayerNorm and tied LM head, no blocks.
+    full ~= base + n_layer * block.
+    """
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    d, h = config.n_embd, config.n_head
+    hd = d // h
+    g = _Graph()
+    shapes = weight_shapes(config)
+    w = lambda name: g.weight(name, shapes[name])  # noqa: E731
+
+    i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
+    c_0, c_1 = g.const("c_0", np.array(0, np.int64)), g.const("c_1", np.array(1, np.int64))  # scalars
+    c_m1 = g.const("c_m1", i64(-1))                                       # 1-D, for Slice/Unsqueeze
+    c_ax1 = g.const("c_ax1", i64(1))
+    shape_sd = g.const("shape_sd", i64(-1, d))          # (S, d) for the Gemms
+    shape_bsd = g.const("shape_bsd", i64(1, -1, d))     # (1, S, d)
+    shape_bs3d = g.const("shape_bs3d", i64(1, -1, 3 * d))
+    shape_bsf = g.const("shape_bsf", i64(1, -1, config.n_inner))
+    shape_sf = g.const("shape_sf", i64(-1, config.n_inner))
+    shape_heads = g.const("shape_heads", i64(1, -1, h, hd))
+    shape_hshd = g.const("shape_hshd", i64(h, -1, hd))
+    shape_1hds = g.const("shape_1hds", i64(1, h, hd, -1))
+    c_neg = g.const("c_neg", np.array(np.finfo(np.float32).min, np.float32))
+    c_zero = g.const("c_zero", np.array(0.0, np.float32))
+    c_scale = g.const("c_scale", np.array(1.0 / math.sqrt(math.sqrt(hd)), np.float32))  # on q and k, like SDPA export
+    c_half = g.const("c_half", np.array(0.5, np.float32))
+    c_one = g.const("c_one", np.array(1.0, np.float32))
+    c_three = g.const("c_three", np.array(3.0, np.float32))
+    c_gelu_a = g.const("c_gelu_a", np.array(0.044715, np.float32))
+    c_gelu_b = g.const("c_gelu_b", np.array(math.sqrt(2.0 / math.pi), np.float32))
+
+    if part == "block":  # the mask comes in precomputed: the whole model builds it once
+        inputs = [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, "seq", d]),
+                  helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, "seq", "seq"])]
+        x, mask = "hidden", "mask"
+    else:
+        inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "seq"])]
+        seq = g.op("Gather", g.op("Shape", "input_ids"), c_1, axis=0)        # S, scalar
+        pos = g.op("Range", c_0, seq, c_1)                                    # (S,)
+        x = g.op("Add", g.op("Gather", w("transformer.wte.weight"), "input_ids"),
+                 g.op("Gather", w("transformer.wpe.weight"), pos))            # (1, S, d)
+        # Causal additive mask (1, 1, S, S): 0 where key <= query, float32 min elsewhere. Built
+        # like transformers' exported sdpa mask (same-sequence test AND causal test, both
+        # (1, 1, S, S) booleans), because those buffers shape ONNX Runtime's arena and peak memory.
+        q_idx = g.op("Unsqueeze", pos, g.const("c_ax013", i64(0, 1, 3)))                # (1, 1, S, 1)
+        k_idx = g.op("Unsqueeze", pos, g.const("c_ax012", i64(0, 1, 2)))                # (1, 1, 1, S)
+        same_seq = g.op("Equal", g.op("Mul", q_idx, c_0), g.op("Mul", k_idx, c_0))      # all True: one sequence
+        allowed = g.op("And", g.op("And", g.const("c_true", np.array(True)), same_seq),
+                       g.op("LessOrEqual", k_idx, q_idx))
+        mask = g.op("Where", allowed, c_zero, c_neg)
+
+    n_blocks = {"full": config.n_layer, "block": 1, "base": 0}[part]
+    for i in range(n_blocks):
+        b = f"transformer.h.{i}."
+        ln1 = g.op("LayerNormalization", x, w(b + "ln_1.weight"), w(b + "ln_1.bias"), axis=-1, epsilon=1e-5)
+        qkv = g.op("Gemm", g.op("Reshape", ln1, shape_sd), w(b + "attn.c_attn.weight"), w(b + "attn.c_attn.bias"))
+        # Same op order and shapes as the SDPA export (k, v, then q; k^T through 3-D), which
+        # decides ONNX Runtime's buffer reuse and so the measured peak memory.
+        q, k, v = g.ops("Split", [g.op("Reshape", qkv, shape_bs3d)], 3, axis=2, num_outputs=3)
+        k = g.op("Transpose", g.op("Reshape", k, shape_heads), perm=[0, 2, 1, 3])                        # (1,h,S,hd)
+        v = g.op("Transpose", g.op("Reshape", v, shape_heads), perm=[0, 2, 1, 3])                        # (1,h,S,hd)
+        q = g.op("Transpose", g.op("Reshape", q, shape_heads), perm=[0, 2, 1, 3])                        # (1,h,S,hd)
+        k = g.op("Transpose", g.op("Reshape", k, shape_hshd), perm=[0, 2, 1])                            # (h,hd,S)
+        k = g.op("Reshape", k, shape_1hds)                                                               # (1,h,hd,S)
+        q, k = g.op("Mul", q, c_scale), g.op("Mul", k, c_scale)
+        att = g.op("Softmax", g.op("Add", g.op("MatMul", q, k), mask), axis=-1)                          # (1,h,S,S)
+        att = g.op("Where", g.op("IsNaN", att), c_zero, att)  # fully-masked rows, as torch's SDPA export does
+        y = g.op("Reshape", g.op("Transpose", g.op("MatMul", att, v), perm=[0, 2, 1, 3]), shape_sd)      # (S, d)
+        y = g.op("Gemm", y, w(b + "attn.c_proj.weight"), w(b + "attn.c_proj.bias"))
+        x = g.op("Add", g.op("Reshape", y, shape_bsd), x)  # operand order as exported: decides in-place reuse
+
+        ln2 = g.op("LayerNormalization", x, w(b + "ln_2.weight"), w(b + "ln_2.bias"), axis=-1, epsilon=1e-5)
+        u = g.op("Gemm", g.op("Reshape", ln2, shape_sd), w(b + "mlp.c_fc.weight"), w(b + "mlp.c_fc.bias"))  # (S, f)
+        u = g.op("Reshape", u, shape_bsf)                                                                # (1, S, f)
+        inner = g.op("Mul", g.op("Add", u, g.op("Mul", g.op("Pow", u, c_three), c_gelu_a)), c_gelu_b)
+        u = g.op("Mul", g.op("Mul", u, c_half), g.op("Add", g.op("Tanh", inner), c_one))  # gelu_new
+        y = g.op("Gemm", g.op("Reshape", u, shape_sf), w(b + "mlp.c_proj.weight"), w(b + "mlp.c_proj.bias"))
+        x = g.op("Add", x, g.op("Reshape", y, shape_bsd))
+
+    c_big = g.const("c_big", i64(2**62))
+    if part == "block":  # hand back only the last position, so no (1, S, d) output is allocated per run
+        g.nodes.append(helper.make_node("Slice", [x, c_m1, c_big, c_ax1], ["hidden_last"]))
+        outputs = [helper.make_tensor_value_info("hidden_last", TensorProto.FLOAT, [1, 1, d])]
+    else:
+        x = g.op("LayerNormalization", x, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=1e-5)
+        last = g.op("Slice", x, c_m1, c_big, c_ax1)                                      # (1, 1, d)
+        head = g.op("Transpose", "transformer.wte.weight", perm=[1, 0])               # (d, V), tied
+        g.nodes.append(helper.make_node("MatMul", [last, head], ["logits"]))
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, config.vocab_size])]
+        if part == "base":  # keep the mask alive (it is part of the whole model's work), cheaply
+            g.nodes.append(helper.make_node("ReduceMax", [mask], ["mask_max"], keepdims=0))
+            outputs.append(helper.make_tensor_value_info("mask_max", TensorProto.FLOAT, []))
+
+    graph = helper.make_graph(g.nodes, f"lts_{config.archid}_{part}", inputs, outputs, initializer=g.small)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lts")
+    model.ir_version = 8
+    return GraphSpec(model, tuple(g.weights))
+
+
+# --- Streaming protobuf writer -------------------------------------------------------------
+# Python protobuf copies every initializer several times (from_array, make_graph, make_model,
+# SerializeToString): ~10 s for the largest default-space model. The weights are instead
+# appended to the serialized small graph as GraphProto.initializer fields (protobuf merges
+# repeated fields), written straight from numpy. The file is a normal, self-contained
+# .onnx that onnx.load and ONNX Runtime read like any other (tested).
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _tensor_header(name: str, shape: tuple[int, ...], nbytes: int) -> bytes:
+    """TensorProto fields dims(1), data_type(2)=FLOAT, name(8), then raw_data(9) tag + length."""
+    body = b"".join(b"\x08" + _varint(int(s)) for s in shape)
+    body += b"\x10" + _varint(TensorProto.FLOAT)
+    enc = name.encode()
+    body += b"\x42" + _varint(len(enc)) + enc
+    return body + b"\x4a" + _varint(nbytes)
+
+
+def _field(tag: int, length: int) -> bytes:
+    return bytes([tag]) + _varint(length)
+
+
+def write_onnx(spec: GraphSpec, path: str | os.PathLike | None, weights: WeightFn | None = None) -> int:
+    """Write the graph with its weights as one self-contained .onnx file; return its size in bytes.
+
+    With path=None nothing is written and only the size is computed (deterministic).
+    """
+    weights = weights or random_weights()
+    model = onnx.ModelProto()
+    model.CopyFrom(spec.model)
+    small_graph = model.graph.SerializeToString()
+    model.ClearField("graph")
+    head = model.SerializeToString()
+
+    inits = []
+    for name, shape in spec.weights:
+        nbytes = 4 * int(np.prod(shape))
+        th = _tensor_header(name, shape, nbytes)
+        inits.append((name, shape, th, len(th) + nbytes))
+    graph_len = len(small_graph) + sum(len(_field(0x2A, n)) + n for *_, n in inits)
+    total = len(head) + len(_field(0x3A, graph_len)) + graph_len
+    if path is None:
+        return total
+    with open(path, "wb") as f:
+        f.write(head)
+        f.write(_field(0x3A, graph_len))
+        f.write(small_graph)
+        for name, shape, th, n in inits:
+            f.write(_field(0x2A, n))
+            f.write(th)
+            if isinstance(weights, tiled_weights):
+                weights.write(f, name, shape)
+                continue
+            arr = weights(name, shape)
+            if arr.dtype != np.float32 or arr.shape != tuple(shape):
+                raise ValueError(f"weight {name}: got {arr.dtype}{arr.shape}, expected float32{shape}")
+            f.write(np.ascontiguousarray(arr).data)
+    return total
+
+
+class tiled_weights:  # noqa: N801 - used like the other weight factories
+    """Fast stand-in weights for cost measurement: one random block of `period` floats, tiled.
+
+    Values do not change ONNX Runtime's work; generating 100M fresh normals would cost
+    more than measuring the model. ``write_onnx`` streams the block without materialising
+    the tensor.
+    """
+
+    def __init__(self, seed: int = 0, std: float = 0.02, period: int = 1 << 20) -> None:
+        self.block = np.random.default_rng(seed).standard_normal(period, dtype=np.float32) * np.float32(std)
+
+    @staticmethod
+    def _is_gain(name: str) -> bool:
+        return name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight"))
+
+    def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        return np.ones(shape, np.float32) if self._is_gain(name) else np.resize(self.block, shape)
+
+    def write(self, f, name: str, shape: tuple[int, ...]) -> None:
+        n = int(np.prod(shape))
+        if self._is_gain(name):
+            f.write(np.ones(n, np.float32).data)
+            return
+        full, rest = divmod(n, self.block.size)
+        for _ in range(full):
+            f.write(self.block.data)
+        f.write(self.block[:rest].data)
+
+
+def build_gpt2_graph(config: ArchConfig, weights: WeightFn | None = None, part: str = "full") -> onnx.ModelProto:
+    """The whole ModelProto in memory (slow for big models; for tests and small graphs)."""
+    spec = gpt2_graph_spec(config, part)
+    weights = weights or random_weights()
+    model = onnx.ModelProto()
+    model.CopyFrom(spec.model)
+    model.graph.initializer.extend(numpy_helper.from_array(weights(n, s), n) for n, s in spec.weights)
+    return model

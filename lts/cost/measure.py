@@ -1,0 +1,205 @@
+"""Latency and memory of an ONNX graph, measured in an isolated child process.
+
+Why a child: a measurement must not share threads, allocator state or imports with the
+search, and a crash or hang in ONNX Runtime must cost one candidate, not the search.
+Children are forked from a small fork server that has numpy and onnxruntime imported
+(but never created a session), so a fresh, clean process costs milliseconds.
+
+Memory (``onnx_memory_mb``): the child writes the full model to its own temp folder,
+records its RSS, then creates the session and runs one forward at ``seq_len``. The peak
+resident memory over that window, minus the RSS just before, is the model's cost. The
+kernel tracks the peak exactly (``VmHWM`` after ``clear_refs``); the parent also samples
+the child's RSS from outside every millisecond as a cross-check and fallback.
+
+Latency: warm-up runs, then timed runs until the median is stable (standard error of the
+median <= ``rel_err`` of it), between ``min_repeats`` and ``max_repeats``; the coefficient
+of variation is recorded. Timing takes the Target's exclusive lock, memory phases a shared one: two searches on one
+machine never time at the same moment. Sessions, the peak-memory probe and the lock all come
+from the Target (``lts.cost.target``); the child process from ``lts.core.procs``.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lts.core.arch import ArchConfig
+from lts.core.errors import LTSError
+from lts.core.procs import ChildError, ChildProcess
+from lts.cost.graph import gpt2_graph_spec, tiled_weights, write_onnx
+from lts.cost.objectives import Measurement, Timing
+from lts.cost.target import Target
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How a graph is measured (with the Target, part of the cache key: change it and results are re-measured)."""
+
+    seq_len: int = 1024
+    warmup: int = 2
+    min_repeats: int = 5
+    max_repeats: int = 30
+    rel_err: float = 0.03
+    max_seconds: float = 1.5
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "min_repeats", "max_repeats"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise LTSError(f"{name} must be a positive integer, got {v!r}")
+        if self.min_repeats > self.max_repeats:
+            raise LTSError("min_repeats must not exceed max_repeats")
+        if self.timeout_s <= 0:
+            raise LTSError(f"timeout must be > 0 seconds, got {self.timeout_s}")
+
+    def key(self) -> dict[str, Any]:
+        """Fields that change what is measured (timeout only decides failure, not values)."""
+        d = asdict(self)
+        d.pop("timeout_s")
+        return d
+
+
+class MeasureError(RuntimeError):
+    """A measurement failed (export, ORT error, timeout, crash); the reason is the message."""
+
+
+# ----------------------------------------------------------------------------- in the child
+
+def token_feeds(seq_len: int, vocab_size: int) -> dict[str, np.ndarray]:
+    """Deterministic token ids spread over the vocabulary, batch 1."""
+    ids = np.random.default_rng(0).integers(0, vocab_size, size=(1, seq_len), dtype=np.int64)
+    return {"input_ids": ids}
+
+
+def feeds_for(sess: Any, seq_len: int) -> dict[str, np.ndarray]:
+    """Inputs for a session of any part: token ids, or unit-scale hidden states + causal mask."""
+    inp = sess.get_inputs()[0]
+    if inp.type == "tensor(int64)":
+        return token_feeds(seq_len, sess.get_outputs()[0].shape[-1])
+    rng = np.random.default_rng(0)
+    d = inp.shape[-1]
+    mask = np.where(np.tril(np.ones((seq_len, seq_len), bool)), 0.0, np.finfo(np.float32).min).astype(np.float32)
+    return {"hidden": rng.standard_normal((1, seq_len, d), dtype=np.float32), "mask": mask[None, None]}
+
+
+def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings) -> Timing:
+    """Warm up, then repeat until the median is stable (or the repeat/time budget is spent)."""
+    for _ in range(s.warmup):
+        sess.run(None, feeds)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < s.max_repeats:
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+        if len(times) >= s.min_repeats:
+            arr = np.asarray(times)
+            med = float(np.median(arr))
+            # Standard error of the median ~ 1.2533 * sigma / sqrt(n) for near-normal noise.
+            se = 1.2533 * float(arr.std(ddof=1)) / math.sqrt(len(arr))
+            if se <= s.rel_err * med or time.perf_counter() - start > s.max_seconds:
+                break
+    arr = np.asarray(times)
+    med = float(np.median(arr))
+    cv = float(arr.std(ddof=1) / arr.mean()) if len(arr) > 1 else 0.0
+    return Timing(median_s=med, cv=cv, repeats=len(arr))
+
+
+def _scratch_dir() -> str | None:
+    """RAM-backed scratch where available: writing a 400 MB model to disk costs seconds."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
+def _child(conn: Any, config_dict: dict, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
+           memory: bool) -> None:
+    config = ArchConfig(**config_dict)
+    weights = tiled_weights()
+    out: dict[str, Any] = {}
+    phases: dict[str, float] = {}
+    clock = time.perf_counter
+    with tempfile.TemporaryDirectory(prefix="lts-measure-", dir=_scratch_dir()) as tmp:
+        if memory:
+            with target.lock(exclusive=False):
+                path = Path(tmp) / "model.onnx"
+                t0 = clock()
+                out["file_bytes"] = write_onnx(gpt2_graph_spec(config, "full"), path, weights)
+                phases["write"] = clock() - t0
+                feeds = token_feeds(settings.seq_len, config.vocab_size)  # made before the baseline
+                gc.collect()
+                base = target.memory_bytes()
+                exact = target.reset_peak_memory()
+                conn.send(("baseline", base))
+                conn.recv()  # the parent's sampler is running
+                t0 = clock()
+                sess = target.session(path)
+                phases["session"] = clock() - t0
+                sess.run(None, feeds)
+                phases["forward"] = clock() - t0 - phases["session"]
+                peak = target.peak_memory_bytes() if exact else None
+                conn.send(("memory", {"peak_delta_bytes": None if peak is None else peak - base}))
+                conn.recv()
+                del sess
+                path.unlink()
+                gc.collect()
+        timings = {}
+        for part in parts:
+            t0 = clock()
+            path = Path(tmp) / f"{part}.onnx"
+            write_onnx(gpt2_graph_spec(config, part), path, weights)
+            sess = target.session(path)
+            feeds = feeds_for(sess, settings.seq_len)
+            with target.lock(exclusive=True):
+                timings[part] = asdict(time_session(sess, feeds, settings))
+            del sess
+            path.unlink()
+            phases[f"time_{part}"] = clock() - t0
+        out["timings"] = timings
+        out["phases"] = phases
+    conn.send(("done", out))
+
+
+# ----------------------------------------------------------------------------- in the parent
+
+# Imported once by the fork server; no session is ever made there.
+PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.cost.graph", "lts.cost.measure")
+
+
+def measure(config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...] = ("base", "block"),
+            memory: bool = True) -> Measurement:
+    """Measure `config` on `target` in a fresh child: peak memory of session + forward, a Timing per part.
+
+    Raises MeasureError with a one-line reason on failure, timeout or crash.
+    """
+    file_bytes = memory_bytes = sampled_bytes = None
+    try:
+        with ChildProcess(_child, (config.to_dict(), settings, target, tuple(parts), memory), preload=PRELOAD,
+                          timeout_s=settings.timeout_s, name=f"lts-measure {config.archid}") as child:
+            sampler, base = None, 0
+            while True:
+                kind, payload = child.recv()
+                if kind == "baseline":
+                    base, sampler = payload, child.sampler(0.001)
+                    child.send("go")
+                elif kind == "memory":
+                    sampled_bytes = max(0, sampler.stop() - base) if sampler else 0
+                    exact = payload["peak_delta_bytes"]
+                    memory_bytes = exact if exact is not None else sampled_bytes
+                    child.send("ok")
+                elif kind == "done":
+                    file_bytes = payload.get("file_bytes")
+                    timings = {k: Timing(**v) for k, v in payload["timings"].items()}
+                    return Measurement(file_bytes, memory_bytes, sampled_bytes, timings)
+                elif kind == "error":
+                    raise MeasureError(payload)
+    except ChildError as exc:
+        raise MeasureError(str(exc) if exc.timed_out else f"measuring process crashed: {exc}") from None

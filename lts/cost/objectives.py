@@ -1,0 +1,233 @@
+"""The Objective registry: every figure LTS records about a candidate, defined once.
+
+An :class:`Objective` is one object: its name (the CSV column and JSON key), unit, direction,
+the label and display scale used by plots, galleries and printouts, and how its value is
+obtained from the candidate's config and its measurement (:class:`Measurement`). Everything
+else iterates over :data:`REGISTRY`: the search's CSV columns and JSON keys, the plot axes,
+the gallery columns, the ``python -m lts evaluate`` printout, the ``--objectives`` help, and
+the cache key (:func:`registry_key` hashes each entry's definition and the source of its
+``compute``, so a new or changed objective is never served a stale cached value).
+
+Adding an objective is one ``register(Objective(...))`` call (here, or in a plugin module);
+if it needs a new kind of measurement, ``lts/cost/measure.py`` gets a probe for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from lts.core.arch import ArchConfig
+from lts.core.errors import LTSError
+from lts.cost.proxy import non_embedding_params, total_params
+
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median latency (s) of repeated runs, with its spread."""
+
+    median_s: float
+    cv: float
+    repeats: int
+
+    @property
+    def std_s(self) -> float:
+        return self.cv * self.median_s
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What probing a candidate produced (empty fields: that probe did not run).
+
+    ``timings`` maps a graph part ("full", or "base" and "block") to its Timing; memory
+    figures are bytes over the measuring process's baseline.
+    """
+
+    file_bytes: int | None = None
+    memory_bytes: int | None = None
+    memory_sampled_bytes: int | None = None
+    timings: Mapping[str, Timing] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One recorded figure. ``direction`` is +1 to minimise, -1 to maximise (applied only by the search).
+
+    ``compute(config, measurement)`` returns the value in ``unit`` (NaN when its probe did not run).
+    ``probe`` names what the measuring child must do for it: None (a pure function of the config,
+    deterministic), "file" (the graph's size, deterministic, no child), or a measured probe
+    ("memory", "latency") that runs in an isolated child process on the Target.
+    ``searchable`` entries may be ``--objectives``; the others are recorded beside them.
+    Plots show ``value * scale`` in ``display_unit``; the gallery and printouts show ``display(value)``
+    (integers with thousands separators, other values scaled and formatted with ``fmt``).
+    ``gallery`` entries get a column in the markdown gallery of the front.
+    """
+
+    name: str
+    unit: str
+    direction: int
+    label: str
+    compute: Callable[[ArchConfig, Measurement], float]
+    probe: str | None = None
+    searchable: bool = True
+    display_unit: str = ""
+    scale: float = 1.0
+    fmt: str = ".1f"
+    integer: bool = False
+    gallery: bool = True
+
+    def __post_init__(self) -> None:
+        if self.direction not in (1, -1):
+            raise ValueError(f"{self.name}: direction must be +1 (minimise) or -1 (maximise)")
+
+    @property
+    def measured(self) -> bool:
+        """True when its value needs a measurement on the Target (noisy, machine-specific)."""
+        return self.probe not in (None, "file")
+
+    @property
+    def axis_label(self) -> str:
+        """Plot axis label: label and the unit of the plotted (scaled) value."""
+        unit = self.display_unit or self.unit
+        return f"{self.label} ({unit})" if unit else self.label
+
+    @property
+    def header(self) -> str:
+        """Column header for the gallery: label and the unit of ``display``."""
+        unit = "" if self.integer else (self.display_unit or self.unit)
+        return f"{self.label} ({unit})" if unit else self.label
+
+    def display(self, value: Any) -> str:
+        """The value as shown to people ('' when missing)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        if self.integer:
+            return f"{int(value):,}"
+        return format(value * self.scale, self.fmt)
+
+    def value(self, config: ArchConfig, measurement: Measurement) -> float | int:
+        v = self.compute(config, measurement)
+        return int(v) if self.integer and v is not None and not (isinstance(v, float) and math.isnan(v)) else v
+
+    def definition(self) -> dict[str, Any]:
+        """What the value means: the fields that change it and the source of ``compute`` (the cache key)."""
+        try:
+            source = inspect.getsource(self.compute)
+        except (OSError, TypeError):  # no source shipped: the bytecode still identifies the function
+            code = getattr(self.compute, "__code__", None)
+            source = code.co_code.hex() if code is not None else repr(self.compute)
+        return {"name": self.name, "unit": self.unit, "probe": self.probe, "integer": self.integer, "compute": source}
+
+
+REGISTRY: dict[str, Objective] = {}
+
+
+def register(objective: Objective) -> Objective:
+    """Add (or replace) an objective; returns it. The only step needed to record a new figure."""
+    REGISTRY[objective.name] = objective
+    return objective
+
+
+def unregister(name: str) -> None:
+    REGISTRY.pop(name, None)
+
+
+def get(name: str) -> Objective:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise LTSError(f"unknown objective {name!r} (choose from {', '.join(searchable_names())})") from None
+
+
+def searchable_names() -> list[str]:
+    return [o.name for o in REGISTRY.values() if o.searchable]
+
+
+def parse_objectives(text: str | Iterable[str]) -> tuple[str, ...]:
+    """A comma-separated list (or sequence) of at least two distinct searchable objective names."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in REGISTRY or not REGISTRY[n].searchable]
+    if unknown:
+        raise LTSError(f"unknown objective(s): {', '.join(unknown)} (choose from {', '.join(searchable_names())})")
+    if len(names) < 2:
+        raise LTSError("a search needs at least two objectives (comma-separated)")
+    if len(set(names)) != len(names):
+        raise LTSError(f"duplicate objective in {','.join(names)}")
+    return tuple(names)
+
+
+def objectives_help() -> str:
+    """The ``--objectives`` help: every searchable name, its unit and direction."""
+    parts = [f"{o.name} ({'max' if o.direction < 0 else 'min'}, {o.unit})" for o in REGISTRY.values() if o.searchable]
+    return "comma-separated, two or more of: " + ", ".join(parts)
+
+
+def registry_key() -> str:
+    """Hash of every registered objective's definition: part of each cached result's key."""
+    defs = [REGISTRY[name].definition() for name in sorted(REGISTRY)]
+    return hashlib.sha1(json.dumps(defs, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def probes_needed(names: Iterable[str] | None = None) -> set[str]:
+    """The measured probes the given objectives (default: all registered) need."""
+    objs = REGISTRY.values() if names is None else (get(n) for n in names)
+    return {o.probe for o in objs if o.measured and o.probe is not None}
+
+
+# ----------------------------------------------------------------------------- the built-in objectives
+
+def compose_latency(n_layer: int, timings: Mapping[str, Timing]) -> tuple[float, float]:
+    """(median seconds, coefficient of variation) of the whole forward from its timed parts.
+
+    "full" when the whole graph was timed; else ``base + n_layer * block`` (the embeddings + mask +
+    LM head graph, and one block; each timed once per shape and cached).
+    """
+    if "full" in timings:
+        t = timings["full"]
+        return t.median_s, t.cv
+    if "base" not in timings or "block" not in timings:
+        return math.nan, math.nan
+    b, k = timings["base"], timings["block"]
+    latency = b.median_s + n_layer * k.median_s
+    std = math.sqrt(b.std_s**2 + (n_layer * k.std_s) ** 2)  # one block timing scales with depth
+    return latency, std / latency if latency > 0 else math.nan
+
+
+def _mib(value: int | None) -> float:
+    return math.nan if value is None else value / MIB
+
+
+register(Objective(
+    "non_embedding_params", "parameters", -1, "non-embedding parameters",
+    compute=lambda c, m: non_embedding_params(c), display_unit="millions", scale=1e-6, fmt=".2f", integer=True))
+
+register(Objective(
+    "onnx_latency_s", "s", +1, "ONNX Runtime latency",
+    compute=lambda c, m: compose_latency(c.n_layer, m.timings)[0], probe="latency", display_unit="ms", scale=1e3))
+
+register(Objective(
+    "onnx_latency_cv", "", +1, "latency CV",
+    compute=lambda c, m: compose_latency(c.n_layer, m.timings)[1], probe="latency", searchable=False, fmt=".3f"))
+
+register(Objective(
+    "onnx_memory_mb", "MiB", +1, "ONNX Runtime peak memory",
+    compute=lambda c, m: _mib(m.memory_bytes), probe="memory"))
+
+register(Objective(
+    "onnx_file_mb", "MiB", +1, "ONNX file size",
+    compute=lambda c, m: _mib(m.file_bytes), probe="file"))
+
+register(Objective(
+    "total_params", "parameters", -1, "total parameters",
+    compute=lambda c, m: total_params(c), searchable=False, display_unit="millions", scale=1e-6, fmt=".2f",
+    integer=True, gallery=False))
+
+register(Objective(
+    "onnx_memory_sampled_mb", "MiB", +1, "peak memory sampled from outside",
+    compute=lambda c, m: _mib(m.memory_sampled_bytes), probe="memory", searchable=False, gallery=False))

@@ -1,0 +1,83 @@
+"""The embedded store of evaluations: SQLite, safe for concurrent processes (WAL).
+
+Two tables behind one small interface (:class:`Store`): ``results`` (one evaluation per
+(archid, settings key, target fingerprint)) and ``timings`` (per-shape timings that composed
+latencies reuse).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from lts.core.errors import LTSError
+
+
+class Store(Protocol):
+    """Where evaluations persist. ``get`` returns the stored text or None; ``put`` stores it."""
+
+    path: Path | None
+
+    def get(self, table: str, key: tuple[str, ...]) -> str | None: ...
+
+    def put(self, table: str, key: tuple[str, ...], value: str) -> None: ...
+
+
+def default_cache_path() -> Path:
+    """``$LTS_CACHE_DIR/evaluations.sqlite``, else ``~/.cache/lts/evaluations.sqlite``."""
+    root = os.environ.get("LTS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lts")
+    return Path(root) / "evaluations.sqlite"
+
+
+class SQLiteStore:
+    """SQLite file store (no file: a store that keeps nothing). One connection per thread."""
+
+    def __init__(self, path: str | os.PathLike | None) -> None:
+        self.path = Path(path) if path else None
+        self._local = threading.local()
+        if self.path:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn().executescript(
+                    "PRAGMA journal_mode=WAL;"
+                    "CREATE TABLE IF NOT EXISTS results (archid TEXT, settings TEXT, hardware TEXT, result TEXT,"
+                    " created REAL, PRIMARY KEY (archid, settings, hardware));"
+                    "CREATE TABLE IF NOT EXISTS timings (key TEXT PRIMARY KEY, timing TEXT, created REAL);"
+                )
+            except (sqlite3.Error, OSError) as exc:
+                raise LTSError(f"cannot use cache {self.path}: {exc}") from None
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._local.conn = conn
+        return conn
+
+    def get(self, table: str, key: tuple[str, ...]) -> str | None:
+        if not self.path:
+            return None
+        if table == "results":
+            row = self._conn().execute("SELECT result FROM results WHERE archid=? AND settings=? AND hardware=?",
+                                       key).fetchone()
+        else:
+            row = self._conn().execute("SELECT timing FROM timings WHERE key=?", key).fetchone()
+        return row[0] if row else None
+
+    def put(self, table: str, key: tuple[str, ...], value: str) -> None:
+        if not self.path:
+            return
+        if table == "results":
+            self._conn().execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)", (*key, value, time.time()))
+        else:
+            self._conn().execute("INSERT OR REPLACE INTO timings VALUES (?, ?, ?)", (*key, value, time.time()))
+
+    def __getstate__(self) -> dict[str, Any]:  # connections stay behind (e.g. when sent to a Ray worker)
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])

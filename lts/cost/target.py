@@ -1,0 +1,183 @@
+"""Where and how a graph runs: the measurement Target.
+
+A Target decides everything about running an ONNX graph that changes a cost figure: the ONNX
+Runtime execution provider and its options, the thread count, how peak memory is probed, the
+hardware fingerprint that figures are stored and compared under, and the lock that keeps two
+timings on one device from overlapping. The search's measurements (``lts.cost.measure``),
+``generate_text.py --backend onnx`` (``lts.generate.onnx_kv``) and the scripts in
+``benchmarks/`` all get their sessions from a Target; figures from two Targets (two
+fingerprints) are never served for one another by the cache.
+
+``CPUTarget`` is the one tested here. Another provider is another class implementing the
+:class:`Target` protocol (see the README, "Adding a target"): typically a subclass of
+``CPUTarget`` that changes ``providers()``, ``fingerprint()`` and the memory probe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+from lts.core import procs
+from lts.core.errors import LTSError
+
+try:  # advisory locks: POSIX has flock; elsewhere measurements run unlocked (documented in the README)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+def default_threads() -> int:
+    """min(4, cores): more intra-op threads than that rarely help a batch-1 forward."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@runtime_checkable
+class Target(Protocol):
+    """The contract every measurement target keeps (instances are frozen and picklable: they go to child processes)."""
+
+    name: str
+    threads: int
+
+    def session(self, path: str | os.PathLike) -> Any:
+        """An ONNX Runtime InferenceSession for the graph at `path`, set up the way this target measures."""
+
+    def key(self) -> dict[str, Any]:
+        """Settings of this target that change measured values (part of every cache key)."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes a figure specific to this hardware and runtime; ``fingerprint()["id"]`` is a short hash."""
+
+    def describe(self) -> str:
+        """One line for reports: provider, threads, device."""
+
+    def lock(self, exclusive: bool) -> Any:
+        """Context manager: exclusive while timing, shared while measuring memory, across processes."""
+
+    def reset_peak_memory(self) -> bool:
+        """Start a peak-memory window in this process; False if this target can only sample from outside."""
+
+    def peak_memory_bytes(self) -> int:
+        """Peak memory of this process since the last reset (bytes)."""
+
+    def memory_bytes(self) -> int:
+        """Memory of this process now (bytes): the baseline a peak is measured against."""
+
+
+@lru_cache(maxsize=1)
+def cpu_fingerprint() -> dict[str, Any]:
+    """CPU model, cores, OS and ONNX Runtime version of this machine, with a short id under "id"."""
+    import onnxruntime
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count(),
+                            "system": platform.system(), "onnxruntime": onnxruntime.__version__}
+    info["id"] = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:10]
+    return info
+
+
+@dataclass(frozen=True)
+class CPUTarget:
+    """ONNX Runtime's CPU execution provider, `threads` intra-op threads, sequential execution.
+
+    Peak memory: the kernel's high-water mark (``VmHWM`` after ``clear_refs``) where Linux allows
+    it, else the caller samples RSS from outside. Lock: one ``flock`` file per machine in the temp
+    folder, so any two LTS processes here never time at the same moment.
+    """
+
+    threads: int = field(default_factory=default_threads)
+    name: str = "cpu"
+    graph_optimization: str = "all"  # ONNX Runtime GraphOptimizationLevel: disable | basic | extended | all
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise LTSError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.graph_optimization not in ("disable", "basic", "extended", "all"):
+            raise LTSError(f"graph_optimization must be disable, basic, extended or all, got {self.graph_optimization!r}")
+
+    def providers(self) -> list[Any]:
+        return ["CPUExecutionProvider"]
+
+    def session_options(self) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads  # ORT ignores OMP_NUM_THREADS
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.graph_optimization]
+        so.log_severity_level = 3
+        return so
+
+    def session(self, path: str | os.PathLike) -> Any:
+        import onnxruntime as ort
+
+        return ort.InferenceSession(str(path), self.session_options(), providers=self.providers())
+
+    def key(self) -> dict[str, Any]:
+        return {"target": self.name, "threads": self.threads, "graph_optimization": self.graph_optimization}
+
+    def fingerprint(self) -> dict[str, Any]:
+        return dict(cpu_fingerprint())
+
+    def describe(self) -> str:
+        hw = self.fingerprint()
+        return (f"ONNX Runtime {hw['onnxruntime']} {self.providers()[0]}, {self.threads} threads, "
+                f"{hw['cpu'] or hw['machine']} ({hw['cores']} cores)")
+
+    def lock_path(self) -> Path:
+        return Path(tempfile.gettempdir()) / "lts-measure.lock"
+
+    @contextmanager
+    def lock(self, exclusive: bool) -> Iterator[None]:
+        if fcntl is None:
+            yield
+            return
+        path = self.lock_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def reset_peak_memory(self) -> bool:
+        return procs.reset_peak_rss()
+
+    def peak_memory_bytes(self) -> int:
+        return procs.peak_rss_bytes()
+
+    def memory_bytes(self) -> int:
+        return procs.rss_bytes()
+
+
+TARGETS: dict[str, type] = {"cpu": CPUTarget}
+
+
+def make_target(name: str = "cpu", threads: int | None = None) -> Target:
+    """A Target by name (``--target``); `threads` None means the target's default."""
+    try:
+        cls = TARGETS[name]
+    except KeyError:
+        raise LTSError(f"unknown target {name!r} (choose from {', '.join(TARGETS)})") from None
+    return cls() if threads is None else cls(threads=threads)

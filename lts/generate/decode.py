@@ -1,0 +1,368 @@
+"""Text generation with a causal LM: transformers' ``generate`` on torch, or an ONNX Runtime KV-cache loop.
+
+Both backends share one decoding recipe, so they agree token for token:
+
+- the logits processors (:func:`build_logits_processors`: temperature, top-k, top-p, in
+  transformers' order) are the same objects, applied to float32 scores;
+- sampling draws with ``torch.multinomial`` from torch's global RNG, seeded with ``seed``;
+- a sequence that emits eos is padded afterwards; decoding stops when all have finished.
+
+Only the settings here drive decoding: a checkpoint's ``generation_config.json`` sampling
+defaults (repetition penalty, its own top-k, ...) are not applied, on either backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from lts.core.errors import LTSError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx")
+VOCAB_PAD_MULTIPLE = 64  # models may pad the embedding to a multiple of this (e.g. 50257 -> 50304)
+VOCAB_PAD_MAX = 1024  # ...with fewer unused rows than this; anything else is a mismatched tokenizer
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """What to generate and how. Defaults are those of the Archai reference script:
+    sampling, temperature 0.8, top-p 0.95, 128 new tokens (and transformers' implicit top-k 50)."""
+
+    model: str
+    tokenizer: str
+    prompt: str
+    max_new_tokens: int = 128
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 50  # 0 disables; the reference used transformers' default of 50 without saying so
+    greedy: bool = False
+    seed: int | None = None  # None: a fresh random seed (reported with verbose)
+    num_return_sequences: int = 1
+    backend: str = "torch"
+    stream: bool = False
+    verbose: bool = False
+    threads: int | None = None  # None: torch's default; both backends use the same count
+    truncate_prompt: bool = False  # keep the prompt's last tokens when it does not fit, instead of refusing
+    trust_remote_code: bool = False
+    onnx_cache_dir: str | None = None  # None: $LTS_CACHE_DIR/onnx or ~/.cache/lts/onnx
+
+    def __post_init__(self) -> None:
+        def integer(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        for name in ("model", "tokenizer", "prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise LTSError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if not self.model.strip():
+            raise LTSError("no model given: pass a hub id (gpt2) or a model folder")
+        if not self.tokenizer.strip():
+            raise LTSError("no tokenizer given: pass a hub id (gpt2) or a folder with tokenizer files")
+        if not self.prompt.strip():
+            raise LTSError("the prompt is empty: give some text to continue")
+        if not integer(self.max_new_tokens) or self.max_new_tokens <= 0:
+            raise LTSError(f"--max-new-tokens must be a positive integer, got {self.max_new_tokens!r}")
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise LTSError(f"--{name.replace('_', '-')} must be a number, got {value!r}")
+        if not self.greedy and self.temperature <= 0:
+            raise LTSError(f"--temperature must be > 0 when sampling, got {self.temperature} "
+                           f"(use --greedy for deterministic decoding)")
+        if not 0 < self.top_p <= 1:
+            raise LTSError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if not integer(self.top_k) or self.top_k < 0:
+            raise LTSError(f"--top-k must be an integer >= 0 (0 disables it), got {self.top_k!r}")
+        if self.seed is not None and (not integer(self.seed) or self.seed < 0):
+            raise LTSError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        if not integer(self.num_return_sequences) or self.num_return_sequences < 1:
+            raise LTSError(f"--num-return-sequences must be an integer >= 1, got {self.num_return_sequences!r}")
+        if self.greedy and self.num_return_sequences > 1:
+            raise LTSError("--greedy gives one answer: --num-return-sequences > 1 needs sampling")
+        if self.stream and self.num_return_sequences > 1:
+            raise LTSError("--stream prints one sequence as it comes: use --num-return-sequences 1")
+        if self.backend not in BACKENDS:
+            raise LTSError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.threads is not None and (not integer(self.threads) or self.threads < 1):
+            raise LTSError(f"--threads must be an integer >= 1, got {self.threads!r}")
+
+
+@dataclass
+class GenerationResult:
+    """Texts and timings (seconds) of one run; ``token_ids`` is (num_return_sequences, prompt+new)."""
+
+    texts: list[str]
+    token_ids: list[list[int]]
+    prompt_tokens: int
+    new_tokens: int  # decoding steps taken (per sequence; fewer than asked if all hit eos)
+    seed: int | None
+    backend: str
+    threads: int
+    load_s: float = 0.0  # model + tokenizer
+    prepare_s: float = 0.0  # onnx: content hash + export (first time) or cache hit + session creation
+    exported: bool = False
+    first_token_s: float = 0.0  # from the call to the first new token (prefill + one selection)
+    generate_s: float = 0.0  # the whole decode
+    token_times_s: list[float] = field(default_factory=list)  # time of each new token since the start
+
+    @property
+    def tokens_per_s(self) -> float:
+        """New tokens of all sequences per second of decoding (prefill included)."""
+        return self.new_tokens * len(self.texts) / self.generate_s if self.generate_s > 0 else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def model_vocab_size(model: Any) -> int:
+    """Rows of the output projection: the ids the model can produce."""
+    head = model.get_output_embeddings()
+    if head is not None and hasattr(head, "weight"):
+        return int(head.weight.shape[0])
+    return int(model.config.get_text_config(decoder=True).vocab_size)
+
+
+def context_length(config: Any) -> int | None:
+    """Positions the model can attend over (n_positions / max_position_embeddings), None if unbounded."""
+    text = config.get_text_config(decoder=True)
+    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(text, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_vocab(tokenizer_vocab: int, model_vocab: int, tokenizer_name: str, model_name: str) -> None:
+    """Accept equal sizes, or a model vocabulary padded up to a multiple of 64; refuse anything else."""
+    if tokenizer_vocab == model_vocab:
+        return
+    padded = (tokenizer_vocab < model_vocab and model_vocab % VOCAB_PAD_MULTIPLE == 0
+              and model_vocab - tokenizer_vocab < VOCAB_PAD_MAX)
+    if not padded:
+        raise LTSError(f"tokenizer {tokenizer_name} has {tokenizer_vocab} tokens but model {model_name} has a "
+                       f"vocabulary of {model_vocab}: they do not belong together (pass the tokenizer the model "
+                       f"was trained with)")
+
+
+def load_model_and_tokenizer(settings: GenerateSettings) -> tuple[Any, Any, float]:
+    """(model in eval mode, float32; tokenizer; seconds). LTSError for every bad source or pairing."""
+    from lts.core.hub import check_source, load_causal_lm, load_tokenizer
+
+    t0 = time.perf_counter()
+    check_source(settings.model, "model")  # both sources checked before the slow loads start
+    check_source(settings.tokenizer, "tokenizer")
+    tokenizer = load_tokenizer(settings.tokenizer, trust_remote_code=settings.trust_remote_code)
+    model = load_causal_lm(settings.model, trust_remote_code=settings.trust_remote_code)
+    check_vocab(len(tokenizer), model_vocab_size(model), settings.tokenizer, settings.model)
+    return model, tokenizer, time.perf_counter() - t0
+
+
+def encode_prompt(tokenizer: Any, prompt: str, max_new_tokens: int, context: int | None, truncate: bool) -> Any:
+    """(1, P) int64 ids of `prompt`, checked (or, with `truncate`, cut from the left) to fit the context."""
+    import torch
+
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(torch.long)
+    if ids.shape[1] == 0:
+        raise LTSError("the prompt encodes to no tokens: give some text to continue")
+    if context is None or ids.shape[1] + max_new_tokens <= context:
+        return ids
+    if max_new_tokens >= context:
+        raise LTSError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt: the model's context "
+                       f"is {context} tokens")
+    room = context - max_new_tokens
+    if not truncate:
+        raise LTSError(f"the prompt is {ids.shape[1]} tokens and {max_new_tokens} new ones would need "
+                       f"{ids.shape[1] + max_new_tokens} positions, but the model's context is {context}: refused "
+                       f"(shorten the prompt, lower --max-new-tokens, or pass --truncate-prompt to keep its "
+                       f"last {room} tokens)")
+    log.warning("prompt truncated from %d to its last %d tokens to fit the model's context of %d with %d new tokens",
+                ids.shape[1], room, context, max_new_tokens)
+    return ids[:, -room:]
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoding recipe both backends share
+
+
+class _SuppressUnusedVocab:
+    """Padded vocabularies: ids the tokenizer cannot decode (>= its size) are never chosen."""
+
+    def __init__(self, first_unused: int) -> None:
+        self.first_unused = first_unused
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        scores[:, self.first_unused:] = -float("inf")
+        return scores
+
+
+def build_logits_processors(settings: GenerateSettings, tokenizer_vocab: int | None = None,
+                            model_vocab: int | None = None) -> Any:
+    """The LogitsProcessorList both backends apply to float32 scores (B, V), in transformers' order."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    procs = LogitsProcessorList()
+    if tokenizer_vocab is not None and model_vocab is not None and tokenizer_vocab < model_vocab:
+        procs.append(_SuppressUnusedVocab(tokenizer_vocab))
+    if settings.greedy:
+        return procs
+    if settings.temperature != 1.0:
+        procs.append(TemperatureLogitsWarper(float(settings.temperature)))
+    if settings.top_k > 0:
+        procs.append(TopKLogitsWarper(top_k=settings.top_k))
+    if settings.top_p < 1.0:
+        procs.append(TopPLogitsWarper(top_p=float(settings.top_p)))
+    return procs
+
+
+def special_ids(model: Any, tokenizer: Any) -> tuple[Any, int | None]:
+    """(eos id or ids, pad id) from the checkpoint's generation config, its config, then the tokenizer."""
+    gen = getattr(model, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None)
+    if eos is None:
+        eos = getattr(model.config, "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    pad = getattr(gen, "pad_token_id", None)
+    if pad is None:
+        pad = tokenizer.pad_token_id
+    if pad is None:  # like the reference script: pad with eos
+        pad = eos[0] if isinstance(eos, (list, tuple)) else eos
+    return eos, pad
+
+
+class TimingStreamer:
+    """A generate-style streamer (``put``/``end``) that stamps each new token and forwards to another.
+
+    ``times`` are seconds since ``start`` at which each decoding step produced its token(s).
+    """
+
+    def __init__(self, inner: Any = None) -> None:
+        self.inner = inner
+        self.start = time.perf_counter()
+        self.times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if self._prompt_seen:
+            self.times.append(time.perf_counter() - self.start)
+        self._prompt_seen = True
+        if self.inner is not None:
+            self.inner.put(value)
+
+    def end(self) -> None:
+        if self.inner is not None:
+            self.inner.end()
+
+
+def text_streamer(tokenizer: Any, on_text: Callable[[str], None]) -> Any:
+    """transformers' TextStreamer (decodes whole words, holds back split UTF-8), writing through `on_text`."""
+    from transformers import TextStreamer
+
+    class CallbackStreamer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            on_text(text + ("\n" if stream_end else ""))
+
+    return CallbackStreamer(tokenizer, skip_prompt=False, skip_special_tokens=True)
+
+
+def generate_torch(model: Any, input_ids: Any, settings: GenerateSettings, processors: Any,
+                   eos_token_id: Any, pad_token_id: int | None, streamer: Any = None) -> Any:
+    """transformers' ``generate`` with the KV cache; the checkpoint's sampling defaults are not applied."""
+    import torch
+    from transformers import GenerationConfig
+
+    base = model.generation_config
+    # Only our processors decide: a checkpoint's generation_config.json would otherwise fill
+    # in its own sampling defaults (and transformers its implicit top_k=50).
+    model.generation_config = GenerationConfig(bos_token_id=getattr(base, "bos_token_id", None),
+                                               eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    sample = not settings.greedy
+    config = GenerationConfig(
+        max_new_tokens=settings.max_new_tokens, do_sample=sample, num_beams=1,
+        num_return_sequences=settings.num_return_sequences, use_cache=True,
+        temperature=1.0, top_p=1.0, top_k=0 if sample else None,
+        eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    try:
+        with torch.inference_mode():
+            return model.generate(input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
+                                  logits_processor=processors, streamer=streamer)
+    finally:
+        model.generation_config = base
+
+
+def generate_onnx(onnx_model: Any, input_ids: Any, settings: GenerateSettings, processors: Any,
+                  eos_token_id: Any, pad_token_id: int | None, streamer: Any = None) -> Any:
+    """The same decode on ONNX Runtime (lts.generate.onnx_kv), batch = num_return_sequences copies of the prompt."""
+    import torch
+
+    with torch.inference_mode():
+        ids = input_ids.repeat(settings.num_return_sequences, 1)
+        return onnx_model.generate(ids, settings.max_new_tokens, processors, do_sample=not settings.greedy,
+                                   eos_token_id=eos_token_id, pad_token_id=pad_token_id, streamer=streamer)
+
+
+def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None) -> GenerationResult:
+    """Load, (export,) generate and decode. With ``settings.stream``, text goes to `on_text` as it comes."""
+    from lts.core.hub import check_source
+
+    check_source(settings.model, "model")  # fail fast, before torch and transformers are imported
+    check_source(settings.tokenizer, "tokenizer")
+    import torch
+
+    threads = settings.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    model, tokenizer, load_s = load_model_and_tokenizer(settings)
+    input_ids = encode_prompt(tokenizer, settings.prompt, settings.max_new_tokens, context_length(model.config),
+                              settings.truncate_prompt)
+    processors = build_logits_processors(settings, len(tokenizer), model_vocab_size(model))
+    eos, pad = special_ids(model, tokenizer)
+
+    prepare_s, exported, onnx_model = 0.0, False, None
+    if settings.backend == "onnx":
+        from lts.cost.target import CPUTarget
+        from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
+
+        t0 = time.perf_counter()
+        folder, exported = cached_kv_onnx(model, settings.onnx_cache_dir)
+        onnx_model = OnnxKVModel(folder, CPUTarget(threads=threads))
+        prepare_s = time.perf_counter() - t0
+
+    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
+    torch.manual_seed(seed)
+    inner = text_streamer(tokenizer, on_text) if settings.stream and on_text is not None else None
+    timing = TimingStreamer(inner)
+    if onnx_model is not None:
+        out = generate_onnx(onnx_model, input_ids, settings, processors, eos, pad, timing)
+    else:
+        out = generate_torch(model, input_ids, settings, processors, eos, pad, timing)
+    generate_s = time.perf_counter() - timing.start
+
+    ids = out.tolist()
+    texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
+    return GenerationResult(
+        texts=texts, token_ids=ids, prompt_tokens=int(input_ids.shape[1]),
+        new_tokens=out.shape[1] - input_ids.shape[1], seed=None if settings.greedy else seed,
+        backend=settings.backend, threads=threads, load_s=load_s, prepare_s=prepare_s, exported=exported,
+        first_token_s=timing.times[0] if timing.times else float("nan"), generate_s=generate_s,
+        token_times_s=list(timing.times))
+
+
+def describe(result: GenerationResult) -> str:
+    """The --verbose summary: load time, time to first token, tokens/s and the conditions."""
+    onnx = ""
+    if result.backend == "onnx":
+        onnx = f", onnx {'export' if result.exported else 'cached'} + session {result.prepare_s:.2f} s"
+    seed = "" if result.seed is None else f", seed {result.seed}"
+    return (f"load {result.load_s:.2f} s{onnx}; prompt {result.prompt_tokens} tokens; "
+            f"{result.new_tokens} new tokens x {len(result.texts)} in {result.generate_s:.3f} s; "
+            f"time to first token {result.first_token_s * 1000:.1f} ms; {result.tokens_per_s:.1f} tokens/s "
+            f"(backend {result.backend}, {result.threads} threads{seed})")
+
+
+__all__ = ["GenerateSettings", "GenerationResult", "run", "describe", "build_logits_processors",
+           "load_model_and_tokenizer", "encode_prompt", "generate_torch", "generate_onnx", "check_vocab"]

@@ -1,0 +1,270 @@
+"""A causal LM exported to ONNX with a KV cache, cached by content hash, decoded with ONNX Runtime.
+
+One graph serves both phases of generation::
+
+    inputs : input_ids (B, S) int64, past_key_i / past_value_i (B, H, P, D) float32, i < n_layers
+    outputs: logits (B, V) float32 for the last position only, present_key_i / present_value_i (B, H, P+S, D)
+
+Prefill runs it with an empty past (P = 0) and the whole prompt; each decode step with
+S = 1 and the presents of the step before. It is exported with ``torch.onnx.export(dynamo=True)``
+of a small wrapper that fills a transformers ``DynamicCache`` from plain tensors
+(transformers 5 takes Cache objects, not tuples). The LM head runs on the last position
+only (``logits_to_keep=1``), as ``generate`` does.
+
+The export is cached in ``<cache>/<sha256 of the model's config + weights + versions>/``
+(cache = ``cache_dir`` argument, else ``$LTS_CACHE_DIR/onnx``, else ``~/.cache/lts/onnx``),
+written to a temp folder and renamed into place, so a crash never leaves half a model and
+two processes exporting the same model at once both end with a complete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from lts.core import fileio
+from lts.core.errors import LTSError, first_line
+from lts.cost.target import Target
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when the graph's inputs/outputs or the wrapper change
+MODEL_FILE = "model.onnx"
+META_FILE = "meta.json"
+
+
+def default_cache_dir() -> Path:
+    """``$LTS_CACHE_DIR/onnx`` when set, else ``$XDG_CACHE_HOME/lts/onnx`` (default ``~/.cache/lts/onnx``)."""
+    root = os.environ.get("LTS_CACHE_DIR")
+    if root:
+        return Path(root).expanduser() / "onnx"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "lts" / "onnx"
+
+
+def model_content_hash(model: Any) -> str:
+    """sha256 (hex) of what the exported graph depends on: config, every weight, library versions.
+
+    Hashes the tensors in memory (not files), so a hub model, a local folder and a model built
+    in this process are keyed the same way. Tied weights are hashed once per name; ~0.2 s per 100 MB.
+    """
+    import onnx
+    import torch
+    import transformers
+
+    h = hashlib.sha256()
+    config = model.config.to_dict()
+    for volatile in ("_name_or_path", "transformers_version", "_commit_hash", "dtype", "torch_dtype"):
+        config.pop(volatile, None)
+    header = {"format": FORMAT_VERSION, "class": type(model).__name__, "config": config,
+              "torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__}
+    h.update(json.dumps(header, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _kv_layout(model: Any) -> list[tuple[int, int]]:
+    """(heads, head_dim) of each layer's cache, read from one tiny forward (works for any decoder)."""
+    import torch
+
+    with torch.inference_mode():
+        out = model(input_ids=torch.zeros((1, 2), dtype=torch.long), use_cache=True)
+    cache = out.past_key_values
+    if cache is None or not hasattr(cache, "layers"):
+        raise LTSError(f"{type(model).__name__} returns no KV cache; the ONNX backend needs one (use --backend torch)")
+    layout = []
+    for layer in cache.layers:
+        keys, values = layer.keys, layer.values
+        if keys is None or keys.dim() != 4 or keys.shape != values.shape:
+            raise LTSError(f"{type(model).__name__}: unsupported KV cache layout for ONNX export (use --backend torch)")
+        layout.append((int(keys.shape[1]), int(keys.shape[3])))
+    return layout
+
+
+def _make_wrapper(model: Any, n_layers: int) -> Any:
+    import torch
+    from transformers import DynamicCache
+
+    class KVWrapper(torch.nn.Module):
+        """forward(input_ids, *past) -> (last-position logits, *presents), past as flat (k0, v0, k1, v1, ...)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
+            cache = DynamicCache([(past[2 * i], past[2 * i + 1]) for i in range(n_layers)])
+            out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            presents = []
+            for layer in out.past_key_values.layers:
+                presents += [layer.keys, layer.values]
+            return (out.logits[:, -1, :], *presents)  # (B, V), (B, H, P+S, D) ...
+
+    return KVWrapper().eval()
+
+
+def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
+    """Export `model` (float32, CPU) with a KV cache into `out_dir` (model.onnx + meta.json); returns the folder."""
+    import torch
+    from torch.export import Dim
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layout = _kv_layout(model)
+    n_layers = len(layout)
+    wrapper = _make_wrapper(model, n_layers)
+    batch, seq, past_len = Dim("batch", min=1, max=1024), Dim("seq", min=1, max=1 << 20), Dim("past", min=0, max=1 << 20)
+    # Example sizes all distinct and > 1, so that none is specialised to a constant.
+    ids = torch.zeros((2, 3), dtype=torch.long)
+    past = []
+    for heads, head_dim in layout:
+        past += [torch.zeros((2, heads, 5, head_dim)), torch.zeros((2, heads, 5, head_dim))]
+    past_names = [f"past_{kind}_{i}" for i in range(n_layers) for kind in ("key", "value")]
+    present_names = [f"present_{kind}_{i}" for i in range(n_layers) for kind in ("key", "value")]
+    dynamic_shapes = ({0: batch, 1: seq}, tuple({0: batch, 2: past_len} for _ in past))
+    t0 = time.perf_counter()
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            wrapper, (ids, *past), dynamo=True, dynamic_shapes=dynamic_shapes,
+            input_names=["input_ids", *past_names], output_names=["logits", *present_names],
+            optimize=True, verbose=False)
+        program.save(str(out_dir / MODEL_FILE), external_data=_needs_external_data(model))
+    meta = {"format": FORMAT_VERSION, "n_layers": n_layers, "kv_layout": layout,
+            "vocab_size": int(model.config.get_text_config(decoder=True).vocab_size),
+            "inputs": ["input_ids", *past_names], "outputs": ["logits", *present_names],
+            "export_seconds": round(time.perf_counter() - t0, 3)}
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return out_dir
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The dynamo exporter warns about things that do not matter here (torchvision ops, axis names)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def _needs_external_data(model: Any) -> bool:
+    """Weights over ~1.8 GB do not fit in one protobuf (2 GB limit): store them beside the graph."""
+    return sum(p.numel() * p.element_size() for p in model.parameters()) > 1_800_000_000
+
+
+def cached_kv_onnx(model: Any, cache_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
+    """The folder of `model`'s KV-cache ONNX export, exporting it on a cache miss.
+
+    Returns ``(folder, exported_now)``. Keyed by :func:`model_content_hash`; written to a temp
+    folder in the cache and renamed into place (atomic on one filesystem).
+    """
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LTSError(f"cannot create the ONNX cache folder {root}: {exc.strerror or exc}") from None
+    final = root / model_content_hash(model)
+    if (final / META_FILE).is_file() and (final / MODEL_FILE).is_file():
+        return final, False
+    if final.exists():  # a stale incomplete folder (an older crash): replace it
+        shutil.rmtree(final, ignore_errors=True)
+    log.info("exporting %s to ONNX with a KV cache (once; cached in %s)", type(model).__name__, final)
+    with fileio.atomic_dir(final, replace=False) as d:  # META_FILE is inside: the folder is complete or absent
+        try:
+            export_kv_onnx(model, d.tmp)
+        except LTSError:
+            raise
+        except Exception as exc:  # the exporter fails in many ways; the user needs the gist and a way out
+            raise LTSError(f"ONNX export of {type(model).__name__} failed ({type(exc).__name__}: "
+                           f"{first_line(exc)[:300]}); use --backend torch") from None
+    return final, True  # placed now, or another process finished the same export first: theirs is kept
+
+
+class OnnxKVModel:
+    """An ONNX Runtime session over a KV-cache export, with a decode loop like ``generate``'s."""
+
+    def __init__(self, folder: str | os.PathLike, target: Target) -> None:
+        folder = Path(folder)
+        self.meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        self.session = target.session(folder / MODEL_FILE)  # the same session set-up the search measures with
+        self.threads = target.threads
+        self.layout = [tuple(x) for x in self.meta["kv_layout"]]
+        self.past_names = self.meta["inputs"][1:]
+
+    def empty_past(self, batch: int) -> list[np.ndarray]:
+        past = []
+        for heads, head_dim in self.layout:
+            past += [np.zeros((batch, heads, 0, head_dim), np.float32), np.zeros((batch, heads, 0, head_dim), np.float32)]
+        return past
+
+    def forward(self, input_ids: np.ndarray, past: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """input_ids (B, S) int64 and past (B, H, P, D) ... -> logits (B, V), presents (B, H, P+S, D) ..."""
+        feed = {"input_ids": input_ids}
+        feed.update(zip(self.past_names, past))
+        logits, *presents = self.session.run(None, feed)
+        return logits, presents
+
+    def generate(self, input_ids: Any, max_new_tokens: int, logits_processor: Callable[[Any, Any], Any],
+                 do_sample: bool, eos_token_id: int | Sequence[int] | None, pad_token_id: int | None,
+                 streamer: Any = None) -> Any:
+        """Decode like transformers' ``generate`` (greedy or multinomial sampling), returning (B, S+T) ids.
+
+        Same semantics, so the same seed gives the same tokens: `logits_processor` is applied to
+        float32 torch scores, sampling draws with ``torch.multinomial`` from torch's global RNG,
+        a sequence that emitted an eos gets `pad_token_id` afterwards, and decoding stops when
+        every sequence has finished or after `max_new_tokens`. `streamer` gets ``put``/``end``
+        calls like generate's (the prompt first, then each new token).
+        """
+        import torch
+
+        input_ids = torch.as_tensor(input_ids, dtype=torch.long)
+        batch = input_ids.shape[0]
+        eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        eos_t = torch.tensor(eos, dtype=torch.long)
+        if eos and pad_token_id is None:
+            pad_token_id = eos[0]
+        unfinished = torch.ones(batch, dtype=torch.long)
+        if streamer is not None:
+            streamer.put(input_ids.clone())
+        feed_ids = input_ids.numpy()
+        past = self.empty_past(batch)
+        for _ in range(max_new_tokens):
+            logits, past = self.forward(np.ascontiguousarray(feed_ids, dtype=np.int64), past)
+            scores = logits_processor(input_ids, torch.from_numpy(logits).float())
+            if do_sample:
+                probs = torch.nn.functional.softmax(scores, dim=-1)
+                next_tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
+            else:
+                next_tokens = torch.argmax(scores, dim=-1)
+            if eos:
+                next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
+            input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+            if streamer is not None:
+                streamer.put(next_tokens.clone())
+            if eos:
+                unfinished = unfinished * (~torch.isin(next_tokens, eos_t)).long()
+                if unfinished.max() == 0:
+                    break
+            feed_ids = next_tokens[:, None].numpy()
+        if streamer is not None:
+            streamer.end()
+        return input_ids

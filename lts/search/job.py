@@ -1,0 +1,182 @@
+"""The `python search.py` job: settings in, front + files out. The script only parses flags."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lts.core import fileio
+from lts.core.errors import LTSError
+from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalSettings, Evaluator
+from lts.cost.objectives import parse_objectives
+from lts.cost.store import default_cache_path
+from lts.cost.target import make_target
+from lts.search.executors import make_executor
+from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, run_search
+from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, write_csv, write_models
+from lts.search.space import SearchSpace
+
+log = logging.getLogger(__name__)
+JOB_FILE = "job.json"
+RESUMABLE_OVERRIDES = {"generations", "workers", "engine", "ray_address", "timeout_s", "models_dir", "assets_dir",
+                       "cache"}
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Every setting of a search run (configs/search.yaml mirrors these keys)."""
+
+    generations: int = 6
+    population: int = 36
+    seed: int = 1
+    seq_len: int = 1024
+    threads: int | None = None  # None: the target's default, min(4, cores) on the CPU
+    target: str = "cpu"  # where graphs are measured: a name in lts.cost.target.TARGETS
+    objectives: str = ",".join(DEFAULT_OBJECTIVES)
+    models_dir: str = "models"
+    assets_dir: str = "assets"
+    runs_dir: str = "runs"
+    run_dir: str | None = None  # None: <runs_dir>/<date>-<time>-seed<seed>-<pid>
+    workers: int = 1
+    engine: str = "local"
+    ray_address: str | None = None
+    latency_mode: str = "composed"
+    timeout_s: float = 300.0
+    cache: str | None = None  # None: $LTS_CACHE_DIR or ~/.cache/lts, evaluations.sqlite
+    space: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.objectives, (list, tuple)):
+            object.__setattr__(self, "objectives", ",".join(self.objectives))
+        parse_objectives(self.objectives)
+        if self.workers < 1:
+            raise LTSError(f"workers must be >= 1, got {self.workers}")
+        if self.engine not in ("local", "ray"):
+            raise LTSError(f"engine must be local or ray, got {self.engine!r}")
+        if not isinstance(self.space, dict):
+            raise LTSError(f"space must be a mapping, got {type(self.space).__name__}")
+        space, _, _ = self.search_space(), self.search_settings(), self.eval_settings()  # fail before any write
+        if self.seq_len > space.n_positions:
+            raise LTSError(f"seq_len {self.seq_len} exceeds the space's n_positions ({space.n_positions})")
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.space)
+
+    def search_settings(self) -> SearchSettings:
+        return SearchSettings(generations=self.generations, population=self.population, seed=self.seed,
+                              objectives=parse_objectives(self.objectives))
+
+    def eval_settings(self) -> EvalSettings:
+        return EvalSettings.create(measure=self.search_settings().needs_measurement, latency_mode=self.latency_mode,
+                                   target=make_target(self.target, self.threads), seq_len=self.seq_len,
+                                   timeout_s=self.timeout_s)
+
+    def cache_path(self) -> Path:
+        return Path(self.cache) if self.cache else default_cache_path()
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    run_dir: Path
+    n_evaluated: int
+    n_failed: int
+    n_cached: int
+    front_ids: tuple[str, ...]
+    hypervolume: float
+    files: dict[str, Any]
+    seconds: float
+
+
+def _writable(paths: list[tuple[Path, str]]) -> None:
+    """Check every output folder before creating any, so bad input leaves nothing behind."""
+    for check in (fileio.check_creatable_dir, fileio.check_writable_dir):
+        for path, what in paths:
+            try:
+                check(path)
+            except OSError as exc:
+                raise LTSError(f"{what} is not writable: {path} ({exc.strerror or exc})") from None
+
+
+def find_resumable(runs_dir: Path) -> Path:
+    runs = sorted((p for p in runs_dir.glob("*") if (p / CHECKPOINT).is_file() and (p / JOB_FILE).is_file()),
+                  key=lambda p: (p / CHECKPOINT).stat().st_mtime)
+    if not runs:
+        raise LTSError(f"nothing to resume: no run with a checkpoint in {runs_dir} (pass --run-dir)")
+    return runs[-1]
+
+
+def prepare(job: SearchJob, resume: bool, given: set[str]) -> tuple[SearchJob, Path]:
+    """Fix the run folder; on resume, reload the run's own settings (a few may be overridden)."""
+    if not resume:
+        run_dir = Path(job.run_dir) if job.run_dir else Path(job.runs_dir) / (
+            time.strftime("%Y%m%d-%H%M%S") + f"-seed{job.seed}-{os.getpid()}")  # unique per process
+        if (run_dir / CHECKPOINT).exists():
+            raise LTSError(f"{run_dir} already holds a search; pass --resume to continue it or another --run-dir")
+        return replace(job, run_dir=str(run_dir)), run_dir
+    run_dir = Path(job.run_dir) if job.run_dir else find_resumable(Path(job.runs_dir))
+    if not (run_dir / JOB_FILE).is_file() or not (run_dir / CHECKPOINT).is_file():
+        raise LTSError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT}")
+    try:
+        saved = SearchJob(**json.loads((run_dir / JOB_FILE).read_text()))
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise LTSError(f"cannot read {run_dir / JOB_FILE}: {exc}") from None
+    changed = sorted(k for k in given - RESUMABLE_OVERRIDES - {"run_dir", "runs_dir", "resume"}
+                     if getattr(job, k) != getattr(saved, k))
+    if changed:
+        raise LTSError(f"cannot change {', '.join(changed)} when resuming {run_dir} (only "
+                       f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change)")
+    overrides = {k: getattr(job, k) for k in given & RESUMABLE_OVERRIDES}
+    return replace(saved, **overrides, run_dir=str(run_dir)), run_dir
+
+
+def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None, progress: bool = True) -> JobOutcome:
+    t0 = time.perf_counter()
+    job, run_dir = prepare(job, resume, given or set())
+    space, settings, eval_settings = job.search_space(), job.search_settings(), job.eval_settings()
+    models_dir, assets_dir = Path(job.models_dir), Path(job.assets_dir)
+    _writable([(run_dir, "run folder"), (models_dir, "models folder"), (assets_dir, "assets folder"),
+               (job.cache_path().parent, "cache folder")])
+    fileio.write_json(run_dir / JOB_FILE, asdict(job))
+
+    evaluator = Evaluator(eval_settings, job.cache_path())
+    executor = make_executor(job.engine, job.workers, job.ray_address)
+    try:
+        results, front, state = run_search(space, settings, evaluator, executor, run_dir, resume=resume,
+                                           progress=progress)
+    finally:
+        executor.close()
+
+    conditions = evaluator.conditions()
+    rows = evaluation_rows(state.log, results)
+    write_csv(run_dir / "evaluations.csv", rows)
+    front_ids = {r.archid for r in front}
+    write_csv(run_dir / "pareto.csv", [row for row in rows if row["archid"] in front_ids])  # archids are unique
+    gallery = gallery_markdown(front)
+    fileio.write_text(run_dir / "gallery.md", gallery)
+    model_dirs = write_models(front, models_dir, conditions)
+    fileio.write_text(models_dir / "README.md", _models_readme(job, conditions, gallery))
+    plots = plot_fronts(results, front, settings.objectives, assets_dir, conditions)
+    return JobOutcome(
+        run_dir=run_dir, n_evaluated=len(results), n_failed=sum(not r.ok for r in results),
+        n_cached=sum(r.cached for r in results), front_ids=tuple(r.archid for r in front),
+        hypervolume=hypervolume(front, results, settings.objectives),
+        files={"evaluations": run_dir / "evaluations.csv", "pareto": run_dir / "pareto.csv",
+               "gallery": run_dir / "gallery.md", "models": model_dirs, "plots": plots,
+               "cache": job.cache_path()},
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _models_readme(job: SearchJob, conditions: dict[str, Any], gallery: str) -> str:
+    return (
+        "# Pareto front of the last search\n\n"
+        f"Written by `python search.py` (seed {job.seed}, population {job.population}, "
+        f"{job.generations} generations, objectives `{job.objectives}`).\n"
+        f"Measured with {conditions['describe']}, batch 1, seq_len {conditions['seq_len']}, "
+        f"latency mode `{conditions['latency_mode']}`.\n\n" + gallery
+    )

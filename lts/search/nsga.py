@@ -1,0 +1,252 @@
+"""NSGA-II over the GPT-2 space with pymoo's ask/tell, checkpointed every generation.
+
+pymoo owns the search (sampling, SBX/PM on integer genes, binary tournament, survival by
+non-dominated rank and crowding, hypervolume); this module only decodes genes into
+ArchConfigs, evaluates them through the Evaluator (cache first), and records every
+candidate with its generation. A checkpoint (the pickled algorithm, whose random
+generator it carries, plus the run log) is written atomically after each generation;
+``resume`` reloads it, and the interrupted generation is re-asked identically and served
+from the cache, so a killed search loses no finished evaluation and ends on the same front.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.duplicate import DuplicateElimination
+from pymoo.core.evaluator import Evaluator as PymooEvaluator
+from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
+from pymoo.core.termination import NoTermination
+from pymoo.indicators.hv import HV
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
+from pymoo.problems.static import StaticProblem
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from lts.core import fileio
+from lts.core.arch import GENES, ArchConfig
+from lts.core.errors import LTSError
+from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
+from lts.cost.objectives import get as get_objective, parse_objectives
+from lts.search.executors import Executor
+from lts.search.space import SearchSpace
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pkl"
+FAILED_F = 1e30  # objective value given to failed candidates (also marked infeasible)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What defines a search (saved in the run folder; a resumed run keeps it)."""
+
+    generations: int = 6
+    population: int = 36
+    seed: int = 1
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+
+    def __post_init__(self) -> None:
+        for name in ("generations", "population"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise LTSError(f"{name} must be an integer, got {v!r}")
+        if self.generations < 1:
+            raise LTSError(f"generations must be >= 1, got {self.generations}")
+        if self.population < 2:
+            raise LTSError(f"population must be >= 2 (NSGA-II needs parents to mate), got {self.population}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise LTSError(f"seed must be a non-negative integer, got {self.seed!r}")
+        object.__setattr__(self, "objectives", parse_objectives(self.objectives))
+
+    @property
+    def needs_measurement(self) -> bool:
+        return any(get_objective(o).measured for o in self.objectives)
+
+
+class LTSProblem(Problem):
+    """Integer genes = indices into the space's choices; 1 constraint: the evaluation succeeded."""
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[str]) -> None:
+        super().__init__(n_var=len(GENES), n_obj=len(objectives), n_ieq_constr=1,
+                         xl=space.xl, xu=space.xu, vtype=int)
+        self.space = space
+        self.objective_names = tuple(objectives)
+
+
+class SpaceRepair(Repair):
+    """Round/clip genes and make n_embd divisible by n_head, so every X decodes as it is."""
+
+    def _do(self, problem, X, **kwargs):
+        return np.array([problem.space.repair(x) for x in X], dtype=float)
+
+
+class ArchDuplicates(DuplicateElimination):
+    """Duplicates by archid, against the offspring, the population and every past candidate."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.space = space
+        self.seen: set[str] = set()
+
+    def _do(self, pop, other, is_duplicate):
+        taken = set(self.seen)
+        if other is not None:
+            taken.update(self.space.decode(x).archid for x in other.get("X"))
+        for i, x in enumerate(pop.get("X")):
+            aid = self.space.decode(x).archid
+            if aid in taken:
+                is_duplicate[i] = True
+            taken.add(aid)
+        return is_duplicate
+
+
+def make_algorithm(space: SearchSpace, settings: SearchSettings) -> NSGA2:
+    """NSGA-II for integer genes (pymoo's recipe: real-coded SBX/PM + rounding)."""
+    return NSGA2(
+        pop_size=settings.population,
+        sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+        repair=SpaceRepair(),
+        eliminate_duplicates=ArchDuplicates(space),
+    )
+
+
+def objective_matrix(results: Sequence[EvalResult], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(F, G) for pymoo: every objective minimised (maximised ones negated here, only here)."""
+    F = np.full((len(results), len(names)), FAILED_F)
+    G = np.ones((len(results), 1))
+    for i, r in enumerate(results):
+        values = [float(r[name]) for name in names]
+        if r.ok and all(math.isfinite(v) for v in values):
+            F[i] = [get_objective(name).direction * v for name, v in zip(names, values)]
+            G[i] = -1.0
+    return F, G
+
+
+def pareto_front(results: Sequence[EvalResult], objectives: Sequence[str]) -> list[EvalResult]:
+    """Non-dominated successful results (pymoo's sorting), sorted by the first objective."""
+    ok = [r for r in results if r.ok]
+    if not ok:
+        return []
+    F, _ = objective_matrix(ok, objectives)
+    idx = NonDominatedSorting().do(F, only_non_dominated_front=True)
+    front = [ok[i] for i in idx]
+    return sorted(front, key=lambda r: tuple(r[o] for o in objectives))
+
+
+def hypervolume(front: Sequence[EvalResult], everything: Sequence[EvalResult], objectives: Sequence[str]) -> float:
+    """pymoo HV of the front, objectives scaled to [0, 1] over all successful results; ref = 1.1."""
+    ok = [r for r in everything if r.ok]
+    if not front or len(ok) < 2:
+        return 0.0
+    F_all, _ = objective_matrix(ok, objectives)
+    F, _ = objective_matrix(front, objectives)
+    lo, hi = F_all.min(axis=0), F_all.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return float(HV(ref_point=np.full(len(objectives), 1.1))((F - lo) / span))
+
+
+@dataclass
+class RunState:
+    """Everything a checkpoint holds."""
+
+    algorithm: NSGA2
+    generation: int = 0  # generations completed
+    log: list[dict[str, Any]] = field(default_factory=list)  # one row per candidate, in order
+    finished: bool = False
+
+
+def save_checkpoint(run_dir: Path, state: RunState) -> None:
+    fileio.write_bytes(run_dir / CHECKPOINT, pickle.dumps(state))
+
+
+def load_checkpoint(run_dir: Path) -> RunState:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise LTSError(f"nothing to resume: no {CHECKPOINT} in {run_dir}")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except Exception as exc:  # a corrupt/foreign file is user input here
+        raise LTSError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluator, executor: Executor, run_dir: Path,
+               resume: bool = False, progress: bool = True) -> tuple[list[EvalResult], list[EvalResult], RunState]:
+    """Run (or resume) the search; return (all results in order, the Pareto front, final state)."""
+    from tqdm.auto import tqdm
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        state = load_checkpoint(run_dir)
+        algorithm = state.algorithm
+    else:
+        algorithm = make_algorithm(space, settings)
+        algorithm.setup(LTSProblem(space, settings.objectives), termination=NoTermination(), seed=settings.seed,
+                        verbose=False)
+        state = RunState(algorithm)
+    problem = algorithm.problem
+    by_id: dict[str, EvalResult] = {}
+    for row in state.log:  # results of finished generations: from the cache, never re-measured
+        hit = evaluator.cached(ArchConfig(**{k: row[k] for k in ArchConfig.__dataclass_fields__}))
+        if hit is None:
+            raise LTSError(f"resume: result for {row['archid']} is missing from the cache {evaluator.cache.path}")
+        by_id[row["archid"]] = hit
+
+    while state.generation < settings.generations:
+        gen = state.generation
+        pop = algorithm.ask()
+        if pop is None or len(pop) == 0:
+            log.warning("no new architecture left to try (space of %d exhausted); stopping early", space.size)
+            break
+        configs = [space.decode(x) for x in pop.get("X")]
+        results: list[EvalResult | None] = [None] * len(configs)
+        todo = []
+        for i, c in enumerate(configs):
+            hit = by_id.get(c.archid) or evaluator.cached(c)
+            if hit is not None:
+                results[i] = hit
+            else:
+                todo.append(i)
+        bar = tqdm(total=len(configs), desc=f"gen {gen + 1}/{settings.generations}", unit="arch",
+                   disable=not progress, leave=True, dynamic_ncols=True)
+        bar.update(len(configs) - len(todo))
+        for j, res in executor.map(evaluator.compute, [configs[i] for i in todo]):
+            evaluator.store(res)  # persisted the moment it exists
+            results[todo[j]] = res
+            bar.update(1)
+            if not res.ok:
+                log.warning("%s %s", res.archid, res.status)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(configs)
+        for c, r in zip(pop.get("X"), done):
+            by_id[r.archid] = r
+            algorithm.eliminate_duplicates.seen.add(r.archid)
+            state.log.append({"generation": gen, **r.config.to_dict(), "archid": r.archid,
+                              "genes": " ".join(str(int(v)) for v in c)})
+        F, G = objective_matrix(done, settings.objectives)
+        PymooEvaluator().eval(StaticProblem(problem, F=F, G=G), pop)
+        algorithm.tell(infills=pop)
+        state.generation = gen + 1
+        everything = [by_id[row["archid"]] for row in state.log]
+        front = pareto_front(everything, settings.objectives)
+        bar.set_postfix(front=len(front), hv=f"{hypervolume(front, everything, settings.objectives):.4f}",
+                        failed=sum(not r.ok for r in done))
+        bar.close()
+        state.finished = state.generation >= settings.generations
+        save_checkpoint(run_dir, state)
+
+    everything = [by_id[row["archid"]] for row in state.log]
+    return everything, pareto_front(everything, settings.objectives), state
+

