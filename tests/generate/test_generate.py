@@ -237,7 +237,7 @@ def test_onnx_logits_match_torch_for_prefill_and_decode(tiny_model_dir, onnx_cac
     model = load_causal_lm(tiny_model_dir)
     folder, exported = cached_kv_onnx(model, onnx_cache)
     assert not exported, "the second request for the same model must hit the cache"
-    onnx_model = OnnxKVModel(folder, threads=1)
+    onnx_model = OnnxKVModel(folder, CPUTarget(threads=1))
     ids = torch.tensor([[5, 17, 99, 3, 42], [7, 7, 300, 1, 2]])
     logits, past = onnx_model.forward(ids.numpy(), onnx_model.empty_past(2))
     seq = ids
