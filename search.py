@@ -9,6 +9,7 @@ Defaults come from configs/search.yaml; any flag overrides its key. Examples:
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
@@ -17,9 +18,9 @@ from lts.cost.objectives import objectives_help
 from lts.cost.target import TARGETS
 
 
-def parse_args(argv: list[str] | None):
+def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     p = ArgumentParser(description=__doc__.split("\n")[1], epilog=__doc__.split("\n", 3)[3],
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML preset (default: configs/search.yaml)")
     p.add_argument("--generations", type=int, help="NSGA-II generations, the initial population included (>= 1)")
     p.add_argument("--population", type=int, help="candidates per generation (>= 2)")

@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lts.space import ArchConfig  # noqa: E402
+from lts.core.arch import ArchConfig  # noqa: E402
 
 ARCHS = [  # (n_layer, n_embd, n_inner, n_head): distinct block shapes, small to the largest
     (1, 128, 128, 2), (2, 192, 384, 4), (10, 128, 960, 2), (3, 256, 512, 4), (4, 320, 640, 8),
@@ -80,6 +80,8 @@ def export_reference(cfg: ArchConfig, path: Path) -> float:
 WORKER = r"""
 import sys, json, time, numpy as np, onnxruntime as ort
 path, seq_len, threads, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+from lts.cost.target import CPUTarget
 ids = np.random.default_rng(0).integers(0, 50257, size=(1, seq_len), dtype=np.int64)
 def rss():
     for line in open("/proc/self/status"):
@@ -87,9 +89,7 @@ def rss():
             return int(line.split()[1]) * 1024
 print("ready", rss(), flush=True)
 sys.stdin.readline()
-so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
-so.log_severity_level = 3
-sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+sess = CPUTarget(threads=threads).session(path)  # the session set-up LTS measures with
 vocab = sess.get_outputs()[0].shape[-1]
 ids = ids % (vocab if isinstance(vocab, int) else 50257)
 sess.run(None, {"input_ids": ids})
@@ -107,9 +107,11 @@ print(json.dumps({"median_s": float(np.median(a)), "cv": float(a.std(ddof=1) / a
 PAIRED = r"""
 import sys, json, time, numpy as np
 sys.path.insert(0, sys.argv[1])
-from lts.measure import session, feeds_for
+from lts.cost.measure import feeds_for
+from lts.cost.target import CPUTarget
 paths, seq_len, threads, rounds = json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-sess = {k: session(p, threads) for k, p in paths.items()}
+target = CPUTarget(threads=threads)
+sess = {k: target.session(p) for k, p in paths.items()}
 feeds = {k: feeds_for(s, seq_len) for k, s in sess.items()}
 for _ in range(2):
     for k in sess:
@@ -125,7 +127,7 @@ print(json.dumps({k: float(np.median(v)) for k, v in times.items()}))
 
 def paired_latency(cfg: ArchConfig, export: Path, tmp: Path, seq_len: int, threads: int, rounds: int) -> dict:
     """Median seconds of the export, LTS's whole graph and its two parts, timed round-robin in one process."""
-    from lts.onnx_graph import gpt2_graph_spec, tiled_weights, write_onnx
+    from lts.cost.graph import gpt2_graph_spec, tiled_weights, write_onnx
 
     paths = {"export": str(export)}
     for part in ("full", "base", "block"):
@@ -144,7 +146,7 @@ def measure_reference(path: Path, seq_len: int, threads: int, repeats: int) -> d
     """Latency (2 warm-up, median of `repeats`) and outside-sampled peak memory of an .onnx file."""
     import psutil
 
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(seq_len), str(threads), str(repeats)],
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(seq_len), str(threads), str(repeats), str(REPO)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     kind, base = proc.stdout.readline().split()
     assert kind == "ready"
@@ -189,9 +191,10 @@ def main() -> int:
     ap.add_argument("--json", help="also write the rows to this JSON file")
     args = ap.parse_args()
 
-    from lts.evaluate import EvalSettings, Evaluator, hardware_fingerprint
-    from lts.measure import default_threads
-    from lts.onnx_graph import gpt2_graph_spec, tiled_weights, write_onnx
+    from lts.cost.evaluator import EvalSettings, Evaluator
+    from lts.cost.graph import gpt2_graph_spec, tiled_weights, write_onnx
+    from lts.cost.target import cpu_fingerprint as hardware_fingerprint
+    from lts.cost.target import default_threads
 
     threads = args.threads or default_threads()
     archs = [ArchConfig(*a) for a in ARCHS[: args.archs]]

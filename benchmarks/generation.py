@@ -52,7 +52,7 @@ def build_model(n_layer: int, n_embd: int):
     import torch
     from transformers import GPT2LMHeadModel
 
-    from lts.space import ArchConfig
+    from lts.core.arch import ArchConfig
 
     n_head = 8 if n_embd % 8 == 0 else 4
     cfg = ArchConfig(n_layer, n_embd, 4 * n_embd, n_head, vocab_size=50257, n_positions=1024)
@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import LogitsProcessorList
     from transformers.utils import logging as hf_logging
 
+    from lts.cost.target import CPUTarget
     from lts.generate import GenerateSettings, generate_onnx, generate_torch
-    from lts.onnx_kv import OnnxKVModel, cached_kv_onnx
+    from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             folder, _ = cached_kv_onnx(model, cache)
             export_s = time.perf_counter() - t0
-            onnx_model = OnnxKVModel(folder, args.threads)
+            onnx_model = OnnxKVModel(folder, CPUTarget(threads=args.threads))
             runs = {
                 "torch generate": lambda s: generate_torch(model, prompt, settings, LogitsProcessorList(), None, 50256, s),
                 "onnxruntime": lambda s: generate_onnx(onnx_model, prompt, settings, LogitsProcessorList(), None, 50256, s),

@@ -35,9 +35,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lts.fileio import write_json  # noqa: E402
-from lts.proxy import non_embedding_params, total_params  # noqa: E402
-from lts.space import ArchConfig, SearchSpace  # noqa: E402
+from lts.core.arch import ArchConfig
+from lts.core.fileio import write_json  # noqa: E402
+from lts.cost.proxy import non_embedding_params, total_params  # noqa: E402
+from lts.search.space import SearchSpace  # noqa: E402
 
 
 def pick_archs(n: int, min_params: float, max_params: float, seed: int, pool: int = 4000) -> list[ArchConfig]:
@@ -95,16 +96,16 @@ def torch_latency_s(arch: ArchConfig, seq_len: int, threads: int, repeats: int =
 
 
 def lts_latency_s(arch: ArchConfig, seq_len: int, threads: int, cache: Path):
-    """onnx_latency_s from the project's evaluator (lts.evaluate), or None if it is not usable here."""
+    """onnx_latency_s from the project's evaluator (lts.cost.evaluator), or None if it is not usable here."""
     try:
-        from lts.evaluate import EvalSettings, Evaluator
+        from lts.cost.evaluator import EvalSettings, Evaluator
     except Exception:
         return None
     try:
         settings = EvalSettings.create(seq_len=seq_len, threads=threads)
         result = Evaluator(settings, cache_path=cache).evaluate(arch)
     except Exception as exc:  # the evaluator is new; fall back rather than lose a 30-minute run
-        print(f"  lts.evaluate failed ({type(exc).__name__}: {exc}); using torch latency", flush=True)
+        print(f"  lts.cost.evaluator failed ({type(exc).__name__}: {exc}); using torch latency", flush=True)
         return None
     value = getattr(result, "onnx_latency_s", None)
     return float(value) if value is not None and getattr(result, "ok", True) else None
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
                    "perplexity = exp(mean validation loss over seeds)")
     p.add_argument("--pick-seed", type=int, default=0, help="seed of the architecture draw")
     p.add_argument("--latency", choices=("auto", "lts", "torch"), default="auto",
-                   help="auto: lts.evaluate's onnx_latency_s if available, else torch forward time")
+                   help="auto: lts.cost.evaluator's onnx_latency_s if available, else torch forward time")
     p.add_argument("--latency-seq-len", type=int, default=1024)
     p.add_argument("--remeasure-latency", action="store_true",
                    help="drop the saved latencies and measure them again (e.g. on a quiet machine); no retraining")
@@ -140,9 +141,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from lts.data import Batches, eval_windows, load_default_corpus, tokenize_stream
-    from lts.tokenizer import train_bpe_tokenizer
-    from lts.train import TrainSettings, build_model_config, train_loop
+    from lts.train.data import Batches, eval_windows, load_default_corpus, tokenize_stream
+    from lts.train.loop import TrainSettings, build_model_config, train_loop
+    from lts.train.tokenizer import train_bpe_tokenizer
 
     torch.set_num_threads(args.threads)
     seeds = [int(v) for v in args.seeds.split(",")]
@@ -238,7 +239,7 @@ def main(argv=None) -> int:
                  "latency_measure": saved["latency"][a.archid]["measure"]}) for a in archs]
     ppl = [r["final_val_ppl"] for _, r in rows]
     measures = {r["latency_measure"] for _, r in rows}
-    lat_name = ("onnx_latency_s (lts.evaluate)" if measures == {"lts"} else
+    lat_name = ("onnx_latency_s (lts.cost.evaluator)" if measures == {"lts"} else
                 "torch forward latency" if measures == {"torch"} else "latency (mixed measures!)")
     cols = {
         "non_embedding_params": [non_embedding_params(a) for a, _ in rows],
@@ -252,7 +253,7 @@ def main(argv=None) -> int:
     seed_rhos = {s: spearman(cols["non_embedding_params"], [-x for x in v]) for s, v in per_seed.items()}
 
     print(f"\n| archid | n_layer | n_embd | n_inner | n_head | non-emb params | total params (50257) | "
-          f"latency ms ({'ONNX, lts.evaluate' if measures == {'lts'} else 'torch'}, b1, seq {args.latency_seq_len}, "
+          f"latency ms ({'ONNX, lts.cost.evaluator' if measures == {'lts'} else 'torch'}, b1, seq {args.latency_seq_len}, "
           f"{args.latency_threads} thr) | val loss | val ppl |"
           + "".join(f" ppl seed {s} |" for s in seeds) + " train s |")
     print("|---|" + "---:|" * (9 + len(seeds)))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training tokens/s: train.py's loop (lts.train.train_loop) vs a plain transformers Trainer.
+"""Training tokens/s: train.py's loop (lts.train.loop.train_loop) vs a plain transformers Trainer.
 
 Same model (GPT2LMHeadModel, same init), same batch, seq_len, optimiser settings (AdamW
 0.9/0.95, wd 0.1, cosine with warm-up, clip 1.0), same torch threads, same data (windows of
@@ -27,17 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lts.proxy import non_embedding_params  # noqa: E402
-from lts.space import ArchConfig  # noqa: E402
+from lts.core.arch import ArchConfig  # noqa: E402
+from lts.cost.proxy import non_embedding_params  # noqa: E402
 
 
 class TimedBatches:
-    """Wraps lts.data.Batches; records when each step asks for its batch (= when the step starts)."""
+    """Wraps lts.train.data.Batches; records when each step asks for its batch (= when the step starts)."""
 
     def __init__(self, batches):
         self.inner, self.starts = batches, []
@@ -58,7 +56,7 @@ def steady_tokens_per_s(starts: list[float], tokens_per_step: int, warmup: int) 
 
 
 def run_ours(model, batches, val, settings, warmup: int) -> float:
-    from lts.train import train_loop
+    from lts.train.loop import train_loop
 
     timed = TimedBatches(batches)
     train_loop(model, timed, val, settings, log=lambda s: None)
@@ -125,9 +123,9 @@ def main(argv=None) -> int:
     from transformers import GPT2LMHeadModel
     from transformers.utils import logging as hf_logging
 
-    from lts.data import Batches, eval_windows, load_default_corpus, tokenize_stream
-    from lts.tokenizer import train_bpe_tokenizer
-    from lts.train import TrainSettings, build_model_config
+    from lts.train.data import Batches, eval_windows, load_default_corpus, tokenize_stream
+    from lts.train.loop import TrainSettings, build_model_config
+    from lts.train.tokenizer import train_bpe_tokenizer
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("config", help="config.json, or a folder holding one")
     ev.add_argument("--seq-len", type=int, default=1024, help="tokens in the timed forward (default 1024)")
     ev.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default min(4, cores))")
-    ev.add_argument("--target", choices=sorted(TARGETS), default="cpu", help="where the graph is measured (default cpu)")
+    ev.add_argument("--target", choices=sorted(TARGETS), default="cpu",
+                    help="where the graph is measured (default cpu)")
     ev.add_argument("--latency-mode", choices=["composed", "full"], default="composed")
     ev.add_argument("--timeout", type=float, default=300.0, help="seconds before the measurement is failed")
     ev.add_argument("--cache", help="SQLite cache (default ~/.cache/lts/evaluations.sqlite or $LTS_CACHE_DIR)")

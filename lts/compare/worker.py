@@ -87,7 +87,6 @@ def worker(conn: Any, job: dict[str, Any]) -> int:
         import gc
 
         import torch
-
         import transformers  # noqa: F401  (imported before the clock starts)
 
         transformers.logging.set_verbosity_error()

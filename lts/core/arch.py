@@ -52,7 +52,7 @@ class ArchConfig:
     def archid(self) -> str:
         return archid_of(self)
 
-    def to_gpt2_config(self, **overrides: Any):
+    def to_gpt2_config(self, **overrides: Any) -> Any:
         """A transformers GPT2Config with exactly this shape (tied LM head, GPT-2 defaults)."""
         from transformers import GPT2Config
 
@@ -62,7 +62,7 @@ class ArchConfig:
         return GPT2Config(**kwargs)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> "ArchConfig":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> ArchConfig:
         """Read the architecture fields of a (HF or LTS) config dict, ignoring other HF keys."""
         if not isinstance(data, Mapping):
             raise LTSError(f"{source}: expected a JSON object, got {type(data).__name__}")
@@ -86,11 +86,11 @@ class ArchConfig:
             raise LTSError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_gpt2_config(cls, config: Any) -> "ArchConfig":
+    def from_gpt2_config(cls, config: Any) -> ArchConfig:
         return cls.from_dict(config.to_dict(), source=type(config).__name__)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ArchConfig":
+    def load(cls, path: str | os.PathLike) -> ArchConfig:
         """Load from a config.json or a folder holding one (e.g. models/<archid>/)."""
         path = Path(path)
         if path.is_dir():

@@ -34,8 +34,10 @@ T = TypeVar("T")
 
 
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "vocab.txt")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json", "tokenizer.model", "spiece.model",
+                   "vocab.txt")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 
 
 def is_local(name: str | os.PathLike) -> bool:
@@ -286,8 +288,13 @@ def local_snapshot(spec: str, trust_remote_code: bool = False) -> Path:
     if looks_like_path(spec):
         raise LTSError(f"model folder not found: {spec}")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     online = hub_reachable()
     patterns = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.safetensors"] + (["*.py"] if trust_remote_code else [])

@@ -211,7 +211,7 @@ class ChildProcess:
         self.proc.join(5)
         self._conn.close()
 
-    def __enter__(self) -> "ChildProcess":
+    def __enter__(self) -> ChildProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -28,7 +28,8 @@ from typing import Any, Mapping
 
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
-from lts.cost import graph, measure as measure_module, objectives
+from lts.cost import graph, objectives
+from lts.cost import measure as measure_module
 from lts.cost.graph import gpt2_graph_spec, write_onnx
 from lts.cost.measure import MeasureError, MeasureSettings, measure
 from lts.cost.objectives import REGISTRY, Measurement, Timing
@@ -68,7 +69,7 @@ class EvalSettings:
 
     @classmethod
     def create(cls, measure: bool = True, latency_mode: str = "composed", threads: int | None = None,
-               target: Target | None = None, **measurement: Any) -> "EvalSettings":
+               target: Target | None = None, **measurement: Any) -> EvalSettings:
         """Flat keywords: seq_len=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target."""
         target = target or (CPUTarget() if threads is None else CPUTarget(threads=threads))
         return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), measure, latency_mode,
@@ -132,7 +133,7 @@ class EvalResult:
                 "eval_seconds": self.eval_seconds, "status": self.status}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], cached: bool = False) -> "EvalResult":
+    def from_json(cls, d: dict[str, Any], cached: bool = False) -> EvalResult:
         values = {k: (math.nan if v is None else v) for k, v in d["values"].items()}
         return cls(d["archid"], ArchConfig(**d["config"]), values, d["eval_seconds"], d["status"], cached)
 

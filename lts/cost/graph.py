@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import BinaryIO, Callable, Mapping
 
 import numpy as np
 import onnx
@@ -213,7 +213,8 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
         g.nodes.append(helper.make_node("Slice", [x, c_m1, c_big, c_ax1], ["hidden_last"]))
         outputs = [helper.make_tensor_value_info("hidden_last", TensorProto.FLOAT, [1, 1, d])]
     else:
-        x = g.op("LayerNormalization", x, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=1e-5)
+        x = g.op("LayerNormalization", x, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"),
+                 axis=-1, epsilon=1e-5)
         last = g.op("Slice", x, c_m1, c_big, c_ax1)                                      # (1, 1, d)
         head = g.op("Transpose", "transformer.wte.weight", perm=[1, 0])               # (d, V), tied
         g.nodes.append(helper.make_node("MatMul", [last, head], ["logits"]))
@@ -316,7 +317,7 @@ class tiled_weights:  # noqa: N801 - used like the other weight factories
     def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         return np.ones(shape, np.float32) if self._is_gain(name) else np.resize(self.block, shape)
 
-    def write(self, f, name: str, shape: tuple[int, ...]) -> None:
+    def write(self, f: BinaryIO, name: str, shape: tuple[int, ...]) -> None:
         n = int(np.prod(shape))
         if self._is_gain(name):
             f.write(np.ones(n, np.float32).data)

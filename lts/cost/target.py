@@ -109,7 +109,8 @@ class CPUTarget:
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
             raise LTSError(f"threads must be a positive integer, got {self.threads!r}")
         if self.graph_optimization not in ("disable", "basic", "extended", "all"):
-            raise LTSError(f"graph_optimization must be disable, basic, extended or all, got {self.graph_optimization!r}")
+            raise LTSError(f"graph_optimization must be disable, basic, extended or all, "
+                           f"got {self.graph_optimization!r}")
 
     def providers(self) -> list[Any]:
         return ["CPUExecutionProvider"]
@@ -122,8 +123,10 @@ class CPUTarget:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[self.graph_optimization]
         so.log_severity_level = 3
         return so

@@ -37,7 +37,8 @@ from lts.core import fileio
 from lts.core.arch import GENES, ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
-from lts.cost.objectives import get as get_objective, parse_objectives
+from lts.cost.objectives import get as get_objective
+from lts.cost.objectives import parse_objectives
 from lts.search.executors import Executor
 from lts.search.space import SearchSpace
 

@@ -16,7 +16,8 @@ from lts.core import fileio
 from lts.core.arch import ArchConfig
 from lts.core.tables import write_csv
 from lts.cost.evaluator import EvalResult
-from lts.cost.objectives import REGISTRY, get as get_objective
+from lts.cost.objectives import REGISTRY
+from lts.cost.objectives import get as get_objective
 
 FRONT_MARKER = "lts_search_front"
 

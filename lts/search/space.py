@@ -54,7 +54,7 @@ class SearchSpace:
             raise LTSError("impossible space: no n_embd choice is divisible by any n_head choice")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "SearchSpace":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SearchSpace:
         data = dict(data or {})
         unknown = sorted(set(data) - set(ARCH_FIELDS))
         if unknown:

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from lts.core.errors import LTSError
 from lts.core.arch import ArchConfig, archid_of
+from lts.core.errors import LTSError
 from lts.search.space import SearchSpace
 
 

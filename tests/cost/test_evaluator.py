@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.evaluator import EvalSettings, Evaluator
+from lts.cost.graph import gpt2_graph_spec, write_onnx
 from lts.cost.measure import MeasureError, MeasureSettings, measure
 from lts.cost.objectives import parse_objectives
-from lts.cost.target import CPUTarget
-from lts.cost.graph import gpt2_graph_spec, write_onnx
 from lts.cost.proxy import non_embedding_params
-from lts.core.arch import ArchConfig
+from lts.cost.target import CPUTarget
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ArchConfig(2, 64, 128, 2, vocab_size=512, n_positions=64)

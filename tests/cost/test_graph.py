@@ -5,9 +5,15 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from lts.cost.graph import (build_gpt2_graph, gpt2_graph_spec, state_dict_weights, tiled_weights, weight_shapes,
-                            write_onnx)
 from lts.core.arch import ArchConfig
+from lts.cost.graph import (
+    build_gpt2_graph,
+    gpt2_graph_spec,
+    state_dict_weights,
+    tiled_weights,
+    weight_shapes,
+    write_onnx,
+)
 
 
 def _torch_model(cfg: ArchConfig, seed: int = 0) -> GPT2LMHeadModel:

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -119,7 +118,7 @@ def test_sigkill_then_resume_loses_nothing_and_matches_uninterrupted(tmp_path):
     assert done_before
     assert not (tmp_path / "killed" / "pareto.csv").exists()
 
-    r = search(tmp_path, "--resume", "--run-dir", tmp_path / "killed", name="killed")
+    search(tmp_path, "--resume", "--run-dir", tmp_path / "killed", name="killed")
     evals = rows(tmp_path / "killed" / "evaluations.csv")
     assert len(evals) == 200 and len({e["archid"] for e in evals}) == 200
     assert {e["archid"] for e in evals if e["cached"] == "True"} >= done_before  # nothing finished was redone

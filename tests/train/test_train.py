@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lts.train.data import Batches, split_tail
+from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.proxy import non_embedding_params, total_params
-from lts.core.arch import ArchConfig
+from lts.train.data import Batches, split_tail
 
 REPO = Path(__file__).resolve().parents[2]
 ARCH = ArchConfig(n_layer=2, n_embd=48, n_inner=96, n_head=4, n_positions=128)  # not GPT-2's 768/3072
