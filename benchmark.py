@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, help="torch threads in each model's process (0 = torch's default)")
     p.add_argument("--greedy", dest="do_sample", action="store_const", const=False, help="greedy decoding, no sampling")
-    p.add_argument("--timeout", dest="timeout_s", type=float, help="seconds per model before it is killed (default 3600)")
+    p.add_argument("--timeout", dest="timeout_s", type=float,
+                   help="seconds per model before it is killed (default 3600)")
     p.add_argument("--trust-remote-code", action="store_const", const=True,
                    help="allow models that ship their own Python code (runs that code!)")
     p.add_argument("--html", action="store_const", const=True, help="also write benchmark.html (table + charts)")

@@ -9,12 +9,13 @@ Settings: configs/train.yaml, overridden by flags. See ``python train.py -h``.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
 
 
-def parse_args(argv: list[str] | None):
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(prog="train.py", description="Train a GPT-2 architecture (a models/<archid> folder) and save "
                        "a transformers model folder + train_metrics.json.")
     p.add_argument("model", help="folder with config.json (e.g. models/<archid>), or a config.json")

@@ -146,7 +146,8 @@ def measure_reference(path: Path, seq_len: int, threads: int, repeats: int) -> d
     """Latency (2 warm-up, median of `repeats`) and outside-sampled peak memory of an .onnx file."""
     import psutil
 
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(seq_len), str(threads), str(repeats), str(REPO)],
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(seq_len), str(threads), str(repeats),
+                             str(REPO)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     kind, base = proc.stdout.readline().split()
     assert kind == "ready"

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; python {platform.python_version()}, "
           f"torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {onnxruntime.__version__}")
     print()
-    print("| model | params | backend | tokens/s | time to first token | per-token p50 | per-token p90 | speed-up | same tokens |")
+    print("| model | params | backend | tokens/s | time to first token | per-token p50 | per-token p90 | speed-up "
+          "| same tokens |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     all_same = True
     with tempfile.TemporaryDirectory(prefix="lts-bench-onnx-") as cache:
@@ -119,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             export_s = time.perf_counter() - t0
             onnx_model = OnnxKVModel(folder, CPUTarget(threads=args.threads))
             runs = {
-                "torch generate": lambda s: generate_torch(model, prompt, settings, LogitsProcessorList(), None, 50256, s),
-                "onnxruntime": lambda s: generate_onnx(onnx_model, prompt, settings, LogitsProcessorList(), None, 50256, s),
+                "torch generate": lambda s, model=model: generate_torch(
+                    model, prompt, settings, LogitsProcessorList(), None, 50256, s),
+                "onnxruntime": lambda s, onnx_model=onnx_model: generate_onnx(
+                    onnx_model, prompt, settings, LogitsProcessorList(), None, 50256, s),
             }
             results = {name: time_runs(fn, args.repeats) for name, fn in runs.items()}
             ids_torch = results["torch generate"][0]

@@ -253,7 +253,8 @@ def main(argv=None) -> int:
     seed_rhos = {s: spearman(cols["non_embedding_params"], [-x for x in v]) for s, v in per_seed.items()}
 
     print(f"\n| archid | n_layer | n_embd | n_inner | n_head | non-emb params | total params (50257) | "
-          f"latency ms ({'ONNX, lts.cost.evaluator' if measures == {'lts'} else 'torch'}, b1, seq {args.latency_seq_len}, "
+          f"latency ms ({'ONNX, lts.cost.evaluator' if measures == {'lts'} else 'torch'}, b1, "
+          f"seq {args.latency_seq_len}, "
           f"{args.latency_threads} thr) | val loss | val ppl |"
           + "".join(f" ppl seed {s} |" for s in seeds) + " train s |")
     print("|---|" + "---:|" * (9 + len(seeds)))
@@ -270,8 +271,10 @@ def main(argv=None) -> int:
         for s, rho in seed_rhos.items():
             print(f"| non_embedding_params, seed {s} alone | {rho:.3f} |")
     total_train = sum(r["train_time_s"] for _, r in rows)
-    print(f"\n{len(rows)} archs x {len(seeds)} seed(s), {budget:,} tokens each; training time {total_train / 60:.1f} min; "
-          f"wall {(time.perf_counter() - t0) / 60:.1f} min this invocation; {platform.processor() or platform.machine()}, "
+    print(f"\n{len(rows)} archs x {len(seeds)} seed(s), {budget:,} tokens each; "
+          f"training time {total_train / 60:.1f} min; "
+          f"wall {(time.perf_counter() - t0) / 60:.1f} min this invocation; "
+          f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}")
 
     import matplotlib

@@ -5,8 +5,9 @@ Same model (GPT2LMHeadModel, same init), same batch, seq_len, optimiser settings
 0.9/0.95, wd 0.1, cosine with warm-up, clip 1.0), same torch threads, same data (windows of
 the offline corpus), dropout 0 in both. Each step's start is timestamped (a wrapper around
 the batch source for train_loop, a TrainerCallback for Trainer); tokens/s = batch*seq_len /
-median step time (from step start to next step start) after --warmup-steps steps. Runs alternate (ours, Trainer, ours, ...) so a
-noisy neighbour hurts both alike; the table gives the median over --repeats.
+median step time (from step start to next step start) after --warmup-steps steps. Runs
+alternate (ours, Trainer, ours, ...) so a noisy neighbour hurts both alike; the table gives
+the median over --repeats.
 
     python benchmarks/train_throughput.py                      # defaults below, 1 thread
     python benchmarks/train_throughput.py --threads 2 --steps 30
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
             arch.to_gpt2_config().save_pretrained(tmp)
             config = build_model_config(Path(tmp), arch, len(tok), tok.eos_token_id, 0.0)
 
-        def fresh():
+        def fresh(config=config):
             torch.manual_seed(0)
             return GPT2LMHeadModel(config)
 

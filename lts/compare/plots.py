@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
-from lts.compare.settings import COLUMNS
+from lts.compare.settings import COLUMNS, BenchSettings
 from lts.core.fileio import atomic_path, write_text
 from lts.core.tables import fmt_cell
 
@@ -40,26 +40,26 @@ def _label(model: str, width: int = 32) -> str:
     return model if len(model) <= width else "…" + model[-(width - 1):]
 
 
-def _conditions(settings, rows: Sequence[dict[str, Any]] = ()) -> str:
+def _conditions(settings: BenchSettings, rows: Sequence[dict[str, Any]] = ()) -> str:
     used = sorted({r["Threads"] for r in rows if r["Status"] == "ok" and r["Threads"]})
     threads = "/".join(map(str, used)) or settings.threads or "default"
     return (f"{settings.max_new_tokens} new tokens, batch 1, {settings.dtype}, {settings.device}, "
             f"threads {threads}, median of {settings.repeats}, seed {settings.seed}")
 
 
-def _legend(ax) -> None:
+def _legend(ax: Any) -> None:
     """Below the axes, so it never hides a bar."""
     axes_height_in = ax.get_position().height * ax.figure.get_figheight()
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / axes_height_in), fontsize=8, frameon=False)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
 
 
-def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings) -> list[Path]:
+def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSettings) -> list[Path]:
     """Three PNGs beside the CSV: time (load + generation stacked), diversity, memory."""
     import matplotlib
 
@@ -81,7 +81,8 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings) -> list[Pa
     gen = np.array([data[m]["Generation Time (s)"] for m in models])
     fig, ax = plt.subplots(figsize=(8, height))
     ax.barh(y, load, color="#4C72B0", label="loading (files → ready model + tokenizer)")
-    ax.barh(y, gen, left=load, color="#DD8452", label=f"generation of {settings.max_new_tokens} tokens (mean over prompts)")
+    ax.barh(y, gen, left=load, color="#DD8452",
+            label=f"generation of {settings.max_new_tokens} tokens (mean over prompts)")
     for yi, total in zip(y, load + gen):
         ax.text(total, yi, f" {total:.3g} s", va="center", fontsize=9)
     ax.set_yticks(y, labels)
@@ -145,7 +146,7 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings) -> list[Pa
     return paths
 
 
-def write_html(rows: Sequence[dict[str, Any]], path: Path, settings, charts: Sequence[Path]) -> Path:
+def write_html(rows: Sequence[dict[str, Any]], path: Path, settings: BenchSettings, charts: Sequence[Path]) -> Path:
     """One page, no external files: the results table and the charts as base64 PNGs."""
     esc = html.escape
     head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)

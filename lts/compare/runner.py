@@ -234,7 +234,10 @@ def summary_table(result: BenchResult) -> str:
     for model in result.settings.models:
         rows = [r for r in result.rows if r["Model"] == model]
         ok = [r for r in rows if r["Status"] == "ok"]
-        mean = (lambda c: statistics.fmean(r[c] for r in ok) if ok and all(r[c] is not None for r in ok) else None)
+
+        def mean(c: str, ok: list[dict[str, Any]] = ok) -> float | None:
+            return statistics.fmean(r[c] for r in ok) if ok and all(r[c] is not None for r in ok) else None
+
         status = "ok" if len(ok) == len(rows) else ("failed" if not ok else f"{len(ok)}/{len(rows)} ok")
         cells = (model, status, mean("Loading Time (s)"), mean("Generation Time (s)"),
                  mean("Time to First Token (s)"), mean("Tokens/s"), mean("Diversity Score"),

@@ -31,7 +31,7 @@ def _rss_now_mb() -> float:
     return rss_bytes() / MIB
 
 
-def load_model(folder: str, settings: BenchSettings):
+def load_model(folder: str, settings: BenchSettings) -> tuple[Any, Any]:
     """Tokenizer + causal LM from a local folder (safetensors preferred, no remote code unless asked)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

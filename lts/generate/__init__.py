@@ -1,4 +1,5 @@
-"""Text generation: transformers' ``generate`` on torch, or ONNX Runtime with a KV cache (``onnx_kv``), one decoding recipe."""
+"""Text generation: transformers' ``generate`` on torch, or ONNX Runtime with a KV cache (``onnx_kv``),
+one decoding recipe."""
 
 from lts.generate.decode import (
                                  GenerateSettings,

@@ -126,7 +126,9 @@ def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
     layout = _kv_layout(model)
     n_layers = len(layout)
     wrapper = _make_wrapper(model, n_layers)
-    batch, seq, past_len = Dim("batch", min=1, max=1024), Dim("seq", min=1, max=1 << 20), Dim("past", min=0, max=1 << 20)
+    batch = Dim("batch", min=1, max=1024)
+    seq = Dim("seq", min=1, max=1 << 20)
+    past_len = Dim("past", min=0, max=1 << 20)
     # Example sizes all distinct and > 1, so that none is specialised to a constant.
     ids = torch.zeros((2, 3), dtype=torch.long)
     past = []
@@ -213,7 +215,8 @@ class OnnxKVModel:
     def empty_past(self, batch: int) -> list[np.ndarray]:
         past = []
         for heads, head_dim in self.layout:
-            past += [np.zeros((batch, heads, 0, head_dim), np.float32), np.zeros((batch, heads, 0, head_dim), np.float32)]
+            past += [np.zeros((batch, heads, 0, head_dim), np.float32),
+                     np.zeros((batch, heads, 0, head_dim), np.float32)]
         return past
 
     def forward(self, input_ids: np.ndarray, past: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:

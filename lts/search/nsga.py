@@ -87,7 +87,7 @@ class LTSProblem(Problem):
 class SpaceRepair(Repair):
     """Round/clip genes and make n_embd divisible by n_head, so every X decodes as it is."""
 
-    def _do(self, problem, X, **kwargs):
+    def _do(self, problem: Any, X: np.ndarray, **kwargs: Any) -> np.ndarray:
         return np.array([problem.space.repair(x) for x in X], dtype=float)
 
 
@@ -99,7 +99,7 @@ class ArchDuplicates(DuplicateElimination):
         self.space = space
         self.seen: set[str] = set()
 
-    def _do(self, pop, other, is_duplicate):
+    def _do(self, pop: Any, other: Any, is_duplicate: np.ndarray) -> np.ndarray:
         taken = set(self.seen)
         if other is not None:
             taken.update(self.space.decode(x).archid for x in other.get("X"))

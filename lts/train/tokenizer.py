@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2):
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2) -> Any:
     """Train a ByteLevel BPE tokenizer (GPT-2's scheme) and wrap it for transformers.
 
     Returns a ``GPT2TokenizerFast`` whose ``<|endoftext|>`` is bos/eos/unk, like GPT-2's.

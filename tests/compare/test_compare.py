@@ -97,7 +97,8 @@ def test_every_column_has_sane_values(e2e, models):
             uni, bi = diversity(r["Generated Text"])
             assert 0 <= float(r["Diversity Score"]) <= 1 and float(r["Diversity Score"]) == pytest.approx(uni, rel=1e-5)
             assert 0 <= float(r["Distinct-2"]) <= 1 and float(r["Distinct-2"]) == pytest.approx(bi, rel=1e-5)
-            load, gen, ttft = (float(r[c]) for c in ("Loading Time (s)", "Generation Time (s)", "Time to First Token (s)"))
+            load, gen, ttft = (float(r[c])
+                               for c in ("Loading Time (s)", "Generation Time (s)", "Time to First Token (s)"))
             assert 0 < load < 60 and 0 < gen < 60 and 0 < ttft <= gen
             assert float(r["Loading Time Spread (s)"]) >= 0 and float(r["Generation Time Spread (s)"]) >= 0
             assert int(r["New Tokens"]) == 6

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_bad_configs_raise_user_error(bad):
 
 def test_config_is_frozen():
     cfg = ArchConfig(2, 128, 256, 2)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.n_layer = 3  # type: ignore[misc]
 
 

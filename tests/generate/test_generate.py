@@ -44,7 +44,8 @@ def _first_onnx_process(tmp_path_factory, tiny_model_dir):
     the tests that need the cache wait for it through `first_onnx_run`.
     """
     cache = tmp_path_factory.mktemp("onnx_cache")
-    argv = [tiny_model_dir, tiny_model_dir, PROMPT, *GREEDY, "--backend", "onnx", "--verbose", "--onnx-cache-dir", cache]
+    argv = [tiny_model_dir, tiny_model_dir, PROMPT, *GREEDY, "--backend", "onnx", "--verbose",
+            "--onnx-cache-dir", cache]
     proc = subprocess.Popen([sys.executable, str(SCRIPT), *map(str, argv)], cwd=REPO, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     yield cache, proc
@@ -187,7 +188,8 @@ def test_num_return_sequences(script, capsys, tiny_model_dir):
 
 
 def test_padded_model_vocabulary_never_emits_unknown_ids(tmp_path, tiny_tokenizer_dir):
-    """A model whose vocabulary is the tokenizer's padded to a multiple of 64 is accepted; padding ids never come out."""
+    """A model whose vocabulary is the tokenizer's padded to a multiple of 64 is accepted; padding ids never
+    come out."""
     from transformers import AutoTokenizer
 
     from lts.generate.decode import GenerateSettings, run
@@ -300,7 +302,8 @@ def test_stream_prints_the_same_text(script, capsys, tiny_model_dir, onnx_cache)
     base = [tiny_model_dir, tiny_model_dir, PROMPT, "--max-new-tokens", 20, "--seed", 11]
     for backend in ("torch", "onnx"):
         rc, plain, _ = cli(script, capsys, *base, "--backend", backend, "--onnx-cache-dir", onnx_cache)
-        rc2, streamed, err = cli(script, capsys, *base, "--backend", backend, "--stream", "--onnx-cache-dir", onnx_cache)
+        rc2, streamed, err = cli(script, capsys, *base, "--backend", backend, "--stream",
+                                 "--onnx-cache-dir", onnx_cache)
         assert rc == rc2 == 0, err
         assert streamed == plain
 
