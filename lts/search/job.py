@@ -12,13 +12,14 @@ from typing import Any
 
 from lts.core import fileio
 from lts.core.errors import LTSError
+from lts.core.tables import write_csv
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalSettings, Evaluator
 from lts.cost.objectives import parse_objectives
 from lts.cost.store import default_cache_path
 from lts.cost.target import make_target
 from lts.search.executors import make_executor
 from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, run_search
-from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, write_csv, write_models
+from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, write_models
 from lts.search.space import SearchSpace
 
 log = logging.getLogger(__name__)

@@ -14,14 +14,13 @@ from typing import Any, Sequence
 
 from lts.core import fileio
 from lts.core.arch import ArchConfig
-from lts.core.tables import write_csv
 from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import REGISTRY
 from lts.cost.objectives import get as get_objective
 
 FRONT_MARKER = "lts_search_front"
 
-__all__ = ["evaluation_rows", "write_csv", "write_models", "plot_fronts", "gallery_markdown", "FRONT_MARKER"]
+__all__ = ["evaluation_rows", "write_models", "plot_fronts", "gallery_markdown", "FRONT_MARKER"]
 
 
 def evaluation_rows(log_rows: Sequence[dict[str, Any]], results: Sequence[EvalResult]) -> list[dict[str, Any]]:
@@ -40,7 +39,7 @@ def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict
     keep = {r.archid for r in front}
     for old in models_dir.iterdir():
         metrics = old / "metrics.json"
-        if old.is_dir() and old.name not in keep and metrics.is_file():
+        if old.is_dir() and not old.name.startswith(".") and old.name not in keep and metrics.is_file():
             try:
                 if json.loads(metrics.read_text()).get(FRONT_MARKER):
                     shutil.rmtree(old)

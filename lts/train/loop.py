@@ -8,7 +8,7 @@ alone, used by the proxy-validation benchmark on pre-tokenised streams.
 
 Resume: a checkpoint (``<out>.ckpt/state.pt``) holds model, optimiser and scheduler
 states, the torch RNG state and the step; the data order is a pure function of
-``(seed, step)`` (:class:`lts.data.Batches`), so a run killed after step k and resumed
+``(seed, step)`` (:class:`lts.train.data.Batches`), so a run killed after step k and resumed
 computes the same steps as an uninterrupted one.
 """
 
