@@ -13,6 +13,7 @@ import logging
 import sys
 
 from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
+from lts.cost.target import TARGETS
 
 
 def parse_args(argv: list[str] | None) -> tuple[dict, dict, str | None]:
@@ -33,6 +34,8 @@ def parse_args(argv: list[str] | None) -> tuple[dict, dict, str | None]:
     p.add_argument("--stream", action="store_true", default=None, help="print tokens as they come")
     p.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="report load time, time to first token and tokens/s on stderr")
+    p.add_argument("--target", choices=sorted(TARGETS), default=None,
+                   help="with --backend onnx: where the graph runs (default cpu; the Target the search measures on)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for either backend (default: torch's)")
     p.add_argument("--truncate-prompt", action="store_true", default=None,
                    help="keep the prompt's last tokens when it does not fit the context (default: refuse)")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lts.core.errors import LTSError
+from lts.cost.target import TARGETS, make_target
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class GenerateSettings:
     seed: int | None = None  # None: a fresh random seed (reported with verbose)
     num_return_sequences: int = 1
     backend: str = "torch"
+    target: str = "cpu"  # --backend onnx: where the graph runs, a name in lts.cost.target.TARGETS
     stream: bool = False
     verbose: bool = False
     threads: int | None = None  # None: torch's default; both backends use the same count
@@ -87,6 +89,8 @@ class GenerateSettings:
             raise LTSError("--stream prints one sequence as it comes: use --num-return-sequences 1")
         if self.backend not in BACKENDS:
             raise LTSError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.target not in TARGETS:
+            raise LTSError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.threads is not None and (not integer(self.threads) or self.threads < 1):
             raise LTSError(f"--threads must be an integer >= 1, got {self.threads!r}")
 
@@ -324,12 +328,11 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
 
     prepare_s, exported, onnx_model = 0.0, False, None
     if settings.backend == "onnx":
-        from lts.cost.target import CPUTarget
         from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
 
         t0 = time.perf_counter()
         folder, exported = cached_kv_onnx(model, settings.onnx_cache_dir)
-        onnx_model = OnnxKVModel(folder, CPUTarget(threads=threads))
+        onnx_model = OnnxKVModel(folder, make_target(settings.target, threads))
         prepare_s = time.perf_counter() - t0
 
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
