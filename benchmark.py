@@ -42,24 +42,30 @@ Offline (HF_HUB_OFFLINE=1) a hub id works only if it is already in the Hugging F
 """
 
 
+def _settings() -> type:
+    from lts.compare.settings import BenchSettings
+
+    return BenchSettings
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=DEFINITIONS,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter, settings=_settings, preset="benchmark")
     p.add_argument("models", nargs="*", metavar="MODEL", help="hub id (gpt2, facebook/opt-125m) or local model folder")
     p.add_argument("--config", help="YAML preset (default: configs/benchmark.yaml)")
-    p.add_argument("--out", help="folder for results.csv, charts and benchmark.html (default: .)")
+    p.add_argument("--out", help="folder for results.csv, charts and benchmark.html")
     p.add_argument("--prompt", action="append", dest="prompts", metavar="TEXT",
                    help="a prompt (repeat the flag for several); replaces the default prompts")
     p.add_argument("--prompts-file", help="file of prompts: one per line (blank lines skipped), or a .json list")
-    p.add_argument("--max-new-tokens", type=int, help="tokens generated per prompt (default 50)")
+    p.add_argument("--max-new-tokens", type=int, help="tokens generated per prompt")
     p.add_argument("--repeats", type=int, help="loads and generations per model/prompt; reports median and spread")
-    p.add_argument("--seed", type=int, help="sampling seed (default 0)")
-    p.add_argument("--dtype", help="float32 (default), float16, bfloat16, or auto (the checkpoint's)")
-    p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument("--dtype", help="float32, float16, bfloat16, or auto (the checkpoint's)")
+    p.add_argument("--device", help="cpu or cuda")
     p.add_argument("--threads", type=int, help="torch threads in each model's process (0 = torch's default)")
     p.add_argument("--greedy", dest="do_sample", action="store_const", const=False, help="greedy decoding, no sampling")
     p.add_argument("--timeout", dest="timeout_s", type=float,
-                   help="seconds per model before it is killed (default 3600)")
+                   help="seconds per model before it is killed")
     p.add_argument("--trust-remote-code", action="store_const", const=True,
                    help="allow models that ship their own Python code (runs that code!)")
     p.add_argument("--html", action="store_const", const=True, help="also write benchmark.html (table + charts)")

@@ -16,26 +16,33 @@ from lts.core.cli import ArgumentParser, build_settings, default_preset, load_pr
 from lts.cost.target import TARGETS
 
 
+def _settings() -> type:
+    from lts.generate.decode import GenerateSettings
+
+    return GenerateSettings
+
+
 def parse_args(argv: list[str] | None) -> tuple[dict, dict, str | None]:
-    p = ArgumentParser(prog="generate_text.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="generate_text.py", description=__doc__.split("\n\n")[0], settings=_settings,
+                       preset="generate")
     p.add_argument("model", help="hub id (gpt2) or model folder")
     p.add_argument("tokenizer", help="hub id (gpt2) or folder with tokenizer files (often the model folder)")
     p.add_argument("prompt", help="text to continue")
     p.add_argument("--config", default=None, help="YAML preset (default configs/generate.yaml)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate (default 128)")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature > 0 (default 0.8)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1] (default 0.95)")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens; 0 disables (default 50)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature > 0")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1]")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens; 0 disables")
     p.add_argument("--greedy", action="store_true", default=None, help="always take the most likely token")
     p.add_argument("--seed", type=int, default=None, help="same seed => same text (default: random)")
-    p.add_argument("-n", "--num-return-sequences", type=int, default=None, help="sequences to sample (default 1)")
+    p.add_argument("-n", "--num-return-sequences", type=int, default=None, help="sequences to sample")
     p.add_argument("--backend", choices=("torch", "onnx"), default=None,
                    help="torch: transformers' generate; onnx: ONNX Runtime with a KV cache (exported once, cached)")
     p.add_argument("--stream", action="store_true", default=None, help="print tokens as they come")
     p.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="report load time, time to first token and tokens/s on stderr")
     p.add_argument("--target", choices=sorted(TARGETS), default=None,
-                   help="with --backend onnx: where the graph runs (default cpu; the Target the search measures on)")
+                   help="with --backend onnx: where the graph runs (the Target the search measures on)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for either backend (default: torch's)")
     p.add_argument("--truncate-prompt", action="store_true", default=None,
                    help="keep the prompt's last tokens when it does not fit the context (default: refuse)")

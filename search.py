@@ -13,27 +13,32 @@ import argparse
 import sys
 
 from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
-from lts.cost.evaluator import DEFAULT_OBJECTIVES
 from lts.cost.objectives import objectives_help
 from lts.cost.target import TARGETS
 
 
+def _settings() -> type:
+    from lts.search.job import SearchJob
+
+    return SearchJob
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     p = ArgumentParser(description=__doc__.split("\n")[1], epilog=__doc__.split("\n", 3)[3],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter, settings=_settings, preset="search")
     p.add_argument("--config", help="YAML preset (default: configs/search.yaml)")
     p.add_argument("--generations", type=int, help="NSGA-II generations, the initial population included (>= 1)")
     p.add_argument("--population", type=int, help="candidates per generation (>= 2)")
     p.add_argument("--seed", type=int, help="random seed: same seed, same candidates")
-    p.add_argument("--seq-len", dest="seq_len", type=int, help="tokens per timed forward pass (default 1024)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: min(4, cores))")
-    p.add_argument("--objectives", help=objectives_help() + "; default " + ",".join(DEFAULT_OBJECTIVES))
-    p.add_argument("--target", choices=sorted(TARGETS), help="where graphs are measured (default cpu)")
+    p.add_argument("--seq-len", dest="seq_len", type=int, help="tokens per timed forward pass")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (none: min(4, cores))")
+    p.add_argument("--objectives", help=objectives_help())
+    p.add_argument("--target", choices=sorted(TARGETS), help="where graphs are measured")
     p.add_argument("--out", "--models-dir", dest="models_dir", help="where the front goes, one folder per archid")
-    p.add_argument("--assets-dir", dest="assets_dir", help="where the Pareto plots go (default assets/)")
+    p.add_argument("--assets-dir", dest="assets_dir", help="where the Pareto plots go")
     p.add_argument("--run-dir", dest="run_dir", help="folder for evaluations.csv, pareto.csv, checkpoint "
                                                      "(default runs/<date>-<time>-seed<seed>-<pid>)")
-    p.add_argument("--runs-dir", dest="runs_dir", help="parent of the default run folders (default runs/)")
+    p.add_argument("--runs-dir", dest="runs_dir", help="parent of the default run folders")
     p.add_argument("--workers", type=int, help="evaluations in flight at once (timing stays one at a time)")
     p.add_argument("--engine", choices=["local", "ray"], help="where evaluations run (ray: pip install .[distributed])")
     p.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (with --engine ray)")

