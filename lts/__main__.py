@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
 from lts.core.cli import ArgumentParser, run_cli
 from lts.core.errors import LTSError
+from lts.core.fileio import nan_to_none
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -29,8 +29,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         out = {"archid": result.archid, "config": config.to_dict(), **result.objectives(), "cached": result.cached,
                "conditions": evaluator.conditions()}
-        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()},
-                         indent=2))
+        print(json.dumps(nan_to_none(out), indent=2))
         return 0 if result.ok else 1
     c = evaluator.conditions()
     width = max(len(name) for name in [*REGISTRY, "eval_seconds"]) + 2

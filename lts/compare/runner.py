@@ -1,10 +1,10 @@
 """Benchmark causal language models side by side: loading, generation, diversity, memory.
 
 The parent process (``run_benchmark``) never imports torch. It checks the models up
-front (``resolve_model``: a local folder, or a hub id already downloaded into local
+front (``lts.core.hub.local_snapshot``: a local folder, or a hub id already downloaded into local
 files), then runs each model in its own child process, one after the other (forked from
 a multiprocessing fork server that has torch and transformers imported, so a model's
-process starts in milliseconds; the torch side is ``lts.bench_worker``), so one model's
+process starts in milliseconds; the torch side is ``lts.compare.worker``), so one model's
 memory cannot pollute the next and a crash (out of memory, a broken checkpoint) becomes a
 failed row instead of ending the run.
 
@@ -48,7 +48,7 @@ from lts.core.errors import LTSError
 from lts.core.fileio import check_writable_dir
 from lts.core.hub import local_snapshot
 from lts.core.procs import MIB, ChildError, ChildProcess
-from lts.core.tables import csv_text, write_csv
+from lts.core.tables import write_csv
 
 # ---------------------------------------------------------------- the run (parent)
 
@@ -220,11 +220,6 @@ def rows_of(run: ModelRun, prompts: Sequence[str], settings: BenchSettings) -> l
             })
         rows.append(row)
     return rows
-
-
-def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """results.csv's text: the fixed COLUMNS, one row per model x prompt."""
-    return csv_text(rows, COLUMNS)
 
 
 def summary_table(result: BenchResult) -> str:

@@ -8,12 +8,13 @@ helpers) are written to a temp file beside their target and renamed over it; fol
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 
 def umask() -> int:
@@ -50,34 +51,30 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def nan_to_none(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `d` with float NaN values as None (JSON has no NaN: ``null`` is what readers expect)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-class DirWrite:
-    """What :func:`atomic_dir` did: ``placed`` is False when another process's complete folder was kept."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.placed = False
-
-
 @contextmanager
-def atomic_dir(final: str | os.PathLike, *, replace: bool) -> Iterator[DirWrite]:
-    """Build a folder in a temp folder beside `final` (``.tmp`` of the yielded object), then rename it into place.
+def atomic_dir(final: str | os.PathLike, *, replace: bool) -> Iterator[Path]:
+    """Yield a temp folder beside `final` to build the folder in, then rename it into place.
 
     ``replace=True``: an existing `final` is swapped out whole (moved aside, then deleted), so readers
     see the old folder or the new one, never a mix. ``replace=False``: if `final` appears meanwhile
-    (another process wrote the same content), theirs is kept and ours discarded (``placed`` False).
+    (another process wrote the same content), theirs is kept and ours discarded.
     Nothing is left behind when the block raises.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    result = DirWrite(tmp)
     aside: Path | None = None
     try:
-        yield result
+        yield tmp
         mask = umask()
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp/mkstemp make private entries; outputs are ordinary
         for f in tmp.rglob("*"):
@@ -85,7 +82,6 @@ def atomic_dir(final: str | os.PathLike, *, replace: bool) -> Iterator[DirWrite]
         for _ in range(10):  # a concurrent writer may place the same folder between our steps
             try:
                 os.rename(tmp, final)
-                result.placed = True
                 break
             except OSError:
                 if not final.exists():

@@ -31,8 +31,6 @@ from lts.core.errors import LTSError, first_line
 
 T = TypeVar("T")
 
-
-
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json", "tokenizer.model", "spiece.model",
                    "vocab.txt")

@@ -177,20 +177,15 @@ class ChildProcess:
         s.start()
         return s
 
-    def recv(self, poll_s: float | None = None) -> tuple[str, Any] | None:
-        """The next message; None if `poll_s` passed without one. ChildError on timeout or crash."""
-        while True:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise ChildError(f"timeout after {self.timeout_s:g}s", timed_out=True)
-            wait = remaining if poll_s is None else min(poll_s, remaining)
-            if self._conn.poll(wait):
-                try:
-                    return self._conn.recv()
-                except EOFError:
-                    raise ChildError(self._death_reason()) from None
-            if poll_s is not None and time.monotonic() < self.deadline:
-                return None
+    def recv(self) -> tuple[str, Any]:
+        """The next message. ChildError on timeout or when the child died without one."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0 or not self._conn.poll(remaining):
+            raise ChildError(f"timeout after {self.timeout_s:g}s", timed_out=True)
+        try:
+            return self._conn.recv()
+        except EOFError:
+            raise ChildError(self._death_reason()) from None
 
     def send(self, message: Any) -> None:
         self._conn.send(message)

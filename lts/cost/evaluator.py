@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
+from lts.core.fileio import nan_to_none
 from lts.cost import graph, objectives
 from lts.cost import measure as measure_module
 from lts.cost.graph import gpt2_graph_spec, write_onnx
@@ -171,7 +172,7 @@ class Evaluator:
 
     def store(self, result: EvalResult) -> None:
         d = result.to_json()
-        d["values"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d["values"].items()}
+        d["values"] = nan_to_none(d["values"])
         self.cache.put("results", self._result_key(result.archid), json.dumps(d))
 
     def compute(self, config: ArchConfig) -> EvalResult:

@@ -5,7 +5,7 @@ a forward that returns next-token logits (``logits_to_keep=1``): embeddings, ``n
 pre-LN blocks (Gemm projections, split heads, causal softmax attention, tanh-GELU MLP),
 final LayerNorm, and the tied LM head (``Transpose(wte)`` + ``MatMul``) applied to the
 last position only. Same ops, same initializer shapes, so ONNX Runtime does the same work
-and holds the same weights; ``tests/test_onnx_graph.py`` checks the logits against the
+and holds the same weights; ``tests/cost/test_graph.py`` checks the logits against the
 transformers model with the same weights, and ``benchmarks/evaluators.py`` checks the
 timings against the real export.
 

@@ -13,9 +13,10 @@ the child's RSS from outside every millisecond as a cross-check and fallback.
 
 Latency: warm-up runs, then timed runs until the median is stable (standard error of the
 median <= ``rel_err`` of it), between ``min_repeats`` and ``max_repeats``; the coefficient
-of variation is recorded. Timing takes the Target's exclusive lock, memory phases a shared one: two searches on one
-machine never time at the same moment. Sessions, the peak-memory probe and the lock all come
-from the Target (``lts.cost.target``); the child process from ``lts.core.procs``.
+of variation is recorded. Timing takes the Target's exclusive lock, memory phases a shared
+one: two searches on one machine never time at the same moment. Sessions, the peak-memory
+probe and the lock all come from the Target (``lts.cost.target``); the child process from
+``lts.core.procs``.
 """
 
 from __future__ import annotations
@@ -125,26 +126,19 @@ def _child(conn: Any, config_dict: dict, settings: MeasureSettings, target: Targ
     config = ArchConfig(**config_dict)
     weights = tiled_weights()
     out: dict[str, Any] = {}
-    phases: dict[str, float] = {}
-    clock = time.perf_counter
     with tempfile.TemporaryDirectory(prefix="lts-measure-", dir=_scratch_dir()) as tmp:
         if memory:
             with target.lock(exclusive=False):
                 path = Path(tmp) / "model.onnx"
-                t0 = clock()
                 out["file_bytes"] = write_onnx(gpt2_graph_spec(config, "full"), path, weights)
-                phases["write"] = clock() - t0
                 feeds = token_feeds(settings.seq_len, config.vocab_size)  # made before the baseline
                 gc.collect()
                 base = target.memory_bytes()
                 exact = target.reset_peak_memory()
                 conn.send(("baseline", base))
                 conn.recv()  # the parent's sampler is running
-                t0 = clock()
                 sess = target.session(path)
-                phases["session"] = clock() - t0
                 sess.run(None, feeds)
-                phases["forward"] = clock() - t0 - phases["session"]
                 peak = target.peak_memory_bytes() if exact else None
                 conn.send(("memory", {"peak_delta_bytes": None if peak is None else peak - base}))
                 conn.recv()
@@ -153,7 +147,6 @@ def _child(conn: Any, config_dict: dict, settings: MeasureSettings, target: Targ
                 gc.collect()
         timings = {}
         for part in parts:
-            t0 = clock()
             path = Path(tmp) / f"{part}.onnx"
             write_onnx(gpt2_graph_spec(config, part), path, weights)
             sess = target.session(path)
@@ -162,9 +155,7 @@ def _child(conn: Any, config_dict: dict, settings: MeasureSettings, target: Targ
                 timings[part] = asdict(time_session(sess, feeds, settings))
             del sess
             path.unlink()
-            phases[f"time_{part}"] = clock() - t0
         out["timings"] = timings
-        out["phases"] = phases
     conn.send(("done", out))
 
 

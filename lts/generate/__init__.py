@@ -2,17 +2,17 @@
 one decoding recipe."""
 
 from lts.generate.decode import (
-                                 GenerateSettings,
-                                 GenerationResult,
-                                 TimingStreamer,
-                                 build_logits_processors,
-                                 check_vocab,
-                                 describe,
-                                 encode_prompt,
-                                 generate_onnx,
-                                 generate_torch,
-                                 load_model_and_tokenizer,
-                                 run,
+    GenerateSettings,
+    GenerationResult,
+    TimingStreamer,
+    build_logits_processors,
+    check_vocab,
+    describe,
+    encode_prompt,
+    generate_onnx,
+    generate_torch,
+    load_model_and_tokenizer,
+    run,
 )
 
 __all__ = ["GenerateSettings", "GenerationResult", "TimingStreamer", "build_logits_processors", "check_vocab",

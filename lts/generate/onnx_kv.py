@@ -148,7 +148,7 @@ def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
             "vocab_size": int(model.config.get_text_config(decoder=True).vocab_size),
             "inputs": ["input_ids", *past_names], "outputs": ["logits", *present_names],
             "export_seconds": round(time.perf_counter() - t0, 3)}
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fileio.write_json(out_dir / META_FILE, meta)
     return out_dir
 
 
@@ -190,9 +190,9 @@ def cached_kv_onnx(model: Any, cache_dir: str | os.PathLike | None = None) -> tu
     if final.exists():  # a stale incomplete folder (an older crash): replace it
         shutil.rmtree(final, ignore_errors=True)
     log.info("exporting %s to ONNX with a KV cache (once; cached in %s)", type(model).__name__, final)
-    with fileio.atomic_dir(final, replace=False) as d:  # META_FILE is inside: the folder is complete or absent
+    with fileio.atomic_dir(final, replace=False) as tmp:  # META_FILE is inside: the folder is complete or absent
         try:
-            export_kv_onnx(model, d.tmp)
+            export_kv_onnx(model, tmp)
         except LTSError:
             raise
         except Exception as exc:  # the exporter fails in many ways; the user needs the gist and a way out

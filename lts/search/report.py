@@ -7,7 +7,6 @@ place and renamed into it, so readers never see half of one.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,12 +47,13 @@ def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict
     out = []
     for r in front:
         final = models_dir / r.archid
-        metrics = _jsonable({"archid": r.archid, **r.objectives(), "conditions": conditions, FRONT_MARKER: True})
+        metrics = fileio.nan_to_none({"archid": r.archid, **r.objectives(), "conditions": conditions,
+                                      FRONT_MARKER: True})
         if not _same_arch(final, r.archid):
-            with fileio.atomic_dir(final, replace=True) as d:
-                r.config.to_gpt2_config().save_pretrained(d.tmp)
-                fileio.write_json(d.tmp / "metrics.json", metrics)
-                assert ArchConfig.load(d.tmp).archid == r.archid, "saving must never change an archid"
+            with fileio.atomic_dir(final, replace=True) as tmp:
+                r.config.to_gpt2_config().save_pretrained(tmp)
+                fileio.write_json(tmp / "metrics.json", metrics)
+                assert ArchConfig.load(tmp).archid == r.archid, "saving must never change an archid"
         fileio.write_json(final / "metrics.json", metrics)  # atomic; config.json is already right
         out.append(final)
     return out
@@ -64,10 +64,6 @@ def _same_arch(folder: Path, archid: str) -> bool:
         return ArchConfig.load(folder).archid == archid
     except Exception:
         return False
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
 def _short(name: str) -> str:

@@ -368,10 +368,10 @@ def _save_model_folder(out: Path, model: Any, tokenizer: Any, metrics: dict) -> 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    with fileio.atomic_dir(out, replace=True) as d:
-        model.save_pretrained(d.tmp)
-        tokenizer.save_pretrained(d.tmp)
-        fileio.write_json(d.tmp / "train_metrics.json", metrics)
+    with fileio.atomic_dir(out, replace=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        fileio.write_json(tmp / "train_metrics.json", metrics)
 
 
 def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
