@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     out = run_job(job, resume=args.resume, given=given, progress=not args.no_progress)
 
     print(f"\nevaluated {out.n_evaluated} architectures ({out.n_cached} from cache, {out.n_failed} failed) "
-          f"in {out.seconds:.0f} s; Pareto front: {len(out.front_ids)} models, hypervolume {out.hypervolume:.4f}")
-    print(f"  evaluations : {out.files['evaluations']}")
+          f"in {out.seconds:.0f} s; Pareto front: {len(out.front_ids)} models ({out.n_robust} robust to noise), "
+          f"hypervolume {out.hypervolume:.4f}")
+    print(f"  evaluations : {out.files['evaluations']}  (record: {out.files['record']})")
     print(f"  front       : {out.files['pareto']}  (gallery: {out.files['gallery']})")
     models = out.files["models"]
     print(f"  models      : {models[0].parent if models else job.models_dir}/<archid>/ ({len(models)} folders)")

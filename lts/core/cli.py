@@ -120,7 +120,7 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         return int(main(argv) or 0)
     except LTSError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
     except FileNotFoundError as exc:
         print(f"{prog}: error: file not found: {exc.filename or exc}", file=sys.stderr)
         return 2

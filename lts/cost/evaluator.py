@@ -8,10 +8,13 @@ child process (``lts.cost.measure``). With ``latency_mode="composed"`` (default)
 separately and cached by shape, so a candidate costs at most one block timing however
 deep it is; ``"full"`` times the whole graph.
 
-Results are stored the moment they exist, keyed by (archid, settings + objective
-definitions + measurement code, Target fingerprint): a killed search loses nothing, a
-cached result comes back in ~1 ms, and a changed objective or measurement is never served
-a stale value.
+Only successes are stored, the moment they exist, keyed by (archid, settings + objective
+definitions + measurement code, Target fingerprint): a cached result comes back in ~1 ms, a
+changed objective or measurement is never served a stale value, and a failure (a timeout, an
+out-of-memory kill, a full disk) is never served at all: the next run tries again. A stored
+result keeps its raw measurement (timings with the reference graph's timing beside them), and
+its values are recomputed at the evaluator's calibration (:meth:`Evaluator.calibrate`), so a
+latency measured on another day is reported at today's speed of the machine.
 """
 
 from __future__ import annotations
@@ -22,20 +25,21 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Mapping
 
+from lts.core import faults
 from lts.core.arch import ArchConfig
-from lts.core.errors import LTSError
+from lts.core.errors import JobFailed, LTSError
 from lts.core.fileio import nan_to_none
 from lts.cost import graph, objectives
 from lts.cost import measure as measure_module
 from lts.cost.graph import gpt2_graph_spec, write_onnx
-from lts.cost.measure import MeasureError, MeasureSettings, measure
+from lts.cost.measure import MeasureError, MeasureSettings, measure, measure_reference
 from lts.cost.objectives import REGISTRY, Measurement, Timing
 from lts.cost.store import SQLiteStore, Store, default_cache_path
-from lts.cost.target import CPUTarget, Target
+from lts.cost.target import CPUTarget, Target, check_measurable
 
 LATENCY_MODES = ("composed", "full")
 DEFAULT_OBJECTIVES = ("non_embedding_params", "onnx_latency_s", "onnx_memory_mb")
@@ -67,6 +71,8 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if self.latency_mode not in LATENCY_MODES:
             raise LTSError(f"latency_mode must be one of {LATENCY_MODES}, got {self.latency_mode!r}")
+        if self.measure:
+            check_measurable()
 
     @classmethod
     def create(cls, measure: bool = True, latency_mode: str = "composed", threads: int | None = None,
@@ -106,6 +112,7 @@ class EvalResult:
     eval_seconds: float = 0.0
     status: str = "ok"
     cached: bool = False
+    measurement: Measurement = field(default_factory=Measurement)
 
     @property
     def ok(self) -> bool:
@@ -120,6 +127,10 @@ class EvalResult:
             return self.values.get(name, math.nan)
         raise AttributeError(name)
 
+    def tolerance(self, name: str) -> float:
+        """How far objective `name` may move on a re-measurement (its measured noise; 0 for exact values)."""
+        return REGISTRY[name].tolerance(self.config, self.measurement)
+
     def objectives(self) -> dict[str, Any]:
         """Every registered objective (registry order), then eval_seconds and status."""
         out = {name: self[name] for name in REGISTRY}
@@ -130,24 +141,44 @@ class EvalResult:
         return {"archid": self.archid, **self.config.to_dict(), **self.objectives(), "cached": self.cached}
 
     def to_json(self) -> dict[str, Any]:
-        return {"archid": self.archid, "config": self.config.to_dict(), "values": dict(self.values),
-                "eval_seconds": self.eval_seconds, "status": self.status}
+        """JSON-ready (NaN as null): values, how they were obtained, and the raw measurement behind them."""
+        return {"archid": self.archid, "config": self.config.to_dict(), "values": nan_to_none(self.values),
+                "eval_seconds": self.eval_seconds, "status": self.status, "measurement": self.measurement.to_json(),
+                "calibration_s": self.measurement.calibration_s}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], cached: bool = False) -> EvalResult:
+    def from_json(cls, d: Mapping[str, Any], cached: bool = False) -> EvalResult:
+        """The result as recorded (values as they were computed then)."""
         values = {k: (math.nan if v is None else v) for k, v in d["values"].items()}
-        return cls(d["archid"], ArchConfig(**d["config"]), values, d["eval_seconds"], d["status"], cached)
+        m = Measurement.from_json(d.get("measurement") or {}, d.get("calibration_s"))
+        return cls(d["archid"], ArchConfig(**d["config"]), values, d["eval_seconds"], d["status"], cached, m)
 
 
 class Evaluator:
-    """Scores architectures: the store first, then proxy + (optionally) a measurement child on the Target."""
+    """Scores architectures: the store first, then proxy + (optionally) a measurement child on the Target.
+
+    ``calibration_s`` is the reference graph's latency that every latency is reported at (see
+    ``lts.cost.measure``); None: measured once, lazily, by :meth:`calibrate`.
+    """
 
     def __init__(self, settings: EvalSettings | None = None, cache_path: str | os.PathLike | None = None,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, calibration_s: float | None = None) -> None:
         self.settings = settings or EvalSettings()
         self.target = self.settings.target
         self.cache = store if store is not None else SQLiteStore(cache_path)
         self.hardware = self.target.fingerprint()
+        self.calibration_s = calibration_s
+
+    def calibrate(self) -> float | None:
+        """The reference graph's latency now (measured once per evaluator; None when nothing is measured)."""
+        if self.calibration_s is None and self.settings.measure:
+            # Not bound by the candidates' timeout (a tiny --timeout fails candidates, not the run).
+            settings = replace(self.settings.measurement, timeout_s=max(self.settings.measurement.timeout_s, 120.0))
+            try:
+                self.calibration_s = measure_reference(settings, self.target).median_s
+            except MeasureError as exc:
+                raise JobFailed(f"cannot time the reference graph on {self.target.describe()}: {exc}") from None
+        return self.calibration_s
 
     def _result_key(self, archid: str) -> tuple[str, str, str]:
         return (archid, self.settings.key(), self.hardware["id"])
@@ -158,11 +189,27 @@ class Evaluator:
         return f"{part}:{shape}:{self.settings.measurement_key()}:{self.hardware['id']}"
 
     def cached(self, config: ArchConfig) -> EvalResult | None:
+        """The stored success for `config` under these settings and hardware, at this evaluator's calibration."""
         raw = self.cache.get("results", self._result_key(config.archid))
-        return EvalResult.from_json(json.loads(raw), cached=True) if raw else None
+        if not raw:
+            return None
+        stored = EvalResult.from_json(json.loads(raw))
+        if not stored.ok:  # written by an older version: failures are never served
+            return None
+        return self.rescaled(stored, cached=True)
+
+    def rescaled(self, result: EvalResult, cached: bool | None = None) -> EvalResult:
+        """`result` with its values recomputed from its measurement at this evaluator's calibration."""
+        if not result.ok:
+            return result
+        m = result.measurement
+        if m.timings:
+            m = replace(m, calibration_s=self.calibrate())
+        return EvalResult(result.archid, result.config, self._values(result.config, m), result.eval_seconds,
+                          result.status, result.cached if cached is None else cached, m)
 
     def evaluate(self, config: ArchConfig) -> EvalResult:
-        """Return the cached result, or compute, store and return it. Never raises for a failed measurement."""
+        """Return the cached result, or compute, store and return it. Never raises for a failed evaluation."""
         hit = self.cached(config)
         if hit is not None:
             return hit
@@ -171,38 +218,56 @@ class Evaluator:
         return result
 
     def store(self, result: EvalResult) -> None:
-        d = result.to_json()
-        d["values"] = nan_to_none(d["values"])
-        self.cache.put("results", self._result_key(result.archid), json.dumps(d))
+        """Keep a success for later runs (a failure is only recorded by the run that met it)."""
+        if result.ok and not result.cached:
+            self.cache.put("results", self._result_key(result.archid), json.dumps(result.to_json()))
 
     def compute(self, config: ArchConfig) -> EvalResult:
-        """Evaluate without looking at the results store (shape timings are still reused)."""
+        """Evaluate without looking at the results store (shape timings are still reused).
+
+        Never raises: whatever goes wrong (a measurement error, a crash or hang of the measuring
+        process, a bug in an objective) is a failed result whose status holds the reason.
+        """
         t0 = time.perf_counter()
+        try:
+            faults.point("evaluate", config.archid)
+            return self._compute(config, t0)
+        except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
+            reason = str(exc) if isinstance(exc, (MeasureError, LTSError)) else f"{type(exc).__name__}: {exc}"
+            return EvalResult(config.archid, config, self._values(config, Measurement(), safe=True),
+                              time.perf_counter() - t0, f"failed: {reason.strip()[:300]}")
+
+    def _compute(self, config: ArchConfig, t0: float) -> EvalResult:
         if not self.settings.measure:
             m = Measurement(file_bytes=write_onnx(gpt2_graph_spec(config), None))
             return self._result(config, m, t0)
+        calibration = self.calibrate()
         if self.settings.latency_mode == "full":
             parts: dict[str, Timing | None] = {"full": None}
         else:
             parts = {p: self.cached_timing(config, p) for p in ("base", "block")}
         todo = tuple(p for p, t in parts.items() if t is None)
-        try:
-            m = measure(config, self.settings.measurement, self.target, parts=todo, memory=True)
-        except MeasureError as exc:
-            return EvalResult(config.archid, config, self._values(config, Measurement()),
-                              time.perf_counter() - t0, f"failed: {exc}")
+        m = measure(config, self.settings.measurement, self.target, parts=todo, memory=True)
         for p, timing in m.timings.items():
             if p != "full":
                 self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))
         timings = {p: t for p, t in parts.items() if t is not None}
         timings.update(m.timings)
-        return self._result(config, Measurement(m.file_bytes, m.memory_bytes, m.memory_sampled_bytes, timings), t0)
+        return self._result(config, replace(m, timings=timings, calibration_s=calibration), t0)
 
-    def _values(self, config: ArchConfig, m: Measurement) -> dict[str, Any]:
-        return {name: o.value(config, m) for name, o in REGISTRY.items()}
+    def _values(self, config: ArchConfig, m: Measurement, safe: bool = False) -> dict[str, Any]:
+        values = {}
+        for name, o in REGISTRY.items():
+            try:
+                values[name] = o.value(config, m)
+            except Exception:
+                if not safe:
+                    raise
+                values[name] = math.nan
+        return values
 
     def _result(self, config: ArchConfig, m: Measurement, t0: float) -> EvalResult:
-        return EvalResult(config.archid, config, self._values(config, m), time.perf_counter() - t0)
+        return EvalResult(config.archid, config, self._values(config, m), time.perf_counter() - t0, measurement=m)
 
     def cached_timing(self, config: ArchConfig, part: str) -> Timing | None:
         """The stored timing of `config`'s "base" or "block" shape under these settings, if any."""
@@ -212,4 +277,5 @@ class Evaluator:
     def conditions(self) -> dict[str, Any]:
         s = self.settings
         return {"seq_len": s.seq_len, "threads": s.threads, "batch": 1, "latency_mode": s.latency_mode,
-                "target": self.target.name, "describe": self.target.describe(), "hardware": self.hardware}
+                "target": self.target.name, "describe": self.target.describe(), "hardware": self.hardware,
+                "calibration_ms": None if self.calibration_s is None else round(self.calibration_s * 1e3, 4)}

@@ -5,33 +5,45 @@ search, and a crash or hang in ONNX Runtime must cost one candidate, not the sea
 Children are forked from a small fork server that has numpy and onnxruntime imported
 (but never created a session), so a fresh, clean process costs milliseconds.
 
-Memory (``onnx_memory_mb``): the child writes the full model to its own temp folder,
-records its RSS, then creates the session and runs one forward at ``seq_len``. The peak
-resident memory over that window, minus the RSS just before, is the model's cost. The
-kernel tracks the peak exactly (``VmHWM`` after ``clear_refs``); the parent also samples
-the child's RSS from outside every millisecond as a cross-check and fallback.
+Scratch: the parent makes the child's scratch folders and removes them whatever happens to
+the child (a timeout or a kill leaves nothing behind). Graphs go to RAM-backed /dev/shm only
+when its free space holds the largest one; otherwise (Docker's 64 MB default) to the disk
+temp folder, so no scratch limit decides a result.
+
+Memory (``onnx_memory_mb``): the child writes the full model to scratch, records its RSS,
+then creates the session and runs one forward at ``seq_len``. The peak resident memory over
+that window, minus the RSS just before, is the model's cost. Where the kernel tracks the peak
+exactly (Linux: ``VmHWM`` after ``clear_refs``) that is the figure; elsewhere (macOS, or a
+Target that asks for it) the parent's sample of the child's RSS from outside every
+millisecond (psutil) is, and it is always recorded as a cross-check.
 
 Latency: warm-up runs, then timed runs until the median is stable (standard error of the
 median <= ``rel_err`` of it), between ``min_repeats`` and ``max_repeats``; the coefficient
-of variation is recorded. Timing takes the Target's exclusive lock, memory phases a shared
-one: two searches on one machine never time at the same moment. Sessions, the peak-memory
+of variation is recorded. A fixed reference graph (``REFERENCE``) is timed just before and
+just after the timed one and its median is kept beside it: the machine's speed drifts between moments
+(tens of percent on a shared VM), the ratio does not. Timing takes the Target's exclusive
+lock, memory phases a shared one: two searches on one machine never time at the same moment. Sessions, the peak-memory
 probe and the lock all come from the Target (``lts.cost.target``); the child process from
 ``lts.core.procs``.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import math
 import os
+import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
+from lts.core import faults
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.core.procs import ChildError, ChildProcess
@@ -115,47 +127,106 @@ def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings) ->
     return Timing(median_s=med, cv=cv, repeats=len(arr))
 
 
-def _scratch_dir() -> str | None:
-    """RAM-backed scratch where available: writing a 400 MB model to disk costs seconds."""
+def time_beside_reference(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings,
+                          reference: tuple[Any, dict[str, np.ndarray]]) -> Timing:
+    """Time `sess` between two timings of the reference graph; keep the reference's mean median beside it.
+
+    Sandwiched, not interleaved run by run: ONNX Runtime's per-session thread pools keep spinning
+    after a run, so a run right after another session's measures their contention (up to 3x on
+    2 cores), while a warmed-up loop of each measures each alone, like the calibration does.
+    """
+    before = time_session(*reference, s)
+    timing = time_session(sess, feeds, s)
+    after = time_session(*reference, s)
+    return replace(timing, reference_s=(before.median_s + after.median_s) / 2)
+
+
+# The reference graph timed beside every measurement: one small GPT-2 block of the default space,
+# at the measurement's seq_len. Its latency tracks the machine's speed at that moment (frequency,
+# neighbours on a VM, thermal state), so a latency divided by it means the same thing whenever
+# it was taken. Changing it changes the measurement code hash, hence every cache key.
+REFERENCE = ArchConfig(1, 256, 1024, 4, vocab_size=512, n_positions=4096)
+
+
+def scratch_dirs(needed_bytes: int) -> list[str]:
+    """Where the child writes its graphs, best first: RAM-backed /dev/shm when it has room, then disk.
+
+    /dev/shm is often small (Docker's default is 64 MB): it is used only when its free space holds
+    the largest graph with a margin; the disk temp folder always comes next, and a write that still
+    finds RAM full (another process filled it meanwhile) moves on to it.
+    """
+    dirs = []
     shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        try:
+            if shutil.disk_usage(shm).free >= needed_bytes * 1.1 + 16 * 2**20:
+                dirs.append(shm)
+        except OSError:
+            pass
+    dirs.append(tempfile.gettempdir())
+    return dirs
 
 
-def _child(conn: Any, config_dict: dict, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
-           memory: bool) -> None:
-    config = ArchConfig(**config_dict)
+def _write_graph(scratch: list[str], name: str, config: ArchConfig, part: str, weights: Any) -> tuple[Path, int]:
+    """Write `part` of `config` into the first scratch folder with room; (path, bytes)."""
+    for i, folder in enumerate(scratch):
+        path = Path(folder) / name
+        try:
+            return path, write_onnx(gpt2_graph_spec(config, part), path, weights)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            if exc.errno != errno.ENOSPC or i == len(scratch) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _reference(scratch: list[str], settings: MeasureSettings, target: Target, weights: Any) -> tuple[Any, dict]:
+    path, _ = _write_graph(scratch, "reference.onnx", REFERENCE, "block", weights)
+    sess = target.session(path)
+    path.unlink()
+    return sess, feeds_for(sess, settings.seq_len)
+
+
+def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
+           memory: bool, scratch: list[str]) -> None:
     weights = tiled_weights()
     out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="lts-measure-", dir=_scratch_dir()) as tmp:
-        if memory:
-            with target.lock(exclusive=False):
-                path = Path(tmp) / "model.onnx"
-                out["file_bytes"] = write_onnx(gpt2_graph_spec(config, "full"), path, weights)
-                feeds = token_feeds(settings.seq_len, config.vocab_size)  # made before the baseline
-                gc.collect()
-                base = target.memory_bytes()
-                exact = target.reset_peak_memory()
-                conn.send(("baseline", base))
-                conn.recv()  # the parent's sampler is running
-                sess = target.session(path)
-                sess.run(None, feeds)
-                peak = target.peak_memory_bytes() if exact else None
-                conn.send(("memory", {"peak_delta_bytes": None if peak is None else peak - base}))
-                conn.recv()
-                del sess
-                path.unlink()
-                gc.collect()
-        timings = {}
-        for part in parts:
-            path = Path(tmp) / f"{part}.onnx"
-            write_onnx(gpt2_graph_spec(config, part), path, weights)
+    if config_dict is None:  # the calibration: the reference graph alone
+        sess, feeds = _reference(scratch, settings, target, weights)
+        with target.lock(exclusive=True):
+            out["reference"] = asdict(time_session(sess, feeds, settings))
+        conn.send(("done", out))
+        return
+    config = ArchConfig(**config_dict)
+    faults.point("measure", config.archid)
+    if memory:
+        with target.lock(exclusive=False):
+            path, out["file_bytes"] = _write_graph(scratch, "model.onnx", config, "full", weights)
+            feeds = token_feeds(settings.seq_len, config.vocab_size)  # made before the baseline
+            gc.collect()
+            base = target.memory_bytes()
+            exact = target.reset_peak_memory()
+            conn.send(("baseline", base))
+            conn.recv()  # the parent's sampler is running
             sess = target.session(path)
-            feeds = feeds_for(sess, settings.seq_len)
-            with target.lock(exclusive=True):
-                timings[part] = asdict(time_session(sess, feeds, settings))
+            sess.run(None, feeds)
+            peak = target.peak_memory_bytes() if exact else None
+            conn.send(("memory", {"peak_delta_bytes": None if peak is None else peak - base}))
+            conn.recv()
             del sess
             path.unlink()
-        out["timings"] = timings
+            gc.collect()
+    timings = {}
+    reference = _reference(scratch, settings, target, weights) if parts else ()
+    for part in parts:
+        path, _ = _write_graph(scratch, f"{part}.onnx", config, part, weights)
+        sess = target.session(path)
+        path.unlink()
+        feeds = feeds_for(sess, settings.seq_len)
+        with target.lock(exclusive=True):
+            timings[part] = asdict(time_beside_reference(sess, feeds, settings, reference))
+        del sess
+    out["timings"] = timings
     conn.send(("done", out))
 
 
@@ -171,26 +242,49 @@ def measure(config: ArchConfig, settings: MeasureSettings, target: Target, parts
 
     Raises MeasureError with a one-line reason on failure, timeout or crash.
     """
+    needed = write_onnx(gpt2_graph_spec(config, "full" if memory else parts[0] if parts else "base"), None)
     file_bytes = memory_bytes = sampled_bytes = None
+    with _child_process(config.to_dict(), settings, target, tuple(parts), memory, needed,
+                        f"lts-measure {config.archid}") as child:
+        sampler, base = None, 0
+        while True:
+            kind, payload = child.recv()
+            if kind == "baseline":
+                base, sampler = payload, child.sampler(0.001)
+                child.send("go")
+            elif kind == "memory":
+                sampled_bytes = max(0, sampler.stop() - base) if sampler else 0
+                exact = payload["peak_delta_bytes"]
+                memory_bytes = exact if exact is not None else sampled_bytes
+                child.send("ok")
+            elif kind == "done":
+                file_bytes = payload.get("file_bytes")
+                timings = {k: Timing(**v) for k, v in payload["timings"].items()}
+                return Measurement(file_bytes, memory_bytes, sampled_bytes, timings)
+            elif kind == "error":
+                raise MeasureError(payload)
+
+
+def measure_reference(settings: MeasureSettings, target: Target) -> Timing:
+    """Time the reference graph alone, now (a run's calibration: its latencies are reported at this speed)."""
+    with _child_process(None, settings, target, (), False, 0, "lts-measure reference") as child:
+        kind, payload = child.recv()
+        if kind == "error":
+            raise MeasureError(payload)
+        return Timing(**payload["reference"])
+
+
+@contextmanager
+def _child_process(config: dict | None, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
+                   memory: bool, needed_bytes: int, name: str) -> Iterator[ChildProcess]:
+    """The measuring child, with scratch folders this process owns and removes, whatever happens to the child."""
+    scratch = [tempfile.mkdtemp(prefix="lts-measure-", dir=d) for d in scratch_dirs(needed_bytes)]
     try:
-        with ChildProcess(_child, (config.to_dict(), settings, target, tuple(parts), memory), preload=PRELOAD,
-                          timeout_s=settings.timeout_s, name=f"lts-measure {config.archid}") as child:
-            sampler, base = None, 0
-            while True:
-                kind, payload = child.recv()
-                if kind == "baseline":
-                    base, sampler = payload, child.sampler(0.001)
-                    child.send("go")
-                elif kind == "memory":
-                    sampled_bytes = max(0, sampler.stop() - base) if sampler else 0
-                    exact = payload["peak_delta_bytes"]
-                    memory_bytes = exact if exact is not None else sampled_bytes
-                    child.send("ok")
-                elif kind == "done":
-                    file_bytes = payload.get("file_bytes")
-                    timings = {k: Timing(**v) for k, v in payload["timings"].items()}
-                    return Measurement(file_bytes, memory_bytes, sampled_bytes, timings)
-                elif kind == "error":
-                    raise MeasureError(payload)
+        with ChildProcess(_child, (config, settings, target, parts, memory, scratch), preload=PRELOAD,
+                          timeout_s=settings.timeout_s, name=name) as child:
+            yield child
     except ChildError as exc:
         raise MeasureError(str(exc) if exc.timed_out else f"measuring process crashed: {exc}") from None
+    finally:
+        for folder in scratch:  # a killed or timed-out child cannot clean up: its parent does
+            shutil.rmtree(folder, ignore_errors=True)

@@ -18,7 +18,7 @@ import hashlib
 import inspect
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from lts.core.arch import ArchConfig
@@ -30,11 +30,17 @@ MIB = 2**20
 
 @dataclass(frozen=True)
 class Timing:
-    """Median latency (s) of repeated runs, with its spread."""
+    """Median latency (s) of repeated runs, with its spread, and the reference graph's median beside it.
+
+    ``reference_s`` is the median of a fixed reference graph timed just before and after this one
+    (same process, same moment): ``median_s / reference_s`` is the latency in reference units, which
+    means the same thing whenever it was measured on this hardware (see ``lts.cost.measure``).
+    """
 
     median_s: float
     cv: float
     repeats: int
+    reference_s: float | None = None
 
     @property
     def std_s(self) -> float:
@@ -46,13 +52,27 @@ class Measurement:
     """What probing a candidate produced (empty fields: that probe did not run).
 
     ``timings`` maps a graph part ("full", or "base" and "block") to its Timing; memory
-    figures are bytes over the measuring process's baseline.
+    figures are bytes over the measuring process's baseline. ``calibration_s`` is the reference
+    graph's median at the moment the figures are reported for (the run's calibration): a timing
+    taken at another moment is rescaled by ``calibration_s / reference_s``, so drift of the
+    machine's speed between moments cancels.
     """
 
     file_bytes: int | None = None
     memory_bytes: int | None = None
     memory_sampled_bytes: int | None = None
     timings: Mapping[str, Timing] = field(default_factory=dict)
+    calibration_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file_bytes": self.file_bytes, "memory_bytes": self.memory_bytes,
+                "memory_sampled_bytes": self.memory_sampled_bytes,
+                "timings": {p: asdict(t) for p, t in self.timings.items()}}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], calibration_s: float | None = None) -> Measurement:
+        return cls(d.get("file_bytes"), d.get("memory_bytes"), d.get("memory_sampled_bytes"),
+                   {p: Timing(**t) for p, t in d.get("timings", {}).items()}, calibration_s)
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,8 @@ class Objective:
     Plots show ``value * scale`` in ``display_unit``; the gallery and printouts show ``display(value)``
     (integers with thousands separators, other values scaled and formatted with ``fmt``).
     ``gallery`` entries get a column in the markdown gallery of the front.
+    ``noise(config, measurement)`` is how far the value may move between two measurements of the
+    same candidate (same unit; None: exact): differences within it are ties for the robust front.
     """
 
     name: str
@@ -81,6 +103,7 @@ class Objective:
     fmt: str = ".1f"
     integer: bool = False
     gallery: bool = True
+    noise: Callable[[ArchConfig, Measurement], float] | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in (1, -1):
@@ -115,14 +138,22 @@ class Objective:
         v = self.compute(config, measurement)
         return int(v) if self.integer and v is not None and not (isinstance(v, float) and math.isnan(v)) else v
 
+    def tolerance(self, config: ArchConfig, measurement: Measurement) -> float:
+        """The noise of this value for `config` (0 for exact values, NaN when it cannot be told)."""
+        return 0.0 if self.noise is None else float(self.noise(config, measurement))
+
     def definition(self) -> dict[str, Any]:
         """What the value means: the fields that change it and the source of ``compute`` (the cache key)."""
-        try:
-            source = inspect.getsource(self.compute)
-        except (OSError, TypeError):  # no source shipped: the bytecode still identifies the function
-            code = getattr(self.compute, "__code__", None)
-            source = code.co_code.hex() if code is not None else repr(self.compute)
-        return {"name": self.name, "unit": self.unit, "probe": self.probe, "integer": self.integer, "compute": source}
+        return {"name": self.name, "unit": self.unit, "probe": self.probe, "integer": self.integer,
+                "compute": _source(self.compute), "noise": _source(self.noise) if self.noise else None}
+
+
+def _source(fn: Callable[..., Any]) -> str:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):  # no source shipped: the bytecode still identifies the function
+        code = getattr(fn, "__code__", None)
+        return code.co_code.hex() if code is not None else repr(fn)
 
 
 REGISTRY: dict[str, Objective] = {}
@@ -182,21 +213,53 @@ def probes_needed(names: Iterable[str] | None = None) -> set[str]:
 
 # ----------------------------------------------------------------------------- the built-in objectives
 
-def compose_latency(n_layer: int, timings: Mapping[str, Timing]) -> tuple[float, float]:
+def _scaled(t: Timing, calibration_s: float | None) -> float:
+    """A part's median at the calibration moment: rescaled by the reference timed beside it."""
+    if calibration_s is None or not t.reference_s:
+        return t.median_s
+    return t.median_s * calibration_s / t.reference_s
+
+
+def compose_latency(n_layer: int, m: Measurement) -> tuple[float, float]:
     """(median seconds, coefficient of variation) of the whole forward from its timed parts.
 
     "full" when the whole graph was timed; else ``base + n_layer * block`` (the embeddings + mask +
-    LM head graph, and one block; each timed once per shape and cached).
+    LM head graph, and one block; each timed once per shape and cached). Each part is rescaled to
+    ``m.calibration_s`` by the reference timed beside it (drift between moments cancels).
     """
+    timings = m.timings
     if "full" in timings:
         t = timings["full"]
-        return t.median_s, t.cv
+        return _scaled(t, m.calibration_s), t.cv
     if "base" not in timings or "block" not in timings:
         return math.nan, math.nan
     b, k = timings["base"], timings["block"]
-    latency = b.median_s + n_layer * k.median_s
-    std = math.sqrt(b.std_s**2 + (n_layer * k.std_s) ** 2)  # one block timing scales with depth
+    base, block = _scaled(b, m.calibration_s), _scaled(k, m.calibration_s)
+    latency = base + n_layer * block
+    std = math.sqrt((b.cv * base) ** 2 + (n_layer * k.cv * block) ** 2)  # one block timing scales with depth
     return latency, std / latency if latency > 0 else math.nan
+
+
+def latency_units(n_layer: int, m: Measurement) -> float:
+    """The latency in reference-graph units (latency / reference latency): comparable across moments."""
+    parts = [m.timings.get(p) for p in (("full",) if "full" in m.timings else ("base", "block"))]
+    if any(t is None or not t.reference_s for t in parts):
+        return math.nan
+    units = [t.median_s / t.reference_s for t in parts]  # type: ignore[union-attr]
+    return units[0] if len(units) == 1 else units[0] + n_layer * units[1]
+
+
+NOISE_SIGMAS = 2.0  # latency ties: within two standard deviations of the timed runs
+MEMORY_NOISE_BYTES = MIB  # memory ties: within 1 MiB + 1 % (allocator granularity, page rounding)
+
+
+def latency_noise(config: ArchConfig, m: Measurement) -> float:
+    latency, cv = compose_latency(config.n_layer, m)
+    return NOISE_SIGMAS * latency * cv
+
+
+def memory_noise(value_bytes: int | None) -> float:
+    return math.nan if value_bytes is None else (MEMORY_NOISE_BYTES + 0.01 * value_bytes) / MIB
 
 
 def _mib(value: int | None) -> float:
@@ -209,15 +272,20 @@ register(Objective(
 
 register(Objective(
     "onnx_latency_s", "s", +1, "ONNX Runtime latency",
-    compute=lambda c, m: compose_latency(c.n_layer, m.timings)[0], probe="latency", display_unit="ms", scale=1e3))
+    compute=lambda c, m: compose_latency(c.n_layer, m)[0], probe="latency", display_unit="ms", scale=1e3,
+    noise=latency_noise))
 
 register(Objective(
     "onnx_latency_cv", "", +1, "latency CV",
-    compute=lambda c, m: compose_latency(c.n_layer, m.timings)[1], probe="latency", searchable=False, fmt=".3f"))
+    compute=lambda c, m: compose_latency(c.n_layer, m)[1], probe="latency", searchable=False, fmt=".3f"))
+
+register(Objective(
+    "onnx_latency_units", "reference units", +1, "latency / reference graph latency",
+    compute=lambda c, m: latency_units(c.n_layer, m), probe="latency", searchable=False, fmt=".3f", gallery=False))
 
 register(Objective(
     "onnx_memory_mb", "MiB", +1, "ONNX Runtime peak memory",
-    compute=lambda c, m: _mib(m.memory_bytes), probe="memory"))
+    compute=lambda c, m: _mib(m.memory_bytes), probe="memory", noise=lambda c, m: memory_noise(m.memory_bytes)))
 
 register(Objective(
     "onnx_file_mb", "MiB", +1, "ONNX file size",

@@ -1,8 +1,9 @@
 """The embedded store of evaluations: SQLite, safe for concurrent processes (WAL).
 
-Two tables behind one small interface (:class:`Store`): ``results`` (one evaluation per
-(archid, settings key, target fingerprint)) and ``timings`` (per-shape timings that composed
-latencies reuse).
+Two tables behind one small interface (:class:`Store`): ``results`` (one successful
+evaluation per (archid, settings key, target fingerprint)) and ``timings`` (per-shape timings
+that composed latencies reuse). The first value stored under a key stays: a concurrent
+writer never replaces it (``INSERT OR IGNORE``), and failures are never stored at all.
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ class SQLiteStore:
         if not self.path:
             return
         if table == "results":
-            self._conn().execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)", (*key, value, time.time()))
+            self._conn().execute("INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?)", (*key, value, time.time()))
         else:
-            self._conn().execute("INSERT OR REPLACE INTO timings VALUES (?, ?, ?)", (*key, value, time.time()))
+            self._conn().execute("INSERT OR IGNORE INTO timings VALUES (?, ?, ?)", (*key, value, time.time()))
 
     def __getstate__(self) -> dict[str, Any]:  # connections stay behind (e.g. when sent to a Ray worker)
         return {"path": self.path}

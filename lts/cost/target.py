@@ -19,20 +19,18 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from lts.core import procs
 from lts.core.errors import LTSError
+from lts.core.locks import file_lock
 
-try:  # advisory locks: POSIX has flock; elsewhere measurements run unlocked (documented in the README)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+MEASURED_PLATFORMS = ("linux", "darwin")  # where measured objectives run (tested on Linux; see the README)
 
 
 def default_threads() -> int:
@@ -97,13 +95,15 @@ class CPUTarget:
     """ONNX Runtime's CPU execution provider, `threads` intra-op threads, sequential execution.
 
     Peak memory: the kernel's high-water mark (``VmHWM`` after ``clear_refs``) where Linux allows
-    it, else the caller samples RSS from outside. Lock: one ``flock`` file per machine in the temp
-    folder, so any two LTS processes here never time at the same moment.
+    it, else (or with ``memory_probe="sampled"``) the caller samples RSS from outside. Lock: one
+    lock file per machine in the temp folder, open to every user, so no two LTS processes here,
+    whoever runs them, time at the same moment.
     """
 
     threads: int = field(default_factory=default_threads)
     name: str = "cpu"
     graph_optimization: str = "all"  # ONNX Runtime GraphOptimizationLevel: disable | basic | extended | all
+    memory_probe: str = "auto"  # auto: kernel high-water mark where available; sampled: RSS sampled from outside
 
     def __post_init__(self) -> None:
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -111,6 +111,8 @@ class CPUTarget:
         if self.graph_optimization not in ("disable", "basic", "extended", "all"):
             raise LTSError(f"graph_optimization must be disable, basic, extended or all, "
                            f"got {self.graph_optimization!r}")
+        if self.memory_probe not in ("auto", "sampled"):
+            raise LTSError(f"memory_probe must be auto or sampled, got {self.memory_probe!r}")
 
     def providers(self) -> list[Any]:
         return ["CPUExecutionProvider"]
@@ -137,7 +139,8 @@ class CPUTarget:
         return ort.InferenceSession(str(path), self.session_options(), providers=self.providers())
 
     def key(self) -> dict[str, Any]:
-        return {"target": self.name, "threads": self.threads, "graph_optimization": self.graph_optimization}
+        return {"target": self.name, "threads": self.threads, "graph_optimization": self.graph_optimization,
+                "memory_probe": self.memory_probe}
 
     def fingerprint(self) -> dict[str, Any]:
         return dict(cpu_fingerprint())
@@ -150,22 +153,11 @@ class CPUTarget:
     def lock_path(self) -> Path:
         return Path(tempfile.gettempdir()) / "lts-measure.lock"
 
-    @contextmanager
-    def lock(self, exclusive: bool) -> Iterator[None]:
-        if fcntl is None:
-            yield
-            return
-        path = self.lock_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def lock(self, exclusive: bool) -> Any:
+        return file_lock(self.lock_path(), exclusive)
 
     def reset_peak_memory(self) -> bool:
-        return procs.reset_peak_rss()
+        return self.memory_probe == "auto" and procs.reset_peak_rss()
 
     def peak_memory_bytes(self) -> int:
         return procs.peak_rss_bytes()
@@ -175,6 +167,14 @@ class CPUTarget:
 
 
 TARGETS: dict[str, type] = {"cpu": CPUTarget}
+
+
+def check_measurable(platform_name: str | None = None) -> None:
+    """One clear error where measured objectives cannot run (rather than one failed candidate per architecture)."""
+    name = platform_name or sys.platform
+    if not name.startswith(MEASURED_PLATFORMS):
+        raise LTSError(f"measured objectives (latency, memory) run on Linux and macOS, not on {name}; "
+                       "search the unmeasured ones (--objectives non_embedding_params,onnx_file_mb) or use WSL")
 
 
 def make_target(name: str = "cpu", threads: int | None = None) -> Target:

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lts.core import fileio
-from lts.core.errors import LTSError
+from lts.core.errors import JobFailed, LTSError
 from lts.core.tables import write_csv
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalSettings, Evaluator
 from lts.cost.objectives import parse_objectives
 from lts.cost.store import default_cache_path
 from lts.cost.target import make_target
 from lts.search.executors import make_executor
-from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, run_search
-from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, write_models
+from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, robust_front, run_search
+from lts.search.record import load_calibration, save_calibration
+from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, read_manifest, write_models
 from lts.search.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,7 @@ class JobOutcome:
     hypervolume: float
     files: dict[str, Any]
     seconds: float
+    n_robust: int = 0
 
 
 def _writable(paths: list[tuple[Path, str]]) -> None:
@@ -136,6 +140,11 @@ def prepare(job: SearchJob, resume: bool, given: set[str]) -> tuple[SearchJob, P
 
 
 def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None, progress: bool = True) -> JobOutcome:
+    """Run (or resume) a search and write its outputs.
+
+    Raises JobFailed (exit status 1) when no candidate succeeded: the run folder keeps the
+    record of every failure, and models/ and the plots are left exactly as they were.
+    """
     t0 = time.perf_counter()
     job, run_dir = prepare(job, resume, given or set())
     space, settings, eval_settings = job.search_space(), job.search_settings(), job.eval_settings()
@@ -143,8 +152,12 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     _writable([(run_dir, "run folder"), (models_dir, "models folder"), (assets_dir, "assets folder"),
                (job.cache_path().parent, "cache folder")])
     fileio.write_json(run_dir / JOB_FILE, asdict(job))
+    started = read_manifest(models_dir)  # the front this run replaces (and nothing placed later)
+    run_id = f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:6]}"
 
-    evaluator = Evaluator(eval_settings, job.cache_path())
+    evaluator = Evaluator(eval_settings, job.cache_path(), calibration_s=load_calibration(run_dir) if resume else None)
+    evaluator.calibrate()
+    save_calibration(run_dir, evaluator.calibration_s, evaluator.conditions())
     executor = make_executor(job.engine, job.workers, job.ray_address)
     try:
         results, front, state = run_search(space, settings, evaluator, executor, run_dir, resume=resume,
@@ -153,31 +166,52 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
         executor.close()
 
     conditions = evaluator.conditions()
-    rows = evaluation_rows(state.log, results)
-    write_csv(run_dir / "evaluations.csv", rows)
     front_ids = {r.archid for r in front}
-    write_csv(run_dir / "pareto.csv", [row for row in rows if row["archid"] in front_ids])  # archids are unique
-    gallery = gallery_markdown(front)
+    robust = robust_front(front, settings.objectives)
+    rows = evaluation_rows(state.log, results, front_ids, robust)
+    write_csv(run_dir / "evaluations.csv", rows)
+    write_csv(run_dir / "pareto.csv", [row for row in rows if row["front"]])  # archids are unique
+    if not front:
+        raise JobFailed(f"every candidate failed ({_reasons(results)}); {models_dir}/ and {assets_dir}/ were left "
+                        f"as they were; the record is in {run_dir / 'evaluations.jsonl'}")
+    gallery = gallery_markdown(front, robust)
     fileio.write_text(run_dir / "gallery.md", gallery)
-    model_dirs = write_models(front, models_dir, conditions)
-    fileio.write_text(models_dir / "README.md", _models_readme(job, conditions, gallery))
-    plots = plot_fronts(results, front, settings.objectives, assets_dir, conditions)
+    model_dirs = write_models(front, models_dir, conditions, run_id, started, robust,
+                              lambda members: _models_readme(job, conditions, gallery, run_id, members))
+    plots = plot_fronts(results, front, settings.objectives, assets_dir, conditions, robust)
     return JobOutcome(
         run_dir=run_dir, n_evaluated=len(results), n_failed=sum(not r.ok for r in results),
         n_cached=sum(r.cached for r in results), front_ids=tuple(r.archid for r in front),
         hypervolume=hypervolume(front, results, settings.objectives),
         files={"evaluations": run_dir / "evaluations.csv", "pareto": run_dir / "pareto.csv",
                "gallery": run_dir / "gallery.md", "models": model_dirs, "plots": plots,
-               "cache": job.cache_path()},
-        seconds=time.perf_counter() - t0,
+               "cache": job.cache_path(), "record": run_dir / "evaluations.jsonl"},
+        seconds=time.perf_counter() - t0, n_robust=len(robust),
     )
 
 
-def _models_readme(job: SearchJob, conditions: dict[str, Any], gallery: str) -> str:
+def _reasons(results: list) -> str:
+    """'N of N: 12 x timeout after 1s, 3 x killed by SIGKILL' (the most common reasons first)."""
+    counts = Counter(r.status.removeprefix("failed: ") for r in results if not r.ok)
+    top = ", ".join(f"{n} x {reason}" for reason, n in counts.most_common(3))
+    more = f", {len(counts) - 3} other reasons" if len(counts) > 3 else ""
+    return f"{sum(counts.values())} of {len(results)}: {top}{more}"
+
+
+def _models_readme(job: SearchJob, conditions: dict[str, Any], gallery: str, run_id: str,
+                   members: dict[str, str]) -> str:
+    others = sorted(a for a, run in members.items() if run != run_id)
+    kept = (f"\nAlso kept: {len(others)} member(s) placed by another search that ran at the same time "
+            f"({', '.join(others)}); see `front.json`.\n") if others else ""
+    calib = conditions.get("calibration_ms")
     return (
         "# Pareto front of the last search\n\n"
         f"Written by `python search.py` (seed {job.seed}, population {job.population}, "
         f"{job.generations} generations, objectives `{job.objectives}`).\n"
         f"Measured with {conditions['describe']}, batch 1, seq_len {conditions['seq_len']}, "
-        f"latency mode `{conditions['latency_mode']}`.\n\n" + gallery
+        f"latency mode `{conditions['latency_mode']}`"
+        + (f", latencies at the speed of the run's calibration (reference graph {calib} ms)" if calib else "")
+        + ".\n`robust`: yes when the member stays non-dominated with differences within measured noise "
+        "treated as ties; noise when its place on the front rests on such differences.\n"
+        + kept + "\n" + gallery
     )

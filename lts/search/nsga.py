@@ -3,10 +3,12 @@
 pymoo owns the search (sampling, SBX/PM on integer genes, binary tournament, survival by
 non-dominated rank and crowding, hypervolume); this module only decodes genes into
 ArchConfigs, evaluates them through the Evaluator (cache first), and records every
-candidate with its generation. A checkpoint (the pickled algorithm, whose random
-generator it carries, plus the run log) is written atomically after each generation;
-``resume`` reloads it, and the interrupted generation is re-asked identically and served
-from the cache, so a killed search loses no finished evaluation and ends on the same front.
+candidate with its generation. Every result is appended to the run's record
+(``lts.search.record``) the moment it exists. A checkpoint (the pickled algorithm, whose
+random generator it carries, plus the run log) is written atomically after each generation;
+``resume`` reloads it and the record, re-asks the interrupted generation identically and
+serves its finished successes from the record, so a killed search loses no finished
+evaluation and ends on the same front, even without the user-wide cache.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.problems.static import StaticProblem
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from lts.core import fileio
-from lts.core.arch import GENES, ArchConfig
+from lts.core import faults, fileio
+from lts.core.arch import GENES
 from lts.core.errors import LTSError
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
 from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import parse_objectives
 from lts.search.executors import Executor
+from lts.search.record import RunRecord
 from lts.search.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -146,6 +149,41 @@ def pareto_front(results: Sequence[EvalResult], objectives: Sequence[str]) -> li
     return sorted(front, key=lambda r: tuple(r[o] for o in objectives))
 
 
+def robust_front(front: Sequence[EvalResult], objectives: Sequence[str]) -> set[str]:
+    """Archids of the front members that stay non-dominated when differences within noise are ties.
+
+    Member `a` is dominated within noise by member `b` when `b` is no worse than `a` in every
+    objective beyond their combined noise, and better in at least one beyond it (so `a`'s
+    advantages, if any, are all within the noise of the measurements). The noise of each value
+    comes from its objective (``Objective.noise``: the spread of the timed runs for latency,
+    allocator granularity for memory, 0 for exact values).
+    """
+    def sign_diff(a: EvalResult, b: EvalResult, name: str) -> int:
+        """+1: b better than a beyond the noise; -1: worse beyond it; 0: a tie."""
+        d = get_objective(name).direction * (float(a[name]) - float(b[name]))
+        tol = _tol(a, name) + _tol(b, name)
+        return 1 if d > tol else -1 if d < -tol else 0
+
+    robust = set()
+    for a in front:
+        dominated = False
+        for b in front:
+            if b is a:
+                continue
+            signs = [sign_diff(a, b, name) for name in objectives]
+            if min(signs) >= 0 and max(signs) > 0:
+                dominated = True
+                break
+        if not dominated:
+            robust.add(a.archid)
+    return robust
+
+
+def _tol(r: EvalResult, name: str) -> float:
+    t = r.tolerance(name)
+    return 0.0 if math.isnan(t) else t
+
+
 def hypervolume(front: Sequence[EvalResult], everything: Sequence[EvalResult], objectives: Sequence[str]) -> float:
     """pymoo HV of the front, objectives scaled to [0, 1] over all successful results; ref = 1.1."""
     ok = [r for r in everything if r.ok]
@@ -169,7 +207,12 @@ class RunState:
 
 
 def save_checkpoint(run_dir: Path, state: RunState) -> None:
-    fileio.write_bytes(run_dir / CHECKPOINT, pickle.dumps(state))
+    with fileio.atomic_path(run_dir / CHECKPOINT) as tmp:
+        with open(tmp, "wb") as f:
+            data = pickle.dumps(state)
+            f.write(data[: len(data) // 2])
+            faults.point("checkpoint")  # the fault suite kills the search here, mid-write
+            f.write(data[len(data) // 2:])
 
 
 def load_checkpoint(run_dir: Path) -> RunState:
@@ -189,6 +232,8 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
     from tqdm.auto import tqdm
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    record = RunRecord(run_dir)
+    recorded = record.load() if resume else {}
     if resume:
         state = load_checkpoint(run_dir)
         algorithm = state.algorithm
@@ -199,10 +244,11 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
         state = RunState(algorithm)
     problem = algorithm.problem
     by_id: dict[str, EvalResult] = {}
-    for row in state.log:  # results of finished generations: from the cache, never re-measured
-        hit = evaluator.cached(ArchConfig(**{k: row[k] for k in ArchConfig.__dataclass_fields__}))
+    for row in state.log:  # results of finished generations: from the run's record, never re-measured
+        hit = recorded.get(row["archid"])
         if hit is None:
-            raise LTSError(f"resume: result for {row['archid']} is missing from the cache {evaluator.cache.path}")
+            raise LTSError(f"cannot resume {run_dir}: finished candidate {row['archid']} is missing from "
+                           f"{record.path.name}")
         by_id[row["archid"]] = hit
 
     while state.generation < settings.generations:
@@ -215,8 +261,13 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
         results: list[EvalResult | None] = [None] * len(configs)
         todo = []
         for i, c in enumerate(configs):
-            hit = by_id.get(c.archid) or evaluator.cached(c)
+            mine = recorded.get(c.archid)  # finished before this run was killed (failures are tried again)
+            if mine is not None and mine.ok:
+                results[i] = mine
+                continue
+            hit = evaluator.cached(c)
             if hit is not None:
+                record.append(hit, gen)
                 results[i] = hit
             else:
                 todo.append(i)
@@ -224,7 +275,9 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
                    disable=not progress, leave=True, dynamic_ncols=True)
         bar.update(len(configs) - len(todo))
         for j, res in executor.map(evaluator.compute, [configs[i] for i in todo]):
-            evaluator.store(res)  # persisted the moment it exists
+            record.append(res, gen)  # the run's record, the moment it exists
+            evaluator.store(res)  # successes only, for later runs
+            faults.point("evaluated", res.archid)
             results[todo[j]] = res
             bar.update(1)
             if not res.ok:

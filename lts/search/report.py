@@ -2,6 +2,13 @@
 
 Every file is written atomically (temp + rename); a model folder is built beside its final
 place and renamed into it, so readers never see half of one.
+
+The front in ``models/`` changes as a whole, under a lock on the folder: first every new
+member folder is written, then the manifest (``front.json``, and ``README.md`` with the
+gallery) is swapped in by one rename each, and only then are the members it replaced removed.
+A run removes only members of the front it found when it started (or its own, from an earlier
+attempt of the same run): members that another search placed meanwhile stay, and a folder
+holding anything besides the files a search writes (say, trained weights) is never deleted.
 """
 
 from __future__ import annotations
@@ -9,54 +16,100 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from lts.core import fileio
+from lts.core import faults, fileio
 from lts.core.arch import ArchConfig
+from lts.core.locks import file_lock
 from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import REGISTRY
 from lts.cost.objectives import get as get_objective
 
 FRONT_MARKER = "lts_search_front"
+MANIFEST = "front.json"
+LOCK = ".lts-front.lock"
+MEMBER_FILES = {"config.json", "metrics.json"}  # all a search writes into a member folder
 
-__all__ = ["evaluation_rows", "write_models", "plot_fronts", "gallery_markdown", "FRONT_MARKER"]
+__all__ = ["evaluation_rows", "write_models", "read_manifest", "plot_fronts", "gallery_markdown", "FRONT_MARKER",
+           "MANIFEST"]
 
 
-def evaluation_rows(log_rows: Sequence[dict[str, Any]], results: Sequence[EvalResult]) -> list[dict[str, Any]]:
-    """One row per candidate: generation, archid, genes, config, every objective, status."""
+def evaluation_rows(log_rows: Sequence[dict[str, Any]], results: Sequence[EvalResult],
+                    front: set[str] | None = None, robust: set[str] | None = None) -> list[dict[str, Any]]:
+    """One row per candidate: generation, archid, genes, config, every objective, status, front membership."""
     rows = []
     for meta, r in zip(log_rows, results):
         row = {"generation": meta["generation"], "archid": r.archid, "genes": meta.get("genes", "")}
         row.update(r.to_row())
+        if front is not None:
+            row["front"] = r.archid in front
+            row["robust"] = r.archid in (robust or set())
         rows.append(row)
     return rows
 
 
-def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict[str, Any]) -> list[Path]:
-    """models/<archid>/{config.json, metrics.json}; stale front folders of earlier searches are removed."""
-    models_dir.mkdir(parents=True, exist_ok=True)
-    keep = {r.archid for r in front}
-    for old in models_dir.iterdir():
-        metrics = old / "metrics.json"
-        if old.is_dir() and not old.name.startswith(".") and old.name not in keep and metrics.is_file():
-            try:
-                if json.loads(metrics.read_text()).get(FRONT_MARKER):
-                    shutil.rmtree(old)
-            except (OSError, json.JSONDecodeError):
-                pass
-    out = []
-    for r in front:
-        final = models_dir / r.archid
-        metrics = fileio.nan_to_none({"archid": r.archid, **r.objectives(), "conditions": conditions,
-                                      FRONT_MARKER: True})
-        if not _same_arch(final, r.archid):
-            with fileio.atomic_dir(final, replace=True) as tmp:
-                r.config.to_gpt2_config().save_pretrained(tmp)
-                fileio.write_json(tmp / "metrics.json", metrics)
-                assert ArchConfig.load(tmp).archid == r.archid, "saving must never change an archid"
-        fileio.write_json(final / "metrics.json", metrics)  # atomic; config.json is already right
-        out.append(final)
+def read_manifest(models_dir: Path) -> dict[str, str]:
+    """The front now in `models_dir`: archid -> the run that placed it (folders of older versions: "legacy")."""
+    try:
+        return dict(json.loads((models_dir / MANIFEST).read_text())["members"])
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: the markers in the folders
+        return _marked_members(models_dir)
+
+
+def _marked_members(models_dir: Path) -> dict[str, str]:
+    """Folders a search wrote (marked in their metrics.json): archid -> run ("legacy" when unrecorded)."""
+    out = {}
+    if not models_dir.is_dir():
+        return out
+    for folder in models_dir.iterdir():
+        metrics = folder / "metrics.json"
+        if folder.name.startswith(".") or not metrics.is_file():
+            continue
+        try:
+            d = json.loads(metrics.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(d, dict) and d.get(FRONT_MARKER):
+            out[folder.name] = str(d.get("run") or "legacy")
     return out
+
+
+def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict[str, Any], run_id: str,
+                 started: dict[str, str], robust: set[str], readme: Callable[[dict[str, str]], str]) -> list[Path]:
+    """Swap `front` into models/<archid>/{config.json, metrics.json} as a whole (see the module docstring).
+
+    `started` is :func:`read_manifest` as this run found it when it started; `readme(members)`
+    renders models/README.md for the new manifest.
+    """
+    models_dir.mkdir(parents=True, exist_ok=True)
+    ours = {r.archid for r in front}
+    out = []
+    with file_lock(models_dir / LOCK, exclusive=True):
+        current = read_manifest(models_dir)
+        others = {a: run for a, run in current.items() if a not in ours and started.get(a) != run}
+        for r in front:
+            final = models_dir / r.archid
+            metrics = fileio.nan_to_none({"archid": r.archid, **r.objectives(), "robust": r.archid in robust,
+                                          "conditions": conditions, "run": run_id, FRONT_MARKER: True})
+            if not _same_arch(final, r.archid):
+                with fileio.atomic_dir(final, replace=True) as tmp:
+                    r.config.to_gpt2_config().save_pretrained(tmp)
+                    fileio.write_json(tmp / "metrics.json", metrics)
+                    assert ArchConfig.load(tmp).archid == r.archid, "saving must never change an archid"
+            fileio.write_json(final / "metrics.json", metrics)  # atomic; config.json is already right
+            faults.point("models", r.archid)
+            out.append(final)
+        members = {**others, **{a: run_id for a in ours}}
+        fileio.write_json(models_dir / MANIFEST, {"members": members, "run": run_id, "conditions": conditions})
+        fileio.write_text(models_dir / "README.md", readme(members))
+        replaced = set(started.values()) | {run_id, "legacy"}
+        for archid, run in _marked_members(models_dir).items():
+            folder = models_dir / archid
+            if archid not in members and run in replaced and {p.name for p in folder.iterdir()} <= MEMBER_FILES:
+                shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
 
 
 def _same_arch(folder: Path, archid: str) -> bool:
@@ -78,8 +131,13 @@ def _plot_value(name: str, value: float) -> float:
 
 
 def plot_fronts(results: Sequence[EvalResult], front: Sequence[EvalResult], objectives: Sequence[str],
-                assets_dir: Path, conditions: dict[str, Any]) -> list[Path]:
-    """First objective against each other one: all candidates grey, the front highlighted."""
+                assets_dir: Path, conditions: dict[str, Any], robust: set[str] | None = None) -> list[Path]:
+    """First objective against each other one: all candidates grey, the front highlighted.
+
+    Robust members (non-dominated even when differences within noise are ties) are filled red;
+    members whose place on the front is within noise are hollow. Measured values get error bars
+    of their noise.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,10 +154,21 @@ def plot_fronts(results: Sequence[EvalResult], front: Sequence[EvalResult], obje
         ys = [_plot_value(y_name, r[y_name]) for r in ok]
         ax.scatter(xs, ys, s=14, c="lightgrey", edgecolors="grey", linewidths=0.3,
                    label=f"all candidates ({len(ok)})")
-        fx = [_plot_value(x_name, r[x_name]) for r in ok if r.archid in front_ids]
-        fy = [_plot_value(y_name, r[y_name]) for r in ok if r.archid in front_ids]
-        ax.scatter(fx, fy, s=36, c="tab:red", edgecolors="black", linewidths=0.5, zorder=3,
-                   label=f"Pareto front, all objectives ({len(fx)})")
+        robust_ids = front_ids if robust is None else robust
+        for members, style, label in (
+                ([r for r in ok if r.archid in robust_ids], {"c": "tab:red"}, "Pareto front, robust to noise"),
+                ([r for r in ok if r.archid in front_ids - robust_ids], {"facecolors": "none", "c": None},
+                 "Pareto front, within noise")):
+            if not members:
+                continue
+            fx = [_plot_value(x_name, r[x_name]) for r in members]
+            fy = [_plot_value(y_name, r[y_name]) for r in members]
+            ax.errorbar(fx, fy, xerr=[_plot_value(x_name, r.tolerance(x_name)) for r in members],
+                        yerr=[_plot_value(y_name, r.tolerance(y_name)) for r in members], fmt="none",
+                        ecolor="tab:red", elinewidth=0.6, alpha=0.6, zorder=2)
+            style = {k: v for k, v in style.items() if v is not None}
+            ax.scatter(fx, fy, s=36, edgecolors="tab:red" if "facecolors" in style else "black", linewidths=0.8,
+                       zorder=3, label=f"{label} ({len(fx)})", **style)
         ax.set_xlabel(get_objective(x_name).axis_label)
         ax.set_ylabel(get_objective(y_name).axis_label)
         ax.set_title(f"{_short(x_name)} vs {_short(y_name)}", fontsize=11)
@@ -116,13 +185,20 @@ def plot_fronts(results: Sequence[EvalResult], front: Sequence[EvalResult], obje
     return paths
 
 
-def gallery_markdown(front: Sequence[EvalResult]) -> str:
-    """The front as a markdown table, smallest model first; one column per registered gallery objective."""
+def gallery_markdown(front: Sequence[EvalResult], robust: set[str] | None = None) -> str:
+    """The front as a markdown table, smallest model first; one column per registered gallery objective.
+
+    With `robust`, a column says whether each member stays on the front when differences within
+    measured noise are ties ("yes"), or owes its place to differences within noise ("noise").
+    """
     shown = [o for o in REGISTRY.values() if o.gallery]
-    header = ["archid", *(o.header for o in shown), "n_layer", "n_embd", "n_inner", "n_head"]
+    header = ["archid", *(["robust"] if robust is not None else []), *(o.header for o in shown),
+              "n_layer", "n_embd", "n_inner", "n_head"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for r in sorted(front, key=lambda r: r["non_embedding_params"]):
         c = r.config
-        cells = [f"`{r.archid}`", *(o.display(r[o.name]) for o in shown), c.n_layer, c.n_embd, c.n_inner, c.n_head]
+        flag = ["yes" if r.archid in robust else "noise"] if robust is not None else []
+        cells = [f"`{r.archid}`", *flag, *(o.display(r[o.name]) for o in shown), c.n_layer, c.n_embd, c.n_inner,
+                 c.n_head]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
