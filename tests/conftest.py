@@ -57,3 +57,40 @@ def make_tiny_model():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     return _make_tiny_model(tmp_path_factory.mktemp("tiny_model"), tiny_tokenizer_dir)
+
+
+# ---------------------------------------------------------------------------- the fault suite's counts
+
+_FAULT_CASES: list[dict] = []  # one entry per fault case that ran (tests/test_faults.py records it)
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _FAULT_CASES.extend(value for name, value in report.user_properties if name == "fault_case")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """A markdown table of what the fault suite tried and what held, when any of its cases ran."""
+    if not _FAULT_CASES:
+        return
+    clis = ["search.py", "train.py", "generate_text.py", "benchmark.py", "lts evaluate"]
+    clis += sorted({c["cli"] for c in _FAULT_CASES} - set(clis))
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("-", "fault and bad-input suite (tests/test_faults.py)")
+    write("| CLI | cases tried | held (exit 2, one line, no traceback, nothing written) | did not hold |")
+    write("| --- | ---: | ---: | --- |")
+    for cli in clis + ["total"]:
+        cases = [c for c in _FAULT_CASES if cli in (c["cli"], "total")]
+        if not cases:
+            continue
+        held = sum(c["held"] for c in cases)
+        missed = ", ".join(c["id"] for c in cases if not c["held"]) if cli != "total" else ""
+        name = f"`{'python -m lts evaluate' if cli == 'lts evaluate' else cli}`" if cli != "total" else "**total**"
+        write(f"| {name} | {len(cases)} | {held} | {missed or ('—' if cli != 'total' else '')} |")
+    kinds = sorted({c["kind"] for c in _FAULT_CASES})
+    write("")
+    write("| fault | cases tried | held |")
+    write("| --- | ---: | ---: |")
+    for kind in kinds:
+        cases = [c for c in _FAULT_CASES if c["kind"] == kind]
+        write(f"| {kind} | {len(cases)} | {sum(c['held'] for c in cases)} |")

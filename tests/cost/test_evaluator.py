@@ -9,7 +9,7 @@ import pytest
 
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
-from lts.cost.evaluator import EvalSettings, Evaluator
+from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
 from lts.cost.graph import gpt2_graph_spec, write_onnx
 from lts.cost.measure import MeasureError, MeasureSettings, measure
 from lts.cost.objectives import parse_objectives
@@ -48,42 +48,72 @@ def test_measure_failures_are_reasons_not_crashes():
         measure(TINY, MeasureSettings(**{**MEASURE, "seq_len": 65}), ONE, parts=("base",))
 
 
-def test_evaluator_caches_and_records_failures(tmp_path):
-    ev = Evaluator(EvalSettings.create(**FAST), tmp_path / "cache.sqlite")
-    first = ev.evaluate(TINY)
+def test_only_successes_are_cached_and_a_failure_is_tried_again(tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    timed_out = Evaluator(EvalSettings.create(**FAST, timeout_s=0.001), cache, calibration_s=1e-3).evaluate(TINY)
+    assert timed_out.status.startswith("failed: timeout") and math.isnan(timed_out.onnx_latency_s)
+    assert Evaluator(EvalSettings.create(**FAST), cache, calibration_s=1e-3).cached(TINY) is None
+
+    first = Evaluator(EvalSettings.create(**FAST), cache, calibration_s=1e-3).evaluate(TINY)  # tried again
     assert first.ok and not first.cached
     assert first.non_embedding_params == non_embedding_params(TINY)
     assert first.onnx_latency_s > 0 and first.onnx_memory_mb > 0 and first.onnx_file_mb > 0
-    t0 = time.perf_counter()
-    # a new process would see it
-    again = Evaluator(EvalSettings.create(**FAST), tmp_path / "cache.sqlite").evaluate(TINY)
-    assert time.perf_counter() - t0 < 0.5
-    assert again.cached and again.onnx_latency_s == first.onnx_latency_s
+    again = Evaluator(EvalSettings.create(**FAST, timeout_s=0.001), cache, calibration_s=1e-3).evaluate(TINY)
+    assert again.cached and again.values == first.values  # a success is served whatever the timeout
     # Another setting is another key: not served from this cache entry.
-    assert Evaluator(EvalSettings.create(**{**FAST, "seq_len": 16}), tmp_path / "cache.sqlite").cached(TINY) is None
+    assert Evaluator(EvalSettings.create(**{**FAST, "seq_len": 16}), cache).cached(TINY) is None
 
-    bad = Evaluator(EvalSettings.create(**{**FAST, "seq_len": 65}), tmp_path / "cache.sqlite").evaluate(TINY)
+    bad = Evaluator(EvalSettings.create(**{**FAST, "seq_len": 65}), cache).evaluate(TINY)
     assert bad.status.startswith("failed: ") and math.isnan(bad.onnx_latency_s)
+
+
+def test_a_failure_never_replaces_a_success(tmp_path):
+    ev = Evaluator(EvalSettings.create(**FAST), tmp_path / "cache.sqlite", calibration_s=1e-3)
+    good = ev.evaluate(TINY)
+    failed = EvalResult(TINY.archid, TINY, {}, 0.1, "failed: killed by SIGKILL (out of memory?)")
+    ev.store(failed)  # another process met a failure on the same candidate
+    assert ev.cached(TINY).values == good.values
+    ev.cache.put("results", ev._result_key(TINY.archid), json.dumps(failed.to_json()))  # even written directly
+    assert ev.cached(TINY).values == good.values
+
+
+def test_cached_latency_is_reported_at_the_current_calibration(tmp_path):
+    """A stored latency keeps its reference timing: another moment's calibration rescales it, units stay."""
+    first = Evaluator(EvalSettings.create(**FAST), tmp_path / "c.sqlite", calibration_s=1e-3).evaluate(TINY)
+    t = first.measurement.timings
+    assert all(p.reference_s > 0 for p in t.values())
+    units = t["base"].median_s / t["base"].reference_s + 2 * t["block"].median_s / t["block"].reference_s
+    assert first.onnx_latency_units == pytest.approx(units)
+    assert first.onnx_latency_s == pytest.approx(units * 1e-3)
+    slower = Evaluator(EvalSettings.create(**FAST), tmp_path / "c.sqlite", calibration_s=3e-3).cached(TINY)
+    assert slower.onnx_latency_s == pytest.approx(3 * first.onnx_latency_s)
+    assert slower.onnx_latency_units == pytest.approx(first.onnx_latency_units)
+    assert slower.onnx_memory_mb == first.onnx_memory_mb
 
 
 def test_composed_latency_reuses_shape_timings(tmp_path):
     """A deeper model with the same block and base shapes is composed from the stored timings, not re-timed."""
-    ev = Evaluator(EvalSettings.create(**FAST), tmp_path / "c.sqlite")
+    ev = Evaluator(EvalSettings.create(**FAST), tmp_path / "c.sqlite", calibration_s=1e-3)
     shallow, deep = (ArchConfig(n, 64, 128, 2, vocab_size=512, n_positions=64) for n in (2, 5))
+
+    def units(t):
+        return t.median_s / t.reference_s
+
     a = ev.evaluate(shallow)
     base, block = ev.cached_timing(shallow, "base"), ev.cached_timing(shallow, "block")
     assert a.ok and base is not None and block is not None
-    assert a.onnx_latency_s == base.median_s + 2 * block.median_s
+    assert a.onnx_latency_s == pytest.approx(1e-3 * (units(base) + 2 * units(block)))
     b = ev.evaluate(deep)
     assert b.ok
     # Re-timing would have stored (and used) fresh, different medians: these are the shallow model's own.
     assert ev.cached_timing(deep, "block") == block and ev.cached_timing(deep, "base") == base
-    assert b.onnx_latency_s == base.median_s + 5 * block.median_s
+    assert b.measurement.timings == {"base": base, "block": block}
+    assert b.onnx_latency_s == pytest.approx(1e-3 * (units(base) + 5 * units(block)))
     # A new block shape is timed: its stored timing is new, and the base is still reused.
     wide = ArchConfig(2, 64, 192, 2, vocab_size=512, n_positions=64)
     c = ev.evaluate(wide)
     assert ev.cached_timing(wide, "block") is not None and ev.cached_timing(wide, "block") != block
-    assert c.onnx_latency_s == base.median_s + 2 * ev.cached_timing(wide, "block").median_s
+    assert c.onnx_latency_s == pytest.approx(1e-3 * (units(base) + 2 * units(ev.cached_timing(wide, "block"))))
 
 
 def test_unmeasured_settings_are_deterministic(tmp_path):
@@ -135,13 +165,19 @@ def test_cli_evaluate_bad_config_is_one_line_exit_2(tmp_path, content):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
 
 
-def test_killed_measuring_process_is_a_reason(tmp_path):
+def test_killed_measuring_process_is_a_reason(tmp_path, monkeypatch):
     """A crash (here: SIGKILL, as the OOM killer sends) becomes a failure reason, not a dead search."""
     import os
     import signal
     import threading
 
     import psutil
+
+    from lts.cost import measure as measure_module
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(measure_module, "scratch_dirs", lambda needed: [str(scratch)])
 
     big = ArchConfig(4, 256, 512, 4, vocab_size=50257, n_positions=1024)
     box = {}
@@ -158,6 +194,7 @@ def test_killed_measuring_process_is_a_reason(tmp_path):
     victim.send_signal(signal.SIGKILL)
     t.join(60)
     assert isinstance(box["r"], MeasureError) and "SIGKILL" in str(box["r"])
+    assert scratch.is_dir() and not list(scratch.iterdir())  # the killed child's graphs are gone
 
 
 def _measure_or_error(cfg):

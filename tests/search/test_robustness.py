@@ -1,0 +1,192 @@
+"""A search never loses finished work and never destroys what it did not replace.
+
+Faults are real (a SIGKILL, a hung or dying measuring process, an exception) and placed
+exactly with ``LTS_FAULT`` (``lts.core.faults``), so every test here is deterministic.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lts.core.arch import ArchConfig
+from lts.cost.evaluator import EvalResult
+from lts.cost.objectives import Measurement, Timing
+from lts.search.nsga import robust_front
+from lts.search.report import MANIFEST, read_manifest, write_models
+
+REPO = Path(__file__).resolve().parents[2]
+DETERMINISTIC = "non_embedding_params,onnx_file_mb"
+TINY_SPACE = """
+space:
+  n_layer: [1, 2, 3]
+  n_embd: [32, 48, 64, 96]
+  n_inner: [64, 96, 128]
+  n_head: [2, 4]
+  vocab_size: 512
+  n_positions: 64
+"""
+
+
+def search(tmp: Path, *args, name="run", fault=None, cache="cache.sqlite"):
+    env = {**os.environ, "LTS_FAULT": fault or ""}
+    cmd = [sys.executable, str(REPO / "search.py"), "--run-dir", str(tmp / name), "--out", str(tmp / "models"),
+           "--assets-dir", str(tmp / "assets"), "--cache", str(tmp / cache), "--no-progress", *map(str, args)]
+    return subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env, timeout=600)
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def record(run: Path) -> list[dict]:
+    out = []
+    for line in (run / "evaluations.jsonl").read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line cut by the kill
+            pass
+    return out
+
+
+def tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_where_every_candidate_fails_exits_1_and_leaves_models_and_plots(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    ok = search(tmp_path, "--config", "tiny.yaml", "--generations", 1, "--population", 6, "--seq-len", 8,
+                "--threads", 1)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    before = {"models": tree(tmp_path / "models"), "assets": tree(tmp_path / "assets")}
+    assert len(before["models"]) > 3 and before["assets"]
+
+    r = search(tmp_path, "--config", "tiny.yaml", "--generations", 2, "--population", 4, "--seq-len", 8, "--seed", 5,
+               "--timeout", 0.001, name="failing", cache="empty.sqlite")
+    assert r.returncode == 1, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert "every candidate failed" in last and "timeout after 0.001s" in last and "Traceback" not in r.stderr
+    assert {"models": tree(tmp_path / "models"), "assets": tree(tmp_path / "assets")} == before
+    failures = record(tmp_path / "failing")
+    assert failures and all(f["status"].startswith("failed: timeout") for f in failures)
+
+    # Nothing failed was cached: the same search without the tiny timeout measures every candidate.
+    again = search(tmp_path, "--config", "tiny.yaml", "--generations", 2, "--population", 4, "--seq-len", 8,
+                   "--seed", 5, name="again", cache="empty.sqlite")
+    assert again.returncode == 0 and " 0 from cache" in again.stdout.replace("(0 from", " 0 from"), again.stdout
+    assert all(e["status"] == "ok" for e in rows(tmp_path / "again" / "evaluations.csv"))
+
+
+@pytest.mark.parametrize("fault", ["evaluated:kill@13", "checkpoint:kill@2", "models:kill@2"],
+                         ids=["during-evaluations", "writing-checkpoint", "writing-models"])
+def test_sigkill_then_resume_from_the_run_folder_alone_matches_the_uninterrupted_run(tmp_path, fault):
+    args = ("--objectives", DETERMINISTIC, "--generations", 4, "--population", 6, "--seed", 3)
+    straight = search(tmp_path, *args, name="straight", cache="straight.sqlite")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    expected_models = tree(tmp_path / "models")
+    for p in sorted((tmp_path / "models").iterdir(), reverse=True):  # start the killed run from an empty folder
+        if p.is_dir():
+            for f in p.iterdir():
+                f.unlink()
+            p.rmdir()
+        else:
+            p.unlink()
+
+    killed = search(tmp_path, *args, name="killed", fault=fault, cache="first.sqlite")
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
+    done = {e["archid"] for e in record(tmp_path / "killed")}
+    assert done
+    if fault.startswith("models"):
+        assert not (tmp_path / "models" / MANIFEST).exists()  # the swap never happened: no half front is shown
+
+    # Resume with another (empty) cache: the run folder alone must carry every finished result.
+    resumed = search(tmp_path, "--resume", "--run-dir", tmp_path / "killed", name="killed", cache="second.sqlite")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    lines = record(tmp_path / "killed")
+    computed = [e["archid"] for e in lines if not e["cached"]]
+    assert len(computed) == len(set(computed)), "a finished evaluation was done twice"
+    assert done <= set(computed)
+    evals = rows(tmp_path / "killed" / "evaluations.csv")
+    assert [e["archid"] for e in evals] == [e["archid"] for e in rows(tmp_path / "straight" / "evaluations.csv")]
+    assert sorted(e["archid"] for e in rows(tmp_path / "killed" / "pareto.csv")) == \
+        sorted(e["archid"] for e in rows(tmp_path / "straight" / "pareto.csv"))
+    after = tree(tmp_path / "models")
+    strip = {k: v for k, v in after.items() if k.endswith("config.json")}
+    assert strip == {k: v for k, v in expected_models.items() if k.endswith("config.json")}
+
+
+def test_evaluations_that_raise_hang_or_die_are_recorded_failures_and_the_search_finishes(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    fault = "evaluate:raise:gpt2_[0-3],measure:hang:gpt2_[4-7],measure:exit:gpt2_[89ab]"
+    r = search(tmp_path, "--config", "tiny.yaml", "--generations", 2, "--population", 8, "--seq-len", 8,
+               "--threads", 1, "--timeout", 20, fault=fault)
+    assert r.returncode == 0, r.stderr[-2000:]
+    reasons = {e["archid"]: e["status"] for e in rows(tmp_path / "run" / "evaluations.csv")}
+    expect = {"0123": "failed: RuntimeError: injected fault at evaluate", "4567": "failed: timeout after 20s",
+              "89ab": "failed: measuring process crashed: exited with status 3"}
+    seen = set()
+    for archid, status in reasons.items():
+        kind = next((k for k in expect if archid[len("gpt2_")] in k), None)
+        assert status == (expect[kind] if kind else "ok"), (archid, status)
+        seen.add(kind)
+    assert seen >= set(expect), f"the seed did not reach every fault: {reasons}"
+
+
+def test_two_searches_into_one_models_folder_never_crash_or_lose_members(tmp_path):
+    """Same models/, cache and seed, started together: both finish and models/ holds exactly their front."""
+    cmd = [sys.executable, str(REPO / "search.py"), "--objectives", DETERMINISTIC, "--generations", 3,
+           "--population", 6, "--cache", "cache.sqlite", "--no-progress", "--seed", "1"]
+    procs = [subprocess.Popen(list(map(str, cmd)), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2
+    fronts = [sorted(e["archid"] for e in rows(run / "pareto.csv")) for run in runs]
+    assert fronts[0] == fronts[1]
+    members = sorted(p.name for p in (tmp_path / "models").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert members == fronts[0] == sorted(read_manifest(tmp_path / "models"))
+
+
+def _result(params, latency, cv=0.0, memory_mib=10.0):
+    config = ArchConfig(1, 32, 64, 2, vocab_size=64 + params, n_positions=64)  # distinct archids
+    m = Measurement(memory_bytes=int(memory_mib * 2**20), timings={"full": Timing(latency, cv, 5)})
+    return EvalResult(config.archid, config, {"non_embedding_params": params, "onnx_latency_s": latency,
+                                              "onnx_memory_mb": memory_mib}, measurement=m)
+
+
+def test_concurrent_runs_keep_each_others_members_and_a_later_run_replaces_both(tmp_path):
+    models = tmp_path / "models"
+    a, b, c = _result(10, 1.0), _result(20, 2.0), _result(30, 3.0)
+    readme = lambda members: f"{len(members)} members\n"  # noqa: E731
+    started = read_manifest(models)  # both A and B start before either writes
+    write_models([a], models, {}, "A", started, set(), readme)
+    write_models([b], models, {}, "B", started, set(), readme)
+    assert read_manifest(models) == {a.archid: "A", b.archid: "B"}
+    assert (models / a.archid).is_dir() and (models / b.archid).is_dir()
+    (models / b.archid / "weights.bin").write_bytes(b"trained")  # a user's file in a member folder
+    write_models([c], models, {}, "C", read_manifest(models), set(), readme)  # C started after both: replaces them
+    assert read_manifest(models) == {c.archid: "C"}
+    assert not (models / a.archid).exists()
+    assert (models / b.archid / "weights.bin").read_bytes() == b"trained"  # never deleted what it did not write
+    assert (models / "README.md").read_text() == "1 members\n"
+
+
+def test_robust_front_treats_differences_within_noise_as_ties():
+    small_fast = _result(10, 1.00, cv=0.01)
+    bigger_same_speed = _result(20, 1.03, cv=0.02)   # slower by 3 %, within 2 x noise: a tie
+    bigger_slower = _result(30, 1.50, cv=0.02)       # slower beyond the noise: a real trade-off
+    objs = ("non_embedding_params", "onnx_latency_s")
+    front = [small_fast, bigger_same_speed, bigger_slower]
+    # bigger_same_speed is better in params beyond noise and tied in latency: it dominates small_fast.
+    assert robust_front(front, objs) == {bigger_same_speed.archid, bigger_slower.archid}
+    exact = [_result(10, 1.00), _result(20, 1.03)]
+    assert robust_front(exact, objs) == {r.archid for r in exact}  # no noise: the plain front
