@@ -35,9 +35,11 @@ default prompts: "In the near future, robots and humans" / "Artificial intellige
 world in" / "Data centers are critical to modern infrastructure because".
 
 each model runs in its own child process, one at a time; sampling is seeded (torch.manual_seed
-before every generate) so the same seed gives the same text. A model that cannot be found or
-fails while running is a failed row and the others still run; when no model can be found at all,
-the run stops with exit status 2. Exit status 1 when every model failed while running.
+before every generate) so the same seed gives the same text. A model that cannot be found, whose
+files are broken (config.json not JSON, a corrupt or cut-short .safetensors: checked before anything
+runs) or that fails while running is a failed row and the others still run; when no model passes
+the check, the run stops with exit status 2 and writes nothing. Exit status 1 when every model
+failed while running.
 Offline (HF_HUB_OFFLINE=1) a hub id works only if it is already in the Hugging Face cache.
 """
 

@@ -78,9 +78,6 @@ TRAIN = ("model", "--out", "trained", "--corpus", "pydoc", "--max-steps", "2", "
 GENERATE = ("model", "model", "Once upon a time", "--max-new-tokens", "3", "--greedy")
 BENCH = ("model", "--out", "bench", "--max-new-tokens", "2", "--prompt", "Hello", "--no-charts", "--no-progress")
 EVAL = ("arch", "--seq-len", "32", "--threads", "1", "--cache", "c.sqlite")
-SEARCH_RESUME_XFAIL = ("search.py --resume rewrites R/job.json (and R/calibration.json) and creates models/ and "
-                       "assets/ before it reads the checkpoint (lts/search/job.py, run_job)")
-
 
 def _truncate(rel: str, size: int) -> Callable[[Path], None]:
     def cut(case_dir: Path) -> None:
@@ -126,21 +123,17 @@ CASES: list[Case] = [
          (*SEARCH, "--config", "s.yaml"), "n_head", files={"s.yaml": "space:\n  n_head: two\n"}),
     Case("search-cache-truncated", "search.py", "truncated SQLite cache",
          "--cache is the first 100 bytes of a real cache", (*SEARCH[:8], "--cache", "R/cache.sqlite", *SEARCH[10:]),
-         "cache.sqlite", uses=("run",), prepare=_truncate("R/cache.sqlite", 100),
-         xfail="search.py creates run/, run/job.json, models/ and assets/ before it opens the cache "
-               "(lts/search/job.py, run_job)"),
+         "cache.sqlite", uses=("run",), prepare=_truncate("R/cache.sqlite", 100)),
     Case("search-cache-under-a-file", "search.py", "unwritable folder", "--cache inside a regular file",
          (*SEARCH[:8], "--cache", "afile/c.sqlite", *SEARCH[10:]), "afile", files={"afile": "a file\n"}),
     Case("search-run-dir-under-a-file", "search.py", "unwritable folder", "--run-dir inside a regular file",
          (*SEARCH, "--run-dir", "afile/run"), "afile", files={"afile": "a file\n"}),
     Case("search-resume-corrupt-checkpoint", "search.py", "incompatible checkpoint",
          "--resume where checkpoint.pkl is junk (job.json valid)", SEARCH_RESUME, "checkpoint.pkl",
-         uses=("run",), files={"R/checkpoint.pkl": GARBAGE}, xfail=SEARCH_RESUME_XFAIL),
+         uses=("run",), files={"R/checkpoint.pkl": GARBAGE}),
     Case("search-resume-foreign-checkpoint", "search.py", "incompatible checkpoint",
          "--resume where checkpoint.pkl is a pickle of something else", SEARCH_RESUME, "checkpoint.pkl",
-         uses=("run",), prepare=_pickle_foreign_checkpoint,
-         xfail="a traceback, exit 1: AttributeError: 'dict' object has no attribute 'algorithm' (lts/search/nsga.py "
-               "takes any unpickled object for a checkpoint); and " + SEARCH_RESUME_XFAIL),
+         uses=("run",), prepare=_pickle_foreign_checkpoint),
     Case("search-resume-job-not-json", "search.py", "malformed JSON", "--resume where job.json is not JSON",
          SEARCH_RESUME, "job.json", uses=("run",), files={"R/job.json": '{"generations": 1,'}),
     Case("search-resume-job-empty", "search.py", "empty file", "--resume where job.json is empty",

@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 from lts.compare import plots, worker
 from lts.compare.settings import COLUMNS, CSV_NAME, BenchSettings, load_prompts
 from lts.core.errors import LTSError
-from lts.core.fileio import check_writable_dir
+from lts.core.fileio import check_creatable_dir, check_writable_dir
 from lts.core.hub import local_snapshot
 from lts.core.procs import MIB, ChildError, ChildProcess
 from lts.core.tables import write_csv
@@ -78,16 +78,14 @@ def run_benchmark(settings: BenchSettings, progress: bool | None = None) -> Benc
     """Run every model on every prompt, write results.csv (+ charts, + HTML); return the rows.
 
     Rule for models that cannot be used: a model that fails the up-front check (folder
-    missing, not cached offline, not on the hub) or fails while running becomes a row
+    missing, not cached offline, not on the hub, config.json not JSON, a corrupt or cut-short
+    ``.safetensors``) or fails while running becomes a row
     with ``Status = failed: reason`` and the others still run. Only when *no* model
     passes the up-front check is it an error (LTSError -> exit status 2); nothing is
     written then.
     """
     prompts = load_prompts(settings.prompts_file) if settings.prompts_file else settings.prompts
-    try:
-        out = check_writable_dir(settings.out)
-    except OSError as exc:
-        raise LTSError(f"output folder not writable: {settings.out} ({exc.strerror or exc})") from None
+    _output_folder(settings.out, check_creatable_dir)  # checked first; made only once every input has passed
 
     resolved: dict[str, Path] = {}
     failed: dict[str, str] = {}
@@ -98,6 +96,7 @@ def run_benchmark(settings: BenchSettings, progress: bool | None = None) -> Benc
             failed[spec] = str(exc)
     if not resolved:
         raise LTSError("no usable model: " + "; ".join(failed.values()))
+    out = _output_folder(settings.out, check_writable_dir)
 
     from tqdm.auto import tqdm
 
@@ -128,6 +127,13 @@ def run_benchmark(settings: BenchSettings, progress: bool | None = None) -> Benc
     if settings.html:
         html_path = plots.write_html(rows, out / "benchmark.html", settings, charts)
     return BenchResult(rows, csv_path, charts, html_path, failed, settings, tuple(prompts))
+
+
+def _output_folder(path: str, check: Callable[[str], Path]) -> Path:
+    try:
+        return check(path)
+    except OSError as exc:
+        raise LTSError(f"output folder not writable: {path} ({exc.strerror or exc})") from None
 
 
 # Imported once by the fork server; every model's process is forked from it, clean (no model

@@ -6,6 +6,7 @@ The small API other modules use::
     go_offline_if_hub_unreachable()                   -> set the HF offline switches (before importing transformers)
     check_source(name, what="model")                  -> None, or LTSError at once (no transformers import)
     local_snapshot(name, trust_remote_code=False)     -> the local folder of a model's files (download when online)
+    check_weight_files(folder, spec)                  -> LTSError for a corrupt or cut-short *.safetensors (no torch)
     load_config(name, trust_remote_code=False)        -> transformers PretrainedConfig
     load_tokenizer(name, trust_remote_code=False)     -> transformers tokenizer
     load_causal_lm(name, dtype=None, trust_remote_code=False) -> AutoModelForCausalLM, eval mode
@@ -21,6 +22,7 @@ half a minute of retries. Weights load safely: safetensors when present, otherwi
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 from pathlib import Path
@@ -98,6 +100,61 @@ def has_weights(folder: Path) -> bool:
     return any((folder / name).is_file() for name in WEIGHT_FILES) or any(folder.glob("*.safetensors"))
 
 
+def safetensors_problem(path: Path) -> str | None:
+    """Why `path` is not a readable safetensors file (junk, empty, cut short), or None when its header holds.
+
+    Reads the 8-byte header length and the JSON header only (no tensor data, no torch): every
+    tensor's byte range must lie inside the file.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"{size} bytes, too short for a header"
+            n = int.from_bytes(head, "little")
+            if n < 2 or n > size - 8:
+                return f"header length {n} does not fit the file's {size} bytes"
+            header = json.loads(f.read(n).decode("utf-8"))
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "its header is not JSON"
+    if not isinstance(header, dict):
+        return "its header is not a JSON object"
+    data = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= data):
+            return f"tensor {name!r} lies outside the file (cut short?)"
+    return None
+
+
+def check_weight_files(folder: Path, spec: str) -> None:
+    """LTSError when a ``*.safetensors`` file in `folder` is corrupt or incomplete (checked before any load)."""
+    for path in sorted(folder.glob("*.safetensors")):
+        problem = safetensors_problem(path)
+        if problem is not None:
+            raise LTSError(f"{spec}: {path.name} is not a valid safetensors file ({problem}); "
+                           f"the weights are corrupt or incomplete: save or download them again")
+
+
+def check_config_file(folder: Path, spec: str) -> None:
+    """LTSError when `folder`'s config.json is not a JSON object."""
+    path = folder / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LTSError(f"{spec}: cannot read config.json ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LTSError(f"{spec}: config.json is not valid JSON ({first_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise LTSError(f"{spec}: config.json must hold a JSON object, got {type(data).__name__}")
+
+
 def not_available(name: str, what: str) -> LTSError:
     """The one message for a hub id that cannot be had here, saying why and what to do instead."""
     if hub_offline():
@@ -135,6 +192,9 @@ def check_source(name: str | os.PathLike, what: str = "model") -> None:
         raise LTSError(f"{what} name is empty")
     path = Path(name).expanduser()
     if path.is_dir():
+        if what == "model" and (path / "config.json").is_file():  # a broken folder fails here, before torch
+            check_config_file(path, name)
+            check_weight_files(path, name)
         return
     if path.exists():
         raise LTSError(f"{what} {name!r} is a file; pass a folder or a hub id such as 'gpt2'")
@@ -225,6 +285,8 @@ def load_causal_lm(name: str | os.PathLike, dtype: Any = None, trust_remote_code
     if path.is_dir() and not any((path / f).is_file() for f in WEIGHT_FILES):
         raise LTSError(f"{name} has a config.json but no weights ({' or '.join(WEIGHT_FILES[::2])}): "
                        f"an untrained architecture? train it with train.py first")
+    if path.is_dir():
+        check_weight_files(path, str(name))
 
     def load(source: str, local_files_only: bool) -> Any:
         try:
@@ -240,6 +302,10 @@ def load_causal_lm(name: str | os.PathLike, dtype: Any = None, trust_remote_code
             if err is not None:
                 raise err from None
             raise LTSError(f"cannot load the model {str(name)!r}: {first_line(exc)}") from None
+        except Exception as exc:  # safetensors' own error type (a corrupt file the header check let through)
+            if type(exc).__name__ != "SafetensorError":
+                raise
+            raise LTSError(f"cannot load the weights of {str(name)!r}: {first_line(exc)}") from None
 
     model = _resolve(name, "model", load)
     model.eval()
@@ -323,4 +389,6 @@ def _check_model_folder(folder: Path, spec: str) -> Path:
         raise LTSError(f"{spec} has no config.json: not a transformers model folder")
     if not has_weights(folder):
         raise LTSError(f"{spec} has no weights (*.safetensors or pytorch_model.bin): train it first, e.g. train.py")
+    check_config_file(folder, spec)
+    check_weight_files(folder, spec)
     return folder.resolve()

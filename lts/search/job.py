@@ -20,7 +20,7 @@ from lts.cost.objectives import parse_objectives
 from lts.cost.store import default_cache_path
 from lts.cost.target import make_target
 from lts.search.executors import make_executor
-from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, robust_front, run_search
+from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, load_checkpoint, robust_front, run_search
 from lts.search.record import load_calibration, save_calibration
 from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, read_manifest, write_models
 from lts.search.space import SearchSpace
@@ -97,14 +97,12 @@ class JobOutcome:
     n_robust: int = 0
 
 
-def _writable(paths: list[tuple[Path, str]]) -> None:
-    """Check every output folder before creating any, so bad input leaves nothing behind."""
-    for check in (fileio.check_creatable_dir, fileio.check_writable_dir):
-        for path, what in paths:
-            try:
-                check(path)
-            except OSError as exc:
-                raise LTSError(f"{what} is not writable: {path} ({exc.strerror or exc})") from None
+def _check_dirs(paths: list[tuple[Path, str]], check: Any) -> None:
+    for path, what in paths:
+        try:
+            check(path)
+        except OSError as exc:
+            raise LTSError(f"{what} is not writable: {path} ({exc.strerror or exc})") from None
 
 
 def find_resumable(runs_dir: Path) -> Path:
@@ -149,13 +147,17 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     job, run_dir = prepare(job, resume, given or set())
     space, settings, eval_settings = job.search_space(), job.search_settings(), job.eval_settings()
     models_dir, assets_dir = Path(job.models_dir), Path(job.assets_dir)
-    _writable([(run_dir, "run folder"), (models_dir, "models folder"), (assets_dir, "assets folder"),
-               (job.cache_path().parent, "cache folder")])
+    folders = [(run_dir, "run folder"), (models_dir, "models folder"), (assets_dir, "assets folder"),
+               (job.cache_path().parent, "cache folder")]
+    # Everything that can be refused is checked before anything is created or written.
+    _check_dirs(folders, fileio.check_creatable_dir)
+    if resume:
+        load_checkpoint(run_dir)
+    evaluator = Evaluator(eval_settings, job.cache_path(), calibration_s=load_calibration(run_dir) if resume else None)
+    _check_dirs(folders, fileio.check_writable_dir)
     fileio.write_json(run_dir / JOB_FILE, asdict(job))
     started = read_manifest(models_dir)  # the front this run replaces (and nothing placed later)
     run_id = f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:6]}"
-
-    evaluator = Evaluator(eval_settings, job.cache_path(), calibration_s=load_calibration(run_dir) if resume else None)
     evaluator.calibrate()
     save_calibration(run_dir, evaluator.calibration_s, evaluator.conditions())
     executor = make_executor(job.engine, job.workers, job.ray_address)

@@ -37,7 +37,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from lts.core import faults, fileio
 from lts.core.arch import GENES
-from lts.core.errors import LTSError
+from lts.core.errors import LTSError, first_line
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
 from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import parse_objectives
@@ -221,9 +221,12 @@ def load_checkpoint(run_dir: Path) -> RunState:
         raise LTSError(f"nothing to resume: no {CHECKPOINT} in {run_dir}")
     try:
         with open(path, "rb") as f:
-            return pickle.load(f)
+            state = pickle.load(f)
     except Exception as exc:  # a corrupt/foreign file is user input here
-        raise LTSError(f"cannot read checkpoint {path}: {exc}") from None
+        raise LTSError(f"cannot read checkpoint {path}: {first_line(exc)}") from None
+    if not isinstance(state, RunState) or not isinstance(state.algorithm, NSGA2):
+        raise LTSError(f"cannot read checkpoint {path}: it holds a {type(state).__name__}, not an LTS search state")
+    return state
 
 
 def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluator, executor: Executor, run_dir: Path,

@@ -148,12 +148,19 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "train_metrics.json").is_file())):
         raise LTSError(f"refusing to replace {out}: it exists and is not a folder train.py wrote "
                        "(no train_metrics.json)")
+    for folder in (out, settings.checkpoint_dir):
+        try:
+            fileio.check_creatable_dir(folder)
+        except OSError as exc:
+            raise LTSError(f"output folder not writable: {folder} ({exc.strerror or exc})") from None
     if settings.resume:
         if not (settings.checkpoint_dir / STATE_FILE).is_file():
             raise LTSError(f"--resume: no checkpoint at {settings.checkpoint_dir / STATE_FILE} (nothing to resume)")
         try:
             saved = json.loads((settings.checkpoint_dir / META_FILE).read_text(encoding="utf-8"))["fingerprint"]
-        except (OSError, ValueError, KeyError):
+            if not isinstance(saved, dict):
+                raise TypeError(saved)
+        except (OSError, ValueError, KeyError, TypeError):
             raise LTSError(f"--resume: {settings.checkpoint_dir / META_FILE} is missing or unreadable") from None
         now = json.loads(json.dumps(settings.fingerprint()))
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
@@ -177,13 +184,13 @@ def load_tokenizer(settings: TrainSettings, corpus: Corpus | None, log: Log) -> 
 
     ckpt_tok = settings.checkpoint_dir / "tokenizer"
     if settings.resume and ckpt_tok.is_dir():
-        return AutoTokenizer.from_pretrained(ckpt_tok), f"{ckpt_tok} (saved with the checkpoint)", False
+        return hub.load_tokenizer(ckpt_tok), f"{ckpt_tok} (saved with the checkpoint)", False
     name = settings.tokenizer
     if name:
         tok = hub.load_tokenizer(name)  # a folder, or a hub id (cached, or fetched when the hub answers)
         return tok, (str(Path(name)) if hub.is_local(name) else f"{name} (hub)"), False
-    if any((settings.model_dir / f).is_file() for f in hub.TOKENIZER_FILES):
-        return AutoTokenizer.from_pretrained(settings.model_dir), f"{settings.model_dir} (model folder)", False
+    if any((settings.model_dir / f).is_file() for f in hub.TOKENIZER_FILES):  # corrupt files: one LTSError
+        return hub.load_tokenizer(settings.model_dir), f"{settings.model_dir} (model folder)", False
     if hub.hub_reachable():
         try:
             return AutoTokenizer.from_pretrained("gpt2"), "gpt2 (hub)", False
@@ -354,6 +361,26 @@ def _stream_digest(tokens: np.ndarray) -> str:
     return hashlib.sha1(tokens.tobytes()).hexdigest()[:16]
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "torch_rng", "step", "history", "best", "wall_time_s",
+                   "train_time_s", "meta")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The state a resumed run continues from; LTSError when the file is corrupt or not a train.py checkpoint."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # junk, a cut-short file, a pickle torch refuses: all "cannot read"
+        raise LTSError(f"--resume: cannot read the checkpoint {path}: it is corrupt or not a torch file "
+                       f"({type(exc).__name__}); start over without --resume") from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+    if missing or not isinstance(state["meta"], dict) or "train_digest" not in state["meta"]:
+        raise LTSError(f"--resume: {path} is not a train.py checkpoint (missing: {', '.join(missing) or 'meta'}); "
+                       "start over without --resume")
+    return state
+
+
 def _save_checkpoint(ckpt_dir: Path, state: dict, meta: dict) -> None:
     import torch
 
@@ -389,9 +416,7 @@ def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    state = None
-    if settings.resume:
-        state = torch.load(settings.checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=True)
+    state = load_checkpoint(settings.checkpoint_dir / STATE_FILE) if settings.resume else None
     tok, tok_source, tok_trained = load_tokenizer(settings, corpus, log)
     train_tokens = tokenize_stream(tok, corpus.train)
     val_tokens = tokenize_stream(tok, corpus.validation)

@@ -2,11 +2,8 @@
 
 import csv
 import json
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
