@@ -73,6 +73,12 @@ def remeasure(run: Path) -> None:
     evaluator = Evaluator(settings, None)  # no cache: every member is measured again
     t0 = time.perf_counter()
     again = [evaluator.compute(r.config) for r in members]
+    out = run / "remeasured"  # the re-measured results, a run record of their own (read by `compare`)
+    out.mkdir(exist_ok=True)
+    record = RunRecord(out)
+    record.path.unlink(missing_ok=True)
+    for r in again:
+        record.append(r, 0)
     failed = [r for r in again if not r.ok]
     ok = [r for r in again if r.ok]
     stay = robust_front(ok, objectives)

@@ -19,9 +19,10 @@ millisecond (psutil) is, and it is always recorded as a cross-check.
 
 Latency: warm-up runs, then timed runs until the median is stable (standard error of the
 median <= ``rel_err`` of it), between ``min_repeats`` and ``max_repeats``; the coefficient
-of variation is recorded. A fixed reference graph (``REFERENCE``) is timed just before and
-just after the timed one and its median is kept beside it: the machine's speed drifts between moments
-(tens of percent on a shared VM), the ratio does not. Timing takes the Target's exclusive
+of variation is recorded. A fixed reference graph (``REFERENCE``) is timed around the timed one,
+in rounds (``time_beside_reference``), and the reference latency is kept beside it: the machine's
+speed drifts between moments (tens of percent on a shared VM), the ratio much less, and the
+ratio's spread between rounds is recorded as the timing's ``drift``. Timing takes the Target's exclusive
 lock, memory phases a shared one: two searches on one machine never time at the same moment. Sessions, the peak-memory
 probe and the lock all come from the Target (``lts.cost.target``); the child process from
 ``lts.core.procs``.
@@ -127,18 +128,41 @@ def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings) ->
     return Timing(median_s=med, cv=cv, repeats=len(arr))
 
 
+CALIBRATION_LOOPS, CALIBRATION_GAP_S = 5, 0.5  # a run's calibration: the median of 5 loops 0.5 s apart
+ROUNDS = 3  # a timed graph is sampled in this many rounds, each between two timings of the reference
+
+
 def time_beside_reference(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings,
                           reference: tuple[Any, dict[str, np.ndarray]]) -> Timing:
-    """Time `sess` between two timings of the reference graph; keep the reference's mean median beside it.
+    """Time `sess` in ``ROUNDS`` rounds, each between two timings of the reference graph.
 
-    Sandwiched, not interleaved run by run: ONNX Runtime's per-session thread pools keep spinning
+    The machine's speed moves within seconds on a shared VM (tens of percent), so one sandwich
+    can catch a slowdown on one side only. Each round gives the ratio part / reference (the mean of
+    the reference timings either side); the Timing keeps the median round's ratio (``median_s /
+    reference_s``) and, as ``drift``, the spread of the ratio between rounds: how far the
+    reference-relative figure moves between moments, which the spread within one loop of runs
+    (``cv``) does not see. The same repeat budget as one loop, split over the rounds.
+
+    Loops, not runs interleaved one by one: ONNX Runtime's per-session thread pools keep spinning
     after a run, so a run right after another session's measures their contention (up to 3x on
     2 cores), while a warmed-up loop of each measures each alone, like the calibration does.
     """
-    before = time_session(*reference, s)
-    timing = time_session(sess, feeds, s)
-    after = time_session(*reference, s)
-    return replace(timing, reference_s=(before.median_s + after.median_s) / 2)
+    per_round = replace(s, min_repeats=-(-s.min_repeats // ROUNDS), max_repeats=-(-s.max_repeats // ROUNDS),
+                        max_seconds=s.max_seconds / ROUNDS)
+    refs = [time_session(*reference, per_round)]
+    parts: list[Timing] = []
+    for _ in range(ROUNDS):
+        parts.append(time_session(sess, feeds, per_round))
+        refs.append(time_session(*reference, per_round))
+    ratios = [p.median_s / ((a.median_s + b.median_s) / 2) for p, a, b in zip(parts, refs, refs[1:])]
+    median_s = float(np.median([p.median_s for p in parts]))
+    ratio = float(np.median(ratios))
+    logs = np.log(ratios)
+    # Pooled spread within loops: the runs' variance around their own round's median.
+    n = sum(p.repeats for p in parts)
+    cv = math.sqrt(sum((p.cv ** 2) * max(0, p.repeats - 1) for p in parts) / max(1, n - len(parts)))
+    return Timing(median_s=median_s, cv=cv, repeats=n, reference_s=median_s / ratio,
+                  drift=float(logs.std(ddof=1)) if len(logs) > 1 else 0.0)
 
 
 # The reference graph timed beside every measurement: one small GPT-2 block of the default space,
@@ -193,8 +217,13 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
     out: dict[str, Any] = {}
     if config_dict is None:  # the calibration: the reference graph alone
         sess, feeds = _reference(scratch, settings, target, weights)
-        with target.lock(exclusive=True):
-            out["reference"] = asdict(time_session(sess, feeds, settings))
+        loops = []
+        for i in range(CALIBRATION_LOOPS):  # spread over a few seconds: one loop can hit a passing slowdown
+            if i:
+                time.sleep(CALIBRATION_GAP_S)
+            with target.lock(exclusive=True):
+                loops.append(time_session(sess, feeds, settings))
+        out["reference"] = asdict(sorted(loops, key=lambda t: t.median_s)[len(loops) // 2])
         conn.send(("done", out))
         return
     config = ArchConfig(**config_dict)

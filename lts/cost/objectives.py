@@ -32,15 +32,23 @@ MIB = 2**20
 class Timing:
     """Median latency (s) of repeated runs, with its spread, and the reference graph's median beside it.
 
-    ``reference_s`` is the median of a fixed reference graph timed just before and after this one
-    (same process, same moment): ``median_s / reference_s`` is the latency in reference units, which
-    means the same thing whenever it was measured on this hardware (see ``lts.cost.measure``).
+    ``reference_s`` is the latency of a fixed reference graph timed around this one (same process,
+    same moments): ``median_s / reference_s`` is the latency in reference units, which means the
+    same thing whenever it was measured on this hardware (see ``lts.cost.measure``). ``cv`` is the
+    spread of single runs; ``drift`` the relative spread of the reference-unit figure between
+    rounds taken seconds apart (0 when not measured in rounds).
     """
 
     median_s: float
     cv: float
     repeats: int
     reference_s: float | None = None
+    drift: float = 0.0
+
+    @property
+    def sigma(self) -> float:
+        """Relative standard deviation of this timing between two measurements: runs' spread and drift."""
+        return math.hypot(self.cv, self.drift)
 
     @property
     def std_s(self) -> float:
@@ -220,24 +228,40 @@ def _scaled(t: Timing, calibration_s: float | None) -> float:
     return t.median_s * calibration_s / t.reference_s
 
 
+def _terms(n_layer: int, m: Measurement) -> list[tuple[Timing, float]] | None:
+    """The timed parts of the whole forward and the seconds each adds at ``m.calibration_s`` (None: not timed)."""
+    timings = m.timings
+    if "full" in timings:
+        return [(timings["full"], _scaled(timings["full"], m.calibration_s))]
+    if "base" not in timings or "block" not in timings:
+        return None
+    b, k = timings["base"], timings["block"]
+    return [(b, _scaled(b, m.calibration_s)), (k, n_layer * _scaled(k, m.calibration_s))]
+
+
 def compose_latency(n_layer: int, m: Measurement) -> tuple[float, float]:
     """(median seconds, coefficient of variation) of the whole forward from its timed parts.
 
     "full" when the whole graph was timed; else ``base + n_layer * block`` (the embeddings + mask +
     LM head graph, and one block; each timed once per shape and cached). Each part is rescaled to
-    ``m.calibration_s`` by the reference timed beside it (drift between moments cancels).
+    ``m.calibration_s`` by the reference timed beside it (drift between moments cancels). One block
+    timing scales with depth, so its spread does too.
     """
-    timings = m.timings
-    if "full" in timings:
-        t = timings["full"]
-        return _scaled(t, m.calibration_s), t.cv
-    if "base" not in timings or "block" not in timings:
+    terms = _terms(n_layer, m)
+    if terms is None:
         return math.nan, math.nan
-    b, k = timings["base"], timings["block"]
-    base, block = _scaled(b, m.calibration_s), _scaled(k, m.calibration_s)
-    latency = base + n_layer * block
-    std = math.sqrt((b.cv * base) ** 2 + (n_layer * k.cv * block) ** 2)  # one block timing scales with depth
+    latency = sum(v for _, v in terms)
+    std = math.sqrt(sum((t.cv * v) ** 2 for t, v in terms))
     return latency, std / latency if latency > 0 else math.nan
+
+
+def latency_sigma(n_layer: int, m: Measurement) -> float:
+    """Relative standard deviation of the latency between measurements (single runs' spread and drift)."""
+    terms = _terms(n_layer, m)
+    if terms is None:
+        return math.nan
+    latency = sum(v for _, v in terms)
+    return math.sqrt(sum((t.sigma * v) ** 2 for t, v in terms)) / latency if latency > 0 else math.nan
 
 
 def latency_units(n_layer: int, m: Measurement) -> float:
@@ -249,13 +273,12 @@ def latency_units(n_layer: int, m: Measurement) -> float:
     return units[0] if len(units) == 1 else units[0] + n_layer * units[1]
 
 
-NOISE_SIGMAS = 2.0  # latency ties: within two standard deviations of the timed runs
+NOISE_SIGMAS = 2.0  # latency ties: within two standard deviations (runs' spread and drift between rounds)
 MEMORY_NOISE_BYTES = MIB  # memory ties: within 1 MiB + 1 % (allocator granularity, page rounding)
 
 
 def latency_noise(config: ArchConfig, m: Measurement) -> float:
-    latency, cv = compose_latency(config.n_layer, m)
-    return NOISE_SIGMAS * latency * cv
+    return NOISE_SIGMAS * compose_latency(config.n_layer, m)[0] * latency_sigma(config.n_layer, m)
 
 
 def memory_noise(value_bytes: int | None) -> float:

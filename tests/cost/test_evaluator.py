@@ -30,7 +30,9 @@ def test_measure_reports_memory_file_and_timings():
     assert out.memory_sampled_bytes > 0
     for part in ("base", "block", "full"):
         t = out.timings[part]
-        assert t.median_s > 0 and 3 <= t.repeats <= 5 and t.cv >= 0
+        # The repeat budget is split over the rounds around the reference (rounded up per round).
+        assert t.median_s > 0 and 3 <= t.repeats <= 6 and t.cv >= 0
+        assert t.reference_s > 0 and t.drift >= 0 and t.sigma >= t.cv
 
 
 def test_measure_memory_grows_with_model_size():
