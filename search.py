@@ -31,8 +31,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     p.add_argument("--population", type=int, help="candidates per generation (>= 2)")
     p.add_argument("--seed", type=int, help="random seed: same seed, same candidates")
     p.add_argument("--seq-len", dest="seq_len", type=int, help="tokens per timed forward pass")
+    p.add_argument("--context", type=int, help="tokens in the KV cache when a decoding step is timed "
+                                                "(onnx_decode_latency_s); generation memory decodes up to it")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (none: min(4, cores))")
     p.add_argument("--objectives", help=objectives_help())
+    p.add_argument("--constraint", dest="constraints", action="append", metavar="NAME<=VALUE",
+                   help="a budget on any objective, NAME<=VALUE or NAME>=VALUE, in its unit or display unit "
+                        "(e.g. onnx_generation_memory_mb<=300, onnx_decode_latency_s<=20ms); repeatable; "
+                        "replaces the preset's constraints")
     p.add_argument("--target", choices=sorted(TARGETS), help="where graphs are measured")
     p.add_argument("--out", "--models-dir", dest="models_dir", help="where the front goes, one folder per archid")
     p.add_argument("--assets-dir", dest="assets_dir", help="where the Pareto plots go")
@@ -66,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nevaluated {out.n_evaluated} architectures ({out.n_cached} from cache, {out.n_failed} failed) "
           f"in {out.seconds:.0f} s; Pareto front: {len(out.front_ids)} models ({out.n_robust} robust to noise), "
           f"hypervolume {out.hypervolume:.4f}")
+    if job.constraints:
+        print(f"  budgets     : {', '.join(job.constraints)}: {out.n_feasible} of {out.n_evaluated - out.n_failed} "
+              f"evaluated candidates meet them")
     print(f"  evaluations : {out.files['evaluations']}  (record: {out.files['record']})")
     print(f"  front       : {out.files['pareto']}  (gallery: {out.files['gallery']})")
     models = out.files["models"]

@@ -10,6 +10,8 @@ from lts.core.cli import ArgumentParser, run_cli
 from lts.core.errors import LTSError
 from lts.core.fileio import nan_to_none
 
+DEFAULT_CONTEXT = 512
+
 
 def _evaluate(args: argparse.Namespace) -> int:
     from lts.core.arch import ArchConfig
@@ -19,10 +21,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     from lts.cost.target import make_target
 
     config = ArchConfig.load(args.config)
-    settings = EvalSettings.create(latency_mode=args.latency_mode, seq_len=args.seq_len,
-                                   target=make_target(args.target, args.threads), timeout_s=args.timeout)
+    context = min(DEFAULT_CONTEXT, config.n_positions) if args.context is None else args.context
+    settings = EvalSettings.create(latency_mode=args.latency_mode, seq_len=args.seq_len, context=context,
+                                   generation=not args.no_generation, target=make_target(args.target, args.threads),
+                                   timeout_s=args.timeout)
     if settings.seq_len > config.n_positions:
         raise LTSError(f"--seq-len {settings.seq_len} exceeds the model's n_positions ({config.n_positions})")
+    if settings.measurement.context > config.n_positions:
+        raise LTSError(f"--context {settings.measurement.context} exceeds the model's n_positions "
+                       f"({config.n_positions})")
     cache = None if args.no_cache else (args.cache or default_cache_path())
     evaluator = Evaluator(settings, cache)
     result = evaluator.evaluate(config)
@@ -41,7 +48,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}{shown or 'n/a'}{'  ' + unit if unit and shown else ''}")
     print(f"{'eval_seconds':<{width}}{result.eval_seconds:.2f}" + ("  (from cache)" if result.cached else ""))
     print(f"{'status':<{width}}{result.status}")
-    print(f"{'conditions':<{width}}batch 1, seq_len {c['seq_len']}, latency {c['latency_mode']}, {c['describe']}, "
+    context = f", context {c['context']}" if "context" in c else ""
+    print(f"{'conditions':<{width}}batch 1, seq_len {c['seq_len']}{context}, latency {c['latency_mode']}, "
+          f"{c['describe']}, "
           f"hardware {c['hardware']['id']}")
     return 0 if result.ok else 1
 
@@ -54,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("evaluate", help="measure one architecture (a config.json or a models/<archid> folder)")
     ev.add_argument("config", help="config.json, or a folder holding one")
     ev.add_argument("--seq-len", type=int, default=1024, help="tokens in the timed forward (default 1024)")
+    ev.add_argument("--context", type=int, default=None,
+                    help=f"KV-cache tokens of the timed decoding step; generation memory decodes to it "
+                         f"(default {DEFAULT_CONTEXT}, or n_positions when smaller)")
+    ev.add_argument("--no-generation", action="store_true",
+                    help="skip the generation graph (decode latency, generation memory)")
     ev.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default min(4, cores))")
     ev.add_argument("--target", choices=sorted(TARGETS), default="cpu",
                     help="where the graph is measured (default cpu)")

@@ -67,6 +67,7 @@ class EvalSettings:
     measure: bool = True  # False: proxy + file size only (deterministic, no child process)
     latency_mode: str = "composed"
     target: Target = field(default_factory=CPUTarget)
+    generation: bool = False  # also the generation graph: decode step latency and generation memory
 
     def __post_init__(self) -> None:
         if self.latency_mode not in LATENCY_MODES:
@@ -76,11 +77,11 @@ class EvalSettings:
 
     @classmethod
     def create(cls, measure: bool = True, latency_mode: str = "composed", threads: int | None = None,
-               target: Target | None = None, **measurement: Any) -> EvalSettings:
-        """Flat keywords: seq_len=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target."""
+               target: Target | None = None, generation: bool = False, **measurement: Any) -> EvalSettings:
+        """Flat keywords: seq_len=, context=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target."""
         target = target or (CPUTarget() if threads is None else CPUTarget(threads=threads))
         return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), measure, latency_mode,
-                   target)
+                   target, generation)
 
     @property
     def seq_len(self) -> int:
@@ -99,6 +100,8 @@ class EvalSettings:
         """What a whole result depends on: the above, the mode, and every objective's definition."""
         d = {"measurement": self.measurement_key(), "measure": self.measure, "latency_mode": self.latency_mode,
              "objectives": objectives.registry_key()}
+        if self.generation:  # keys of results without the generation graph stay as they were
+            d["generation"] = True
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -247,9 +250,10 @@ class Evaluator:
         else:
             parts = {p: self.cached_timing(config, p) for p in ("base", "block")}
         todo = tuple(p for p, t in parts.items() if t is None)
-        m = measure(config, self.settings.measurement, self.target, parts=todo, memory=True)
+        m = measure(config, self.settings.measurement, self.target, parts=todo, memory=True,
+                    generation=self.settings.generation)
         for p, timing in m.timings.items():
-            if p != "full":
+            if p in ("base", "block"):
                 self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))
         timings = {p: t for p, t in parts.items() if t is not None}
         timings.update(m.timings)
@@ -277,5 +281,6 @@ class Evaluator:
     def conditions(self) -> dict[str, Any]:
         s = self.settings
         return {"seq_len": s.seq_len, "threads": s.threads, "batch": 1, "latency_mode": s.latency_mode,
+                **({"context": s.measurement.context} if s.generation else {}),
                 "target": self.target.name, "describe": self.target.describe(), "hardware": self.hardware,
                 "calibration_ms": None if self.calibration_s is None else round(self.calibration_s * 1e3, 4)}

@@ -229,6 +229,94 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     return GraphSpec(model, tuple(g.weights))
 
 
+KV_FORMAT = "lts-gpt2-kv-1"  # the generation graph's interface; bump when inputs/outputs change
+
+
+def kv_names(n_layer: int) -> tuple[list[str], list[str]]:
+    """Names of the past inputs and present outputs, flat (key_0, value_0, key_1, ...)."""
+    past = [f"past_{kind}_{i}" for i in range(n_layer) for kind in ("key", "value")]
+    return past, ["present" + name[4:] for name in past]
+
+
+def gpt2_kv_graph_spec(config: ArchConfig) -> GraphSpec:
+    """The candidate's generation graph: one forward with a KV cache, for prefill and decode alike.
+
+    inputs : input_ids (B, S) int64; past_key_i / past_value_i (B, H, P, D) float32 (P = 0 for a prefill)
+    outputs: logits (B, V) float32 of the last position; present_key_i / present_value_i (B, H, P+S, D)
+
+    Positions continue the past (P .. P+S-1) and attention is causal over past and new tokens, so a
+    prefill followed by one call per new token computes what ``GPT2LMHeadModel`` with a KV cache
+    does (pre-LN blocks, tanh-GELU, tied LM head on the last position only; ``tests/cost/test_graph.py``).
+    This is the graph the search times for ``onnx_decode_latency_s`` and ``onnx_generation_memory_mb``
+    and the one ``generate_text.py --backend onnx`` runs for a GPT-2 model, filled with its weights.
+    """
+    d, h, n = config.n_embd, config.n_head, config.n_layer
+    hd = d // h
+    g = _Graph()
+    shapes = weight_shapes(config)
+    w = lambda name: g.weight(name, shapes[name])  # noqa: E731
+    i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
+    c_0, c_1, c_2 = (g.const(f"c_{k}", np.array(k, np.int64)) for k in (0, 1, 2))  # scalars
+    shape_heads = g.const("shape_heads", i64(0, 0, h, hd))  # (B, S, d) -> (B, S, H, D); 0 copies the dim
+    shape_model = g.const("shape_model", i64(0, 0, d))      # (B, S, H, D) -> (B, S, d)
+    c_neg = g.const("c_neg", np.array(np.finfo(np.float32).min, np.float32))
+    c_zero = g.const("c_zero", np.array(0.0, np.float32))
+    c_scale = g.const("c_scale", np.array(1.0 / math.sqrt(hd), np.float32))
+    c_half = g.const("c_half", np.array(0.5, np.float32))
+    c_one = g.const("c_one", np.array(1.0, np.float32))
+    c_three = g.const("c_three", np.array(3.0, np.float32))
+    c_gelu_a = g.const("c_gelu_a", np.array(0.044715, np.float32))
+    c_gelu_b = g.const("c_gelu_b", np.array(math.sqrt(2.0 / math.pi), np.float32))
+
+    past_names, present_names = kv_names(n)
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])]
+    inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", h, "past", hd]) for name in past_names]
+    seq = g.op("Gather", g.op("Shape", "input_ids"), c_1, axis=0)              # S
+    past_len = g.op("Gather", g.op("Shape", past_names[0]), c_2, axis=0)       # P
+    total = g.op("Add", past_len, seq)                                         # P + S
+    pos = g.op("Range", past_len, total, c_1)                                  # (S,) positions of the new tokens
+    x = g.op("Add", g.op("Gather", w("transformer.wte.weight"), "input_ids"),
+             g.op("Gather", w("transformer.wpe.weight"), pos))                 # (B, S, d)
+    # Causal over past + new: query at position p sees keys 0..p. (S, P+S); all zeros when S = 1.
+    allowed = g.op("LessOrEqual", g.op("Unsqueeze", g.op("Range", c_0, total, c_1), g.const("c_ax0", i64(0))),
+                   g.op("Unsqueeze", pos, g.const("c_ax1", i64(1))))
+    mask = g.op("Where", allowed, c_zero, c_neg)
+
+    outputs_kv = []
+    for i in range(n):
+        b = f"transformer.h.{i}."
+        ln1 = g.op("LayerNormalization", x, w(b + "ln_1.weight"), w(b + "ln_1.bias"), axis=-1, epsilon=1e-5)
+        qkv = g.op("Add", g.op("MatMul", ln1, w(b + "attn.c_attn.weight")), w(b + "attn.c_attn.bias"))
+        q, k, v = g.ops("Split", [qkv], 3, axis=2, num_outputs=3)
+        q, k, v = (g.op("Transpose", g.op("Reshape", t, shape_heads), perm=[0, 2, 1, 3]) for t in (q, k, v))
+        key, value = present_names[2 * i], present_names[2 * i + 1]
+        g.nodes.append(helper.make_node("Concat", [past_names[2 * i], k], [key], axis=2))      # (B, H, P+S, D)
+        g.nodes.append(helper.make_node("Concat", [past_names[2 * i + 1], v], [value], axis=2))
+        outputs_kv += [key, value]
+        scores = g.op("Add", g.op("MatMul", g.op("Mul", q, c_scale), g.op("Transpose", key, perm=[0, 1, 3, 2])), mask)
+        y = g.op("MatMul", g.op("Softmax", scores, axis=-1), value)                             # (B, H, S, D)
+        y = g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), shape_model)               # (B, S, d)
+        x = g.op("Add", x, g.op("Add", g.op("MatMul", y, w(b + "attn.c_proj.weight")), w(b + "attn.c_proj.bias")))
+        ln2 = g.op("LayerNormalization", x, w(b + "ln_2.weight"), w(b + "ln_2.bias"), axis=-1, epsilon=1e-5)
+        u = g.op("Add", g.op("MatMul", ln2, w(b + "mlp.c_fc.weight")), w(b + "mlp.c_fc.bias"))  # (B, S, f)
+        inner = g.op("Mul", g.op("Add", u, g.op("Mul", g.op("Pow", u, c_three), c_gelu_a)), c_gelu_b)
+        u = g.op("Mul", g.op("Mul", u, c_half), g.op("Add", g.op("Tanh", inner), c_one))        # gelu_new
+        x = g.op("Add", x, g.op("Add", g.op("MatMul", u, w(b + "mlp.c_proj.weight")), w(b + "mlp.c_proj.bias")))
+
+    last = g.op("Gather", x, g.op("Sub", seq, c_1), axis=1)                                     # (B, d)
+    last = g.op("LayerNormalization", last, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"),
+                axis=-1, epsilon=1e-5)
+    # Tied LM head on the last position only: Gemm with transB reads wte as stored (no transposed copy).
+    g.nodes.append(helper.make_node("Gemm", [last, "transformer.wte.weight"], ["logits"], transB=1))
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", config.vocab_size])]
+    outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", h, "total", hd])
+                for name in outputs_kv]
+    graph = helper.make_graph(g.nodes, f"lts_{config.archid}_kv", inputs, outputs, initializer=g.small)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lts")
+    model.ir_version = 8
+    return GraphSpec(model, tuple(g.weights))
+
+
 # --- Streaming protobuf writer -------------------------------------------------------------
 # Python protobuf copies every initializer several times (from_array, make_graph, make_model,
 # SerializeToString): ~10 s for the largest default-space model. The weights are instead

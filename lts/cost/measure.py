@@ -40,7 +40,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -48,7 +48,7 @@ from lts.core import faults
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.core.procs import ChildError, ChildProcess
-from lts.cost.graph import gpt2_graph_spec, tiled_weights, write_onnx
+from lts.cost.graph import gpt2_graph_spec, gpt2_kv_graph_spec, kv_names, tiled_weights, write_onnx
 from lts.cost.objectives import Measurement, Timing
 from lts.cost.target import Target
 
@@ -58,6 +58,7 @@ class MeasureSettings:
     """How a graph is measured (with the Target, part of the cache key: change it and results are re-measured)."""
 
     seq_len: int = 1024
+    context: int = 512  # tokens in the KV cache when a decoding step is timed; generation memory decodes to it
     warmup: int = 2
     min_repeats: int = 5
     max_repeats: int = 30
@@ -66,7 +67,7 @@ class MeasureSettings:
     timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "min_repeats", "max_repeats"):
+        for name in ("seq_len", "context", "min_repeats", "max_repeats"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise LTSError(f"{name} must be a positive integer, got {v!r}")
@@ -191,12 +192,17 @@ def scratch_dirs(needed_bytes: int) -> list[str]:
     return dirs
 
 
+def _spec(config: ArchConfig, part: str) -> Any:
+    """"kv": the generation graph (KV cache); else a part of the full-forward graph."""
+    return gpt2_kv_graph_spec(config) if part == "kv" else gpt2_graph_spec(config, part)
+
+
 def _write_graph(scratch: list[str], name: str, config: ArchConfig, part: str, weights: Any) -> tuple[Path, int]:
     """Write `part` of `config` into the first scratch folder with room; (path, bytes)."""
     for i, folder in enumerate(scratch):
         path = Path(folder) / name
         try:
-            return path, write_onnx(gpt2_graph_spec(config, part), path, weights)
+            return path, write_onnx(_spec(config, part), path, weights)
         except OSError as exc:
             path.unlink(missing_ok=True)
             if exc.errno != errno.ENOSPC or i == len(scratch) - 1:
@@ -212,7 +218,7 @@ def _reference(scratch: list[str], settings: MeasureSettings, target: Target, we
 
 
 def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
-           memory: bool, scratch: list[str]) -> None:
+           memory: bool, generation: bool, scratch: list[str]) -> None:
     weights = tiled_weights()
     out: dict[str, Any] = {}
     if config_dict is None:  # the calibration: the reference graph alone
@@ -232,21 +238,22 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
         with target.lock(exclusive=False):
             path, out["file_bytes"] = _write_graph(scratch, "model.onnx", config, "full", weights)
             feeds = token_feeds(settings.seq_len, config.vocab_size)  # made before the baseline
-            gc.collect()
-            base = target.memory_bytes()
-            exact = target.reset_peak_memory()
-            conn.send(("baseline", base))
-            conn.recv()  # the parent's sampler is running
-            sess = target.session(path)
-            sess.run(None, feeds)
-            peak = target.peak_memory_bytes() if exact else None
-            conn.send(("memory", {"peak_delta_bytes": None if peak is None else peak - base}))
-            conn.recv()
-            del sess
+            _peak_memory(conn, target, "memory", lambda: target.session(path).run(None, feeds))
             path.unlink()
-            gc.collect()
     timings = {}
-    reference = _reference(scratch, settings, target, weights) if parts else ()
+    reference = _reference(scratch, settings, target, weights) if parts or generation else ()
+    if generation:
+        with target.lock(exclusive=False):
+            path, _ = _write_graph(scratch, "kv.onnx", config, "kv", weights)
+            sessions: list[Any] = []
+            _peak_memory(conn, target, "generation_memory",
+                         lambda: sessions.append(_generate(target.session(path), config, settings.context)))
+            path.unlink()
+        sess = sessions.pop()
+        with target.lock(exclusive=True):
+            timings["decode"] = asdict(time_beside_reference(sess, decode_feeds(config, settings.context - 1),
+                                                             settings, reference))
+        del sess
     for part in parts:
         path, _ = _write_graph(scratch, f"{part}.onnx", config, part, weights)
         sess = target.session(path)
@@ -259,6 +266,55 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
     conn.send(("done", out))
 
 
+def _peak_memory(conn: Any, target: Target, name: str, work: Callable[[], Any]) -> None:
+    """Peak resident memory of `work` over the RSS just before it; the parent samples from outside meanwhile."""
+    gc.collect()
+    base = target.memory_bytes()
+    exact = target.reset_peak_memory()
+    conn.send(("baseline", base))
+    conn.recv()  # the parent's sampler is running
+    work()
+    peak = target.peak_memory_bytes() if exact else None
+    conn.send(("memory", {"name": name, "peak_delta_bytes": None if peak is None else peak - base}))
+    conn.recv()
+    gc.collect()
+
+
+def decode_feeds(config: ArchConfig, past_len: int, batch: int = 1) -> dict[str, np.ndarray]:
+    """One new token and a KV cache of `past_len` positions (filled: untouched pages would not count as memory)."""
+    hd = config.n_embd // config.n_head
+    rng = np.random.default_rng(0)
+    feeds = {"input_ids": np.full((batch, 1), 1, np.int64)}
+    for name in kv_names(config.n_layer)[0]:
+        feeds[name] = rng.standard_normal((batch, config.n_head, past_len, hd), dtype=np.float32)
+    return feeds
+
+
+PROMPT_TOKENS = 16  # the prefill of the generation-memory probe (a short prompt, like a chat turn)
+DECODE_STEPS = 3    # decoding steps that end the probe at --context tokens, each feeding back the last presents
+
+
+def _generate(sess: Any, config: ArchConfig, context: int) -> Any:
+    """What a generation to `context` tokens holds at its end: prefill a prompt, then decode to `context`.
+
+    The cache of the steps in between is filled in directly (their compute does not change the
+    peak, which is weights + the largest cache, held twice during the last step: the past being
+    read and the present being written, as ``generate_text.py`` holds them).
+    """
+    prompt = min(PROMPT_TOKENS, context)
+    feeds = decode_feeds(config, 0)
+    feeds["input_ids"] = token_feeds(prompt, config.vocab_size)["input_ids"]
+    sess.run(None, feeds)
+    steps = min(DECODE_STEPS, context - prompt)
+    if steps:
+        past_names = kv_names(config.n_layer)[0]
+        feeds = decode_feeds(config, context - steps)
+        for _ in range(steps):
+            _, *presents = sess.run(None, feeds)
+            feeds = {"input_ids": feeds["input_ids"], **dict(zip(past_names, presents))}
+    return sess
+
+
 # ----------------------------------------------------------------------------- in the parent
 
 # Imported once by the fork server; no session is ever made there.
@@ -266,14 +322,18 @@ PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.cost.graph", "lts.cost
 
 
 def measure(config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...] = ("base", "block"),
-            memory: bool = True) -> Measurement:
+            memory: bool = True, generation: bool = False) -> Measurement:
     """Measure `config` on `target` in a fresh child: peak memory of session + forward, a Timing per part.
 
+    With `generation`: also the generation graph's peak memory (a prefill and decoding to
+    ``settings.context`` tokens) and the Timing of one decoding step at that context ("decode").
     Raises MeasureError with a one-line reason on failure, timeout or crash.
     """
-    needed = write_onnx(gpt2_graph_spec(config, "full" if memory else parts[0] if parts else "base"), None)
-    file_bytes = memory_bytes = sampled_bytes = None
-    with _child_process(config.to_dict(), settings, target, tuple(parts), memory, needed,
+    needed = max(write_onnx(_spec(config, part), None) for part in
+                 ("full" if memory else None, "kv" if generation else None, *parts, "base") if part)
+    file_bytes = None
+    peaks: dict[str, tuple[int | None, int]] = {}  # probe -> (exact or sampled figure, sampled figure)
+    with _child_process(config.to_dict(), settings, target, tuple(parts), memory, generation, needed,
                         f"lts-measure {config.archid}") as child:
         sampler, base = None, 0
         while True:
@@ -282,21 +342,25 @@ def measure(config: ArchConfig, settings: MeasureSettings, target: Target, parts
                 base, sampler = payload, child.sampler(0.001)
                 child.send("go")
             elif kind == "memory":
-                sampled_bytes = max(0, sampler.stop() - base) if sampler else 0
+                sampled = max(0, sampler.stop() - base) if sampler else 0
                 exact = payload["peak_delta_bytes"]
-                memory_bytes = exact if exact is not None else sampled_bytes
+                peaks[payload["name"]] = (exact if exact is not None else sampled, sampled)
                 child.send("ok")
             elif kind == "done":
                 file_bytes = payload.get("file_bytes")
                 timings = {k: Timing(**v) for k, v in payload["timings"].items()}
-                return Measurement(file_bytes, memory_bytes, sampled_bytes, timings)
+                memory_bytes, sampled_bytes = peaks.get("memory", (None, None))
+                generation_bytes, generation_sampled = peaks.get("generation_memory", (None, None))
+                return Measurement(file_bytes, memory_bytes, sampled_bytes, timings,
+                                   generation_memory_bytes=generation_bytes,
+                                   generation_memory_sampled_bytes=generation_sampled)
             elif kind == "error":
                 raise MeasureError(payload)
 
 
 def measure_reference(settings: MeasureSettings, target: Target) -> Timing:
     """Time the reference graph alone, now (a run's calibration: its latencies are reported at this speed)."""
-    with _child_process(None, settings, target, (), False, 0, "lts-measure reference") as child:
+    with _child_process(None, settings, target, (), False, False, 0, "lts-measure reference") as child:
         kind, payload = child.recv()
         if kind == "error":
             raise MeasureError(payload)
@@ -305,11 +369,11 @@ def measure_reference(settings: MeasureSettings, target: Target) -> Timing:
 
 @contextmanager
 def _child_process(config: dict | None, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
-                   memory: bool, needed_bytes: int, name: str) -> Iterator[ChildProcess]:
+                   memory: bool, generation: bool, needed_bytes: int, name: str) -> Iterator[ChildProcess]:
     """The measuring child, with scratch folders this process owns and removes, whatever happens to the child."""
     scratch = [tempfile.mkdtemp(prefix="lts-measure-", dir=d) for d in scratch_dirs(needed_bytes)]
     try:
-        with ChildProcess(_child, (config, settings, target, parts, memory, scratch), preload=PRELOAD,
+        with ChildProcess(_child, (config, settings, target, parts, memory, generation, scratch), preload=PRELOAD,
                           timeout_s=settings.timeout_s, name=name) as child:
             yield child
     except ChildError as exc:

@@ -71,16 +71,21 @@ class Measurement:
     memory_sampled_bytes: int | None = None
     timings: Mapping[str, Timing] = field(default_factory=dict)
     calibration_s: float | None = None
+    generation_memory_bytes: int | None = None
+    generation_memory_sampled_bytes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"file_bytes": self.file_bytes, "memory_bytes": self.memory_bytes,
                 "memory_sampled_bytes": self.memory_sampled_bytes,
+                "generation_memory_bytes": self.generation_memory_bytes,
+                "generation_memory_sampled_bytes": self.generation_memory_sampled_bytes,
                 "timings": {p: asdict(t) for p, t in self.timings.items()}}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], calibration_s: float | None = None) -> Measurement:
         return cls(d.get("file_bytes"), d.get("memory_bytes"), d.get("memory_sampled_bytes"),
-                   {p: Timing(**t) for p, t in d.get("timings", {}).items()}, calibration_s)
+                   {p: Timing(**t) for p, t in d.get("timings", {}).items()}, calibration_s,
+                   d.get("generation_memory_bytes"), d.get("generation_memory_sampled_bytes"))
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,9 @@ def registry_key() -> str:
     return hashlib.sha1(json.dumps(defs, sort_keys=True).encode()).hexdigest()[:12]
 
 
+GENERATION_PROBES = frozenset({"decode", "generation_memory"})  # measured on the generation (KV-cache) graph
+
+
 def probes_needed(names: Iterable[str] | None = None) -> set[str]:
     """The measured probes the given objectives (default: all registered) need."""
     objs = REGISTRY.values() if names is None else (get(n) for n in names)
@@ -281,6 +289,17 @@ def latency_noise(config: ArchConfig, m: Measurement) -> float:
     return NOISE_SIGMAS * compose_latency(config.n_layer, m)[0] * latency_sigma(config.n_layer, m)
 
 
+def decode_latency(m: Measurement) -> float:
+    """One decoding step at ``--context`` tokens, at the calibration moment (NaN when not timed)."""
+    t = m.timings.get("decode")
+    return math.nan if t is None else _scaled(t, m.calibration_s)
+
+
+def decode_noise(config: ArchConfig, m: Measurement) -> float:
+    t = m.timings.get("decode")
+    return math.nan if t is None else NOISE_SIGMAS * decode_latency(m) * t.sigma
+
+
 def memory_noise(value_bytes: int | None) -> float:
     return math.nan if value_bytes is None else (MEMORY_NOISE_BYTES + 0.01 * value_bytes) / MIB
 
@@ -311,6 +330,16 @@ register(Objective(
     compute=lambda c, m: _mib(m.memory_bytes), probe="memory", noise=lambda c, m: memory_noise(m.memory_bytes)))
 
 register(Objective(
+    "onnx_decode_latency_s", "s", +1, "ONNX Runtime decode step",
+    compute=lambda c, m: decode_latency(m), probe="decode", display_unit="ms", scale=1e3, fmt=".2f",
+    noise=decode_noise))
+
+register(Objective(
+    "onnx_generation_memory_mb", "MiB", +1, "ONNX Runtime generation memory",
+    compute=lambda c, m: _mib(m.generation_memory_bytes), probe="generation_memory",
+    noise=lambda c, m: memory_noise(m.generation_memory_bytes)))
+
+register(Objective(
     "onnx_file_mb", "MiB", +1, "ONNX file size",
     compute=lambda c, m: _mib(m.file_bytes), probe="file"))
 
@@ -322,3 +351,8 @@ register(Objective(
 register(Objective(
     "onnx_memory_sampled_mb", "MiB", +1, "peak memory sampled from outside",
     compute=lambda c, m: _mib(m.memory_sampled_bytes), probe="memory", searchable=False, gallery=False))
+
+register(Objective(
+    "onnx_generation_memory_sampled_mb", "MiB", +1, "generation memory sampled from outside",
+    compute=lambda c, m: _mib(m.generation_memory_sampled_bytes), probe="generation_memory", searchable=False,
+    gallery=False))

@@ -108,7 +108,8 @@ class GenerationResult:
     threads: int
     load_s: float = 0.0  # model + tokenizer
     prepare_s: float = 0.0  # onnx: content hash + export (first time) or cache hit + session creation
-    exported: bool = False
+    exported: bool = False  # onnx: the graph was built now (not found in the cache)
+    onnx_builder: str = ""  # onnx: "lts" (the search's own decode graph) or "torch.onnx.export"
     first_token_s: float = 0.0  # from the call to the first new token (prefill + one selection)
     generate_s: float = 0.0  # the whole decode
     token_times_s: list[float] = field(default_factory=list)  # time of each new token since the start
@@ -351,6 +352,7 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
         texts=texts, token_ids=ids, prompt_tokens=int(input_ids.shape[1]),
         new_tokens=out.shape[1] - input_ids.shape[1], seed=None if settings.greedy else seed,
         backend=settings.backend, threads=threads, load_s=load_s, prepare_s=prepare_s, exported=exported,
+        onnx_builder=onnx_model.meta.get("builder", "torch.onnx.export") if onnx_model is not None else "",
         first_token_s=timing.times[0] if timing.times else float("nan"), generate_s=generate_s,
         token_times_s=list(timing.times))
 
@@ -359,7 +361,8 @@ def describe(result: GenerationResult) -> str:
     """The --verbose summary: load time, time to first token, tokens/s and the conditions."""
     onnx = ""
     if result.backend == "onnx":
-        onnx = f", onnx {'export' if result.exported else 'cached'} + session {result.prepare_s:.2f} s"
+        graph = "the search's decode graph" if result.onnx_builder == "lts" else "torch.onnx export"
+        onnx = f", onnx {'built' if result.exported else 'cached'} ({graph}) + session {result.prepare_s:.2f} s"
     seed = "" if result.seed is None else f", seed {result.seed}"
     return (f"load {result.load_s:.2f} s{onnx}; prompt {result.prompt_tokens} tokens; "
             f"{result.new_tokens} new tokens x {len(result.texts)} in {result.generate_s:.3f} s; "

@@ -1,6 +1,9 @@
-"""A causal LM exported to ONNX with a KV cache, cached by content hash, decoded with ONNX Runtime.
+"""A causal LM as an ONNX graph with a KV cache, cached by content hash, decoded with ONNX Runtime.
 
-One graph serves both phases of generation::
+A standard GPT-2 gets the very graph the search measures (``lts.cost.graph.gpt2_kv_graph_spec``,
+the ``onnx_decode_latency_s`` and ``onnx_generation_memory_mb`` objectives) filled with its
+weights: written directly, in milliseconds. Other families (OPT, GPT-Neo, ...) are exported with
+torch's exporter. Both have the same interface; one graph serves both phases of generation::
 
     inputs : input_ids (B, S) int64, past_key_i / past_value_i (B, H, P, D) float32, i < n_layers
     outputs: logits (B, V) float32 for the last position only, present_key_i / present_value_i (B, H, P+S, D)
@@ -52,6 +55,52 @@ def default_cache_dir() -> Path:
     return Path(xdg).expanduser() / "lts" / "onnx"
 
 
+def direct_arch(model: Any) -> Any:
+    """The ArchConfig when `model` is a GPT-2 that LTS's own generation graph computes exactly, else None.
+
+    That graph (``lts.cost.graph.gpt2_kv_graph_spec``) is the one the search measures; it covers
+    the standard GPT-2 block (tanh GELU, eps 1e-5, 1/sqrt(d) attention scaling, tied head, fp32).
+    Any other variant or family goes through the torch exporter.
+    """
+    import torch
+
+    from lts.core.arch import ArchConfig
+
+    c = model.config
+    if getattr(c, "model_type", None) != "gpt2" or type(model).__name__ != "GPT2LMHeadModel":
+        return None
+    standard = (c.activation_function == "gelu_new" and c.layer_norm_epsilon == 1e-5 and c.scale_attn_weights
+                and not c.scale_attn_by_inverse_layer_idx and not c.reorder_and_upcast_attn
+                and not getattr(c, "add_cross_attention", False) and c.tie_word_embeddings
+                and all(p.dtype == torch.float32 for p in model.parameters()))
+    if not standard or _needs_external_data(model):
+        return None
+    try:
+        return ArchConfig.from_gpt2_config(c)
+    except LTSError:
+        return None
+
+
+def write_direct_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
+    """Write LTS's generation graph for the GPT-2 `model`, filled with its weights (no torch export)."""
+    from lts.cost.graph import gpt2_kv_graph_spec, kv_names, state_dict_weights, write_onnx
+
+    arch = direct_arch(model)
+    if arch is None:
+        raise LTSError(f"{type(model).__name__} is not a standard GPT-2: it needs the torch exporter")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    write_onnx(gpt2_kv_graph_spec(arch), out_dir / MODEL_FILE, state_dict_weights(model.state_dict()))
+    past, present = kv_names(arch.n_layer)
+    meta = {"format": FORMAT_VERSION, "builder": "lts", "n_layers": arch.n_layer,
+            "kv_layout": [(arch.n_head, arch.n_embd // arch.n_head)] * arch.n_layer, "vocab_size": arch.vocab_size,
+            "inputs": ["input_ids", *past], "outputs": ["logits", *present],
+            "export_seconds": round(time.perf_counter() - t0, 3)}
+    fileio.write_json(out_dir / META_FILE, meta)
+    return out_dir
+
+
 def model_content_hash(model: Any) -> str:
     """sha256 (hex) of what the exported graph depends on: config, every weight, library versions.
 
@@ -67,13 +116,25 @@ def model_content_hash(model: Any) -> str:
     for volatile in ("_name_or_path", "transformers_version", "_commit_hash", "dtype", "torch_dtype"):
         config.pop(volatile, None)
     header = {"format": FORMAT_VERSION, "class": type(model).__name__, "config": config,
-              "torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__}
+              "torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__,
+              "builder": _builder_key(model)}
     h.update(json.dumps(header, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def _builder_key(model: Any) -> str:
+    """What writes the graph: LTS's own generation graph (its source hash) or the torch exporter."""
+    if direct_arch(model) is None:
+        return "torch.onnx.export"
+    import inspect
+
+    from lts.cost import graph
+
+    return "lts:" + hashlib.sha256(inspect.getsource(graph).encode()).hexdigest()[:16]
 
 
 def _kv_layout(model: Any) -> list[tuple[int, int]]:
@@ -144,7 +205,7 @@ def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
             input_names=["input_ids", *past_names], output_names=["logits", *present_names],
             optimize=True, verbose=False)
         program.save(str(out_dir / MODEL_FILE), external_data=_needs_external_data(model))
-    meta = {"format": FORMAT_VERSION, "n_layers": n_layers, "kv_layout": layout,
+    meta = {"format": FORMAT_VERSION, "builder": "torch.onnx.export", "n_layers": n_layers, "kv_layout": layout,
             "vocab_size": int(model.config.get_text_config(decoder=True).vocab_size),
             "inputs": ["input_ids", *past_names], "outputs": ["logits", *present_names],
             "export_seconds": round(time.perf_counter() - t0, 3)}
@@ -189,10 +250,13 @@ def cached_kv_onnx(model: Any, cache_dir: str | os.PathLike | None = None) -> tu
         return final, False
     if final.exists():  # a stale incomplete folder (an older crash): replace it
         shutil.rmtree(final, ignore_errors=True)
-    log.info("exporting %s to ONNX with a KV cache (once; cached in %s)", type(model).__name__, final)
+    log.info("writing %s as ONNX with a KV cache (once; cached in %s)", type(model).__name__, final)
     with fileio.atomic_dir(final, replace=False) as tmp:  # META_FILE is inside: the folder is complete or absent
         try:
-            export_kv_onnx(model, tmp)
+            if direct_arch(model) is not None:
+                write_direct_onnx(model, tmp)  # the search's own graph: milliseconds, no exporter
+            else:
+                export_kv_onnx(model, tmp)
         except LTSError:
             raise
         except Exception as exc:  # the exporter fails in many ways; the user needs the gist and a way out

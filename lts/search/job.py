@@ -16,9 +16,11 @@ from lts.core import fileio
 from lts.core.errors import JobFailed, LTSError
 from lts.core.tables import write_csv
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalSettings, Evaluator
-from lts.cost.objectives import parse_objectives
+from lts.cost.objectives import GENERATION_PROBES, parse_objectives, probes_needed
+from lts.cost.objectives import get as get_objective
 from lts.cost.store import default_cache_path
 from lts.cost.target import make_target
+from lts.search.constraints import check_possible, feasible, parse_constraints, total_violation
 from lts.search.executors import make_executor
 from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, load_checkpoint, robust_front, run_search
 from lts.search.record import load_calibration, save_calibration
@@ -39,9 +41,11 @@ class SearchJob:
     population: int = 36
     seed: int = 1
     seq_len: int = 1024
+    context: int = 512  # tokens in the KV cache for onnx_decode_latency_s / onnx_generation_memory_mb
     threads: int | None = None  # None: the target's default, min(4, cores) on the CPU
     target: str = "cpu"  # where graphs are measured: a name in lts.cost.target.TARGETS
     objectives: str = ",".join(DEFAULT_OBJECTIVES)
+    constraints: list[str] = field(default_factory=list)  # budgets, e.g. ["onnx_generation_memory_mb<=300"]
     models_dir: str = "models"
     assets_dir: str = "assets"
     runs_dir: str = "runs"
@@ -58,27 +62,37 @@ class SearchJob:
         if isinstance(self.objectives, (list, tuple)):
             object.__setattr__(self, "objectives", ",".join(self.objectives))
         parse_objectives(self.objectives)
+        if isinstance(self.constraints, str):
+            object.__setattr__(self, "constraints", [self.constraints])
+        if not isinstance(self.constraints, (list, tuple)):
+            raise LTSError(f"constraints must be a list like [onnx_memory_mb<=300], got {self.constraints!r}")
+        object.__setattr__(self, "constraints", [str(c) for c in parse_constraints(self.constraints)])
         if self.workers < 1:
             raise LTSError(f"workers must be >= 1, got {self.workers}")
         if self.engine not in ("local", "ray"):
             raise LTSError(f"engine must be local or ray, got {self.engine!r}")
         if not isinstance(self.space, dict):
             raise LTSError(f"space must be a mapping, got {type(self.space).__name__}")
-        space, _, _ = self.search_space(), self.search_settings(), self.eval_settings()  # fail before any write
+        space, _, evaluation = self.search_space(), self.search_settings(), self.eval_settings()  # fail before writing
         if self.seq_len > space.n_positions:
             raise LTSError(f"seq_len {self.seq_len} exceeds the space's n_positions ({space.n_positions})")
+        if evaluation.generation and self.context > space.n_positions:  # only a decoding step uses it
+            raise LTSError(f"context {self.context} exceeds the space's n_positions ({space.n_positions})")
+        check_possible(self.search_settings().constraints, space)
 
     def search_space(self) -> SearchSpace:
         return SearchSpace.from_dict(self.space)
 
     def search_settings(self) -> SearchSettings:
         return SearchSettings(generations=self.generations, population=self.population, seed=self.seed,
-                              objectives=parse_objectives(self.objectives))
+                              objectives=parse_objectives(self.objectives),
+                              constraints=parse_constraints(self.constraints))
 
     def eval_settings(self) -> EvalSettings:
         return EvalSettings.create(measure=self.search_settings().needs_measurement, latency_mode=self.latency_mode,
                                    target=make_target(self.target, self.threads), seq_len=self.seq_len,
-                                   timeout_s=self.timeout_s)
+                                   context=self.context, generation=bool(GENERATION_PROBES & probes_needed(
+                                       self.search_settings().figures)), timeout_s=self.timeout_s)
 
     def cache_path(self) -> Path:
         return Path(self.cache) if self.cache else default_cache_path()
@@ -95,6 +109,7 @@ class JobOutcome:
     files: dict[str, Any]
     seconds: float
     n_robust: int = 0
+    n_feasible: int = 0
 
 
 def _check_dirs(paths: list[tuple[Path, str]], check: Any) -> None:
@@ -173,9 +188,13 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     rows = evaluation_rows(state.log, results, front_ids, robust)
     write_csv(run_dir / "evaluations.csv", rows)
     write_csv(run_dir / "pareto.csv", [row for row in rows if row["front"]])  # archids are unique
-    if not front:
+    if not any(r.ok for r in results):
         raise JobFailed(f"every candidate failed ({_reasons(results)}); {models_dir}/ and {assets_dir}/ were left "
                         f"as they were; the record is in {run_dir / 'evaluations.jsonl'}")
+    n_feasible = sum(r.ok and feasible(r, settings.constraints) for r in results)
+    if not front:
+        raise JobFailed(_no_feasible(results, settings, run_dir) + f"; {models_dir}/ and {assets_dir}/ were left "
+                        f"as they were")
     gallery = gallery_markdown(front, robust)
     fileio.write_text(run_dir / "gallery.md", gallery)
     model_dirs = write_models(front, models_dir, conditions, run_id, started, robust,
@@ -188,8 +207,26 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
         files={"evaluations": run_dir / "evaluations.csv", "pareto": run_dir / "pareto.csv",
                "gallery": run_dir / "gallery.md", "models": model_dirs, "plots": plots,
                "cache": job.cache_path(), "record": run_dir / "evaluations.jsonl"},
-        seconds=time.perf_counter() - t0, n_robust=len(robust),
+        seconds=time.perf_counter() - t0, n_robust=len(robust), n_feasible=n_feasible,
     )
+
+
+CLOSEST_FILE = "closest.csv"  # a run whose budgets nobody met: the least infeasible candidates
+
+
+def _no_feasible(results: list, settings: SearchSettings, run_dir: Path, show: int = 5) -> str:
+    """Write the least infeasible candidates to the run folder; the message names the closest few."""
+    ok = sorted((r for r in results if r.ok), key=lambda r: total_violation(r, settings.constraints))
+    rows = [{"archid": r.archid, **r.config.to_dict(), "total_violation": round(total_violation(r, settings.constraints), 6),
+             **{c.name: r[c.name] for c in settings.constraints}} for r in ok]
+    write_csv(run_dir / CLOSEST_FILE, rows)
+    closest = "; ".join(
+        f"{r.archid} (" + ", ".join(f"{c.name}={get_objective(c.name).display(r[c.name])}"
+                                    f"{get_objective(c.name).display_unit or get_objective(c.name).unit}"
+                                    for c in settings.constraints) + ")" for r in ok[:show])
+    budgets = ", ".join(map(str, settings.constraints))
+    return (f"no evaluated candidate meets {budgets} ({len(ok)} evaluated); closest: {closest}; "
+            f"all of them, least infeasible first, in {run_dir / CLOSEST_FILE}")
 
 
 def _reasons(results: list) -> str:

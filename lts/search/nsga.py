@@ -42,12 +42,14 @@ from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
 from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import parse_objectives
 from lts.search.executors import Executor
+from lts.search.constraints import Constraint, feasible, parse_constraints, violations
 from lts.search.record import RunRecord
 from lts.search.space import SearchSpace
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pkl"
 FAILED_F = 1e30  # objective value given to failed candidates (also marked infeasible)
+FAILED_G = 1e6  # a failed candidate's violation of each budget
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class SearchSettings:
     population: int = 36
     seed: int = 1
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    constraints: tuple[Constraint, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("generations", "population"):
@@ -71,17 +74,23 @@ class SearchSettings:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise LTSError(f"seed must be a non-negative integer, got {self.seed!r}")
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
+        object.__setattr__(self, "constraints", parse_constraints(self.constraints))
 
     @property
     def needs_measurement(self) -> bool:
-        return any(get_objective(o).measured for o in self.objectives)
+        return any(get_objective(o).measured for o in self.figures)
+
+    @property
+    def figures(self) -> tuple[str, ...]:
+        """Every objective the search needs a value of: its objectives, then the constrained ones."""
+        return self.objectives + tuple(c.name for c in self.constraints if c.name not in self.objectives)
 
 
 class LTSProblem(Problem):
-    """Integer genes = indices into the space's choices; 1 constraint: the evaluation succeeded."""
+    """Integer genes = indices into the space's choices; constraints: the evaluation succeeded, then the budgets."""
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[str]) -> None:
-        super().__init__(n_var=len(GENES), n_obj=len(objectives), n_ieq_constr=1,
+    def __init__(self, space: SearchSpace, objectives: Sequence[str], constraints: Sequence[Constraint] = ()) -> None:
+        super().__init__(n_var=len(GENES), n_obj=len(objectives), n_ieq_constr=1 + len(constraints),
                          xl=space.xl, xu=space.xu, vtype=int)
         self.space = space
         self.objective_names = tuple(objectives)
@@ -126,21 +135,29 @@ def make_algorithm(space: SearchSpace, settings: SearchSettings) -> NSGA2:
     )
 
 
-def objective_matrix(results: Sequence[EvalResult], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(F, G) for pymoo: every objective minimised (maximised ones negated here, only here)."""
+def objective_matrix(results: Sequence[EvalResult], names: Sequence[str],
+                     constraints: Sequence[Constraint] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """(F, G) for pymoo: every objective minimised (maximised ones negated here, only here).
+
+    G's first column says the evaluation failed (1) or not (-1); one column per budget follows
+    (its relative violation; a failed candidate violates each by FAILED_G, more than any measured one).
+    """
     F = np.full((len(results), len(names)), FAILED_F)
-    G = np.ones((len(results), 1))
+    G = np.full((len(results), 1 + len(constraints)), FAILED_G)
+    G[:, 0] = 1.0
     for i, r in enumerate(results):
         values = [float(r[name]) for name in names]
         if r.ok and all(math.isfinite(v) for v in values):
             F[i] = [get_objective(name).direction * v for name, v in zip(names, values)]
-            G[i] = -1.0
+            G[i, 0] = -1.0
+            G[i, 1:] = [min(v, FAILED_G) for v in violations(r, constraints)]
     return F, G
 
 
-def pareto_front(results: Sequence[EvalResult], objectives: Sequence[str]) -> list[EvalResult]:
-    """Non-dominated successful results (pymoo's sorting), sorted by the first objective."""
-    ok = [r for r in results if r.ok]
+def pareto_front(results: Sequence[EvalResult], objectives: Sequence[str],
+                 constraints: Sequence[Constraint] = ()) -> list[EvalResult]:
+    """Non-dominated successful results that meet every budget (pymoo's sorting), sorted by the first objective."""
+    ok = [r for r in results if r.ok and feasible(r, constraints)]
     if not ok:
         return []
     F, _ = objective_matrix(ok, objectives)
@@ -242,7 +259,7 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
         algorithm = state.algorithm
     else:
         algorithm = make_algorithm(space, settings)
-        algorithm.setup(LTSProblem(space, settings.objectives), termination=NoTermination(), seed=settings.seed,
+        algorithm.setup(LTSProblem(space, settings.objectives, settings.constraints), termination=NoTermination(), seed=settings.seed,
                         verbose=False)
         state = RunState(algorithm)
     problem = algorithm.problem
@@ -292,18 +309,20 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
             algorithm.eliminate_duplicates.seen.add(r.archid)
             state.log.append({"generation": gen, **r.config.to_dict(), "archid": r.archid,
                               "genes": " ".join(str(int(v)) for v in c)})
-        F, G = objective_matrix(done, settings.objectives)
+        F, G = objective_matrix(done, settings.objectives, settings.constraints)
         PymooEvaluator().eval(StaticProblem(problem, F=F, G=G), pop)
         algorithm.tell(infills=pop)
         state.generation = gen + 1
         everything = [by_id[row["archid"]] for row in state.log]
-        front = pareto_front(everything, settings.objectives)
+        front = pareto_front(everything, settings.objectives, settings.constraints)
+        extra = {"feasible": sum(r.ok and feasible(r, settings.constraints) for r in everything)} \
+            if settings.constraints else {}
         bar.set_postfix(front=len(front), hv=f"{hypervolume(front, everything, settings.objectives):.4f}",
-                        failed=sum(not r.ok for r in done))
+                        failed=sum(not r.ok for r in done), **extra)
         bar.close()
         state.finished = state.generation >= settings.generations
         save_checkpoint(run_dir, state)
 
     everything = [by_id[row["archid"]] for row in state.log]
-    return everything, pareto_front(everything, settings.objectives), state
+    return everything, pareto_front(everything, settings.objectives, settings.constraints), state
 

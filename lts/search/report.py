@@ -186,12 +186,12 @@ def plot_fronts(results: Sequence[EvalResult], front: Sequence[EvalResult], obje
 
 
 def gallery_markdown(front: Sequence[EvalResult], robust: set[str] | None = None) -> str:
-    """The front as a markdown table, smallest model first; one column per registered gallery objective.
+    """The front as a markdown table, smallest model first; a column per gallery objective the run obtained.
 
     With `robust`, a column says whether each member stays on the front when differences within
     measured noise are ties ("yes"), or owes its place to differences within noise ("noise").
     """
-    shown = [o for o in REGISTRY.values() if o.gallery]
+    shown = [o for o in REGISTRY.values() if o.gallery and any(o.display(r[o.name]) for r in front)]  # measured ones
     header = ["archid", *(["robust"] if robust is not None else []), *(o.header for o in shown),
               "n_layer", "n_embd", "n_inner", "n_head"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]

@@ -43,6 +43,33 @@ def test_measure_memory_grows_with_model_size():
     assert big.memory_bytes - small.memory_bytes > 40 * 2**20
 
 
+def test_generation_probe_times_a_decode_step_and_counts_the_kv_cache():
+    """Generation memory holds the weights plus the cache: a longer context costs its KV bytes (twice:
+    the past being read and the present being written at the last step)."""
+    cfg = ArchConfig(4, 256, 256, 4, vocab_size=512, n_positions=1024)
+    short = measure(cfg, MeasureSettings(**MEASURE, context=16), ONE, parts=(), memory=False, generation=True)
+    long = measure(cfg, MeasureSettings(**MEASURE, context=1024), ONE, parts=(), memory=False, generation=True)
+    kv_bytes = 2 * cfg.n_layer * 1024 * cfg.n_embd * 4  # keys + values of every layer, float32
+    assert short.memory_bytes is None and set(short.timings) == {"decode"}
+    weights = write_onnx(gpt2_graph_spec(cfg), None)
+    assert short.generation_memory_bytes > 0.8 * weights
+    grown = long.generation_memory_bytes - short.generation_memory_bytes
+    assert 1.5 * kv_bytes < grown < 3 * kv_bytes + 8 * 2**20, (grown, kv_bytes)
+    assert long.generation_memory_sampled_bytes > 0
+    t = long.timings["decode"]
+    assert t.median_s > 0 and t.reference_s > 0
+
+
+def test_generation_objectives_only_when_asked(tmp_path):
+    fast = dict(FAST, context=32)
+    plain = Evaluator(EvalSettings.create(**fast), None).evaluate(TINY)
+    both = Evaluator(EvalSettings.create(generation=True, **fast), None).evaluate(TINY)
+    assert math.isnan(plain.onnx_decode_latency_s) and math.isnan(plain.onnx_generation_memory_mb)
+    assert both.ok and both.onnx_decode_latency_s > 0 and both.onnx_generation_memory_mb > 0
+    assert both.tolerance("onnx_decode_latency_s") > 0
+    assert EvalSettings.create(**fast).key() != EvalSettings.create(generation=True, **fast).key()
+
+
 def test_measure_failures_are_reasons_not_crashes():
     with pytest.raises(MeasureError, match="timeout"):
         measure(TINY, MeasureSettings(**{**MEASURE, "timeout_s": 0.001}), ONE)

@@ -9,6 +9,8 @@ from lts.core.arch import ArchConfig
 from lts.cost.graph import (
     build_gpt2_graph,
     gpt2_graph_spec,
+    gpt2_kv_graph_spec,
+    kv_names,
     state_dict_weights,
     tiled_weights,
     weight_shapes,
@@ -77,3 +79,39 @@ def test_parts_have_the_right_interfaces(tmp_path):
             assert out.shape == (1, 1, 200)
     with pytest.raises(ValueError):
         gpt2_graph_spec(cfg, "nope")
+
+
+@pytest.mark.parametrize("cfg", [ArchConfig(2, 64, 96, 4, vocab_size=300, n_positions=48),
+                                 ArchConfig(3, 48, 160, 2, vocab_size=257, n_positions=40)])
+def test_kv_graph_matches_transformers_with_a_cache(tmp_path, cfg):
+    """Prefill, then decode steps feeding back the presents: logits and cache as transformers' own."""
+    model = _torch_model(cfg)
+    path = tmp_path / "kv.onnx"
+    spec = gpt2_kv_graph_spec(cfg)
+    assert write_onnx(spec, path, state_dict_weights(model.state_dict())) == path.stat().st_size
+    onnx.checker.check_model(onnx.load(path))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    past_names, present_names = kv_names(cfg.n_layer)
+    assert [i.name for i in sess.get_inputs()] == ["input_ids", *past_names]
+    assert [o.name for o in sess.get_outputs()] == ["logits", *present_names]
+    batch, prompt = 2, 7
+    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(batch, prompt))
+    hd = cfg.n_embd // cfg.n_head
+    past = [np.zeros((batch, cfg.n_head, 0, hd), np.float32) for _ in past_names]
+    feed_ids, seen = ids, ids
+    for step in range(5):
+        logits, *past = sess.run(None, {"input_ids": feed_ids, **dict(zip(past_names, past))})
+        with torch.no_grad():
+            out = model(torch.tensor(seen), use_cache=True)
+        np.testing.assert_allclose(logits, out.logits[:, -1].numpy(), atol=2e-4, rtol=1e-4)
+        for layer, (k, v) in enumerate(zip(past[::2], past[1::2])):
+            np.testing.assert_allclose(k, out.past_key_values.layers[layer].keys.numpy(), atol=2e-4, rtol=1e-4)
+            np.testing.assert_allclose(v, out.past_key_values.layers[layer].values.numpy(), atol=2e-4, rtol=1e-4)
+        feed_ids = logits.argmax(-1)[:, None].astype(np.int64)
+        seen = np.concatenate([seen, feed_ids], axis=1)
+    assert past[0].shape == (batch, cfg.n_head, prompt + 4, hd)
+
+
+def test_kv_graph_holds_exactly_the_models_weights():
+    cfg = ArchConfig(2, 64, 128, 2, vocab_size=500, n_positions=32)
+    assert dict(gpt2_kv_graph_spec(cfg).weights) == weight_shapes(cfg)

@@ -261,12 +261,56 @@ def test_cli_greedy_output_identical_for_torch_and_onnx(script, capsys, tiny_mod
     assert torch_out.startswith(PROMPT) and len(torch_out) > len(PROMPT) + 10
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
     verbose = proc.stderr.strip().splitlines()[-1]
-    for word in ("load", "time to first token", "tokens/s", "backend onnx", "onnx export"):
+    for word in ("load", "time to first token", "tokens/s", "backend onnx", "onnx built (the search's decode graph)"):
         assert word in verbose, verbose
     rc, again, err = cli(script, capsys, tiny_model_dir, tiny_model_dir, PROMPT, *GREEDY, "--backend", "onnx",
                          "--verbose", "--onnx-cache-dir", cache)
     assert rc == 0 and again == torch_out
     assert "onnx cached" in err, err
+
+
+def test_gpt2_runs_the_searchs_own_decode_graph_in_milliseconds(tiny_model_dir, tmp_path):
+    """A GPT-2 gets lts.cost.graph's KV graph (what the search measures) filled with its weights, no export."""
+    import onnx
+
+    from lts.core.arch import ArchConfig
+    from lts.core.hub import load_causal_lm
+    from lts.cost.graph import gpt2_kv_graph_spec
+    from lts.generate.onnx_kv import META_FILE, MODEL_FILE, cached_kv_onnx
+
+    model = load_causal_lm(tiny_model_dir)
+    folder, built = cached_kv_onnx(model, tmp_path)
+    meta = json.loads((folder / META_FILE).read_text())
+    assert built and meta["builder"] == "lts" and meta["export_seconds"] < 1.0
+    graph = onnx.load(folder / MODEL_FILE).graph
+    spec = gpt2_kv_graph_spec(ArchConfig.from_gpt2_config(model.config)).model.graph
+    assert [n.op_type for n in graph.node] == [n.op_type for n in spec.node]  # the very graph, its weights in it
+    assert {i.name for i in graph.initializer} >= {name for name, _ in gpt2_kv_graph_spec(
+        ArchConfig.from_gpt2_config(model.config)).weights}
+
+
+def test_other_families_go_through_the_torch_exporter(tmp_path):
+    """GPT-Neo (not a GPT-2): exported with torch's exporter; greedy tokens as transformers' generate."""
+    import torch
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    from lts.cost.target import CPUTarget
+    from lts.generate.onnx_kv import META_FILE, OnnxKVModel, cached_kv_onnx
+
+    torch.manual_seed(0)
+    config = GPTNeoConfig(vocab_size=96, hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=64,
+                          attention_types=[[["global", "local"], 1]], window_size=8, eos_token_id=95,
+                          bos_token_id=95)
+    model = GPTNeoForCausalLM(config).eval()
+    folder, built = cached_kv_onnx(model, tmp_path)
+    assert built and json.loads((folder / META_FILE).read_text())["builder"] == "torch.onnx.export"
+    ids = torch.tensor([[3, 14, 15, 9, 2]])
+    with torch.inference_mode():
+        want = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                              pad_token_id=95)
+    got = OnnxKVModel(folder, CPUTarget(threads=1)).generate(ids, 12, lambda i, s: s, do_sample=False,
+                                                             eos_token_id=95, pad_token_id=95)
+    assert got.tolist() == want.tolist()
 
 
 @pytest.mark.parametrize("prompt", ["a", "Return the value of x", "class C:\n    def f(self):"])
