@@ -74,7 +74,7 @@ class SearchJob:
         if not isinstance(self.space, dict):
             raise LTSError(f"space must be a mapping, got {type(self.space).__name__}")
         space, _, evaluation = self.search_space(), self.search_settings(), self.eval_settings()  # fail before writing
-        if self.seq_len > space.n_positions:
+        if evaluation.measure and self.seq_len > space.n_positions:  # only a timed forward uses it
             raise LTSError(f"seq_len {self.seq_len} exceeds the space's n_positions ({space.n_positions})")
         if evaluation.generation and self.context > space.n_positions:  # only a decoding step uses it
             raise LTSError(f"context {self.context} exceeds the space's n_positions ({space.n_positions})")
@@ -217,7 +217,8 @@ CLOSEST_FILE = "closest.csv"  # a run whose budgets nobody met: the least infeas
 def _no_feasible(results: list, settings: SearchSettings, run_dir: Path, show: int = 5) -> str:
     """Write the least infeasible candidates to the run folder; the message names the closest few."""
     ok = sorted((r for r in results if r.ok), key=lambda r: total_violation(r, settings.constraints))
-    rows = [{"archid": r.archid, **r.config.to_dict(), "total_violation": round(total_violation(r, settings.constraints), 6),
+    rows = [{"archid": r.archid, **r.config.to_dict(),
+             "total_violation": round(total_violation(r, settings.constraints), 6),
              **{c.name: r[c.name] for c in settings.constraints}} for r in ok]
     write_csv(run_dir / CLOSEST_FILE, rows)
     closest = "; ".join(

@@ -41,8 +41,8 @@ from lts.core.errors import LTSError, first_line
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
 from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import parse_objectives
-from lts.search.executors import Executor
 from lts.search.constraints import Constraint, feasible, parse_constraints, violations
+from lts.search.executors import Executor
 from lts.search.record import RunRecord
 from lts.search.space import SearchSpace
 
@@ -259,8 +259,8 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
         algorithm = state.algorithm
     else:
         algorithm = make_algorithm(space, settings)
-        algorithm.setup(LTSProblem(space, settings.objectives, settings.constraints), termination=NoTermination(), seed=settings.seed,
-                        verbose=False)
+        algorithm.setup(LTSProblem(space, settings.objectives, settings.constraints), termination=NoTermination(),
+                        seed=settings.seed, verbose=False)
         state = RunState(algorithm)
     problem = algorithm.problem
     by_id: dict[str, EvalResult] = {}

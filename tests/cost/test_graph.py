@@ -99,7 +99,7 @@ def test_kv_graph_matches_transformers_with_a_cache(tmp_path, cfg):
     hd = cfg.n_embd // cfg.n_head
     past = [np.zeros((batch, cfg.n_head, 0, hd), np.float32) for _ in past_names]
     feed_ids, seen = ids, ids
-    for step in range(5):
+    for _ in range(5):
         logits, *past = sess.run(None, {"input_ids": feed_ids, **dict(zip(past_names, past))})
         with torch.no_grad():
             out = model(torch.tensor(seen), use_cache=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
+from searchrun import DETERMINISTIC, rows, search, tiny_space
 
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
@@ -99,3 +101,36 @@ def test_measured_budget_turns_on_the_generation_graph_and_context_is_checked():
     SearchJob(context=2048)  # not used by the default objectives: nothing to refuse
     with pytest.raises(LTSError, match="context must be a positive integer"):
         SearchJob(context=0)
+
+
+def test_cli_budget_front_is_feasible_and_feasible_count_is_reported(tmp_path):
+    tiny = tiny_space(tmp_path)
+    budget = 0.3  # MiB of ONNX file: about half of the tiny space's architectures fit
+    r = search(tmp_path, "--config", tiny, "--objectives", DETERMINISTIC, "--generations", 3, "--population", 8,
+               "--constraint", f"onnx_file_mb<={budget}", check=True)
+    evals = rows(tmp_path / "run" / "evaluations.csv")
+    feasible = [e for e in evals if float(e["onnx_file_mb"]) <= budget]
+    assert 0 < len(feasible) < len(evals)
+    assert f"{len(feasible)} of {len(evals)} evaluated candidates meet them" in r.stdout
+    front = rows(tmp_path / "run" / "pareto.csv")
+    assert front and all(float(e["onnx_file_mb"]) <= budget for e in front)
+    assert {e["archid"] for e in front} <= {e["archid"] for e in feasible}
+    job = json.loads((tmp_path / "run" / "job.json").read_text())
+    assert job["constraints"] == [f"onnx_file_mb<={budget}"]
+
+
+def test_cli_budget_nobody_meets_exits_1_lists_the_closest_and_leaves_models(tmp_path):
+    tiny = tiny_space(tmp_path)
+    search(tmp_path, "--config", tiny, "--objectives", DETERMINISTIC, "--generations", 1, "--population", 4,
+           name="first", check=True)
+    before = {p: p.read_bytes() for p in (tmp_path / "models").rglob("*") if p.is_file()}
+    r = search(tmp_path, "--config", tiny, "--objectives", DETERMINISTIC, "--generations", 2, "--population", 4,
+               "--constraint", "onnx_file_mb<=0.001")
+    assert r.returncode == 1, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "no evaluated candidate meets onnx_file_mb<=0.001" in line and "closest: gpt2_" in line
+    closest = rows(tmp_path / "run" / "closest.csv")
+    assert len(closest) == len(rows(tmp_path / "run" / "evaluations.csv"))
+    violations = [float(c["total_violation"]) for c in closest]
+    assert violations == sorted(violations) and violations[0] > 0
+    assert {p: p.read_bytes() for p in (tmp_path / "models").rglob("*") if p.is_file()} == before

@@ -4,46 +4,21 @@ Faults are real (a SIGKILL, a hung or dying measuring process, an exception) and
 exactly with ``LTS_FAULT`` (``lts.core.faults``), so every test here is deterministic.
 """
 
-import csv
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from searchrun import DETERMINISTIC, REPO, TINY_SPACE, rows, search
 
 from lts.core.arch import ArchConfig
 from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import Measurement, Timing
 from lts.search.nsga import robust_front
 from lts.search.report import MANIFEST, read_manifest, write_models
-
-REPO = Path(__file__).resolve().parents[2]
-DETERMINISTIC = "non_embedding_params,onnx_file_mb"
-TINY_SPACE = """
-space:
-  n_layer: [1, 2, 3]
-  n_embd: [32, 48, 64, 96]
-  n_inner: [64, 96, 128]
-  n_head: [2, 4]
-  vocab_size: 512
-  n_positions: 64
-"""
-
-
-def search(tmp: Path, *args, name="run", fault=None, cache="cache.sqlite"):
-    env = {**os.environ, "LTS_FAULT": fault or ""}
-    cmd = [sys.executable, str(REPO / "search.py"), "--run-dir", str(tmp / name), "--out", str(tmp / "models"),
-           "--assets-dir", str(tmp / "assets"), "--cache", str(tmp / cache), "--no-progress", *map(str, args)]
-    return subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env, timeout=600)
-
-
-def rows(path: Path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def record(run: Path) -> list[dict]:

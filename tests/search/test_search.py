@@ -1,41 +1,17 @@
 """The search end to end through the CLI, plus resume/determinism and pymoo wiring."""
 
-import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-DETERMINISTIC = "non_embedding_params,onnx_file_mb"
-TINY_SPACE = """
-space:
-  n_layer: [1, 2, 3]
-  n_embd: [32, 48, 64, 96]
-  n_inner: [64, 96, 128]
-  n_head: [2, 4]
-  vocab_size: 512
-  n_positions: 64
-"""
+import searchrun
+from searchrun import DETERMINISTIC, REPO, TINY_SPACE, rows
 
 
-def search(tmp: Path, *args, name="run", check=True, **popen):
-    cmd = [sys.executable, str(REPO / "search.py"), "--run-dir", str(tmp / name), "--out", str(tmp / "models"),
-           "--assets-dir", str(tmp / "assets"), "--cache", str(tmp / "cache.sqlite"), "--no-progress",
-           *map(str, args)]
-    if popen:
-        return subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-    if check:
-        assert r.returncode == 0, r.stderr[-3000:]
-    return r
-
-
-def rows(path: Path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
+def search(tmp: Path, *args, check=True, **kwargs):
+    return searchrun.search(tmp, *args, check=check, **kwargs)
 
 
 def front_ids(run: Path) -> list[str]:

@@ -1,0 +1,45 @@
+"""What the search tests share: a tiny space, deterministic objectives, and search.py run as users run it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DETERMINISTIC = "non_embedding_params,onnx_file_mb"  # no measurement: same seed, same front
+TINY_SPACE = """
+space:
+  n_layer: [1, 2, 3]
+  n_embd: [32, 48, 64, 96]
+  n_inner: [64, 96, 128]
+  n_head: [2, 4]
+  vocab_size: 512
+  n_positions: 64
+"""
+
+
+def search(tmp: Path, *args, name="run", check=False, fault=None, cache="cache.sqlite", popen=False):
+    """`search.py` in `tmp` writing into tmp/<name>, tmp/models, tmp/assets, tmp/<cache>; `fault`: $LTS_FAULT."""
+    env = {**os.environ, "LTS_FAULT": fault or ""}
+    cmd = [sys.executable, str(REPO / "search.py"), "--run-dir", str(tmp / name), "--out", str(tmp / "models"),
+           "--assets-dir", str(tmp / "assets"), "--cache", str(tmp / cache), "--no-progress", *map(str, args)]
+    if popen:
+        return subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def tiny_space(tmp: Path) -> Path:
+    path = tmp / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path
