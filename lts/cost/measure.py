@@ -63,6 +63,7 @@ class MeasureSettings:
     min_repeats: int = 5
     max_repeats: int = 30
     rel_err: float = 0.03
+    min_seconds: float = 0.15  # of timed runs per timing (split over its rounds), however fast the graph
     max_seconds: float = 1.5
     timeout_s: float = 300.0
 
@@ -73,6 +74,8 @@ class MeasureSettings:
                 raise LTSError(f"{name} must be a positive integer, got {v!r}")
         if self.min_repeats > self.max_repeats:
             raise LTSError("min_repeats must not exceed max_repeats")
+        if not 0 <= self.min_seconds <= self.max_seconds:
+            raise LTSError(f"need 0 <= min_seconds <= max_seconds, got {self.min_seconds} and {self.max_seconds}")
         if self.timeout_s <= 0:
             raise LTSError(f"timeout must be > 0 seconds, got {self.timeout_s}")
 
@@ -107,22 +110,30 @@ def feeds_for(sess: Any, seq_len: int) -> dict[str, np.ndarray]:
 
 
 def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings) -> Timing:
-    """Warm up, then repeat until the median is stable (or the repeat/time budget is spent)."""
+    """Warm up, then repeat until the median is stable (or the repeat/time budget is spent).
+
+    At least ``min_repeats`` runs and ``min_seconds`` of them: a graph of a few milliseconds (a
+    decoding step) needs many runs before its thread pool is awake and its median means anything.
+    Then until the median's standard error is within ``rel_err``, ``max_repeats`` runs were made
+    or ``max_seconds`` passed.
+    """
     for _ in range(s.warmup):
         sess.run(None, feeds)
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < s.max_repeats:
+    while True:
         t0 = time.perf_counter()
         sess.run(None, feeds)
         times.append(time.perf_counter() - t0)
-        if len(times) >= s.min_repeats:
-            arr = np.asarray(times)
-            med = float(np.median(arr))
-            # Standard error of the median ~ 1.2533 * sigma / sqrt(n) for near-normal noise.
-            se = 1.2533 * float(arr.std(ddof=1)) / math.sqrt(len(arr))
-            if se <= s.rel_err * med or time.perf_counter() - start > s.max_seconds:
-                break
+        elapsed = time.perf_counter() - start
+        if len(times) < s.min_repeats or elapsed < s.min_seconds:
+            continue
+        if len(times) >= s.max_repeats or elapsed > s.max_seconds:
+            break
+        arr = np.asarray(times)
+        # Standard error of the median ~ 1.2533 * sigma / sqrt(n) for near-normal noise.
+        if 1.2533 * float(arr.std(ddof=1)) / math.sqrt(len(arr)) <= s.rel_err * float(np.median(arr)):
+            break
     arr = np.asarray(times)
     med = float(np.median(arr))
     cv = float(arr.std(ddof=1) / arr.mean()) if len(arr) > 1 else 0.0
@@ -130,6 +141,7 @@ def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings) ->
 
 
 CALIBRATION_LOOPS, CALIBRATION_GAP_S = 5, 0.5  # a run's calibration: the median of 5 loops 0.5 s apart
+SPIN_PAUSE_S = 0.05  # after a loop of the timed (spinning) session: its threads go to sleep meanwhile
 ROUNDS = 3  # a timed graph is sampled in this many rounds, each between two timings of the reference
 
 
@@ -145,15 +157,18 @@ def time_beside_reference(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSet
     (``cv``) does not see. The same repeat budget as one loop, split over the rounds.
 
     Loops, not runs interleaved one by one: ONNX Runtime's per-session thread pools keep spinning
-    after a run, so a run right after another session's measures their contention (up to 3x on
-    2 cores), while a warmed-up loop of each measures each alone, like the calibration does.
+    for tens of milliseconds after a run, so a run right after another session's measures their
+    contention (2-3x for a decoding step on 2 cores). So the reference session does not spin
+    (``Target.session(spin=False)``), and the timed session's loop is followed by a pause of
+    ``SPIN_PAUSE_S`` before the reference runs again; each loop starts with warm-up runs.
     """
     per_round = replace(s, min_repeats=-(-s.min_repeats // ROUNDS), max_repeats=-(-s.max_repeats // ROUNDS),
-                        max_seconds=s.max_seconds / ROUNDS)
+                        min_seconds=s.min_seconds / ROUNDS, max_seconds=s.max_seconds / ROUNDS)
     refs = [time_session(*reference, per_round)]
     parts: list[Timing] = []
     for _ in range(ROUNDS):
         parts.append(time_session(sess, feeds, per_round))
+        time.sleep(SPIN_PAUSE_S)  # the timed session's threads spin on after its loop: let them stop
         refs.append(time_session(*reference, per_round))
     ratios = [p.median_s / ((a.median_s + b.median_s) / 2) for p, a, b in zip(parts, refs, refs[1:])]
     median_s = float(np.median([p.median_s for p in parts]))
@@ -212,7 +227,7 @@ def _write_graph(scratch: list[str], name: str, config: ArchConfig, part: str, w
 
 def _reference(scratch: list[str], settings: MeasureSettings, target: Target, weights: Any) -> tuple[Any, dict]:
     path, _ = _write_graph(scratch, "reference.onnx", REFERENCE, "block", weights)
-    sess = target.session(path)
+    sess = target.session(path, spin=False)  # its threads sleep after its loop: they never slow the timed graph
     path.unlink()
     return sess, feeds_for(sess, settings.seq_len)
 
@@ -325,15 +340,31 @@ def measure(config: ArchConfig, settings: MeasureSettings, target: Target, parts
             memory: bool = True, generation: bool = False) -> Measurement:
     """Measure `config` on `target` in a fresh child: peak memory of session + forward, a Timing per part.
 
-    With `generation`: also the generation graph's peak memory (a prefill and decoding to
+    With `generation`: also, in a second fresh child (a peak is only honest in a process that has
+    not held another model), the generation graph's peak memory (a prefill and decoding to
     ``settings.context`` tokens) and the Timing of one decoding step at that context ("decode").
     Raises MeasureError with a one-line reason on failure, timeout or crash.
     """
+    file_bytes, peaks, timings = None, {}, {}
+    if memory or parts:
+        file_bytes, peaks, timings = _measure_in_child(config, settings, target, tuple(parts), memory, False)
+    if generation:
+        _, more_peaks, more_timings = _measure_in_child(config, settings, target, (), False, True)
+        peaks.update(more_peaks)
+        timings.update(more_timings)
+    memory_bytes, sampled_bytes = peaks.get("memory", (None, None))
+    generation_bytes, generation_sampled = peaks.get("generation_memory", (None, None))
+    return Measurement(file_bytes, memory_bytes, sampled_bytes, timings, generation_memory_bytes=generation_bytes,
+                       generation_memory_sampled_bytes=generation_sampled)
+
+
+def _measure_in_child(config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
+                      memory: bool, generation: bool) -> tuple[int | None, dict, dict[str, Timing]]:
+    """(file bytes, {probe: (figure, sampled figure)}, {part: Timing}) from one measuring child."""
     needed = max(write_onnx(_spec(config, part), None) for part in
                  ("full" if memory else None, "kv" if generation else None, *parts, "base") if part)
-    file_bytes = None
     peaks: dict[str, tuple[int | None, int]] = {}  # probe -> (exact or sampled figure, sampled figure)
-    with _child_process(config.to_dict(), settings, target, tuple(parts), memory, generation, needed,
+    with _child_process(config.to_dict(), settings, target, parts, memory, generation, needed,
                         f"lts-measure {config.archid}") as child:
         sampler, base = None, 0
         while True:
@@ -347,13 +378,8 @@ def measure(config: ArchConfig, settings: MeasureSettings, target: Target, parts
                 peaks[payload["name"]] = (exact if exact is not None else sampled, sampled)
                 child.send("ok")
             elif kind == "done":
-                file_bytes = payload.get("file_bytes")
                 timings = {k: Timing(**v) for k, v in payload["timings"].items()}
-                memory_bytes, sampled_bytes = peaks.get("memory", (None, None))
-                generation_bytes, generation_sampled = peaks.get("generation_memory", (None, None))
-                return Measurement(file_bytes, memory_bytes, sampled_bytes, timings,
-                                   generation_memory_bytes=generation_bytes,
-                                   generation_memory_sampled_bytes=generation_sampled)
+                return payload.get("file_bytes"), peaks, timings
             elif kind == "error":
                 raise MeasureError(payload)
 

@@ -43,14 +43,28 @@ class SQLiteStore:
         if self.path:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._init_schema()
+            except (sqlite3.Error, OSError) as exc:
+                raise LTSError(f"cannot use cache {self.path}: {exc}") from None
+
+    def _init_schema(self, wait_s: float = 60.0) -> None:
+        """WAL mode and the tables. Switching to WAL takes a lock SQLite does not wait for (its busy
+        handler is not used there): two processes opening a new cache at once would see "database is
+        locked", so that step is retried until the other one is done."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
                 self._conn().executescript(
                     "PRAGMA journal_mode=WAL;"
                     "CREATE TABLE IF NOT EXISTS results (archid TEXT, settings TEXT, hardware TEXT, result TEXT,"
                     " created REAL, PRIMARY KEY (archid, settings, hardware));"
                     "CREATE TABLE IF NOT EXISTS timings (key TEXT PRIMARY KEY, timing TEXT, created REAL);"
                 )
-            except (sqlite3.Error, OSError) as exc:
-                raise LTSError(f"cannot use cache {self.path}: {exc}") from None
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -45,8 +45,12 @@ class Target(Protocol):
     name: str
     threads: int
 
-    def session(self, path: str | os.PathLike) -> Any:
-        """An ONNX Runtime InferenceSession for the graph at `path`, set up the way this target measures."""
+    def session(self, path: str | os.PathLike, spin: bool = True) -> Any:
+        """An ONNX Runtime InferenceSession for the graph at `path`, set up the way this target measures.
+
+        ``spin=False``: its worker threads sleep as soon as a run ends instead of spinning for the
+        next one (the reference graph timed beside a measurement, so it never competes with it).
+        """
 
     def key(self) -> dict[str, Any]:
         """Settings of this target that change measured values (part of every cache key)."""
@@ -133,10 +137,13 @@ class CPUTarget:
         so.log_severity_level = 3
         return so
 
-    def session(self, path: str | os.PathLike) -> Any:
+    def session(self, path: str | os.PathLike, spin: bool = True) -> Any:
         import onnxruntime as ort
 
-        return ort.InferenceSession(str(path), self.session_options(), providers=self.providers())
+        options = self.session_options()
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(path), options, providers=self.providers())
 
     def key(self) -> dict[str, Any]:
         return {"target": self.name, "threads": self.threads, "graph_optimization": self.graph_optimization,

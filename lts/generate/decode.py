@@ -13,8 +13,10 @@ defaults (repetition penalty, its own top-k, ...) are not applied, on either bac
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -25,6 +27,7 @@ from lts.cost.target import TARGETS, make_target
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
+DECODE_WINDOW = 16  # steps at the end of a generation whose median is reported as the decode step time
 VOCAB_PAD_MULTIPLE = 64  # models may pad the embedding to a multiple of this (e.g. 50257 -> 50304)
 VOCAB_PAD_MAX = 1024  # ...with fewer unused rows than this; anything else is a mismatched tokenizer
 
@@ -113,6 +116,15 @@ class GenerationResult:
     first_token_s: float = 0.0  # from the call to the first new token (prefill + one selection)
     generate_s: float = 0.0  # the whole decode
     token_times_s: list[float] = field(default_factory=list)  # time of each new token since the start
+    # onnx: peak resident memory from session creation to the last token, over the RSS just before (what the
+    # search's onnx_generation_memory_mb measures); None where the peak cannot be read exactly
+    onnx_memory_bytes: int | None = None
+
+    @property
+    def decode_step_s(self) -> float:
+        """Median time between the last new tokens (up to 16 steps): one decoding step at the final context."""
+        gaps = [b - a for a, b in zip(self.token_times_s, self.token_times_s[1:])][-DECODE_WINDOW:]
+        return statistics.median(gaps) if gaps else float("nan")
 
     @property
     def tokens_per_s(self) -> float:
@@ -327,13 +339,17 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
     processors = build_logits_processors(settings, len(tokenizer), model_vocab_size(model))
     eos, pad = special_ids(model, tokenizer)
 
-    prepare_s, exported, onnx_model = 0.0, False, None
+    prepare_s, exported, onnx_model, exact_peak = 0.0, False, None, False
     if settings.backend == "onnx":
         from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
 
         t0 = time.perf_counter()
         folder, exported = cached_kv_onnx(model, settings.onnx_cache_dir)
-        onnx_model = OnnxKVModel(folder, make_target(settings.target, threads))
+        target = make_target(settings.target, threads)
+        gc.collect()
+        memory_base = target.memory_bytes()  # the window of onnx_generation_memory_mb: session + generation
+        exact_peak = target.reset_peak_memory()
+        onnx_model = OnnxKVModel(folder, target)
         prepare_s = time.perf_counter() - t0
 
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -345,6 +361,9 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
     else:
         out = generate_torch(model, input_ids, settings, processors, eos, pad, timing)
     generate_s = time.perf_counter() - timing.start
+    memory = None
+    if onnx_model is not None and exact_peak:
+        memory = target.peak_memory_bytes() - memory_base
 
     ids = out.tolist()
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
@@ -354,7 +373,7 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
         backend=settings.backend, threads=threads, load_s=load_s, prepare_s=prepare_s, exported=exported,
         onnx_builder=onnx_model.meta.get("builder", "torch.onnx.export") if onnx_model is not None else "",
         first_token_s=timing.times[0] if timing.times else float("nan"), generate_s=generate_s,
-        token_times_s=list(timing.times))
+        token_times_s=list(timing.times), onnx_memory_bytes=memory)
 
 
 def describe(result: GenerationResult) -> str:
@@ -364,6 +383,11 @@ def describe(result: GenerationResult) -> str:
         graph = "the search's decode graph" if result.onnx_builder == "lts" else "torch.onnx export"
         onnx = f", onnx {'built' if result.exported else 'cached'} ({graph}) + session {result.prepare_s:.2f} s"
     seed = "" if result.seed is None else f", seed {result.seed}"
+    if len(result.token_times_s) > 1:
+        onnx += (f"; decode step {result.decode_step_s * 1e3:.2f} ms at {result.prompt_tokens + result.new_tokens} "
+                 f"tokens (median of the last {min(DECODE_WINDOW, len(result.token_times_s) - 1)})")
+    if result.onnx_memory_bytes is not None:
+        onnx += f"; session + generation memory {result.onnx_memory_bytes / 2**20:.1f} MiB"
     return (f"load {result.load_s:.2f} s{onnx}; prompt {result.prompt_tokens} tokens; "
             f"{result.new_tokens} new tokens x {len(result.texts)} in {result.generate_s:.3f} s; "
             f"time to first token {result.first_token_s * 1000:.1f} ms; {result.tokens_per_s:.1f} tokens/s "

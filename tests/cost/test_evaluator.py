@@ -18,7 +18,7 @@ from lts.cost.target import CPUTarget
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ArchConfig(2, 64, 128, 2, vocab_size=512, n_positions=64)
-MEASURE = dict(seq_len=32, min_repeats=3, max_repeats=5, warmup=1)
+MEASURE = dict(seq_len=32, min_repeats=3, max_repeats=5, warmup=1, min_seconds=0)
 FAST = dict(MEASURE, threads=1)
 ONE = CPUTarget(threads=1)
 

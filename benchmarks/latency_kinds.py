@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""What generation feels versus what one forward pass says: three latency kinds, and whether the search's
+generation figures hold end to end.
+
+    python benchmarks/latency_kinds.py kinds       # full forward vs prefill vs decode; composed vs whole decode
+    python benchmarks/latency_kinds.py fidelity    # the evaluator's decode/generation figures vs generate_text.py
+
+Architectures: ``--archs`` (default 12) drawn from the default space with a fixed seed, stratified
+by depth so shallow-wide and deep-narrow models are both there; random weights (values do not
+change the work).
+
+kinds: each architecture is evaluated fresh (empty cache, composed full-forward latency at
+seq_len 1024 + peak memory + the generation graph: one decoding step at ``--context`` and
+generation memory), which also gives the evaluation time the search pays per candidate with the
+decode objective. Then, in one process per architecture with the search's session options, the
+generation graph is timed for a prefill of ``--context`` tokens and for one decoding step at
+``--context``, and the decoding step of a 1- and a 2-layer model of the same shape, from which a
+composed decode latency ``T1 + (L-1)(T2-T1)`` is compared with the whole graph's. Printed:
+Spearman correlations between the kinds, and how many members the fronts of params x full-forward
+latency and params x decode latency share among these architectures.
+
+fidelity: for each architecture, a model folder with random weights (a stand-in tokenizer with the
+space's 50,257 ids) is run by the real ``generate_text.py --backend onnx --greedy`` up to
+``--context`` tokens (a 16-token prompt), and its verbose line's decode step time (median of the
+last 16 steps) and session + generation memory are compared with the evaluator's
+``onnx_decode_latency_s`` and ``onnx_generation_memory_mb``, measured just before on the same
+architecture: Spearman and median relative error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lts.core.arch import ArchConfig  # noqa: E402
+from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator  # noqa: E402
+from lts.cost.graph import gpt2_kv_graph_spec, tiled_weights, write_onnx  # noqa: E402
+from lts.cost.measure import MeasureSettings, decode_feeds, time_session, token_feeds  # noqa: E402
+from lts.cost.target import CPUTarget  # noqa: E402
+from lts.search.nsga import pareto_front  # noqa: E402
+from lts.search.space import SearchSpace  # noqa: E402
+
+PROMPT_TOKENS = 16
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def table(header: list[str], rows: list[list]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+
+
+def architectures(n: int, seed: int) -> list[ArchConfig]:
+    """`n` distinct architectures of the default space, depths spread evenly over 1..10."""
+    space = SearchSpace()
+    rng = np.random.default_rng(seed)
+    out: list[ArchConfig] = []
+    for i in range(n):
+        while True:
+            genes = rng.integers(space.xl, space.xu + 1)
+            genes[0] = round(i * (len(space.n_layer) - 1) / max(1, n - 1))
+            config = space.decode(genes)
+            if config.archid not in {c.archid for c in out}:
+                out.append(config)
+                break
+    return out
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def evaluate(configs: list[ArchConfig], context: int) -> list[EvalResult]:
+    evaluator = Evaluator(EvalSettings.create(generation=True, context=context), None)  # no cache: all fresh
+    evaluator.calibrate()
+    return [evaluator.compute(c) for c in configs]
+
+
+def _kv_session(config: ArchConfig, target: CPUTarget, folder: str):
+    path = Path(folder) / f"{config.archid}.onnx"
+    write_onnx(gpt2_kv_graph_spec(config), path, tiled_weights())
+    sess = target.session(path)
+    path.unlink()
+    return sess
+
+
+def time_kinds(config: ArchConfig, context: int, settings: MeasureSettings, target: CPUTarget) -> dict[str, float]:
+    """Prefill and decode of the whole generation graph, and decode of its 1- and 2-layer twins (same process)."""
+    out = {}
+    with tempfile.TemporaryDirectory() as folder:
+        whole = _kv_session(config, target, folder)
+        prefill = decode_feeds(config, 0)
+        prefill["input_ids"] = token_feeds(context, config.vocab_size)["input_ids"]
+        out["prefill_s"] = time_session(whole, prefill, settings).median_s
+        out["decode_s"] = time_session(whole, decode_feeds(config, context - 1), settings).median_s
+        del whole
+        for layers in (1, 2):
+            twin = ArchConfig(layers, config.n_embd, config.n_inner, config.n_head, config.vocab_size,
+                              config.n_positions)
+            sess = _kv_session(twin, target, folder)
+            out[f"decode_{layers}_s"] = time_session(sess, decode_feeds(twin, context - 1), settings).median_s
+            del sess
+    out["decode_composed_s"] = out["decode_1_s"] + (config.n_layer - 1) * (out["decode_2_s"] - out["decode_1_s"])
+    return out
+
+
+def kinds(args: argparse.Namespace) -> None:
+    configs = architectures(args.archs, args.seed)
+    t0 = time.perf_counter()
+    results = evaluate(configs, args.context)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        sys.exit(f"failed: {', '.join(f'{r.archid} {r.status}' for r in failed)}")
+    settings, target = MeasureSettings(), CPUTarget()
+    timed = [time_kinds(c, args.context, settings, target) for c in configs]
+    rows = []
+    for c, r, t in zip(configs, results, timed):
+        ms = {k: v * 1e3 for k, v in t.items()}
+        rows.append([f"`{c.archid}` {c.n_layer}x{c.n_embd}/{c.n_inner}/{c.n_head}",
+                     f"{r.non_embedding_params / 1e6:.2f}", f"{r.onnx_latency_s * 1e3:.1f}", f"{ms['prefill_s']:.1f}",
+                     f"{r.onnx_decode_latency_s * 1e3:.2f}", f"{ms['decode_s']:.2f}", f"{ms['decode_composed_s']:.2f}",
+                     f"{r.onnx_memory_mb:.0f}", f"{r.onnx_generation_memory_mb:.0f}", f"{r.eval_seconds:.2f}"])
+    print(f"\n## Latency kinds ({machine()}; {target.describe()}; full forward: seq_len {settings.seq_len}, "
+          f"composed; prefill: {args.context} tokens; decode: one step with {args.context - 1} cached + 1; "
+          f"{len(configs)} architectures, seed {args.seed}; {time.perf_counter() - t0:.0f} s)\n")
+    table(["architecture (L x d / f / h)", "params (M)", "full forward (ms)", "prefill (ms)",
+           "decode, evaluator (ms)", "decode, whole (ms)", "decode, composed 1+2 layers (ms)",
+           "forward memory (MiB)", "generation memory (MiB)", "fresh evaluation (s)"], rows)
+    full = [r.onnx_latency_s for r in results]
+    decode = [r.onnx_decode_latency_s for r in results]
+    prefill = [t["prefill_s"] for t in timed]
+    composed_err = [abs(t["decode_composed_s"] / t["decode_s"] - 1) for t in timed]
+    print()
+    whole = [t["decode_s"] for t in timed]
+    table(["pair", "Spearman"], [["full forward vs prefill", f"{spearman(full, prefill):.3f}"],
+                                 ["full forward vs decode", f"{spearman(full, decode):.3f}"],
+                                 ["prefill vs decode", f"{spearman(prefill, decode):.3f}"],
+                                 ["decode: evaluator vs whole graph timed here", f"{spearman(decode, whole):.3f}"]])
+    fronts = [{r.archid for r in pareto_front(results, ("non_embedding_params", name))}
+              for name in ("onnx_latency_s", "onnx_decode_latency_s")]
+    print(f"\nfronts among these {len(configs)}: params x full forward {len(fronts[0])} members, params x decode "
+          f"{len(fronts[1])}, shared {len(fronts[0] & fronts[1])}")
+    print(f"composed decode (1- and 2-layer twins) vs whole graph: median |error| "
+          f"{statistics.median(composed_err):.1%}, max {max(composed_err):.1%}")
+    seconds = [r.eval_seconds for r in results]
+    print(f"fresh evaluation with the generation graph: median {statistics.median(seconds):.2f} s, "
+          f"max {max(seconds):.2f} s")
+
+
+def stand_in_tokenizer(folder: Path, vocab_size: int) -> None:
+    """A byte-level BPE trained on local text, padded with unused tokens to the space's vocabulary size."""
+    from lts.train.tokenizer import builtin_english_text, train_bpe_tokenizer
+
+    tok = train_bpe_tokenizer(builtin_english_text().split("\n\n"), vocab_size=8192)
+    tok.add_tokens([f"<unused_{i}>" for i in range(vocab_size - len(tok))])
+    assert len(tok) == vocab_size
+    tok.save_pretrained(folder)
+
+
+VERBOSE = re.compile(r"decode step ([0-9.]+) ms at (\d+) tokens.*?session \+ generation memory ([0-9.]+) MiB")
+
+
+def fidelity(args: argparse.Namespace) -> None:
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    configs = architectures(args.archs, args.seed)
+    threads = CPUTarget().threads
+    rows, ours, theirs = [], [], []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        tok_dir = Path(tmp) / "tokenizer"
+        stand_in_tokenizer(tok_dir, configs[0].vocab_size)
+        for config in configs:
+            ev = evaluate([config], args.context)[0]
+            folder = Path(tmp) / config.archid
+            torch.manual_seed(0)
+            GPT2LMHeadModel(config.to_gpt2_config()).save_pretrained(folder)
+            for f in tok_dir.iterdir():
+                shutil.copy(f, folder / f.name)
+            prompt = " ".join(["the"] * PROMPT_TOKENS)
+            cmd = [sys.executable, str(REPO / "generate_text.py"), str(folder), str(folder), prompt,
+                   "--backend", "onnx", "--greedy", "--max-new-tokens", str(args.context - PROMPT_TOKENS),
+                   "--threads", str(threads), "--onnx-cache-dir", str(Path(tmp) / "onnx"), "-v"]
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            m = VERBOSE.search(r.stderr)
+            shutil.rmtree(folder)
+            if r.returncode or not m:
+                sys.exit(f"{config.archid}: generate_text.py failed: {r.stderr.strip()[-500:]}")
+            step_s, tokens, memory_mb = float(m.group(1)) / 1e3, int(m.group(2)), float(m.group(3))
+            ours.append((ev.onnx_decode_latency_s, ev.onnx_generation_memory_mb))
+            theirs.append((step_s, memory_mb))
+            rows.append([f"`{config.archid}` {config.n_layer}x{config.n_embd}/{config.n_inner}/{config.n_head}",
+                         f"{ev.onnx_decode_latency_s * 1e3:.2f}", f"{step_s * 1e3:.2f}",
+                         f"{ev.onnx_decode_latency_s / step_s - 1:+.1%}", f"{ev.onnx_generation_memory_mb:.0f}",
+                         f"{memory_mb:.0f}", f"{ev.onnx_generation_memory_mb / memory_mb - 1:+.1%}", tokens])
+    print(f"\n## Search figures vs generate_text.py --backend onnx ({machine()}; {threads} threads; greedy, "
+          f"{PROMPT_TOKENS}-token prompt, decoded to {args.context} tokens; {len(configs)} architectures, seed "
+          f"{args.seed}; {time.perf_counter() - t0:.0f} s)\n")
+    table(["architecture", "decode step, evaluator (ms)", "decode step, generate_text (ms)", "difference",
+           "generation memory, evaluator (MiB)", "session + generation memory, generate_text (MiB)", "difference",
+           "tokens reached"], rows)
+    lat_err = [abs(a[0] / b[0] - 1) for a, b in zip(ours, theirs)]
+    mem_err = [abs(a[1] / b[1] - 1) for a, b in zip(ours, theirs)]
+    rho = [spearman([a[k] for a in ours], [b[k] for b in theirs]) for k in (0, 1)]
+    print(f"\ndecode latency: Spearman {rho[0]:.3f}, median |error| {statistics.median(lat_err):.1%}; "
+          f"generation memory: Spearman {rho[1]:.3f}, median |error| {statistics.median(mem_err):.1%}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("what", choices=["kinds", "fidelity"])
+    p.add_argument("--archs", type=int, default=12, help="architectures (default 12)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--context", type=int, default=512, help="KV-cache tokens (default 512, the search's default)")
+    args = p.parse_args()
+    if args.archs < 2 or not 1 + PROMPT_TOKENS < args.context <= 1024:
+        p.error(f"--archs must be >= 2 and --context in {PROMPT_TOKENS + 2}..1024")
+    kinds(args) if args.what == "kinds" else fidelity(args)
+
+
+if __name__ == "__main__":
+    main()
