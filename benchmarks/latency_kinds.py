@@ -22,7 +22,7 @@ latency and params x decode latency share among these architectures.
 fidelity: for each architecture, a model folder with random weights (a stand-in tokenizer with the
 space's 50,257 ids) is run by the real ``generate_text.py --backend onnx --greedy`` up to
 ``--context`` tokens (a 16-token prompt), and its verbose line's decode step time (median of the
-last 16 steps) and session + generation memory are compared with the evaluator's
+last 64 steps) and session + generation memory are compared with the evaluator's
 ``onnx_decode_latency_s`` and ``onnx_generation_memory_mb``, measured just before on the same
 architecture: Spearman and median relative error.
 """

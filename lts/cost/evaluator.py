@@ -68,6 +68,7 @@ class EvalSettings:
     latency_mode: str = "composed"
     target: Target = field(default_factory=CPUTarget)
     generation: bool = False  # also the generation graph: decode step latency and generation memory
+    forward: bool = True  # the forward graph's latency and memory (False: a search that needs only generation)
 
     def __post_init__(self) -> None:
         if self.latency_mode not in LATENCY_MODES:
@@ -77,11 +78,12 @@ class EvalSettings:
 
     @classmethod
     def create(cls, measure: bool = True, latency_mode: str = "composed", threads: int | None = None,
-               target: Target | None = None, generation: bool = False, **measurement: Any) -> EvalSettings:
+               target: Target | None = None, generation: bool = False, forward: bool = True,
+               **measurement: Any) -> EvalSettings:
         """Flat keywords: seq_len=, context=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target."""
         target = target or (CPUTarget() if threads is None else CPUTarget(threads=threads))
         return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), measure, latency_mode,
-                   target, generation)
+                   target, generation, forward)
 
     @property
     def seq_len(self) -> int:
@@ -102,6 +104,8 @@ class EvalSettings:
              "objectives": objectives.registry_key()}
         if self.generation:  # keys of results without the generation graph stay as they were
             d["generation"] = True
+        if self.measure and not self.forward:
+            d["forward"] = False
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -245,13 +249,18 @@ class Evaluator:
             m = Measurement(file_bytes=write_onnx(gpt2_graph_spec(config), None))
             return self._result(config, m, t0)
         calibration = self.calibrate()
-        if self.settings.latency_mode == "full":
-            parts: dict[str, Timing | None] = {"full": None}
+        forward = self.settings.forward
+        if not forward:
+            parts: dict[str, Timing | None] = {}
+        elif self.settings.latency_mode == "full":
+            parts = {"full": None}
         else:
             parts = {p: self.cached_timing(config, p) for p in ("base", "block")}
         todo = tuple(p for p, t in parts.items() if t is None)
-        m = measure(config, self.settings.measurement, self.target, parts=todo, memory=True,
+        m = measure(config, self.settings.measurement, self.target, parts=todo, memory=forward,
                     generation=self.settings.generation)
+        if not forward:  # the file size needs no measurement
+            m = replace(m, file_bytes=write_onnx(gpt2_graph_spec(config), None))
         for p, timing in m.timings.items():
             if p in ("base", "block"):
                 self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))

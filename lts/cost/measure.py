@@ -256,14 +256,15 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
             _peak_memory(conn, target, "memory", lambda: target.session(path).run(None, feeds))
             path.unlink()
     timings = {}
-    reference = _reference(scratch, settings, target, weights) if parts or generation else ()
-    if generation:
+    if generation:  # before any other session exists here, like generate_text.py's first (and only) one
         with target.lock(exclusive=False):
             path, _ = _write_graph(scratch, "kv.onnx", config, "kv", weights)
             sessions: list[Any] = []
             _peak_memory(conn, target, "generation_memory",
                          lambda: sessions.append(_generate(target.session(path), config, settings.context)))
             path.unlink()
+    reference = _reference(scratch, settings, target, weights) if parts or generation else ()
+    if generation:
         sess = sessions.pop()
         with target.lock(exclusive=True):
             timings["decode"] = asdict(time_beside_reference(sess, decode_feeds(config, settings.context - 1),

@@ -219,6 +219,7 @@ def registry_key() -> str:
 
 
 GENERATION_PROBES = frozenset({"decode", "generation_memory"})  # measured on the generation (KV-cache) graph
+FORWARD_PROBES = frozenset({"latency", "memory"})  # measured on the forward graph
 
 
 def probes_needed(names: Iterable[str] | None = None) -> set[str]:

@@ -27,7 +27,7 @@ from lts.cost.target import TARGETS, make_target
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
-DECODE_WINDOW = 16  # steps at the end of a generation whose median is reported as the decode step time
+DECODE_WINDOW = 64  # steps at the end of a generation whose median is reported as the decode step time
 VOCAB_PAD_MULTIPLE = 64  # models may pad the embedding to a multiple of this (e.g. 50257 -> 50304)
 VOCAB_PAD_MAX = 1024  # ...with fewer unused rows than this; anything else is a mismatched tokenizer
 
@@ -122,7 +122,7 @@ class GenerationResult:
 
     @property
     def decode_step_s(self) -> float:
-        """Median time between the last new tokens (up to 16 steps): one decoding step at the final context."""
+        """Median time between the last new tokens (up to 64 steps): one decoding step at the final context."""
         gaps = [b - a for a, b in zip(self.token_times_s, self.token_times_s[1:])][-DECODE_WINDOW:]
         return statistics.median(gaps) if gaps else float("nan")
 

@@ -68,6 +68,9 @@ def test_generation_objectives_only_when_asked(tmp_path):
     assert both.ok and both.onnx_decode_latency_s > 0 and both.onnx_generation_memory_mb > 0
     assert both.tolerance("onnx_decode_latency_s") > 0
     assert EvalSettings.create(**fast).key() != EvalSettings.create(generation=True, **fast).key()
+    only = Evaluator(EvalSettings.create(generation=True, forward=False, **fast), None).evaluate(TINY)
+    assert only.ok and only.onnx_decode_latency_s > 0 and math.isnan(only.onnx_latency_s)
+    assert math.isnan(only.onnx_memory_mb) and only.onnx_file_mb == both.onnx_file_mb
 
 
 def test_measure_failures_are_reasons_not_crashes():

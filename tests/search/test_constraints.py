@@ -96,6 +96,8 @@ def test_measured_budget_turns_on_the_generation_graph_and_context_is_checked():
                     constraints=["onnx_generation_memory_mb<=300"])
     assert job.eval_settings().generation and job.eval_settings().measurement.context == 512
     assert not SearchJob().eval_settings().generation  # the default search does not pay for it
+    decode_only = SearchJob(objectives="non_embedding_params,onnx_decode_latency_s").eval_settings()
+    assert decode_only.generation and not decode_only.forward  # nor does a decode search pay for the forward
     with pytest.raises(LTSError, match="context 2048 exceeds"):
         SearchJob(context=2048, objectives="non_embedding_params,onnx_decode_latency_s")
     SearchJob(context=2048)  # not used by the default objectives: nothing to refuse
