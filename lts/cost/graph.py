@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Mapping
 
@@ -390,9 +391,13 @@ def write_onnx(spec: GraphSpec, path: str | os.PathLike | None, weights: WeightF
 class tiled_weights:  # noqa: N801 - used like the other weight factories
     """Fast stand-in weights for cost measurement: one random block of `period` floats, tiled.
 
-    Values do not change ONNX Runtime's work; generating 100M fresh normals would cost
-    more than measuring the model. ``write_onnx`` streams the block without materialising
-    the tensor.
+    Generating 100M fresh normals would cost more than measuring the model, and values do not
+    change ONNX Runtime's arithmetic. Its memory they do change: ONNX Runtime stores initializers
+    with identical contents once, so tensors tiled from the same start would make every block of
+    one shape share its weights (an 8-layer model read 83 MiB below the same model with random
+    weights). Each tensor therefore starts the tiling at its own offset (from its name): no two
+    are alike, like trained weights. ``write_onnx`` streams the block without materialising the
+    tensor.
     """
 
     def __init__(self, seed: int = 0, std: float = 0.02, period: int = 1 << 20) -> None:
@@ -402,18 +407,25 @@ class tiled_weights:  # noqa: N801 - used like the other weight factories
     def _is_gain(name: str) -> bool:
         return name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight"))
 
+    def _offset(self, name: str) -> int:
+        return zlib.crc32(name.encode()) % self.block.size
+
     def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        return np.ones(shape, np.float32) if self._is_gain(name) else np.resize(self.block, shape)
+        if self._is_gain(name):
+            return np.ones(shape, np.float32)
+        return np.resize(np.roll(self.block, -self._offset(name)), shape)
 
     def write(self, f: BinaryIO, name: str, shape: tuple[int, ...]) -> None:
         n = int(np.prod(shape))
         if self._is_gain(name):
             f.write(np.ones(n, np.float32).data)
             return
-        full, rest = divmod(n, self.block.size)
-        for _ in range(full):
-            f.write(self.block.data)
-        f.write(self.block[:rest].data)
+        pos = self._offset(name)
+        while n:
+            chunk = self.block[pos:pos + n]
+            f.write(chunk.data)
+            n -= chunk.size
+            pos = 0
 
 
 def build_gpt2_graph(config: ArchConfig, weights: WeightFn | None = None, part: str = "full") -> onnx.ModelProto:
