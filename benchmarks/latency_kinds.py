@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 from lts.core.arch import ArchConfig  # noqa: E402
 from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator  # noqa: E402
 from lts.cost.graph import gpt2_kv_graph_spec, tiled_weights, write_onnx  # noqa: E402
-from lts.cost.measure import MeasureSettings, decode_feeds, time_session, token_feeds  # noqa: E402
+from lts.cost.measure import MeasureSettings, decode_feeds, prefill_feeds, time_session  # noqa: E402
 from lts.cost.target import CPUTarget  # noqa: E402
 from lts.search.nsga import pareto_front  # noqa: E402
 from lts.search.space import SearchSpace  # noqa: E402
@@ -109,9 +109,7 @@ def time_kinds(config: ArchConfig, context: int, settings: MeasureSettings, targ
     out = {}
     with tempfile.TemporaryDirectory() as folder:
         whole = _kv_session(config, target, folder)
-        prefill = decode_feeds(config, 0)
-        prefill["input_ids"] = token_feeds(context, config.vocab_size)["input_ids"]
-        out["prefill_s"] = time_session(whole, prefill, settings).median_s
+        out["prefill_s"] = time_session(whole, prefill_feeds(config, context), settings).median_s
         out["decode_s"] = time_session(whole, decode_feeds(config, context - 1), settings).median_s
         del whole
         for layers in (1, 2):

@@ -174,7 +174,7 @@ def time_beside_reference(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSet
     median_s = float(np.median([p.median_s for p in parts]))
     ratio = float(np.median(ratios))
     logs = np.log(ratios)
-    # Pooled spread within loops: the runs' variance around their own round's median.
+    # Pooled spread within loops: each run's deviation from its own round's mean, relative.
     n = sum(p.repeats for p in parts)
     cv = math.sqrt(sum((p.cv ** 2) * max(0, p.repeats - 1) for p in parts) / max(1, n - len(parts)))
     return Timing(median_s=median_s, cv=cv, repeats=n, reference_s=median_s / ratio,
@@ -256,16 +256,15 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
             _peak_memory(conn, target, "memory", lambda: target.session(path).run(None, feeds))
             path.unlink()
     timings = {}
+    sess = None
     if generation:  # before any other session exists here, like generate_text.py's first (and only) one
         with target.lock(exclusive=False):
             path, _ = _write_graph(scratch, "kv.onnx", config, "kv", weights)
-            sessions: list[Any] = []
-            _peak_memory(conn, target, "generation_memory",
-                         lambda: sessions.append(_generate(target.session(path), config, settings.context)))
+            sess = _peak_memory(conn, target, "generation_memory",
+                                lambda: _generate(target.session(path), config, settings.context))
             path.unlink()
     reference = _reference(scratch, settings, target, weights) if parts or generation else ()
-    if generation:
-        sess = sessions.pop()
+    if sess is not None:  # the decoding step, on the session the memory probe built
         with target.lock(exclusive=True):
             timings["decode"] = asdict(time_beside_reference(sess, decode_feeds(config, settings.context - 1),
                                                              settings, reference))
@@ -282,18 +281,25 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
     conn.send(("done", out))
 
 
-def _peak_memory(conn: Any, target: Target, name: str, work: Callable[[], Any]) -> None:
-    """Peak resident memory of `work` over the RSS just before it; the parent samples from outside meanwhile."""
+def _peak_memory(conn: Any, target: Target, name: str, work: Callable[[], Any]) -> Any:
+    """Peak resident memory of `work` over the RSS just before it (the parent samples from outside
+    meanwhile); returns what `work` returned."""
     gc.collect()
     base = target.memory_bytes()
     exact = target.reset_peak_memory()
     conn.send(("baseline", base))
     conn.recv()  # the parent's sampler is running
-    work()
+    result = work()
     peak = target.peak_memory_bytes() if exact else None
     conn.send(("memory", {"name": name, "peak_delta_bytes": None if peak is None else peak - base}))
     conn.recv()
     gc.collect()
+    return result
+
+
+def prefill_feeds(config: ArchConfig, tokens: int) -> dict[str, np.ndarray]:
+    """A prompt of `tokens` tokens and an empty KV cache: the first call of a generation."""
+    return {**decode_feeds(config, 0), "input_ids": token_feeds(tokens, config.vocab_size)["input_ids"]}
 
 
 def decode_feeds(config: ArchConfig, past_len: int, batch: int = 1) -> dict[str, np.ndarray]:
@@ -318,9 +324,7 @@ def _generate(sess: Any, config: ArchConfig, context: int) -> Any:
     read and the present being written, as ``generate_text.py`` holds them).
     """
     prompt = min(PROMPT_TOKENS, context)
-    feeds = decode_feeds(config, 0)
-    feeds["input_ids"] = token_feeds(prompt, config.vocab_size)["input_ids"]
-    sess.run(None, feeds)
+    sess.run(None, prefill_feeds(config, prompt))
     steps = min(DECODE_STEPS, context - prompt)
     if steps:
         past_names = kv_names(config.n_layer)[0]
