@@ -73,12 +73,12 @@ class SearchJob:
             raise LTSError(f"engine must be local or ray, got {self.engine!r}")
         if not isinstance(self.space, dict):
             raise LTSError(f"space must be a mapping, got {type(self.space).__name__}")
-        space, _, evaluation = self.search_space(), self.search_settings(), self.eval_settings()  # fail before writing
+        space, settings, evaluation = self.search_space(), self.search_settings(), self.eval_settings()  # fail early
         if evaluation.measure and self.seq_len > space.n_positions:  # only a timed forward uses it
             raise LTSError(f"seq_len {self.seq_len} exceeds the space's n_positions ({space.n_positions})")
         if evaluation.generation and self.context > space.n_positions:  # only a decoding step uses it
             raise LTSError(f"context {self.context} exceeds the space's n_positions ({space.n_positions})")
-        check_possible(self.search_settings().constraints, space)
+        check_possible(settings.constraints, space)
 
     def search_space(self) -> SearchSpace:
         return SearchSpace.from_dict(self.space)
@@ -89,8 +89,9 @@ class SearchJob:
                               constraints=parse_constraints(self.constraints))
 
     def eval_settings(self) -> EvalSettings:
-        needed = probes_needed(self.search_settings().figures)  # only what an objective or a budget needs
-        return EvalSettings.create(measure=self.search_settings().needs_measurement, latency_mode=self.latency_mode,
+        settings = self.search_settings()
+        needed = probes_needed(settings.figures)  # only what an objective or a budget needs
+        return EvalSettings.create(measure=settings.needs_measurement, latency_mode=self.latency_mode,
                                    target=make_target(self.target, self.threads), seq_len=self.seq_len,
                                    context=self.context, generation=bool(GENERATION_PROBES & needed),
                                    forward=bool(FORWARD_PROBES & needed), timeout_s=self.timeout_s)
