@@ -59,6 +59,18 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _finish(fig: Any, ax: Any, title: str, path: Path) -> Path:
+    """Title, legend and grid of a horizontal-bar chart; save it and free the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=10)
+    _legend(ax)
+    ax.grid(axis="x", alpha=0.3)
+    saved = _save(fig, path)
+    plt.close(fig)
+    return saved
+
+
 def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSettings) -> list[Path]:
     """Three PNGs beside the CSV: time (load + generation stacked), diversity, memory."""
     import matplotlib
@@ -74,6 +86,7 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSetti
     labels = [_label(m) for m in models]
     y = np.arange(len(models))
     height = max(2.6, 0.55 * len(models) + 1.6)
+    conditions = _conditions(settings, rows)
     paths = []
 
     # 1. time: stacked load + generation
@@ -89,11 +102,7 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSetti
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
     ax.set_xlim(0, max(load + gen) * 1.25 or 1)
-    ax.set_title("Loading + generation time per model\n" + _conditions(settings, rows), fontsize=10)
-    _legend(ax)
-    ax.grid(axis="x", alpha=0.3)
-    paths.append(_save(fig, out / CHARTS[0]))
-    plt.close(fig)
+    paths.append(_finish(fig, ax, f"Loading + generation time per model\n{conditions}", out / CHARTS[0]))
 
     # 2. diversity
     w = 0.38
@@ -109,11 +118,7 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSetti
     ax.invert_yaxis()
     ax.set_xlim(0, 1.12)
     ax.set_xlabel("ratio (0 = repetitive, 1 = no word repeated), mean over prompts")
-    ax.set_title("Diversity of the generated text\n" + _conditions(settings, rows), fontsize=10)
-    _legend(ax)
-    ax.grid(axis="x", alpha=0.3)
-    paths.append(_save(fig, out / CHARTS[1]))
-    plt.close(fig)
+    paths.append(_finish(fig, ax, f"Diversity of the generated text\n{conditions}", out / CHARTS[1]))
 
     # 3. memory: estimate vs measured
     w = 0.27
@@ -138,11 +143,7 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSetti
     else:
         ax.set_xlim(0, (values.max() * 1.2) or 1)
         ax.set_xlabel("MiB (2**20 bytes)")
-    ax.set_title("Memory per model: estimate vs measured\n" + _conditions(settings, rows), fontsize=10)
-    _legend(ax)
-    ax.grid(axis="x", alpha=0.3)
-    paths.append(_save(fig, out / CHARTS[2]))
-    plt.close(fig)
+    paths.append(_finish(fig, ax, f"Memory per model: estimate vs measured\n{conditions}", out / CHARTS[2]))
     return paths
 
 
