@@ -259,8 +259,6 @@ class Evaluator:
         todo = tuple(p for p, t in parts.items() if t is None)
         m = measure(config, self.settings.measurement, self.target, parts=todo, memory=forward,
                     generation=self.settings.generation)
-        if not forward:  # the file size needs no measurement
-            m = replace(m, file_bytes=write_onnx(gpt2_graph_spec(config), None))
         for p, timing in m.timings.items():
             if p in ("base", "block"):
                 self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))

@@ -251,7 +251,7 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
     faults.point("measure", config.archid)
     if memory:
         with target.lock(exclusive=False):
-            path, out["file_bytes"] = _write_graph(scratch, "model.onnx", config, "full", weights)
+            path, _ = _write_graph(scratch, "model.onnx", config, "full", weights)
             feeds = token_feeds(settings.seq_len, config.vocab_size)  # made before the baseline
             _peak_memory(conn, target, "memory", lambda: target.session(path).run(None, feeds))
             path.unlink()
@@ -350,22 +350,23 @@ def measure(config: ArchConfig, settings: MeasureSettings, target: Target, parts
     ``settings.context`` tokens) and the Timing of one decoding step at that context ("decode").
     Raises MeasureError with a one-line reason on failure, timeout or crash.
     """
-    file_bytes, peaks, timings = None, {}, {}
+    peaks, timings = {}, {}
     if memory or parts:
-        file_bytes, peaks, timings = _measure_in_child(config, settings, target, tuple(parts), memory, False)
+        peaks, timings = _measure_in_child(config, settings, target, tuple(parts), memory, False)
     if generation:
-        _, more_peaks, more_timings = _measure_in_child(config, settings, target, (), False, True)
+        more_peaks, more_timings = _measure_in_child(config, settings, target, (), False, True)
         peaks.update(more_peaks)
         timings.update(more_timings)
     memory_bytes, sampled_bytes = peaks.get("memory", (None, None))
     generation_bytes, generation_sampled = peaks.get("generation_memory", (None, None))
+    file_bytes = write_onnx(gpt2_graph_spec(config), None)  # the size is exact without writing anything
     return Measurement(file_bytes, memory_bytes, sampled_bytes, timings, generation_memory_bytes=generation_bytes,
                        generation_memory_sampled_bytes=generation_sampled)
 
 
 def _measure_in_child(config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
-                      memory: bool, generation: bool) -> tuple[int | None, dict, dict[str, Timing]]:
-    """(file bytes, {probe: (figure, sampled figure)}, {part: Timing}) from one measuring child."""
+                      memory: bool, generation: bool) -> tuple[dict, dict[str, Timing]]:
+    """({probe: (figure, sampled figure)}, {part: Timing}) from one measuring child."""
     needed = max(write_onnx(_spec(config, part), None) for part in
                  ("full" if memory else None, "kv" if generation else None, *parts, "base") if part)
     peaks: dict[str, tuple[int | None, int]] = {}  # probe -> (exact or sampled figure, sampled figure)
@@ -383,8 +384,7 @@ def _measure_in_child(config: ArchConfig, settings: MeasureSettings, target: Tar
                 peaks[payload["name"]] = (exact if exact is not None else sampled, sampled)
                 child.send("ok")
             elif kind == "done":
-                timings = {k: Timing(**v) for k, v in payload["timings"].items()}
-                return payload.get("file_bytes"), peaks, timings
+                return peaks, {k: Timing(**v) for k, v in payload["timings"].items()}
             elif kind == "error":
                 raise MeasureError(payload)
 
