@@ -68,7 +68,7 @@ class Case:
 
 KINDS = ("missing file", "corrupt file", "empty file", "malformed YAML", "malformed JSON", "wrong type",
          "out-of-range number", "unknown name", "unwritable folder", "truncated SQLite cache",
-         "incompatible checkpoint", "corrupt safetensors")
+         "incompatible checkpoint", "corrupt safetensors", "unavailable device", "incompatible data")
 
 SEARCH = ("--objectives", "non_embedding_params,onnx_file_mb", "--generations", "1", "--population", "2",
           "--run-dir", "run", "--cache", "c.sqlite", "--out", "models", "--assets-dir", "assets", "--no-progress")
@@ -97,6 +97,17 @@ def _torch_foreign_state(case_dir: Path) -> None:
     import torch
 
     torch.save({"transformer.wte.weight": torch.zeros(4, 4)}, case_dir / "trained.ckpt" / "state.pt")
+
+
+def _shards_of_another_tokenizer(case_dir: Path) -> None:
+    """A real shard folder, written with a tokenizer trained here (not the model folder's)."""
+    from lts.train.data import load_default_corpus
+    from lts.train.shards import write_shards
+    from lts.train.tokenizer import train_bpe_tokenizer
+
+    corpus = load_default_corpus("pydoc")
+    texts = {"train": corpus.train[:20], "validation": corpus.validation[:5]}
+    write_shards(case_dir / "sh", train_bpe_tokenizer(texts["train"], vocab_size=300), texts, {"name": "pydoc part"})
 
 
 CASES: list[Case] = [
@@ -295,6 +306,17 @@ CASES: list[Case] = [
     Case("train-resume-foreign-state", "train.py", "incompatible checkpoint",
          "--resume where state.pt is a torch file of something else", (*TRAIN, "--resume"), "state.pt",
          uses=("model", "train_ckpt"), prepare=_torch_foreign_state),
+    Case("train-device-cuda-absent", "train.py", "unavailable device", "--device cuda where no CUDA device exists",
+         (*TRAIN, "--device", "cuda"), "no CUDA device", uses=("model",)),
+    Case("train-fp16-on-cpu", "train.py", "unavailable device", "--precision fp16 on the CPU",
+         (*TRAIN, "--device", "cpu", "--precision", "fp16"), "fp16", uses=("model",)),
+    Case("train-grad-accum-zero", "train.py", "out-of-range number", "--grad-accum 0",
+         (*TRAIN, "--grad-accum", "0"), "grad-accum", uses=("model",)),
+    Case("train-shards-other-tokenizer", "train.py", "incompatible data",
+         "--shards: a folder written with another tokenizer than the model folder's",
+         (*TRAIN, "--shards", "sh"), "another tokenizer", uses=("model",), prepare=_shards_of_another_tokenizer),
+    Case("train-shards-meta-corrupt", "train.py", "corrupt file", "--shards folder whose tokens.json is junk",
+         (*TRAIN, "--shards", "sh"), "tokens.json", uses=("model",), files={"sh/tokens.json": GARBAGE}),
     Case("train-resume-meta-not-json", "train.py", "malformed JSON", "--resume where meta.json is not JSON",
          (*TRAIN, "--resume"), "meta.json", uses=("model", "train_ckpt"), files={"trained.ckpt/meta.json": "{"}),
     Case("train-resume-meta-a-list", "train.py", "wrong type", "--resume where meta.json is a JSON list",
@@ -348,7 +370,8 @@ class Inputs:
     def env(self, case_dir: Path) -> dict[str, str]:
         return dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                     HF_HOME=str(self.root / "hf-home"), LTS_CACHE_DIR=str(case_dir / "lts-cache"),
-                    PYTHONDONTWRITEBYTECODE="1", TOKENIZERS_PARALLELISM="false")
+                    PYTHONDONTWRITEBYTECODE="1", TOKENIZERS_PARALLELISM="false",
+                    CUDA_VISIBLE_DEVICES="")  # "no CUDA device" must hold on a GPU machine too
 
     def search_run(self) -> Path:
         """A real search (unmeasured objectives: fast, deterministic), made once: R/ with job.json, checkpoint.pkl

@@ -119,7 +119,8 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     try:
         return int(main(argv) or 0)
     except LTSError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") in ("", "0"):  # torchrun's other ranks raise the same error: rank 0 speaks
+            print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except FileNotFoundError as exc:
         print(f"{prog}: error: file not found: {exc.filename or exc}", file=sys.stderr)

@@ -19,10 +19,11 @@ uninterrupted one.
 from __future__ import annotations
 
 import glob
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -201,23 +202,74 @@ def _checked(corpus: Corpus) -> Corpus:
 # ---------------------------------------------------------------------------- tokens
 
 
-def tokenize_stream(tokenizer: Any, texts: Iterable[str], batch: int = 64) -> np.ndarray:
-    """Token ids of all texts, each followed by ``eos`` (documents kept apart), int32 of shape (N,)."""
+def encode_documents(tokenizer: Any, texts: Iterable[str], batch: int = 64) -> Iterator[np.ndarray]:
+    """Token ids of each text followed by ``eos`` (int32), one array per document, read ``batch`` texts at a time.
+
+    A generator: a stream of documents (a hub dataset with ``streaming=True``) is never held whole.
+    The one encoding used for in-memory streams and for shards, so both give the same ids.
+    """
     eos = tokenizer.eos_token_id
     if eos is None:
         raise LTSError("the tokenizer has no eos token; GPT-2 training separates documents with it")
-    texts = list(texts)
     backend = getattr(tokenizer, "backend_tokenizer", None)  # fast path, and no max-length warnings
-    parts: list[np.ndarray] = []
-    for i in range(0, len(texts), batch):
-        chunk = texts[i:i + batch]
+    texts = iter(texts)
+    while chunk := list(itertools.islice(texts, batch)):
         if backend is not None:
             enc = [e.ids for e in backend.encode_batch(chunk, add_special_tokens=False)]
         else:
             enc = tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
         for ids in enc:
-            parts.append(np.asarray(list(ids) + [eos], dtype=np.int32))
+            yield np.asarray(list(ids) + [eos], dtype=np.int32)
+
+
+def tokenize_stream(tokenizer: Any, texts: Iterable[str], batch: int = 64) -> np.ndarray:
+    """Token ids of all texts, each followed by ``eos`` (documents kept apart), int32 of shape (N,)."""
+    parts = list(encode_documents(tokenizer, texts, batch))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+
+
+def stream_documents(*, dataset: str | None, dataset_config: str | None, data_files: Sequence[str] | None,
+                     text_column: str, val_fraction: float) -> tuple[str, dict[str, Iterable[str]]]:
+    """(name, {split: documents}) read lazily with ``datasets``' streaming mode, for corpora larger than memory.
+
+    The dataset's own ``validation`` split when it has one; else every k-th document is held
+    out (k = round(1 / val_fraction)): a stream's length is unknown until its end, so its
+    tail cannot be cut off as the in-memory path does.
+    """
+    _quiet_datasets()
+    import datasets
+
+    if data_files:
+        files = expand_data_files(data_files)
+        label, args, kwargs = f"local files ({len(files)})", ("text",), {"data_files": files, "sample_by": "document"}
+        text_column = "text"
+    else:
+        label = f"{dataset}/{dataset_config}" if dataset_config else str(dataset)
+        args, kwargs = (dataset, dataset_config), {}
+    try:
+        dd = datasets.load_dataset(*args, streaming=True, **kwargs)
+    except Exception as exc:
+        hint = " (the Hugging Face hub cannot be reached from here)" if dataset and not hub_reachable() else ""
+        raise LTSError(f"cannot stream {label!r}: {first_line(exc)}{hint}") from None
+    if "train" not in dd:
+        raise LTSError(f"{label!r} has no 'train' split (splits: {', '.join(dd)})")
+    columns = dd["train"].column_names
+    if columns is not None and text_column not in columns:
+        raise LTSError(f"{label!r} has no column {text_column!r} (columns: {', '.join(columns)}); "
+                       "pick one with --text-column")
+
+    def texts(split: str, keep: Callable[[int], bool] = lambda i: True) -> Iterator[str]:
+        for i, row in enumerate(dd[split]):
+            t = row[text_column]
+            if t and t.strip() and keep(i):
+                yield t
+
+    if "validation" in dd:
+        return f"{label} (streamed, train/validation splits)", {"train": texts("train"),
+                                                                 "validation": texts("validation")}
+    k = max(2, round(1 / val_fraction))
+    return f"{label} (streamed, every {k}th document held out)", {
+        "train": texts("train", lambda i: i % k != 0), "validation": texts("train", lambda i: i % k == 0)}
 
 
 class Batches:
@@ -225,7 +277,8 @@ class Batches:
 
     Windows start at multiples of ``seq_len`` (inputs ``w[:-1]``, targets ``w[1:]``). Epoch
     ``e`` visits all windows in ``default_rng([seed, e]).permutation``; batch ``s`` is the
-    ``s``-th group of ``batch_size`` in that endless sequence.
+    ``s``-th group of ``batch_size`` in that endless sequence. ``tokens`` is an int array, or
+    memory-mapped shards (:class:`lts.train.shards.ShardedTokens`): the same ids give the same batches.
     """
 
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int) -> None:

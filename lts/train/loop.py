@@ -14,25 +14,25 @@ computes the same steps as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import math
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from lts.core import fileio, hub
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
+from lts.train.runtime import Runtime
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from lts.train.data import Corpus
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +76,22 @@ class TrainSettings:
     threads: int | None = None           # torch intra-op threads; None: torch's default
     resume: bool = False
     progress: bool = True
+    # where it computes (lts.train.runtime); processes come from torchrun
+    device: str = "auto"                 # auto (cuda, else mps, else cpu) | cpu | cuda | mps
+    precision: str = "fp32"              # fp32 | bf16 | fp16 (autocast; fp16 with a grad scaler)
+    compile: bool = False                # torch.compile the model
+    grad_accum: int = 1                  # micro-batches per step: global batch = batch_size x world size x grad_accum
+    # token shards (lts.train.shards): tokenize once, memory-map, reuse
+    shards: str | None = None            # folder: read if it holds shards, else tokenize the corpus into it
+    streaming: bool = False              # with shards: stream --data/--dataset (never held whole in memory)
+    shard_tokens: int = 100_000_000      # tokens per shard file
 
     def __post_init__(self) -> None:
         if self.data is not None:
             data = (self.data,) if isinstance(self.data, str) else tuple(str(d) for d in self.data)
             object.__setattr__(self, "data", data or None)
-        positive = ("max_steps", "batch_size", "seq_len", "eval_every", "eval_windows", "save_every", "tokenizer_vocab")
+        positive = ("max_steps", "batch_size", "seq_len", "eval_every", "eval_windows", "save_every", "tokenizer_vocab",
+                    "grad_accum", "shard_tokens")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -103,6 +113,16 @@ class TrainSettings:
             raise LTSError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not 0 < self.val_fraction < 1:
             raise LTSError(f"val-fraction must be in (0, 1), got {self.val_fraction!r}")
+        from lts.train.runtime import DEVICES, PRECISIONS
+
+        if self.device not in DEVICES:
+            raise LTSError(f"unknown device {self.device!r} (choose from {', '.join(DEVICES)})")
+        if self.precision not in PRECISIONS:
+            raise LTSError(f"unknown precision {self.precision!r} (choose from {', '.join(PRECISIONS)})")
+        if self.streaming and not self.shards:
+            raise LTSError("--streaming writes token shards as it reads: give --shards DIR too")
+        if self.streaming and not (self.data or self.dataset):
+            raise LTSError("--streaming reads --data or --dataset (the offline corpus is small: leave it out)")
         if self.tokenizer_vocab < 260:
             raise LTSError(f"tokenizer-vocab must be at least 260 (256 bytes + specials), got {self.tokenizer_vocab}")
 
@@ -123,7 +143,7 @@ class TrainSettings:
         """The settings a resumed run must share with the run it continues."""
         keep = ("data", "dataset", "dataset_config", "text_column", "corpus", "val_fraction", "tokenizer",
                 "tokenizer_vocab", "max_steps", "batch_size", "seq_len", "lr", "warmup_steps", "weight_decay",
-                "beta1", "beta2", "grad_clip", "dropout", "eval_every", "eval_windows", "seed")
+                "beta1", "beta2", "grad_clip", "dropout", "eval_every", "eval_windows", "seed", "grad_accum")
         d = {k: getattr(self, k) for k in keep}
         d["data"] = list(d["data"]) if d["data"] else None
         return d
@@ -133,7 +153,13 @@ class TrainSettings:
 
 
 def check_inputs(settings: TrainSettings) -> ArchConfig:
-    """Validate everything that can be checked without torch (fast, one clear error)."""
+    """Validate everything that can be checked without torch (fast, one clear error).
+
+    Under torchrun, the output and checkpoint are rank 0's (on its machine): the other ranks
+    leave those checks to it.
+    """
+    from lts.train.runtime import is_main_process, launch_env
+
     if not settings.model:
         raise LTSError("no model folder given (e.g. models/<archid>)")
     model_dir = settings.model_dir
@@ -142,13 +168,30 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
     arch = ArchConfig.load(model_dir)
     if settings.seq_len > arch.n_positions:
         raise LTSError(f"--seq-len {settings.seq_len} is larger than n_positions={arch.n_positions} of {model_dir}")
+    world = launch_env()[1]
+    if settings.data and settings.dataset:
+        raise LTSError("give either --data (local files) or --dataset (a hub dataset), not both")
+    if settings.data:
+        from lts.train.data import expand_data_files
+
+        files = expand_data_files(settings.data)
+        if all(Path(f).stat().st_size == 0 for f in files):
+            raise LTSError(f"empty corpus: {', '.join(files)} hold no text")
+    if settings.shards:
+        shards = Path(settings.shards)
+        if shards.exists() and (not shards.is_dir() or (any(shards.iterdir()) and not (shards / "tokens.json").exists())):
+            raise LTSError(f"--shards {shards}: exists and is not a shard folder (no tokens.json); give a shard "
+                           "folder, or a new one to tokenize into")
+    if not is_main_process():
+        return arch
     out = settings.out_dir
     if out.resolve() == model_dir.resolve():
         raise LTSError(f"--out {out} is the model folder itself; choose another output folder")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "train_metrics.json").is_file())):
         raise LTSError(f"refusing to replace {out}: it exists and is not a folder train.py wrote "
                        "(no train_metrics.json)")
-    for folder in (out, settings.checkpoint_dir):
+    folders = (out, settings.checkpoint_dir) + ((Path(settings.shards),) if settings.shards else ())
+    for folder in folders:
         try:
             fileio.check_creatable_dir(folder)
         except OSError as exc:
@@ -157,7 +200,8 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
         if not (settings.checkpoint_dir / STATE_FILE).is_file():
             raise LTSError(f"--resume: no checkpoint at {settings.checkpoint_dir / STATE_FILE} (nothing to resume)")
         try:
-            saved = json.loads((settings.checkpoint_dir / META_FILE).read_text(encoding="utf-8"))["fingerprint"]
+            meta = json.loads((settings.checkpoint_dir / META_FILE).read_text(encoding="utf-8"))
+            saved = meta["fingerprint"]
             if not isinstance(saved, dict):
                 raise TypeError(saved)
         except (OSError, ValueError, KeyError, TypeError):
@@ -167,19 +211,19 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
         if diff:
             raise LTSError(f"--resume: settings differ from the checkpointed run ({', '.join(diff)}); "
                            "use the same flags, or start over without --resume")
-    if settings.data and settings.dataset:
-        raise LTSError("give either --data (local files) or --dataset (a hub dataset), not both")
-    if settings.data:
-        from lts.train.data import expand_data_files
-
-        files = expand_data_files(settings.data)
-        if all(Path(f).stat().st_size == 0 for f in files):
-            raise LTSError(f"empty corpus: {', '.join(files)} hold no text")
+        if meta.get("world_size", 1) != world:
+            raise LTSError(f"--resume: the checkpoint was written by {meta.get('world_size', 1)} processes, this run "
+                           f"has {world}; resume with the same torchrun --nproc_per_node/--nnodes")
     return arch
 
 
-def load_tokenizer(settings: TrainSettings, corpus: Corpus | None, log: Log) -> tuple[Any, str, bool]:
-    """(tokenizer, where it came from, trained here?). Order: --tokenizer, checkpoint, model folder, hub gpt2, train."""
+def load_tokenizer(settings: TrainSettings, texts: Callable[[], Iterable[str]] | None, log: Log, *,
+                   shard_folder: Path | None = None) -> tuple[Any, str, bool]:
+    """(tokenizer, where it came from, trained here?).
+
+    Order: --tokenizer, the checkpoint's, the model folder's, the shard folder's (the one that
+    wrote its ids), hub gpt2, else a ByteLevel BPE trained on ``texts()``.
+    """
     from transformers import AutoTokenizer
 
     ckpt_tok = settings.checkpoint_dir / "tokenizer"
@@ -191,6 +235,10 @@ def load_tokenizer(settings: TrainSettings, corpus: Corpus | None, log: Log) -> 
         return tok, (str(Path(name)) if hub.is_local(name) else f"{name} (hub)"), False
     if any((settings.model_dir / f).is_file() for f in hub.TOKENIZER_FILES):  # corrupt files: one LTSError
         return hub.load_tokenizer(settings.model_dir), f"{settings.model_dir} (model folder)", False
+    if shard_folder is not None:
+        from lts.train.shards import TOKENIZER_DIR
+
+        return hub.load_tokenizer(shard_folder / TOKENIZER_DIR), f"{shard_folder / TOKENIZER_DIR} (shard folder)", False
     if hub.hub_reachable():
         try:
             return AutoTokenizer.from_pretrained("gpt2"), "gpt2 (hub)", False
@@ -199,7 +247,7 @@ def load_tokenizer(settings: TrainSettings, corpus: Corpus | None, log: Log) -> 
     from lts.train.tokenizer import train_bpe_tokenizer
 
     t0 = time.perf_counter()
-    tok = train_bpe_tokenizer(corpus.train, vocab_size=settings.tokenizer_vocab)
+    tok = train_bpe_tokenizer(texts() if texts is not None else (), vocab_size=settings.tokenizer_vocab)
     return tok, (f"ByteLevel BPE trained here on the training text (vocab {len(tok)}, "
                  f"{time.perf_counter() - t0:.1f} s; no hub and no --tokenizer)"), True
 
@@ -237,22 +285,29 @@ def make_optimizer(model: Any, settings: TrainSettings) -> tuple[Any, Any]:
     return opt, sched
 
 
-def evaluate_loss(model: Any, windows: np.ndarray, batch_size: int) -> float:
-    """Mean next-token cross-entropy (nats/token) over validation windows (n, seq_len + 1)."""
+def evaluate_loss(model: Any, windows: np.ndarray, batch_size: int, runtime: Runtime | None = None) -> float:
+    """Mean next-token cross-entropy (nats/token) over validation windows (n, seq_len + 1).
+
+    Across torchrun's ranks each evaluates every world-th window and the sums are added up.
+    """
     import torch
     import torch.nn.functional as F
 
+    rt = runtime or Runtime()
     was_training = model.training
     model.eval()
+    mine = windows[rt.rank::rt.world] if rt.distributed else windows
     total, count = 0.0, 0
     with torch.no_grad():
-        for i in range(0, len(windows), batch_size):
-            w = torch.from_numpy(windows[i:i + batch_size])
-            logits = model(input_ids=w[:, :-1].contiguous(), use_cache=False).logits  # (B, T, V)
+        for i in range(0, len(mine), batch_size):
+            w = torch.from_numpy(mine[i:i + batch_size]).to(rt.device)
+            with rt.autocast():
+                logits = model(input_ids=w[:, :-1].contiguous(), use_cache=False).logits  # (B, T, V)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), w[:, 1:].flatten(), reduction="sum")
             total += float(loss)
             count += w[:, 1:].numel()
     model.train(was_training)
+    total, count = rt.sum([total, count])
     return total / count
 
 
@@ -267,19 +322,44 @@ def _fmt_ppl(loss: float) -> str:
 # ---------------------------------------------------------------------------- the loop
 
 
+def _rng_state(rt: Runtime) -> dict[str, Any]:
+    import torch
+
+    cuda = torch.cuda.get_rng_state(rt.device) if rt.device_type == "cuda" else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def _restore_rng(state: dict[str, Any], rt: Runtime) -> None:
+    import torch
+
+    per_rank = state.get("rng")
+    if not per_rank:  # a checkpoint of one CPU process
+        torch.set_rng_state(state["torch_rng"])
+        return
+    mine = per_rank[rt.rank]
+    torch.set_rng_state(mine["cpu"])
+    if mine.get("cuda") is not None and rt.device_type == "cuda":
+        torch.cuda.set_rng_state(mine["cuda"], rt.device)
+
+
 def train_loop(model: Any, batches: Any, val_windows: np.ndarray, settings: TrainSettings, *, state: dict | None = None,
                save_checkpoint: Callable[[dict], None] | None = None, log: Log = logger.info,
-               desc: str = "train") -> dict[str, Any]:
+               desc: str = "train", runtime: Runtime | None = None) -> dict[str, Any]:
     """Train ``model`` for ``settings.max_steps`` steps (from ``state['step']`` if resuming).
 
-    Returns the run's metrics (losses in nats/token). ``save_checkpoint(state)`` is called
-    every ``save_every`` steps with everything needed to resume.
+    ``batches.batch(step)`` gives the step's global batch (``batch_size x world x grad_accum``
+    rows); this process computes its rows (see :mod:`lts.train.runtime`). Returns the run's
+    metrics (losses in nats/token). ``save_checkpoint(state)`` is called on rank 0 every
+    ``save_every`` steps with everything needed to resume.
     """
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
+    rt = runtime or Runtime()
+    model.to(rt.device)
     opt, sched = make_optimizer(model, settings)
+    scaler = rt.make_scaler()
     step, history = 0, []
     best = {"val_loss": float("inf"), "step": 0}
     elapsed_before, train_time_before = 0.0, 0.0
@@ -287,37 +367,59 @@ def train_loop(model: Any, batches: Any, val_windows: np.ndarray, settings: Trai
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        _restore_rng(state, rt)
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         step, history, best = state["step"], list(state["history"]), dict(state["best"])
         elapsed_before, train_time_before = state["wall_time_s"], state["train_time_s"]
+    net, ddp = rt.wrap(model)
+    micro, accum, world = settings.batch_size, settings.grad_accum, rt.world
     start_step = step
-    tokens_per_step = settings.batch_size * settings.seq_len
+    tokens_per_step = micro * world * accum * settings.seq_len
     model.train()
-    t_start, train_time = time.perf_counter(), 0.0
+    t_start, train_time, step_times = time.perf_counter(), 0.0, []
     loss_ema = None
     val_loss = history[-1]["val_loss"] if history else float("nan")
-    bar = tqdm(total=settings.max_steps, initial=step, desc=desc, unit="step", disable=not settings.progress,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(total=settings.max_steps, initial=step, desc=desc, unit="step",
+               disable=not (settings.progress and rt.main), dynamic_ncols=True, leave=False)
     try:
         while step < settings.max_steps:
             t0 = time.perf_counter()
-            w = torch.from_numpy(batches.batch(step))  # (B, T + 1)
-            x, y = w[:, :-1].contiguous(), w[:, 1:].contiguous()
-            logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-            loss.backward()
+            rows = batches.batch(step)  # (micro * world * accum, T + 1): the whole step, every rank alike
+            loss_sum = None
+            for k in range(accum):
+                first = (k * world + rt.rank) * micro
+                w = torch.from_numpy(rows[first:first + micro]).to(rt.device)
+                x, y = w[:, :-1].contiguous(), w[:, 1:].contiguous()
+                # DDP all-reduces gradients on the last micro-batch only
+                with ddp.no_sync() if ddp is not None and k < accum - 1 else contextlib.nullcontext():
+                    with rt.autocast():
+                        logits = net(input_ids=x, use_cache=False).logits  # (B, T, V)
+                    loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+                    scaled = loss / accum if accum > 1 else loss
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+            if scaler is not None:
+                scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            opt.step()
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            loss_value = float(loss.detach())
+            loss_value = float(loss_sum) / accum
+            if rt.distributed:  # every rank sees the same loss, so every rank stops alike on divergence
+                loss_value = rt.sum([loss_value])[0] / world
             if not math.isfinite(loss_value):
                 raise LTSError(f"training diverged at step {step} (loss {loss_value}); try a smaller --lr")
-            train_time += time.perf_counter() - t0
+            step_times.append(time.perf_counter() - t0)
+            train_time += step_times[-1]
             loss_ema = loss_value if loss_ema is None else 0.9 * loss_ema + 0.1 * loss_value
             if step % settings.eval_every == 0 or step == settings.max_steps:
-                val_loss = evaluate_loss(model, val_windows, settings.batch_size)
+                val_loss = evaluate_loss(model, val_windows, micro, rt)
                 history.append({"step": step, "tokens_seen": step * tokens_per_step, "train_loss": round(loss_ema, 6),
                                 "val_loss": val_loss, "val_ppl": perplexity(val_loss)})
                 if val_loss < best["val_loss"]:
@@ -330,18 +432,22 @@ def train_loop(model: Any, batches: Any, val_windows: np.ndarray, settings: Trai
                             refresh=False)
             bar.update(1)
             if save_checkpoint is not None and step % settings.save_every == 0 and step < settings.max_steps:
-                save_checkpoint({
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "step": step, "history": history, "best": best,
-                    "tokens_seen": step * tokens_per_step,
-                    "wall_time_s": elapsed_before + time.perf_counter() - t_start,
-                    "train_time_s": train_time_before + train_time,
-                })
+                rngs = rt.gather(_rng_state(rt))  # every rank's generator, so each resumes its own dropout stream
+                if rt.main:
+                    save_checkpoint({
+                        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "rng": rngs, "step": step, "history": history,
+                        "best": best, "tokens_seen": step * tokens_per_step,
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "wall_time_s": elapsed_before + time.perf_counter() - t_start,
+                        "train_time_s": train_time_before + train_time,
+                    })
     finally:
         bar.close()
     tokens_seen = step * tokens_per_step
     total_train_time = train_time_before + train_time
     final = history[-1]["val_loss"]
+    steady = step_times[3:] or step_times  # the first steps warm caches up (and compile, with --compile)
     return {
         "final_val_loss": final, "final_val_ppl": perplexity(final),
         "best_val_loss": best["val_loss"], "best_val_ppl": perplexity(best["val_loss"]), "best_step": best["step"],
@@ -349,16 +455,14 @@ def train_loop(model: Any, batches: Any, val_windows: np.ndarray, settings: Trai
         "wall_time_s": round(elapsed_before + time.perf_counter() - t_start, 3),
         "train_time_s": round(total_train_time, 3),
         "tokens_per_s": round(tokens_seen / max(total_train_time, 1e-9), 1),
+        "steady_tokens_per_s": round(tokens_per_step / statistics.median(steady), 1) if steady else None,
+        "global_batch": micro * world * accum, "grad_accum": accum, "world_size": world,
         "resumed_from_step": start_step if state is not None else None,
         "history": history,
     }
 
 
 # ---------------------------------------------------------------------------- the whole run
-
-
-def _stream_digest(tokens: np.ndarray) -> str:
-    return hashlib.sha1(tokens.tobytes()).hexdigest()[:16]
 
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "torch_rng", "step", "history", "best", "wall_time_s",
@@ -401,33 +505,132 @@ def _save_model_folder(out: Path, model: Any, tokenizer: Any, metrics: dict) -> 
         fileio.write_json(tmp / "train_metrics.json", metrics)
 
 
-def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
-    """Train the architecture in ``settings.model`` and save it to ``settings.out_dir``; returns the metrics."""
-    arch = check_inputs(settings)
-    from lts.train.data import Batches, eval_windows, load_corpus, tokenize_stream
+@dataclass
+class Tokens:
+    """A run's token streams (in memory, or memory-mapped shards) and where they came from."""
 
-    t0 = time.perf_counter()  # the corpus first: a bad one fails before torch is even imported
-    corpus = load_corpus(dataset=settings.dataset, dataset_config=settings.dataset_config, data_files=settings.data,
-                         text_column=settings.text_column, corpus=settings.corpus, val_fraction=settings.val_fraction)
+    train: Any
+    validation: Any
+    corpus: str
+    tokenizer: Any
+    tokenizer_source: str
+    tokenizer_trained: bool
+
+
+def _source(settings: TrainSettings) -> dict[str, Any]:
+    """What a shard folder records as its corpus (compared when it is reused with data flags)."""
+    keep = ("data", "dataset", "dataset_config", "text_column", "corpus", "val_fraction", "streaming")
+    d = {k: getattr(settings, k) for k in keep}
+    d["data"] = list(d["data"]) if d["data"] else None
+    return d
+
+
+def prepare_tokens(settings: TrainSettings, rt: Runtime, log: Log) -> Tokens:
+    """The training and validation tokens, every rank alike.
+
+    In memory (no --shards): each rank reads and tokenizes the corpus (rank 0 picks the
+    tokenizer, and trains it if it must, then hands it to the others). With --shards: rank 0
+    tokenizes into the folder once (streaming with --streaming), every rank memory-maps it.
+    """
+    from lts.train import shards as sh
+    from lts.train.data import load_corpus, stream_documents
+
+    def corpus():
+        return load_corpus(dataset=settings.dataset, dataset_config=settings.dataset_config,
+                           data_files=settings.data, text_column=settings.text_column, corpus=settings.corpus,
+                           val_fraction=settings.val_fraction)
+
+    if not settings.shards:
+        c = corpus()  # a bad corpus fails here, before any tokenizer is trained
+        tok, source, trained = rt.from_main(lambda: load_tokenizer(settings, lambda: c.train, log))
+        from lts.train.data import tokenize_stream
+
+        return Tokens(tokenize_stream(tok, c.train), tokenize_stream(tok, c.validation), c.name, tok, source, trained)
+
+    folder = Path(settings.shards)
+    wanted = _source(settings)
+    explicit = bool(settings.data or settings.dataset)
+
+    def documents() -> tuple[str, dict[str, Any]]:
+        if settings.streaming:
+            return stream_documents(dataset=settings.dataset, dataset_config=settings.dataset_config,
+                                    data_files=settings.data, text_column=settings.text_column,
+                                    val_fraction=settings.val_fraction)
+        c = corpus()
+        return c.name, {"train": c.train, "validation": c.validation}
+
+    def on_main() -> tuple[Any, str, bool]:
+        if (folder / sh.META_FILE).is_file():
+            meta = sh.read_meta(folder)
+            tok, source, trained = load_tokenizer(settings, None, log, shard_folder=folder)
+            sh.check_compatible(folder, meta, tok, wanted if explicit else meta["source"])
+            log(f"shards: {folder} (written earlier: {meta['splits']['train']['tokens']:,} train tokens)")
+            return tok, source, trained
+        name, docs = documents()
+        # a stream is read once per pass: a tokenizer trained here reads its own
+        tok, source, trained = load_tokenizer(
+            settings, (lambda: documents()[1]["train"]) if settings.streaming else (lambda: docs["train"]), log)
+        t0 = time.perf_counter()
+        sh.write_shards(folder, tok, docs, {**wanted, "name": name}, shard_tokens=settings.shard_tokens,
+                        progress=settings.progress)
+        log(f"shards: tokenized {name} into {folder} in {time.perf_counter() - t0:.1f} s")
+        return tok, source, trained
+
+    tok, source, trained = rt.from_main(on_main)
+    meta = sh.read_meta(folder)  # every rank reads the folder rank 0 wrote or checked
+    return Tokens(sh.open_split(folder, meta, "train"), sh.open_split(folder, meta, "validation"),
+                  f"{meta['source'].get('name')} (shards in {folder})", tok, source, trained)
+
+
+def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
+    """Train the architecture in ``settings.model`` and save it to ``settings.out_dir``; returns the metrics.
+
+    In a plain process, or as one of torchrun's ranks (every rank returns the metrics; rank 0
+    alone prints, checkpoints and writes the model folder).
+    """
+    arch = check_inputs(settings)
+    from lts.train import runtime
+
+    rt = runtime.resolve(settings.device, settings.precision, settings.compile)
+    if not rt.main:
+        log = _silent
+    with rt.group():
+        return _train(settings, arch, rt, log)
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def _train(settings: TrainSettings, arch: ArchConfig, rt: Runtime, log: Log) -> dict[str, Any]:
     import torch
     from transformers import GPT2LMHeadModel
 
     from lts.cost.proxy import non_embedding_params, total_params
+    from lts.train.data import Batches, eval_windows
+    from lts.train.shards import stream_digest
 
+    t0 = time.perf_counter()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    state = load_checkpoint(settings.checkpoint_dir / STATE_FILE) if settings.resume else None
-    tok, tok_source, tok_trained = load_tokenizer(settings, corpus, log)
-    train_tokens = tokenize_stream(tok, corpus.train)
-    val_tokens = tokenize_stream(tok, corpus.validation)
-    log(f"corpus: {corpus.name}")
-    log(f"tokens: {len(train_tokens):,} train, {len(val_tokens):,} validation "
-        f"({corpus.train_chars + corpus.validation_chars:,} characters; {time.perf_counter() - t0:.1f} s to load)")
-    log(f"tokenizer: {tok_source}")
-    if state is not None and state["meta"]["train_digest"] != _stream_digest(train_tokens):
+    state = rt.from_main(lambda: load_checkpoint(settings.checkpoint_dir / STATE_FILE)) if settings.resume else None
+    tokens = prepare_tokens(settings, rt, log)
+    tok = tokens.tokenizer
+    log(f"corpus: {tokens.corpus}")
+    log(f"tokens: {len(tokens.train):,} train, {len(tokens.validation):,} validation "
+        f"({time.perf_counter() - t0:.1f} s to load)")
+    log(f"tokenizer: {tokens.tokenizer_source}")
+    digest = stream_digest(tokens.train)
+    if state is not None and state["meta"]["train_digest"] != digest:
         raise LTSError("--resume: the training tokens differ from the checkpointed run's (data or tokenizer changed)")
-    batches = Batches(train_tokens, settings.seq_len, settings.batch_size, settings.seed)
-    val = eval_windows(val_tokens, settings.seq_len, settings.eval_windows)
+    global_batch = settings.batch_size * rt.world * settings.grad_accum
+    batches = Batches(tokens.train, settings.seq_len, global_batch, settings.seed)
+    if rt.world > batches.n_windows // settings.batch_size:
+        raise LTSError(f"world size {rt.world} is larger than the number of batches in the training data "
+                       f"({batches.n_windows} windows of --seq-len {settings.seq_len} make "
+                       f"{batches.n_windows // settings.batch_size} batches of --batch-size {settings.batch_size}); "
+                       "use fewer processes, a smaller --batch-size, or more data")
+    val = eval_windows(tokens.validation, settings.seq_len, settings.eval_windows)
 
     vocab = len(tok)
     config = build_model_config(settings.model_dir, arch, vocab, tok.eos_token_id, settings.dropout)
@@ -435,45 +638,54 @@ def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
         log(f"vocab_size {arch.vocab_size} -> {vocab} to match the tokenizer (all other architecture fields as in "
             f"{settings.model_dir / 'config.json'})")
     torch.manual_seed(settings.seed)
-    model = GPT2LMHeadModel(config)
+    model = GPT2LMHeadModel(config)  # the same initial weights on every rank
+    if rt.rank:
+        torch.manual_seed(settings.seed * 100_003 + rt.rank)  # its own dropout stream; rank 0 keeps the seed's
     shaped = dataclasses.replace(arch, vocab_size=vocab)
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params == total_params(shaped), (n_params, total_params(shaped))
     log(f"model: {arch.archid} n_layer={arch.n_layer} n_embd={arch.n_embd} n_inner={arch.n_inner} "
         f"n_head={arch.n_head} vocab={vocab}: {non_embedding_params(shaped):,} non-embedding / {n_params:,} params")
-    log(f"training: {settings.max_steps} steps x {settings.batch_size} x {settings.seq_len} tokens = "
-        f"{settings.max_steps * settings.batch_size * settings.seq_len:,} tokens "
-        f"({batches.epochs(settings.max_steps):.2f} epochs), lr {settings.lr:g}, {torch.get_num_threads()} threads")
+    per = f"{settings.batch_size}" + (f" x {rt.world} processes" if rt.distributed else "") + \
+        (f" x {settings.grad_accum} accumulated" if settings.grad_accum > 1 else "")
+    log(f"training: {settings.max_steps} steps x {per} x {settings.seq_len} tokens = "
+        f"{settings.max_steps * global_batch * settings.seq_len:,} tokens "
+        f"({batches.epochs(settings.max_steps):.2f} epochs), lr {settings.lr:g}, on {rt.describe()}, "
+        f"{torch.get_num_threads()} threads" + (" per process" if rt.distributed else ""))
 
     ckpt = settings.checkpoint_dir
-    meta = {"fingerprint": settings.fingerprint(), "train_digest": _stream_digest(train_tokens)}
-    if tok_trained:
-        tok_dir = ckpt / "tokenizer"
-        if tok_dir.exists():
-            shutil.rmtree(tok_dir)
-        ckpt.mkdir(parents=True, exist_ok=True)
-        tok.save_pretrained(tok_dir)
-    if state is not None:
-        log(f"resuming from step {state['step']} ({ckpt / STATE_FILE})")
-    elif (ckpt / STATE_FILE).is_file():
-        log(f"starting over: the checkpoint in {ckpt} will be replaced (pass --resume to continue it)")
-        (ckpt / STATE_FILE).unlink()
+    meta = {"fingerprint": settings.fingerprint(), "train_digest": digest, "world_size": rt.world}
+    if rt.main:
+        if tokens.tokenizer_trained:
+            tok_dir = ckpt / "tokenizer"
+            if tok_dir.exists():
+                shutil.rmtree(tok_dir)
+            ckpt.mkdir(parents=True, exist_ok=True)
+            tok.save_pretrained(tok_dir)
+        if state is not None:
+            log(f"resuming from step {state['step']} ({ckpt / STATE_FILE})")
+        elif (ckpt / STATE_FILE).is_file():
+            log(f"starting over: the checkpoint in {ckpt} will be replaced (pass --resume to continue it)")
+            (ckpt / STATE_FILE).unlink()
 
-    metrics = train_loop(model, batches, val, settings, state=state, log=log, desc=arch.archid,
+    metrics = train_loop(model, batches, val, settings, state=state, log=log, desc=arch.archid, runtime=rt,
                          save_checkpoint=lambda s: _save_checkpoint(ckpt, s, meta))
     metrics.update({
         "archid_source": arch.archid, "archid_trained": shaped.archid, "n_layer": arch.n_layer,
         "n_embd": arch.n_embd, "n_inner": arch.n_inner, "n_head": arch.n_head, "vocab_size": vocab,
         "non_embedding_params": non_embedding_params(shaped), "total_params": n_params,
-        "corpus": corpus.name, "train_tokens": int(len(train_tokens)), "val_tokens": int(len(val_tokens)),
-        "val_tokens_per_eval": int(val[:, 1:].size), "tokenizer": tok_source, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "settings": settings.fingerprint(),
+        "corpus": tokens.corpus, "train_tokens": int(len(tokens.train)), "val_tokens": int(len(tokens.validation)),
+        "val_tokens_per_eval": int(val[:, 1:].size), "tokenizer": tokens.tokenizer_source,
+        "threads": torch.get_num_threads(), "device": str(rt.device), "precision": rt.precision,
+        "compile": rt.compile, "torch": torch.__version__, "settings": settings.fingerprint(),
     })
-    out = settings.out_dir
-    _save_model_folder(out, model, tok, metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    log(f"saved {out} (final val loss {metrics['final_val_loss']:.4f}, ppl {metrics['final_val_ppl']:.2f}; "
-        f"best ppl {metrics['best_val_ppl']:.2f} at step {metrics['best_step']}; "
-        f"{metrics['tokens_seen']:,} tokens in {metrics['wall_time_s']:.0f} s, "
-        f"{metrics['tokens_per_s']:,.0f} tokens/s)")
+    if rt.main:
+        out = settings.out_dir
+        _save_model_folder(out, model, tok, metrics)
+        shutil.rmtree(ckpt, ignore_errors=True)
+        log(f"saved {out} (final val loss {metrics['final_val_loss']:.4f}, ppl {metrics['final_val_ppl']:.2f}; "
+            f"best ppl {metrics['best_val_ppl']:.2f} at step {metrics['best_step']}; "
+            f"{metrics['tokens_seen']:,} tokens in {metrics['wall_time_s']:.0f} s, "
+            f"{metrics['tokens_per_s']:,.0f} tokens/s)")
+    rt.barrier()  # no rank leaves the group while rank 0 is still writing
     return metrics
