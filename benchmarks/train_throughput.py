@@ -11,6 +11,13 @@ the median over --repeats.
 
     python benchmarks/train_throughput.py                      # defaults below, 1 thread
     python benchmarks/train_throughput.py --threads 2 --steps 30
+    python benchmarks/train_throughput.py --layouts            # train.py itself: processes, threads, compile
+
+``--layouts`` runs train.py through its command line on the same cores, same global batch,
+same token shards (tokenized once), interleaved: 1 process x 2 threads, 2 processes x 1
+thread (torchrun, gloo, each half the batch), and 1 process x 2 threads with --compile.
+tokens/s = global batch x seq_len / median step time after the first 3 steps (so compiling
+is not counted; it is reported apart as the first steps' extra time).
 
 Needs ``accelerate`` (transformers' Trainer requires it): pip install accelerate
 """
@@ -100,8 +107,74 @@ def run_trainer(model, batches, settings, warmup: int, out_dir: str) -> float:
     return steady_tokens_per_s(starts, settings.batch_size * settings.seq_len, warmup)
 
 
+LAYOUTS = (  # name, launcher (None: plain python), threads per process, processes, extra flags
+    ("1 process x 2 threads", 1, 2, ()),
+    ("2 processes x 1 thread (torchrun, gloo)", 2, 1, ()),
+    ("1 process x 2 threads, --compile", 1, 2, ("--compile",)),
+)
+
+
+def layouts(args) -> int:
+    """train.py's own tokens/s for each layout of processes, threads and compilation (see the module doc)."""
+    import json
+    import subprocess
+
+    import torch
+
+    from lts.train.data import load_default_corpus
+    from lts.train.tokenizer import train_bpe_tokenizer
+
+    work = Path(tempfile.mkdtemp(prefix="lts-layouts-"))
+    corpus = load_default_corpus(args.corpus)
+    train_bpe_tokenizer(corpus.train, vocab_size=args.vocab).save_pretrained(work / "tok")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    rows = []
+    for spec in args.archs.split(";"):
+        n_layer, n_embd, n_inner, n_head = (int(v) for v in spec.split(","))
+        arch = ArchConfig(n_layer, n_embd, n_inner, n_head)
+        arch.to_gpt2_config().save_pretrained(work / spec)
+        results: dict[str, list[float]] = {name: [] for name, *_ in LAYOUTS}
+        extra: dict[str, list[float]] = {name: [] for name, *_ in LAYOUTS}
+        for r in range(args.repeats):
+            for name, procs, threads, flags in LAYOUTS:
+                out = work / f"out-{len(rows)}-{r}-{procs}-{len(flags)}"
+                launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(procs)] if procs > 1 else [sys.executable])
+                cmd = [*launch, str(REPO / "train.py"), str(work / spec), "--corpus", args.corpus, "--tokenizer",
+                       str(work / "tok"), "--shards", str(work / "shards"), "--max-steps", str(args.steps),
+                       "--batch-size", str(args.batch_size // procs), "--seq-len", str(args.seq_len),
+                       "--eval-every", str(args.steps), "--eval-windows", "2", "--save-every", str(10 ** 6),
+                       "--dropout", "0", "--threads", str(threads), "--device", "cpu", "--no-progress",
+                       "--out", str(out), *flags]
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(env, OMP_NUM_THREADS=str(threads)))
+                if proc.returncode != 0:
+                    print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                    return 1
+                m = json.loads((out / "train_metrics.json").read_text())
+                results[name].append(m["steady_tokens_per_s"])
+                steady_s = m["global_batch"] * args.seq_len / m["steady_tokens_per_s"]
+                extra[name].append(m["train_time_s"] - m["steps"] * steady_s)  # time beyond steady steps
+                print(f"{spec} repeat {r + 1}: {name}: {results[name][-1]:,.0f} tok/s", flush=True)
+        rows.append((arch, results, extra))
+    print(f"\ntrain.py on {args.corpus} (BPE {args.vocab}, shards), global batch {args.batch_size} x seq "
+          f"{args.seq_len}, {args.steps} steps per run, tokens/s from the median step after the first 3, median of "
+          f"{args.repeats} interleaved runs; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, load avg {os.getloadavg()[0]:.1f}")
+    print("\n| model (n_layer, n_embd, n_inner, n_head) | layout | tokens/s | vs 1 x 2 threads | time beyond steady "
+          "steps (s) | runs |\n|---|---|---:|---:|---:|---|")
+    for arch, results, extra in rows:
+        base = statistics.median(results[LAYOUTS[0][0]])
+        for name, *_ in LAYOUTS:
+            v = statistics.median(results[name])
+            print(f"| {arch.n_layer}, {arch.n_embd}, {arch.n_inner}, {arch.n_head} | {name} | {v:,.0f} | "
+                  f"{v / base:.2f} | {statistics.median(extra[name]):.1f} | "
+                  f"{', '.join(f'{x:,.0f}' for x in results[name])} |")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layouts", action="store_true", help="train.py's layouts: processes x threads, --compile")
     p.add_argument("--archs", default="1,64,128,2;2,128,512,4;4,256,1024,4", help="n_layer,n_embd,n_inner,n_head;...")
     p.add_argument("--vocab", type=int, default=8192, help="BPE vocab trained on the corpus")
     p.add_argument("--batch-size", type=int, default=8)
@@ -112,6 +185,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--corpus", default="pydoc", choices=("pydoc", "shakespeare", "auto"))
     args = p.parse_args(argv)
+    if args.layouts:
+        return layouts(args)
     try:
         import accelerate  # noqa: F401
     except ImportError:

@@ -179,7 +179,8 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
             raise LTSError(f"empty corpus: {', '.join(files)} hold no text")
     if settings.shards:
         shards = Path(settings.shards)
-        if shards.exists() and (not shards.is_dir() or (any(shards.iterdir()) and not (shards / "tokens.json").exists())):
+        foreign = shards.is_dir() and any(shards.iterdir()) and not (shards / "tokens.json").exists()
+        if shards.exists() and (not shards.is_dir() or foreign):
             raise LTSError(f"--shards {shards}: exists and is not a shard folder (no tokens.json); give a shard "
                            "folder, or a new one to tokenize into")
     if not is_main_process():

@@ -190,6 +190,9 @@ def resolve(device: str, precision: str, compile: bool = False) -> Runtime:
         raise LTSError("--precision fp16 needs a GPU (cuda or mps): on the CPU use fp32, or bf16")
     if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
         raise LTSError("--precision bf16: this GPU has no bfloat16 support; use fp16 (with loss scaling) or fp32")
+    if compile and device == "cpu" and not _cxx_compiler():
+        raise LTSError("--compile on the CPU needs a C++ compiler (torch.compile's inductor generates C++): install "
+                       "one (e.g. apt-get install g++), or leave out --compile")
     if device == "mps" and world > 1:
         raise LTSError("torchrun with --device mps: PyTorch has no multi-process backend for Metal; use one process")
     if device == "cuda":
@@ -200,6 +203,15 @@ def resolve(device: str, precision: str, compile: bool = False) -> Runtime:
     else:
         dev = torch.device(device)
     return Runtime(device=dev, precision=precision, rank=rank, world=world, local_rank=local, compile=compile)
+
+
+def _cxx_compiler() -> str | None:
+    import shutil
+
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
 
 
 def _mps_available() -> bool:

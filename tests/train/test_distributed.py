@@ -37,8 +37,8 @@ SAME_OPS = 1e-6    # the same additions in the same order
 def common(workdir: Path) -> list[str]:
     return [str(workdir / "arch"), "--data", str(workdir / "*.txt"), "--tokenizer", str(workdir / "tok"),
             "--max-steps", str(STEPS), "--seq-len", "32", "--eval-every", "10", "--eval-windows", "16",
-            "--save-every", "3", "--dropout", "0", "--warmup-steps", "5", "--lr", "3e-3", "--threads", "1", "--seed", "3",
-            "--no-progress"]
+            "--save-every", "3", "--dropout", "0", "--warmup-steps", "5", "--lr", "3e-3", "--threads", "1",
+            "--seed", "3", "--no-progress"]
 
 
 def env() -> dict[str, str]:
@@ -168,6 +168,27 @@ def test_world_size_larger_than_the_batches_is_refused(workdir):
     assert not out.exists() and not (workdir / "too_many.ckpt").exists()
 
 
+def test_a_tokenizer_trained_here_is_shared_by_the_ranks(workdir):
+    """No --tokenizer, no hub: rank 0 trains one BPE and hands it to rank 1 (two BPEs could differ)."""
+    out = workdir / "own_tok"
+    args = [a for a in common(workdir) if a not in ("--tokenizer", str(workdir / "tok"))]
+    proc = run([*torchrun(2), "train.py", *args, "--batch-size", "4", "--max-steps", "3", "--eval-every", "3",
+                "--tokenizer-vocab", "300", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("trained here") == 1 and metrics(out)["vocab_size"] == 300
+
+
+def test_bf16_autocast_on_the_cpu(workdir, one_process):
+    out = workdir / "bf16"
+    proc = run([sys.executable, "train.py", *common(workdir), "--batch-size", "8", "--max-steps", "10",
+                "--device", "cpu", "--precision", "bf16", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = metrics(out)
+    assert m["precision"] == "bf16" and "cpu, bf16" in proc.stdout
+    # bf16 keeps 8 bits of mantissa: the same run, not the same digits (the fp32 loss at step 10, within 2 %)
+    assert losses(m)[0] == pytest.approx(losses(one_process)[0], rel=0.02)
+
+
 # ---------------------------------------------------------------------------- shards
 
 
@@ -221,3 +242,16 @@ def test_streaming_into_shards(workdir):
     meta = json.loads((shards / "tokens.json").read_text())
     assert meta["source"]["streaming"] is True and "streamed" in meta["source"]["name"]
     assert meta["splits"]["train"]["tokens"] > 0 and meta["splits"]["validation"]["tokens"] > 0
+
+
+@pytest.mark.slow
+def test_compile_trains_like_eager(workdir, one_process):
+    """--compile (inductor, C++ on the CPU): the losses of eager up to fused-kernel rounding. ~30 s of compiling."""
+    out = workdir / "compiled"
+    proc = run([sys.executable, "train.py", *common(workdir), "--batch-size", "8", "--compile", "--out", str(out)])
+    if proc.returncode == 2 and "C++ compiler" in proc.stderr:
+        pytest.skip(proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = metrics(out)
+    assert m["compile"] is True and "torch.compile" in proc.stdout
+    assert losses(m) == pytest.approx(losses(one_process), rel=1e-3)
