@@ -47,7 +47,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     p.add_argument("--runs-dir", dest="runs_dir", help="parent of the default run folders")
     p.add_argument("--workers", type=int, help="evaluations in flight at once (timing stays one at a time)")
     p.add_argument("--engine", choices=["local", "ray"], help="where evaluations run (ray: pip install .[distributed])")
-    p.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (with --engine ray)")
+    p.add_argument("--ray-address", dest="ray_address",
+                   help="Ray cluster to join (with --engine ray): HOST:PORT as `ray start --head` prints it, or "
+                        "auto; default: start Ray on this machine")
+    p.add_argument("--ray-hardware", dest="ray_hardware", metavar="ID",
+                   help="with --engine ray: the hardware fingerprint id of the nodes that measure (default: this "
+                        "machine's, or the cluster's only kind); a mixed cluster lists its ids")
     p.add_argument("--latency-mode", dest="latency_mode", choices=["composed", "full"],
                    help="composed: base + n_layer x block, timings cached per shape (fast); full: whole graph")
     p.add_argument("--timeout", dest="timeout_s", type=float, help="seconds before a measurement is failed")

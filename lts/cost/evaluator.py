@@ -24,10 +24,11 @@ import inspect
 import json
 import math
 import os
+import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from lts.core import faults
 from lts.core.arch import ArchConfig
@@ -44,7 +45,8 @@ from lts.cost.target import CPUTarget, Target, check_measurable
 LATENCY_MODES = ("composed", "full")
 DEFAULT_OBJECTIVES = ("non_embedding_params", "onnx_latency_s", "onnx_memory_mb")
 
-__all__ = ["EvalSettings", "EvalResult", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "default_cache_path"]
+__all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "TaskOutput",
+           "default_cache_path", "run_task"]
 
 
 @lru_cache(maxsize=1)
@@ -120,6 +122,8 @@ class EvalResult:
     status: str = "ok"
     cached: bool = False
     measurement: Measurement = field(default_factory=Measurement)
+    hardware: str = ""  # fingerprint id of the machine that computed it ("" in records older than this field)
+    node: str = ""      # that machine's host name
 
     @property
     def ok(self) -> bool:
@@ -145,20 +149,22 @@ class EvalResult:
         return out
 
     def to_row(self) -> dict[str, Any]:
-        return {"archid": self.archid, **self.config.to_dict(), **self.objectives(), "cached": self.cached}
+        return {"archid": self.archid, **self.config.to_dict(), **self.objectives(), "cached": self.cached,
+                "hardware": self.hardware, "node": self.node}
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready (NaN as null): values, how they were obtained, and the raw measurement behind them."""
         return {"archid": self.archid, "config": self.config.to_dict(), "values": nan_to_none(self.values),
                 "eval_seconds": self.eval_seconds, "status": self.status, "measurement": self.measurement.to_json(),
-                "calibration_s": self.measurement.calibration_s}
+                "calibration_s": self.measurement.calibration_s, "hardware": self.hardware, "node": self.node}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], cached: bool = False) -> EvalResult:
         """The result as recorded (values as they were computed then)."""
         values = {k: (math.nan if v is None else v) for k, v in d["values"].items()}
         m = Measurement.from_json(d.get("measurement") or {}, d.get("calibration_s"))
-        return cls(d["archid"], ArchConfig(**d["config"]), values, d["eval_seconds"], d["status"], cached, m)
+        return cls(d["archid"], ArchConfig(**d["config"]), values, d["eval_seconds"], d["status"], cached, m,
+                   d.get("hardware", ""), d.get("node", ""))
 
 
 class Evaluator:
@@ -169,12 +175,16 @@ class Evaluator:
     """
 
     def __init__(self, settings: EvalSettings | None = None, cache_path: str | os.PathLike | None = None,
-                 store: Store | None = None, calibration_s: float | None = None) -> None:
+                 store: Store | None = None, calibration_s: float | None = None, hardware: Mapping[str, Any] | None
+                 = None, time_reference: Callable[[MeasureSettings, Target], Timing] | None = None) -> None:
         self.settings = settings or EvalSettings()
         self.target = self.settings.target
         self.cache = store if store is not None else SQLiteStore(cache_path)
-        self.hardware = self.target.fingerprint()
+        # The machine whose figures this evaluator stores and serves: this one, or (Ray) the fingerprint
+        # of the cluster's nodes that measure; time_reference times the reference graph on that hardware.
+        self.hardware = dict(hardware) if hardware is not None else self.target.fingerprint()
         self.calibration_s = calibration_s
+        self.time_reference = time_reference or measure_reference
 
     def calibrate(self) -> float | None:
         """The reference graph's latency now (measured once per evaluator; None when nothing is measured)."""
@@ -182,7 +192,7 @@ class Evaluator:
             # Not bound by the candidates' timeout (a tiny --timeout fails candidates, not the run).
             settings = replace(self.settings.measurement, timeout_s=max(self.settings.measurement.timeout_s, 120.0))
             try:
-                self.calibration_s = measure_reference(settings, self.target).median_s
+                self.calibration_s = self.time_reference(settings, self.target).median_s
             except MeasureError as exc:
                 raise JobFailed(f"cannot time the reference graph on {self.target.describe()}: {exc}") from None
         return self.calibration_s
@@ -212,8 +222,8 @@ class Evaluator:
         m = result.measurement
         if m.timings:
             m = replace(m, calibration_s=self.calibrate())
-        return EvalResult(result.archid, result.config, self._values(result.config, m), result.eval_seconds,
-                          result.status, result.cached if cached is None else cached, m)
+        return replace(result, values=self._values(result.config, m), measurement=m,
+                       cached=result.cached if cached is None else cached)
 
     def evaluate(self, config: ArchConfig) -> EvalResult:
         """Return the cached result, or compute, store and return it. Never raises for a failed evaluation."""
@@ -234,37 +244,55 @@ class Evaluator:
 
         Never raises: whatever goes wrong (a measurement error, a crash or hang of the measuring
         process, a bug in an objective) is a failed result whose status holds the reason.
+        Equivalent to ``finish(t, run_task(t))`` with ``t = task(config)``, which is how an
+        engine that computes elsewhere (Ray) splits it.
         """
-        t0 = time.perf_counter()
         try:
-            faults.point("evaluate", config.archid)
-            return self._compute(config, t0)
-        except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
-            reason = str(exc) if isinstance(exc, (MeasureError, LTSError)) else f"{type(exc).__name__}: {exc}"
-            return EvalResult(config.archid, config, self._values(config, Measurement(), safe=True),
-                              time.perf_counter() - t0, f"failed: {reason.strip()[:300]}")
+            t = self.task(config)
+        except Exception as exc:  # noqa: BLE001 - e.g. the reference graph cannot be timed: this candidate fails
+            return self.failed(config, _reason(exc))
+        return self.finish(t, run_task(t))
 
-    def _compute(self, config: ArchConfig, t0: float) -> EvalResult:
-        if not self.settings.measure:
-            m = Measurement(file_bytes=write_onnx(gpt2_graph_spec(config), None))
-            return self._result(config, m, t0)
-        calibration = self.calibrate()
-        forward = self.settings.forward
-        if not forward:
+    def task(self, config: ArchConfig) -> EvalTask:
+        """What must be computed for `config` (here, on the driver: calibration, shape timings already stored)."""
+        s = self.settings
+        if not s.measure:
+            return EvalTask(config, s, (), {})
+        self.calibrate()
+        if not s.forward:
             parts: dict[str, Timing | None] = {}
-        elif self.settings.latency_mode == "full":
+        elif s.latency_mode == "full":
             parts = {"full": None}
         else:
             parts = {p: self.cached_timing(config, p) for p in ("base", "block")}
-        todo = tuple(p for p, t in parts.items() if t is None)
-        m = measure(config, self.settings.measurement, self.target, parts=todo, memory=forward,
-                    generation=self.settings.generation)
-        for p, timing in m.timings.items():
-            if p in ("base", "block"):
-                self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))
-        timings = {p: t for p, t in parts.items() if t is not None}
-        timings.update(m.timings)
-        return self._result(config, replace(m, timings=timings, calibration_s=calibration), t0)
+        return EvalTask(config, s, tuple(p for p, t in parts.items() if t is None),
+                        {p: t for p, t in parts.items() if t is not None})
+
+    def finish(self, task: EvalTask, out: TaskOutput) -> EvalResult:
+        """The result of `task` from what :func:`run_task` returned (here: new shape timings are stored)."""
+        config = task.config
+        try:
+            if out.error is not None:
+                return self.failed(config, out.error, out.seconds, out.hardware, out.node)
+            m = out.measurement
+            assert m is not None
+            if task.settings.measure and out.hardware != self.hardware["id"]:
+                return self.failed(config, f"measured on other hardware ({out.hardware} on {out.node}, not "
+                                           f"{self.hardware['id']})", out.seconds, out.hardware, out.node)
+            if task.settings.measure:
+                for p, timing in m.timings.items():
+                    if p in ("base", "block"):
+                        self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))
+                m = replace(m, timings={**task.known, **m.timings}, calibration_s=self.calibration_s)
+            return EvalResult(config.archid, config, self._values(config, m), out.seconds, measurement=m,
+                              hardware=out.hardware, node=out.node)
+        except Exception as exc:  # noqa: BLE001 - an objective that cannot be computed fails this candidate only
+            return self.failed(config, _reason(exc), out.seconds, out.hardware, out.node)
+
+    def failed(self, config: ArchConfig, reason: str, seconds: float = 0.0, hardware: str = "",
+               node: str = "") -> EvalResult:
+        return EvalResult(config.archid, config, self._values(config, Measurement(), safe=True), seconds,
+                          f"failed: {reason.strip()[:300]}", hardware=hardware, node=node)
 
     def _values(self, config: ArchConfig, m: Measurement, safe: bool = False) -> dict[str, Any]:
         values = {}
@@ -277,9 +305,6 @@ class Evaluator:
                 values[name] = math.nan
         return values
 
-    def _result(self, config: ArchConfig, m: Measurement, t0: float) -> EvalResult:
-        return EvalResult(config.archid, config, self._values(config, m), time.perf_counter() - t0, measurement=m)
-
     def cached_timing(self, config: ArchConfig, part: str) -> Timing | None:
         """The stored timing of `config`'s "base" or "block" shape under these settings, if any."""
         raw = self.cache.get("timings", (self._timing_key(config, part),))
@@ -291,3 +316,47 @@ class Evaluator:
                 **({"context": s.measurement.context} if s.generation else {}),
                 "target": self.target.name, "describe": self.target.describe(), "hardware": self.hardware,
                 "calibration_ms": None if self.calibration_s is None else round(self.calibration_s * 1e3, 4)}
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """One candidate's work, ready to run anywhere: the config, the settings, what to measure, what is known."""
+
+    config: ArchConfig
+    settings: EvalSettings
+    parts: tuple[str, ...]          # latency parts still to time ("full", or "base"/"block" not stored yet)
+    known: Mapping[str, Timing]     # shape timings already stored, reused
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    """What :func:`run_task` sends back: the raw measurement or the reason it failed, and where it ran."""
+
+    measurement: Measurement | None
+    error: str | None
+    seconds: float
+    hardware: str
+    node: str
+
+
+def run_task(task: EvalTask) -> TaskOutput:
+    """Compute a task on this machine, touching no store (so it runs on a Ray worker as well as here).
+
+    Never raises: a failure is returned with its reason.
+    """
+    t0 = time.perf_counter()
+    s, config = task.settings, task.config
+    hardware, node = s.target.fingerprint()["id"], platform.node()
+    try:
+        faults.point("evaluate", config.archid)
+        if not s.measure:
+            m = Measurement(file_bytes=write_onnx(gpt2_graph_spec(config), None))
+        else:
+            m = measure(config, s.measurement, s.target, parts=task.parts, memory=s.forward, generation=s.generation)
+        return TaskOutput(m, None, time.perf_counter() - t0, hardware, node)
+    except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
+        return TaskOutput(None, _reason(exc), time.perf_counter() - t0, hardware, node)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, (MeasureError, LTSError)) else f"{type(exc).__name__}: {exc}"

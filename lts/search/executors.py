@@ -1,37 +1,79 @@
-"""Where evaluations run: this machine (sequential or a thread pool over child processes) or Ray.
+"""Where evaluations run: this machine (sequential or a thread pool over child processes) or a Ray cluster.
 
-The one place that decides how many evaluations are in flight. Measurements themselves always
-happen in a child process (``lts.cost.measure``, through ``lts.core.procs``), and timing is
-serialised per machine by the Target's lock, so on one machine ``workers > 1`` overlaps only
-the non-timed work (graph writing, memory phases).
+The one place that decides how many evaluations are in flight, and where. Both engines keep one
+contract: ``evaluate(evaluator, configs)`` yields ``(index, EvalResult)`` as each finishes, and
+only the driver (this process) touches the store, the run folder and the checkpoint.
+
+On this machine measurements happen in a child process (``lts.cost.measure``, through
+``lts.core.procs``) and timing is serialised by the Target's machine-wide lock, so
+``workers > 1`` overlaps only the untimed work (graph writing, memory phases).
+
+On Ray (:class:`RayExecutor`), the driver splits each evaluation
+(:meth:`lts.cost.evaluator.Evaluator.task`, :func:`lts.cost.evaluator.run_task`,
+:meth:`~lts.cost.evaluator.Evaluator.finish`): cache lookups and stores stay here, the
+measurement runs on a node. Which nodes measure: those whose Target fingerprint (CPU model,
+cores, OS, ONNX Runtime version) is the search's; figures from other hardware never enter the
+front. Each such node runs one measuring task at a time, asking Ray for as many CPUs as the
+Target uses threads; unmeasured work (proxy, graph size) runs one CPU per task, everywhere at
+once. A task lost with its worker or node is tried again on another node, at most ``RETRIES``
+times, then recorded as failed with the reason.
 """
 
 from __future__ import annotations
 
+import logging
+import socket
+from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import Callable, Iterator, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from lts.core.errors import LTSError
 
+if TYPE_CHECKING:
+    from lts.core.arch import ArchConfig
+    from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
+    from lts.cost.measure import MeasureSettings
+    from lts.cost.objectives import Timing
+    from lts.cost.target import Target
+
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
+RAY_INSTALL = "pip install 'ray>=2.9' (or: pip install -e '.[distributed]')"
+CONNECT_TIMEOUT_S = 5.0
+
 
 class Executor(Protocol):
-    """Runs ``fn`` over ``items``, yielding ``(index, result)`` as each finishes; ``close`` frees its resources."""
+    """Evaluates candidates, yielding ``(index, result)`` as each finishes; ``close`` frees its resources."""
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]: ...
+    def prepare(self, settings: EvalSettings) -> dict[str, Any] | None:
+        """Before anything is written: the hardware fingerprint results will be measured on (None: this machine's)."""
+
+    def time_reference(self, settings: MeasureSettings, target: Target) -> Timing:
+        """The reference graph timed on that hardware (the run's calibration)."""
+
+    def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]: ...
 
     def close(self) -> None: ...
 
 
 class LocalExecutor:
-    """Runs `fn` on this machine; results are yielded as each finishes, with their index."""
+    """Runs on this machine; results are yielded as each finishes, with their index."""
 
     def __init__(self, workers: int = 1) -> None:
         if workers < 1:
             raise LTSError(f"--workers must be >= 1, got {workers}")
         self.workers = workers
+
+    def prepare(self, settings: EvalSettings) -> dict[str, Any] | None:
+        return None
+
+    def time_reference(self, settings: MeasureSettings, target: Target) -> Timing:
+        return _time_reference(settings, target)
+
+    def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]:
+        return self.map(evaluator.compute, configs)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
         if self.workers == 1 or len(items) <= 1:
@@ -49,38 +91,179 @@ class LocalExecutor:
         pass
 
 
+# ---------------------------------------------------------------------------- Ray
+
+
+def _node_info(target: Any) -> dict[str, Any]:
+    """Run on a node: its Target fingerprint and host name."""
+    return {"fingerprint": target.fingerprint(), "host": socket.gethostname()}
+
+
+def _time_reference(settings: Any, target: Any) -> Any:
+    from lts.cost.measure import measure_reference
+
+    return measure_reference(settings, target)
+
+
+def _check_reachable(address: str) -> None:
+    """A host:port that answers within a few seconds (ray.init would otherwise wait a minute or more)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local" and the like: ray.init says what is wrong with them, at once
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise LTSError(f"--ray-address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}, "
+                       f"{CONNECT_TIMEOUT_S:g} s); start one with `ray start --head` and pass the address it "
+                       "prints") from None
+
+
 class RayExecutor:
-    """Runs `fn` as Ray tasks (one CPU-exclusive task per candidate) on a Ray cluster.
+    """Evaluations as Ray tasks on a cluster: ``address=None`` starts a Ray on this machine, ``"auto"`` joins the
+    running one, ``HOST:PORT`` joins that cluster. ``hardware``: the fingerprint id of the nodes that measure
+    (None: this machine's when a node has it, else the cluster's only kind)."""
 
-    ``address=None`` starts or joins a local Ray; ``"auto"`` joins the running cluster.
-    Install with ``pip install -e .[distributed]``.
-    """
+    RETRIES = 2
 
-    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+    def __init__(self, address: str | None = None, workers: int | None = None, hardware: str | None = None) -> None:
         try:
             import ray
         except ImportError:
-            raise LTSError("the ray engine needs Ray: pip install -e '.[distributed]'") from None
-        self.ray = ray
+            raise LTSError(f"--engine ray needs Ray, which is not installed: {RAY_INSTALL}") from None
+        self.ray, self.hardware, self.nodes = ray, hardware, []
+        self._started = False
+        if address:
+            _check_reachable(address)
         if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                     **({"num_cpus": workers} if workers and address is None else {}))
+            try:
+                ray.init(address=address, log_to_driver=False, include_dashboard=False,
+                         **({"num_cpus": workers} if workers and address is None else {}))
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise LTSError(f"--ray-address {address}: cannot join a Ray cluster "
+                               f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+                               ) from None
+            self._started = True
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
-        remote = self.ray.remote(num_cpus=1)(lambda f, x: f(x))
-        refs = {remote.remote(fn, item): i for i, item in enumerate(items)}
-        while refs:
-            done, _ = self.ray.wait(list(refs), num_returns=1)
-            for ref in done:
-                yield refs.pop(ref), self.ray.get(ref)
+    # ---- which nodes measure
+    def _alive(self) -> list[dict[str, Any]]:
+        return [n for n in self.ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
+
+    def _on(self, node_id: str, cpus: float = 1) -> dict[str, Any]:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return {"num_cpus": cpus, "max_retries": 0,
+                "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)}
+
+    def prepare(self, settings: EvalSettings) -> dict[str, Any] | None:
+        """Fingerprint every node and keep those of the search's hardware; returns that fingerprint."""
+        ray = self.ray
+        target, measured = settings.target, settings.measure
+        probe = ray.remote(_node_info)
+        nodes = self._alive()
+        if not nodes:
+            raise LTSError("the Ray cluster has no alive node with a CPU")
+        infos = ray.get([probe.options(**self._on(n["NodeID"])).remote(target) for n in nodes], timeout=120)
+        kinds: dict[str, dict[str, Any]] = {}
+        for n, info in zip(nodes, infos):
+            fp = info["fingerprint"]
+            kind = kinds.setdefault(fp["id"], {"fingerprint": fp, "nodes": []})
+            kind["nodes"].append({"id": n["NodeID"], "host": info["host"], "cpus": n["Resources"]["CPU"]})
+        listing = "; ".join(f"{k} ({len(v['nodes'])} node(s): {v['fingerprint'].get('cpu') or '?'}, "
+                            f"{v['fingerprint'].get('cores')} cores, {v['fingerprint'].get('system')}, onnxruntime "
+                            f"{v['fingerprint'].get('onnxruntime')})" for k, v in kinds.items())
+        mine = target.fingerprint()["id"]
+        if self.hardware is not None:
+            if self.hardware not in kinds:
+                raise LTSError(f"--ray-hardware {self.hardware}: no node of the cluster has that hardware "
+                               f"(the cluster has: {listing})")
+            chosen = self.hardware
+        elif mine in kinds:
+            chosen = mine
+        elif len(kinds) == 1:
+            chosen = next(iter(kinds))
+        else:
+            raise LTSError(f"the Ray cluster mixes hardware and none is this machine's: {listing}; pick the nodes "
+                           "that measure with --ray-hardware ID")
+        need = target.threads if measured else 1
+        usable = [n for n in kinds[chosen]["nodes"] if n["cpus"] >= need]
+        if not usable:
+            most = int(max(n["cpus"] for n in kinds[chosen]["nodes"]))
+            raise LTSError(f"no node of hardware {chosen} has the {need} CPUs a measurement with {target.threads} "
+                           f"threads asks Ray for; pass --threads {most}, or start the nodes with more --num-cpus")
+        self.nodes = usable
+        others = len(nodes) - len(usable)
+        log.info("ray: %d node(s) of hardware %s measure%s", len(usable), chosen,
+                 f"; {others} other node(s) left out" if others else "")
+        return dict(kinds[chosen]["fingerprint"])
+
+    def time_reference(self, settings: MeasureSettings, target: Target) -> Timing:
+        """The reference graph timed on a node that measures (the calibration must be that hardware's)."""
+        ref = self.ray.remote(_time_reference).options(**self._on(self.nodes[0]["id"], target.threads))
+        return self.ray.get(ref.remote(settings, target))
+
+    # ---- evaluating
+    def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]:
+        from lts.cost.evaluator import run_task
+
+        ray = self.ray
+        measured = evaluator.settings.measure
+        remote = ray.remote(run_task)
+        queue: deque[int] = deque(range(len(configs)))
+        attempts: Counter[int] = Counter()
+        free = [n["id"] for n in self.nodes]  # measuring nodes without a task in flight
+        inflight: dict[Any, tuple[int, Any, str | None]] = {}
+        cap = max(1, int(sum(n["cpus"] for n in self.nodes)))
+        while queue or inflight:
+            while queue and (free if measured else len(inflight) < 2 * cap):
+                i = queue.popleft()
+                task = evaluator.task(configs[i])  # at dispatch: shape timings stored meanwhile are reused
+                if measured:
+                    node = free.pop(0)
+                    ref = remote.options(**self._on(node, evaluator.target.threads)).remote(task)
+                else:
+                    node, ref = None, remote.options(num_cpus=1, max_retries=0).remote(task)
+                inflight[ref] = (i, task, node)
+            if not inflight:  # every measuring node is gone
+                for i in queue:
+                    yield i, evaluator.failed(configs[i], f"no node of hardware {evaluator.hardware['id']} is left "
+                                                          "in the Ray cluster")
+                return
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            i, task, node = inflight.pop(done[0])
+            try:
+                out = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:  # raised inside the task: not the node's fault
+                yield i, evaluator.failed(configs[i], f"ray task error: {_first_line(exc)}")
+            except ray.exceptions.RayError as exc:  # the worker or its node died: try elsewhere
+                attempts[i] += 1
+                reason = f"{type(exc).__name__}: {_first_line(exc)}"
+                if node is not None and not any(n["NodeID"] == node for n in self._alive()):
+                    self.nodes = [n for n in self.nodes if n["id"] != node]
+                    node = None  # not given back to the free list
+                if attempts[i] <= self.RETRIES:
+                    log.warning("%s: lost its Ray worker (%s); trying again (%d of %d)", configs[i].archid, reason,
+                                attempts[i], self.RETRIES)
+                    queue.appendleft(i)
+                else:
+                    yield i, evaluator.failed(configs[i], f"lost its Ray worker {attempts[i]} times (last: {reason})")
+            else:
+                yield i, evaluator.finish(task, out)
+            if node is not None:
+                free.append(node)
 
     def close(self) -> None:
-        self.ray.shutdown()
+        if self._started:
+            self.ray.shutdown()
 
 
-def make_executor(engine: str, workers: int, address: str | None = None) -> Executor:
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def make_executor(engine: str, workers: int, address: str | None = None, hardware: str | None = None) -> Executor:
     if engine == "local":
         return LocalExecutor(workers)
     if engine == "ray":
-        return RayExecutor(address, workers)
+        return RayExecutor(address, workers, hardware)
     raise LTSError(f"unknown engine {engine!r} (choose local or ray)")

@@ -53,6 +53,7 @@ class SearchJob:
     workers: int = 1
     engine: str = "local"
     ray_address: str | None = None
+    ray_hardware: str | None = None  # fingerprint id of the Ray nodes that measure (None: this machine's kind)
     latency_mode: str = "composed"
     timeout_s: float = 300.0
     cache: str | None = None  # None: $LTS_CACHE_DIR or ~/.cache/lts, evaluations.sqlite
@@ -170,15 +171,18 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     _check_dirs(folders, fileio.check_creatable_dir)
     if resume:
         load_checkpoint(run_dir)
-    evaluator = Evaluator(eval_settings, job.cache_path(), calibration_s=load_calibration(run_dir) if resume else None)
-    _check_dirs(folders, fileio.check_writable_dir)
-    fileio.write_json(run_dir / JOB_FILE, asdict(job))
-    started = read_manifest(models_dir)  # the front this run replaces (and nothing placed later)
-    run_id = f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:6]}"
-    evaluator.calibrate()
-    save_calibration(run_dir, evaluator.calibration_s, evaluator.conditions())
-    executor = make_executor(job.engine, job.workers, job.ray_address)
+    executor = make_executor(job.engine, job.workers, job.ray_address, job.ray_hardware)
     try:
+        # Ray: which nodes measure, and so the hardware whose figures are stored and served (None: this machine)
+        hardware = executor.prepare(eval_settings)
+        evaluator = Evaluator(eval_settings, job.cache_path(), calibration_s=load_calibration(run_dir) if resume
+                              else None, hardware=hardware, time_reference=executor.time_reference)
+        _check_dirs(folders, fileio.check_writable_dir)
+        fileio.write_json(run_dir / JOB_FILE, asdict(job))
+        started = read_manifest(models_dir)  # the front this run replaces (and nothing placed later)
+        run_id = f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:6]}"
+        evaluator.calibrate()
+        save_calibration(run_dir, evaluator.calibration_s, evaluator.conditions())
         results, front, state = run_search(space, settings, evaluator, executor, run_dir, resume=resume,
                                            progress=progress)
     finally:

@@ -294,7 +294,7 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
         bar = tqdm(total=len(configs), desc=f"gen {gen + 1}/{settings.generations}", unit="arch",
                    disable=not progress, leave=True, dynamic_ncols=True)
         bar.update(len(configs) - len(todo))
-        for j, res in executor.map(evaluator.compute, [configs[i] for i in todo]):
+        for j, res in executor.evaluate(evaluator, [configs[i] for i in todo]):
             record.append(res, gen)  # the run's record, the moment it exists
             evaluator.store(res)  # successes only, for later runs
             faults.point("evaluated", res.archid)
