@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if job.constraints:
         print(f"  budgets     : {', '.join(job.constraints)}: {out.n_feasible} of {out.n_evaluated - out.n_failed} "
               f"evaluated candidates meet them")
+    if job.engine != "local":
+        print(f"  engine      : {out.engine}")
     print(f"  evaluations : {out.files['evaluations']}  (record: {out.files['record']})")
     print(f"  front       : {out.files['pareto']}  (gallery: {out.files['gallery']})")
     models = out.files["models"]

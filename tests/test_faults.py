@@ -63,12 +63,14 @@ class Case:
     files: Mapping[str, str | bytes] = field(default_factory=dict)  # written after `uses` is set up
     uses: tuple[str, ...] = ()         # "model", "tokenizer", "run", "train_ckpt": see _prepare
     prepare: Callable[[Path], None] | None = None  # anything files cannot say
+    env: Mapping[str, str] = field(default_factory=dict)  # extra environment (paths relative to the case folder)
     xfail: str | None = None           # the product's bug, while it is not fixed
 
 
 KINDS = ("missing file", "corrupt file", "empty file", "malformed YAML", "malformed JSON", "wrong type",
          "out-of-range number", "unknown name", "unwritable folder", "truncated SQLite cache",
-         "incompatible checkpoint", "corrupt safetensors", "unavailable device", "incompatible data")
+         "incompatible checkpoint", "corrupt safetensors", "unavailable device", "incompatible data",
+         "missing package", "unreachable cluster")
 
 SEARCH = ("--objectives", "non_embedding_params,onnx_file_mb", "--generations", "1", "--population", "2",
           "--run-dir", "run", "--cache", "c.sqlite", "--out", "models", "--assets-dir", "assets", "--no-progress")
@@ -128,6 +130,14 @@ CASES: list[Case] = [
          (*SEARCH, "--threads", "0"), "threads"),
     Case("search-unknown-objective", "search.py", "unknown name", "an objective nobody registered",
          (*SEARCH, "--objectives", "non_embedding_params,perplexity"), "perplexity"),
+    Case("search-ray-not-installed", "search.py", "missing package", "--engine ray where Ray is not installed",
+         (*SEARCH, "--engine", "ray"), "pip install", files={"stub/ray.py": "raise ImportError(\"No module named 'ray'\")\n"},
+         env={"PYTHONPATH": "{case}/stub"}),
+    Case("search-ray-address-refused", "search.py", "unreachable cluster", "--ray-address where nothing listens",
+         (*SEARCH, "--engine", "ray", "--ray-address", "127.0.0.1:9"), "cannot reach a Ray cluster"),
+    Case("search-ray-address-unroutable", "search.py", "unreachable cluster",
+         "--ray-address on a network that never answers (TEST-NET-3): refused within seconds, no hang",
+         (*SEARCH, "--engine", "ray", "--ray-address", "203.0.113.1:6379"), "cannot reach a Ray cluster"),
     Case("search-constraint-unknown-objective", "search.py", "unknown name", "a budget on an unknown objective",
          (*SEARCH, "--constraint", "onnx_speed<=3"), "onnx_speed"),
     Case("search-constraint-malformed", "search.py", "wrong type", "a budget without <= or >=",
@@ -430,7 +440,8 @@ class Inputs:
         self.prepare(case, case_dir)
         before = _snapshot(case_dir)
         try:
-            proc = subprocess.run([sys.executable, *CLIS[case.cli], *case.args], cwd=case_dir, env=self.env(case_dir),
+            env = {**self.env(case_dir), **{k: v.replace("{case}", str(case_dir)) for k, v in case.env.items()}}
+            proc = subprocess.run([sys.executable, *CLIS[case.cli], *case.args], cwd=case_dir, env=env,
                                   capture_output=True, text=True, timeout=TIMEOUT_S)
             outcome = Outcome(proc.returncode, proc.stdout, proc.stderr, [])
         except subprocess.TimeoutExpired as exc:

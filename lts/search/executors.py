@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, TypeVar
@@ -41,7 +43,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 RAY_INSTALL = "pip install 'ray>=2.9' (or: pip install -e '.[distributed]')"
-CONNECT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 5.0   # a TCP connect to --ray-address
+JOIN_TIMEOUT_S = 12.0     # a throw-away process joining the cluster (importing ray takes a second or two)
 
 
 class Executor(Protocol):
@@ -52,6 +55,9 @@ class Executor(Protocol):
 
     def time_reference(self, settings: MeasureSettings, target: Target) -> Timing:
         """The reference graph timed on that hardware (the run's calibration)."""
+
+    def describe(self) -> str:
+        """Where the evaluations ran, in one line."""
 
     def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]: ...
 
@@ -71,6 +77,9 @@ class LocalExecutor:
 
     def time_reference(self, settings: MeasureSettings, target: Target) -> Timing:
         return _time_reference(settings, target)
+
+    def describe(self) -> str:
+        return f"local, {self.workers} worker(s)"
 
     def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]:
         return self.map(evaluator.compute, configs)
@@ -106,16 +115,40 @@ def _time_reference(settings: Any, target: Any) -> Any:
 
 
 def _check_reachable(address: str) -> None:
-    """A host:port that answers within a few seconds (ray.init would otherwise wait a minute or more)."""
+    """Refuse, within seconds, an address with no Ray cluster behind it (ray.init itself retries for long,
+    printing a line a second). First a TCP connect; then a real join in a throw-away process, whose output
+    is kept out of the user's terminal."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        return  # "auto", "local" and the like: ray.init says what is wrong with them, at once
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise LTSError(f"--ray-address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}, "
+                           f"{CONNECT_TIMEOUT_S:g} s); start one with `ray start --head` and pass the address it "
+                           "prints") from None
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        raise LTSError(f"--ray-address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}, "
-                       f"{CONNECT_TIMEOUT_S:g} s); start one with `ray start --head` and pass the address it "
-                       "prints") from None
+        probe = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True,
+                               timeout=JOIN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise LTSError(f"--ray-address {address}: cannot reach a Ray cluster there (something answers, but no Ray "
+                       f"cluster joined within {JOIN_TIMEOUT_S:g} s); check the address `ray start --head` "
+                       "printed") from None
+    if probe.returncode != 0:
+        lines = [ln for ln in probe.stdout.splitlines() if ln.startswith("error: ")]
+        why = lines[-1].removeprefix("error: ") if lines else f"exit status {probe.returncode}"
+        raise LTSError(f"--ray-address {address}: cannot reach a Ray cluster there ({why})")
+
+
+_PROBE = """
+import logging, sys
+import ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)
+except Exception as exc:
+    print("error: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+    sys.exit(1)
+ray.shutdown()
+"""
 
 
 class RayExecutor:
@@ -130,13 +163,13 @@ class RayExecutor:
             import ray
         except ImportError:
             raise LTSError(f"--engine ray needs Ray, which is not installed: {RAY_INSTALL}") from None
-        self.ray, self.hardware, self.nodes = ray, hardware, []
+        self.ray, self.hardware, self.nodes, self.chosen, self.left_out = ray, hardware, [], "", 0
         self._started = False
         if address:
             _check_reachable(address)
         if not ray.is_initialized():
             try:
-                ray.init(address=address, log_to_driver=False, include_dashboard=False,
+                ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING,
                          **({"num_cpus": workers} if workers and address is None else {}))
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise LTSError(f"--ray-address {address}: cannot join a Ray cluster "
@@ -190,11 +223,14 @@ class RayExecutor:
             most = int(max(n["cpus"] for n in kinds[chosen]["nodes"]))
             raise LTSError(f"no node of hardware {chosen} has the {need} CPUs a measurement with {target.threads} "
                            f"threads asks Ray for; pass --threads {most}, or start the nodes with more --num-cpus")
-        self.nodes = usable
-        others = len(nodes) - len(usable)
-        log.info("ray: %d node(s) of hardware %s measure%s", len(usable), chosen,
-                 f"; {others} other node(s) left out" if others else "")
+        self.nodes, self.chosen, self.left_out = usable, chosen, len(nodes) - len(usable)
         return dict(kinds[chosen]["fingerprint"])
+
+    def describe(self) -> str:
+        hosts = Counter(n["host"] for n in self.nodes)
+        where = ", ".join(f"{h}" + (f" x{k}" if k > 1 else "") for h, k in hosts.items())
+        return (f"ray, {len(self.nodes)} node(s) of hardware {self.chosen} ({where})"
+                + (f"; {self.left_out} other node(s) left out" if self.left_out else ""))
 
     def time_reference(self, settings: MeasureSettings, target: Target) -> Timing:
         """The reference graph timed on a node that measures (the calibration must be that hardware's)."""

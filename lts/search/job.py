@@ -113,6 +113,7 @@ class JobOutcome:
     seconds: float
     n_robust: int = 0
     n_feasible: int = 0
+    engine: str = "local"
 
 
 def _check_dirs(paths: list[tuple[Path, str]], check: Any) -> None:
@@ -185,6 +186,7 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
         save_calibration(run_dir, evaluator.calibration_s, evaluator.conditions())
         results, front, state = run_search(space, settings, evaluator, executor, run_dir, resume=resume,
                                            progress=progress)
+        engine = executor.describe()
     finally:
         executor.close()
 
@@ -213,7 +215,7 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
         files={"evaluations": run_dir / "evaluations.csv", "pareto": run_dir / "pareto.csv",
                "gallery": run_dir / "gallery.md", "models": model_dirs, "plots": plots,
                "cache": job.cache_path(), "record": run_dir / "evaluations.jsonl"},
-        seconds=time.perf_counter() - t0, n_robust=len(robust), n_feasible=n_feasible,
+        seconds=time.perf_counter() - t0, n_robust=len(robust), n_feasible=n_feasible, engine=engine,
     )
 
 

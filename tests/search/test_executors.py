@@ -40,14 +40,3 @@ def test_two_searches_in_one_folder_do_not_interfere(tmp_path):
     csvs = [(r / "evaluations.csv").read_text().splitlines() for r in runs]
     assert len(csvs[0]) == len(csvs[1]) == 19
     assert [line.split(",")[1] for line in csvs[0]] == [line.split(",")[1] for line in csvs[1]]
-
-
-@pytest.mark.slow
-def test_ray_engine_runs_a_search(tmp_path):
-    pytest.importorskip("ray")
-    r = subprocess.run([sys.executable, str(REPO / "search.py"), "--engine", "ray", "--workers", "2",
-                        "--objectives", "non_embedding_params,onnx_file_mb", "--generations", "2",
-                        "--population", "4", "--run-dir", "run", "--cache", "c.sqlite", "--no-progress"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert len((tmp_path / "run" / "evaluations.csv").read_text().splitlines()) == 9
