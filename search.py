@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run_job(job, resume=args.resume, given=given, progress=not args.no_progress)
 
     print(f"\nevaluated {out.n_evaluated} architectures ({out.n_cached} from cache, {out.n_failed} failed) "
-          f"in {out.seconds:.0f} s; Pareto front: {len(out.front_ids)} models ({out.n_robust} robust to noise), "
+          f"in {out.seconds:.1f} s; Pareto front: {len(out.front_ids)} models ({out.n_robust} robust to noise), "
           f"hypervolume {out.hypervolume:.4f}")
     if job.constraints:
         print(f"  budgets     : {', '.join(job.constraints)}: {out.n_feasible} of {out.n_evaluated - out.n_failed} "

@@ -250,7 +250,7 @@ class RayExecutor:
         inflight: dict[Any, tuple[int, Any, str | None]] = {}
         cap = max(1, int(sum(n["cpus"] for n in self.nodes)))
         while queue or inflight:
-            while queue and (free if measured else len(inflight) < 2 * cap):
+            while queue and (free if measured else len(inflight) < 8 * cap):
                 i = queue.popleft()
                 task = evaluator.task(configs[i])  # at dispatch: shape timings stored meanwhile are reused
                 if measured:
@@ -265,27 +265,32 @@ class RayExecutor:
                                                           "in the Ray cluster")
                 return
             done, _ = ray.wait(list(inflight), num_returns=1)
-            i, task, node = inflight.pop(done[0])
-            try:
-                out = ray.get(done[0])
-            except ray.exceptions.RayTaskError as exc:  # raised inside the task: not the node's fault
-                yield i, evaluator.failed(configs[i], f"ray task error: {_first_line(exc)}")
-            except ray.exceptions.RayError as exc:  # the worker or its node died: try elsewhere
-                attempts[i] += 1
-                reason = f"{type(exc).__name__}: {_first_line(exc)}"
-                if node is not None and not any(n["NodeID"] == node for n in self._alive()):
-                    self.nodes = [n for n in self.nodes if n["id"] != node]
-                    node = None  # not given back to the free list
-                if attempts[i] <= self.RETRIES:
-                    log.warning("%s: lost its Ray worker (%s); trying again (%d of %d)", configs[i].archid, reason,
-                                attempts[i], self.RETRIES)
-                    queue.appendleft(i)
+            rest = [r for r in inflight if r not in done]
+            if rest:  # every other finished task too: one pass of the loop per batch, not per task
+                done += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+            for ref in done:
+                i, task, node = inflight.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # raised inside the task: not the node's fault
+                    yield i, evaluator.failed(configs[i], f"ray task error: {_first_line(exc)}")
+                except ray.exceptions.RayError as exc:  # the worker or its node died: try elsewhere
+                    attempts[i] += 1
+                    reason = f"{type(exc).__name__}: {_first_line(exc)}"
+                    if node is not None and not any(n["NodeID"] == node for n in self._alive()):
+                        self.nodes = [n for n in self.nodes if n["id"] != node]
+                        node = None  # not given back to the free list
+                    if attempts[i] <= self.RETRIES:
+                        log.warning("%s: lost its Ray worker (%s); trying again (%d of %d)", configs[i].archid,
+                                    reason, attempts[i], self.RETRIES)
+                        queue.appendleft(i)
+                    else:
+                        yield i, evaluator.failed(configs[i], f"lost its Ray worker {attempts[i]} times (last: "
+                                                              f"{reason})")
                 else:
-                    yield i, evaluator.failed(configs[i], f"lost its Ray worker {attempts[i]} times (last: {reason})")
-            else:
-                yield i, evaluator.finish(task, out)
-            if node is not None:
-                free.append(node)
+                    yield i, evaluator.finish(task, out)
+                if node is not None:
+                    free.append(node)
 
     def close(self) -> None:
         if self._started:
