@@ -17,7 +17,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from searchrun import TINY_SPACE
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[distributed]'")
@@ -126,7 +125,7 @@ def test_a_cluster_without_the_hardware_asked_for(cluster, tmp_path):
 
 
 def test_a_driver_killed_mid_search_resumes(cluster, tmp_path):
-    """SIGKILL of the driver after its 9th result (generation 2): --resume finishes the search, on the front of an unbroken run."""
+    """SIGKILL of the driver after its 9th result (generation 2): --resume ends on the front of an unbroken run."""
     import os
 
     local = search(tmp_path, "local", *UNMEASURED)
