@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for plot in out.files["plots"]:
         print(f"  plot        : {plot}")
     print(f"  cache       : {out.files['cache']}")
+    print(f"  report      : {out.files['report']}  (open it in a browser)")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`python -m lts evaluate CONFIG_OR_DIR [--seq-len N] [--json]` (or the `lts` command): score one architecture."""
+"""`python -m lts evaluate CONFIG_OR_DIR [--seq-len N] [--json]` (or the `lts` command): score one architecture.
+`python -m lts report RUN_DIR`: the interactive report of a search run."""
 
 from __future__ import annotations
 
@@ -76,7 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--cache", help="SQLite cache (default ~/.cache/lts/evaluations.sqlite or $LTS_CACHE_DIR)")
     ev.add_argument("--no-cache", action="store_true", help="measure afresh and store nothing")
     ev.add_argument("--json", action="store_true", help="print JSON")
+    rep = sub.add_parser("report", help="write RUN_DIR/report.html, an interactive page of a search run")
+    rep.add_argument("run_dir", help="a search's run folder (runs/<...>)")
+    rep.add_argument("--models-dir", help="where the front's config.json files are (default: the run's models_dir)")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        from lts.search.htmlreport import write_report
+
+        print(f"report: {write_report(args.run_dir, args.models_dir)}")
+        return 0
     return _evaluate(args)
 
 

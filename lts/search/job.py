@@ -22,6 +22,7 @@ from lts.cost.store import default_cache_path
 from lts.cost.target import make_target
 from lts.search.constraints import check_possible, feasible, parse_constraints, total_violation
 from lts.search.executors import make_executor
+from lts.search.htmlreport import RUN_INFO, write_report
 from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, load_checkpoint, robust_front, run_search
 from lts.search.record import load_calibration, save_calibration
 from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, read_manifest, write_models
@@ -208,15 +209,36 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     model_dirs = write_models(front, models_dir, conditions, run_id, started, robust,
                               lambda members: _models_readme(job, conditions, gallery, run_id, members))
     plots = plot_fronts(results, front, settings.objectives, assets_dir, conditions, robust)
+    seconds = time.perf_counter() - t0
+    fileio.write_json(run_dir / RUN_INFO, run_info(seconds, engine))
+    report = write_report(run_dir, models_dir)
     return JobOutcome(
         run_dir=run_dir, n_evaluated=len(results), n_failed=sum(not r.ok for r in results),
         n_cached=sum(r.cached for r in results), front_ids=tuple(r.archid for r in front),
         hypervolume=hypervolume(front, results, settings.objectives),
         files={"evaluations": run_dir / "evaluations.csv", "pareto": run_dir / "pareto.csv",
                "gallery": run_dir / "gallery.md", "models": model_dirs, "plots": plots,
-               "cache": job.cache_path(), "record": run_dir / "evaluations.jsonl"},
-        seconds=time.perf_counter() - t0, n_robust=len(robust), n_feasible=n_feasible, engine=engine,
+               "cache": job.cache_path(), "record": run_dir / "evaluations.jsonl", "report": report},
+        seconds=seconds, n_robust=len(robust), n_feasible=n_feasible, engine=engine,
     )
+
+
+def run_info(seconds: float, engine: str) -> dict[str, Any]:
+    """How the run was made, for its report: the command line, wall time, where it ran, library versions."""
+    import platform
+    import shlex
+    import sys
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for dist in ("onnxruntime", "onnx", "pymoo", "transformers", "torch", "numpy", "ray"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    argv = ["python", *sys.argv] if sys.argv and sys.argv[0].endswith(".py") else list(sys.argv)
+    return {"command": " ".join(shlex.quote(a) for a in argv), "wall_s": round(seconds, 3), "engine": engine,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "versions": versions}
 
 
 CLOSEST_FILE = "closest.csv"  # a run whose budgets nobody met: the least infeasible candidates
