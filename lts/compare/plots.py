@@ -1,4 +1,4 @@
-"""Charts (PNG) and a self-contained HTML page for benchmark results.
+"""Charts (PNG, for the README) and a self-contained interactive HTML page (Plotly) for benchmark results.
 
 Every chart shows one bar (group) per model that ran, values averaged over the
 prompts; failed models are listed in the HTML table, not drawn. Horizontal bars so
@@ -7,7 +7,6 @@ long model names stay readable.
 
 from __future__ import annotations
 
-import base64
 import html
 import statistics
 from pathlib import Path
@@ -147,19 +146,56 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSetti
     return paths
 
 
-def write_html(rows: Sequence[dict[str, Any]], path: Path, settings: BenchSettings, charts: Sequence[Path]) -> Path:
-    """One page, no external files: the results table and the charts as base64 PNGs."""
+def interactive_charts(rows: Sequence[dict[str, Any]], settings: BenchSettings) -> list[Any]:
+    """The three charts as Plotly figures (hover for values; the same data as the PNGs)."""
+    import plotly.graph_objects as go
+
+    data = per_model(rows)
+    if not data:
+        return []
+    models = list(data)
+    conditions = _conditions(settings, rows)
+    height = max(300, 60 * len(models) + 160)
+
+    def bars(traces: Sequence[tuple[str, str, str]], title: str, xaxis: str, stack: bool = False) -> Any:
+        fig = go.Figure()
+        for col, name, color in traces:
+            fig.add_trace(go.Bar(y=models, x=[data[m][col] for m in models], name=name, orientation="h",
+                                 marker_color=color, hovertemplate="%{y}<br>" + name + ": %{x:.4g}<extra></extra>"))
+        fig.update_layout(title=f"{title}<br><sup>{html.escape(conditions)}</sup>", barmode="stack" if stack
+                          else "group", height=height, xaxis_title=xaxis, yaxis={"autorange": "reversed"},
+                          legend={"orientation": "h", "y": -0.25}, margin={"l": 220})
+        return fig
+
+    return [
+        bars([("Loading Time (s)", "loading (files → ready model + tokenizer)", "#4C72B0"),
+              ("Generation Time (s)", f"generation of {settings.max_new_tokens} tokens", "#DD8452")],
+             "Loading + generation time per model", "seconds", stack=True),
+        bars([("Diversity Score", "diversity (unique words / words)", "#55A868"),
+              ("Distinct-2", "distinct-2 (unique bigrams / bigrams)", "#8172B2")],
+             "Diversity of the generated text", "ratio (0 = repetitive, 1 = no word repeated)"),
+        bars([("Memory Usage (MB)", "estimate: parameters × bytes/parameter", "#4C72B0"),
+              ("Model Memory (MB)", "measured: peak RSS − RSS before loading", "#C44E52"),
+              ("Peak Memory (MB)", "measured: peak RSS of the process (incl. torch)", "#937860")],
+             "Memory per model: estimate vs measured", "MiB (2**20 bytes)"),
+    ]
+
+
+def write_html(rows: Sequence[dict[str, Any]], path: Path, settings: BenchSettings) -> Path:
+    """One self-contained page: interactive Plotly charts (plotly.js inlined) and the results table."""
+    from plotly.offline import get_plotlyjs
+
     esc = html.escape
     head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)
     body = []
     for r in rows:
         cls = "" if r["Status"] == "ok" else ' class="failed"'
         body.append(f"<tr{cls}>" + "".join(f"<td>{esc(fmt_cell(r.get(c)))}</td>" for c in COLUMNS) + "</tr>")
-    images = "".join(
-        f'<figure><img alt="{esc(p.stem)}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode("ascii")}"></figure>' for p in charts)
+    charts = "".join(f'<div class="chart">{fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart{k}")}'
+                     "</div>" for k, fig in enumerate(interactive_charts(rows, settings)))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>LTS benchmark</title>
+<script type="text/javascript">{get_plotlyjs()}</script>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; font-size: 0.85em; }}
@@ -167,14 +203,13 @@ th, td {{ border: 1px solid #ccc; padding: 0.3em 0.5em; vertical-align: top; }}
 th {{ background: #f3f3f3; position: sticky; top: 0; }}
 tr.failed td {{ background: #fdecea; }}
 td:nth-child(4) {{ max-width: 28em; }}
-figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Language model benchmark</h1>
 <p>Conditions: {esc(_conditions(settings, rows))}. Times in seconds, memory in MiB.
 Loading = files to ready model + tokenizer; generation = one <code>generate</code> of exactly
 {settings.max_new_tokens} new tokens after a warm-up; diversity = unique words / words of the continuation;
 memory estimate = parameters × bytes per parameter, peak = measured peak RSS of the process running the model.</p>
-{images}
+{charts}
 <div style="overflow-x:auto"><table><thead><tr>{head}</tr></thead><tbody>
 {chr(10).join(body)}
 </tbody></table></div>

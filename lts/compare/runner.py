@@ -125,7 +125,7 @@ def run_benchmark(settings: BenchSettings, progress: bool | None = None) -> Benc
     if settings.charts and ok_rows:
         charts = plots.write_charts(rows, out, settings)
     if settings.html:
-        html_path = plots.write_html(rows, out / "benchmark.html", settings, charts)
+        html_path = plots.write_html(rows, out / "benchmark.html", settings)
     return BenchResult(rows, csv_path, charts, html_path, failed, settings, tuple(prompts))
 
 

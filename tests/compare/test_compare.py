@@ -131,8 +131,8 @@ def test_charts_and_html(e2e):
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name
     page = (out / "benchmark.html").read_text(encoding="utf-8")
-    assert page.count('src="data:image/png;base64,') == 3
-    assert "http://" not in page and "https://" not in page  # self-contained
+    assert page.count('class="chart"') == 3 and page.count("Plotly.newPlot") == 3  # interactive charts
+    assert "<script src=" not in page and "<link " not in page  # self-contained: plotly.js is inlined
     assert 'class="failed"' in page and "Generated Text" in page and "Memory Usage (MB)" in page
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
 
