@@ -43,6 +43,7 @@ CLIS: dict[str, list[str]] = {
     "generate_text.py": [str(REPO / "generate_text.py")],
     "benchmark.py": [str(REPO / "benchmark.py")],
     "lts evaluate": ["-m", "lts", "evaluate"],
+    "lts report": ["-m", "lts", "report"],
 }
 
 # Deterministic junk: no sqlite, pickle, torch, safetensors or JSON reader accepts it.
@@ -316,6 +317,13 @@ CASES: list[Case] = [
     Case("train-resume-foreign-state", "train.py", "incompatible checkpoint",
          "--resume where state.pt is a torch file of something else", (*TRAIN, "--resume"), "state.pt",
          uses=("model", "train_ckpt"), prepare=_torch_foreign_state),
+    Case("report-run-missing", "lts report", "missing file", "a run folder that is not there", ("runs/nope",),
+         "run folder not found"),
+    Case("report-record-corrupt", "lts report", "corrupt file", "evaluations.jsonl with junk in its first line",
+         ("R",), "corrupt at line 1", uses=("run",), prepare=lambda d: (d / "R" / "evaluations.jsonl").write_bytes(
+             b"junk\n" + (d / "R" / "evaluations.jsonl").read_bytes())),
+    Case("report-job-not-json", "lts report", "malformed JSON", "job.json cut short", ("R",), "job.json",
+         uses=("run",), files={"R/job.json": '{"objectives": "non_embedding_params'}),
     Case("train-device-cuda-absent", "train.py", "unavailable device", "--device cuda where no CUDA device exists",
          (*TRAIN, "--device", "cuda"), "no CUDA device", uses=("model",)),
     Case("train-fp16-on-cpu", "train.py", "unavailable device", "--precision fp16 on the CPU",
