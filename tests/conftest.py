@@ -85,7 +85,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             continue
         held = sum(c["held"] for c in cases)
         missed = ", ".join(c["id"] for c in cases if not c["held"]) if cli != "total" else ""
-        name = f"`{'python -m lts evaluate' if cli == 'lts evaluate' else cli}`" if cli != "total" else "**total**"
+        name = f"`{'python -m ' + cli if cli.startswith('lts ') else cli}`" if cli != "total" else "**total**"
         write(f"| {name} | {len(cases)} | {held} | {missed or ('—' if cli != 'total' else '')} |")
     kinds = sorted({c["kind"] for c in _FAULT_CASES})
     write("")

@@ -324,6 +324,13 @@ CASES: list[Case] = [
              b"junk\n" + (d / "R" / "evaluations.jsonl").read_bytes())),
     Case("report-job-not-json", "lts report", "malformed JSON", "job.json cut short", ("R",), "job.json",
          uses=("run",), files={"R/job.json": '{"objectives": "non_embedding_params'}),
+    Case("report-run-is-a-file", "lts report", "missing file", "RUN_DIR names a regular file", ("afile",),
+         "run folder not found", files={"afile": "a file\n"}),
+    Case("report-record-empty", "lts report", "empty file", "evaluations.jsonl is empty", ("R",),
+         "holds no evaluation", uses=("run",), files={"R/evaluations.jsonl": ""}),
+    Case("report-unknown-objective", "lts report", "unknown name", "job.json names an objective nobody registered",
+         ("R",), "onnx_speed", uses=("run",), prepare=lambda d: (d / "R" / "job.json").write_text(
+             (d / "R" / "job.json").read_text().replace("non_embedding_params,", "onnx_speed,"))),
     Case("train-device-cuda-absent", "train.py", "unavailable device", "--device cuda where no CUDA device exists",
          (*TRAIN, "--device", "cuda"), "no CUDA device", uses=("model",)),
     Case("train-fp16-on-cpu", "train.py", "unavailable device", "--precision fp16 on the CPU",
@@ -537,4 +544,5 @@ def test_the_suite_covers_every_cli_and_every_kind_of_fault():
     assert {c.cli for c in CASES} == set(CLIS)
     assert {c.kind for c in CASES} == set(KINDS)
     assert all(sum(c.cli == cli for c in CASES) >= 5 for cli in CLIS)
-    assert len({(c.cli, c.args, tuple(c.files.items())) for c in CASES}) == len(CASES)  # no two cases alike
+    alike = {(c.cli, c.args, tuple(c.files.items()), c.prepare, tuple(c.env.items())) for c in CASES}
+    assert len(alike) == len(CASES)  # no two cases alike
