@@ -197,11 +197,17 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     rows = evaluation_rows(state.log, results, front_ids, robust)
     write_csv(run_dir / "evaluations.csv", rows)
     write_csv(run_dir / "pareto.csv", [row for row in rows if row["front"]])  # archids are unique
+    def record_page() -> Path:  # the run's report, failed runs included (it lives in the run folder)
+        fileio.write_json(run_dir / RUN_INFO, run_info(time.perf_counter() - t0, engine))
+        return write_report(run_dir, models_dir)
+
     if not any(r.ok for r in results):
+        report = record_page()
         raise JobFailed(f"every candidate failed ({_reasons(results)}); {models_dir}/ and {assets_dir}/ were left "
-                        f"as they were; the record is in {run_dir / 'evaluations.jsonl'}")
+                        f"as they were; the record is in {run_dir / 'evaluations.jsonl'} (and {report})")
     n_feasible = sum(r.ok and feasible(r, settings.constraints) for r in results)
     if not front:
+        record_page()
         raise JobFailed(_no_feasible(results, settings, run_dir) + f"; {models_dir}/ and {assets_dir}/ were left "
                         f"as they were")
     gallery = gallery_markdown(front, robust)
@@ -209,9 +215,8 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     model_dirs = write_models(front, models_dir, conditions, run_id, started, robust,
                               lambda members: _models_readme(job, conditions, gallery, run_id, members))
     plots = plot_fronts(results, front, settings.objectives, assets_dir, conditions, robust)
+    report = record_page()
     seconds = time.perf_counter() - t0
-    fileio.write_json(run_dir / RUN_INFO, run_info(seconds, engine))
-    report = write_report(run_dir, models_dir)
     return JobOutcome(
         run_dir=run_dir, n_evaluated=len(results), n_failed=sum(not r.ok for r in results),
         n_cached=sum(r.cached for r in results), front_ids=tuple(r.archid for r in front),
