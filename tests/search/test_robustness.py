@@ -52,6 +52,8 @@ def test_a_run_where_every_candidate_fails_exits_1_and_leaves_models_and_plots(t
     assert {"models": tree(tmp_path / "models"), "assets": tree(tmp_path / "assets")} == before
     failures = record(tmp_path / "failing")
     assert failures and all(f["status"].startswith("failed: timeout") for f in failures)
+    page = (tmp_path / "failing" / "report.html").read_text()  # the run folder's own page lists why
+    assert "timeout after 0.001s" in page and "0 succeeded" in page
 
     # Nothing failed was cached: the same search without the tiny timeout measures every candidate.
     again = search(tmp_path, "--config", "tiny.yaml", "--generations", 2, "--population", 4, "--seq-len", 8,
