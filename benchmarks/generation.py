@@ -12,6 +12,14 @@ happens once per model (timed separately, in a temp cache) and is not part of th
 Reports tokens/s (median run; prefill included), time to first token (median) and the
 per-token latency after the first (p50/p90 over all timed runs), and checks that both
 backends produced the same tokens.
+
+The roofline: decoding one token reads every weight matrix once (the blocks, and the tied LM
+head: the whole ``vocab x n_embd`` embedding), one row of the embeddings, and the KV cache, so
+at batch 1 a step cannot beat ``bytes read per token / memory bandwidth``. The bandwidth is
+measured here, with the same thread count (torch reductions over a 512 MiB float32 array
+that no cache holds: read-only, like weights; and a STREAM-style triad ``a = b + s c``: two
+reads and a write). Per model and backend: bytes read per token (weights + the mean KV cache
+over the run), achieved GB/s (tokens/s x bytes), and the fraction of the read ceiling.
 """
 
 from __future__ import annotations
@@ -48,17 +56,44 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def build_model(n_layer: int, n_embd: int):
+def build_model(n_layer: int, n_embd: int, vocab: int = 50257):
     import torch
     from transformers import GPT2LMHeadModel
 
     from lts.core.arch import ArchConfig
 
     n_head = 8 if n_embd % 8 == 0 else 4
-    cfg = ArchConfig(n_layer, n_embd, 4 * n_embd, n_head, vocab_size=50257, n_positions=1024)
+    cfg = ArchConfig(n_layer, n_embd, 4 * n_embd, n_head, vocab_size=vocab, n_positions=1024)
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(cfg.to_gpt2_config(bos_token_id=50256, eos_token_id=50256)).eval()
+    model = GPT2LMHeadModel(cfg.to_gpt2_config(bos_token_id=vocab - 1, eos_token_id=vocab - 1)).eval()
     return model, sum(p.numel() for p in model.parameters())
+
+
+def bandwidth(threads: int, mib: int = 512, repeats: int = 7) -> tuple[float, float]:
+    """(read GB/s, triad GB/s), medians of `repeats`, with `threads` torch threads; 1 GB = 1e9 bytes."""
+    import torch
+
+    torch.set_num_threads(threads)
+    n = mib * 2**20 // 4
+    a, b, c = torch.ones(n), torch.ones(n), torch.ones(n)
+    reads, triads = [], []
+    for _ in range(repeats + 1):  # the first pass pages the arrays in
+        t0 = time.perf_counter()
+        b.sum()
+        reads.append(4 * n / (time.perf_counter() - t0) / 1e9)
+        t0 = time.perf_counter()
+        torch.add(b, c, alpha=0.5, out=a)
+        triads.append(3 * 4 * n / (time.perf_counter() - t0) / 1e9)
+    return statistics.median(reads[1:]), statistics.median(triads[1:])
+
+
+def bytes_per_token(n_layer: int, n_embd: int, params: int, prompt: int, new: int) -> float:
+    """Weights a decode step reads (all but the embeddings' unused rows; the tied head reads all of wte) + the
+    mean KV cache over the run, float32."""
+    wpe = 1024 * n_embd
+    weights = (params - wpe + n_embd) * 4  # every parameter once (wte via the head), one row of wpe
+    mean_past = prompt + (new - 1) / 2
+    return weights + 2 * n_layer * mean_past * n_embd * 4
 
 
 def time_runs(fn, repeats: int):
@@ -82,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--vocab", type=int, default=50257, help="vocabulary of the random models (default %(default)s)")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                    help="torch threads and ONNX Runtime intra-op threads (default min(2, cores))")
     args = p.parse_args(argv)
@@ -100,32 +136,38 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     settings = GenerateSettings(model="-", tokenizer="-", prompt="-", max_new_tokens=args.new_tokens, greedy=True)
     rng = np.random.default_rng(0)
-    prompt = torch.tensor(rng.integers(0, 50256, size=(1, args.prompt_len)), dtype=torch.long)
+    prompt = torch.tensor(rng.integers(0, args.vocab - 1, size=(1, args.prompt_len)), dtype=torch.long)
 
     print(f"# greedy decode, batch 1: prompt {args.prompt_len} tokens, {args.new_tokens} new tokens, "
           f"{args.repeats} timed runs after 1 warm-up, {args.threads} threads for both backends")
     print(f"# {cpu_name()}, {os.cpu_count()} cores visible, load average at start "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; python {platform.python_version()}, "
           f"torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {onnxruntime.__version__}")
+    print(f"# vocab {args.vocab}; memory bandwidth with {args.threads} threads measured just before each backend "
+          "(512 MiB float32, median of 7; read = the ceiling for weights, triad for reference)")
     print()
     print("| model | params | backend | tokens/s | time to first token | per-token p50 | per-token p90 | speed-up "
-          "| same tokens |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+          "| same tokens | MB read / token | GB/s | read / triad bandwidth (GB/s) | of the read ceiling |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     all_same = True
     with tempfile.TemporaryDirectory(prefix="lts-bench-onnx-") as cache:
         for n_layer, n_embd in parse_sizes(args.sizes):
-            model, params = build_model(n_layer, n_embd)
+            model, params = build_model(n_layer, n_embd, args.vocab)
+            per_token_bytes = bytes_per_token(n_layer, n_embd, params, args.prompt_len, args.new_tokens)
             t0 = time.perf_counter()
             folder, _ = cached_kv_onnx(model, cache)
             export_s = time.perf_counter() - t0
             onnx_model = OnnxKVModel(folder, CPUTarget(threads=args.threads))
             runs = {
                 "torch generate": lambda s, model=model: generate_torch(
-                    model, prompt, settings, LogitsProcessorList(), None, 50256, s),
+                    model, prompt, settings, LogitsProcessorList(), None, args.vocab - 1, s),
                 "onnxruntime": lambda s, onnx_model=onnx_model: generate_onnx(
-                    onnx_model, prompt, settings, LogitsProcessorList(), None, 50256, s),
+                    onnx_model, prompt, settings, LogitsProcessorList(), None, args.vocab - 1, s),
             }
-            results = {name: time_runs(fn, args.repeats) for name, fn in runs.items()}
+            results, ceiling = {}, {}
+            for name, fn in runs.items():  # the bandwidth just before each backend: a VM's varies by the minute
+                ceiling[name] = bandwidth(args.threads)
+                results[name] = time_runs(fn, args.repeats)
             ids_torch = results["torch generate"][0]
             base_tps = None
             for name, (ids, totals, firsts, per_token) in results.items():
@@ -137,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {n_layer}x{n_embd} | {params / 1e6:.1f}M | {name} | {tps:.1f} | "
                       f"{statistics.median(firsts) * 1000:.1f} ms | {np.percentile(per_token, 50) * 1000:.2f} ms | "
                       f"{np.percentile(per_token, 90) * 1000:.2f} ms | {tps / base_tps:.2f}x | "
-                      f"{'yes' if same else 'NO'} |", flush=True)
+                      f"{'yes' if same else 'NO'} | {per_token_bytes / 1e6:.1f} | {tps * per_token_bytes / 1e9:.1f} | "
+                      f"{ceiling[name][0]:.1f} / {ceiling[name][1]:.1f} | "
+                      f"{tps * per_token_bytes / 1e9 / ceiling[name][0]:.0%} |", flush=True)
             print(f"<!-- {n_layer}x{n_embd}: ONNX export {export_s:.1f} s (once per model, cached by content hash) -->",
                   flush=True)
     print()
