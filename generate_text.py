@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None) -> tuple[dict, dict, str | None]:
     p.add_argument("--stream", action="store_true", default=None, help="print tokens as they come")
     p.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="report load time, time to first token and tokens/s on stderr")
+    p.add_argument("--precision", choices=("fp32", "int8"), default=None,
+                   help="with --backend onnx: int8 quantizes the weight matrices (ONNX Runtime dynamic "
+                        "quantization; cached beside the fp32 graph)")
     p.add_argument("--target", choices=sorted(TARGETS), default=None,
                    help="with --backend onnx: where the graph runs (the Target the search measures on)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for either backend (default: torch's)")

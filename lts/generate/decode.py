@@ -27,6 +27,7 @@ from lts.cost.target import TARGETS, make_target
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
+PRECISIONS = ("fp32", "int8")
 DECODE_WINDOW = 64  # steps at the end of a generation whose median is reported as the decode step time
 VOCAB_PAD_MULTIPLE = 64  # models may pad the embedding to a multiple of this (e.g. 50257 -> 50304)
 VOCAB_PAD_MAX = 1024  # ...with fewer unused rows than this; anything else is a mismatched tokenizer
@@ -48,6 +49,7 @@ class GenerateSettings:
     seed: int | None = None  # None: a fresh random seed (reported with verbose)
     num_return_sequences: int = 1
     backend: str = "torch"
+    precision: str = "fp32"  # --backend onnx: fp32, or int8 (ONNX Runtime's dynamic quantization of the weights)
     target: str = "cpu"  # --backend onnx: where the graph runs, a name in lts.cost.target.TARGETS
     stream: bool = False
     verbose: bool = False
@@ -92,6 +94,11 @@ class GenerateSettings:
             raise LTSError("--stream prints one sequence as it comes: use --num-return-sequences 1")
         if self.backend not in BACKENDS:
             raise LTSError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise LTSError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision != "fp32" and self.backend != "onnx":
+            raise LTSError(f"--precision {self.precision} needs --backend onnx (the torch backend runs the model "
+                           "as it is stored)")
         if self.target not in TARGETS:
             raise LTSError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.threads is not None and (not integer(self.threads) or self.threads < 1):
@@ -113,6 +120,7 @@ class GenerationResult:
     prepare_s: float = 0.0  # onnx: content hash + export (first time) or cache hit + session creation
     exported: bool = False  # onnx: the graph was built now (not found in the cache)
     onnx_builder: str = ""  # onnx: "lts" (the search's own decode graph) or "torch.onnx.export"
+    precision: str = "fp32"
     first_token_s: float = 0.0  # from the call to the first new token (prefill + one selection)
     generate_s: float = 0.0  # the whole decode
     token_times_s: list[float] = field(default_factory=list)  # time of each new token since the start
@@ -344,7 +352,7 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
         from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
 
         t0 = time.perf_counter()
-        folder, exported = cached_kv_onnx(model, settings.onnx_cache_dir)
+        folder, exported = cached_kv_onnx(model, settings.onnx_cache_dir, precision=settings.precision)
         target = make_target(settings.target, threads)
         gc.collect()
         memory_base = target.memory_bytes()  # the window of onnx_generation_memory_mb: session + generation
@@ -372,6 +380,7 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
         new_tokens=out.shape[1] - input_ids.shape[1], seed=None if settings.greedy else seed,
         backend=settings.backend, threads=threads, load_s=load_s, prepare_s=prepare_s, exported=exported,
         onnx_builder=onnx_model.meta.get("builder", "torch.onnx.export") if onnx_model is not None else "",
+        precision=settings.precision,
         first_token_s=timing.times[0] if timing.times else float("nan"), generate_s=generate_s,
         token_times_s=list(timing.times), onnx_memory_bytes=memory)
 
@@ -381,6 +390,8 @@ def describe(result: GenerationResult) -> str:
     onnx = ""
     if result.backend == "onnx":
         graph = "the search's decode graph" if result.onnx_builder == "lts" else "torch.onnx export"
+        if result.precision != "fp32":
+            graph += f", {result.precision} weights (dynamic quantization)"
         onnx = f", onnx {'built' if result.exported else 'cached'} ({graph}) + session {result.prepare_s:.2f} s"
     seed = "" if result.seed is None else f", seed {result.seed}"
     if len(result.token_times_s) > 1:
