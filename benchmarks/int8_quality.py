@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""What INT8 weights cost in quality: validation perplexity and greedy tokens, fp32 vs ``--precision int8``.
+
+    python benchmarks/int8_quality.py trained/gpt2_xxx            # a train.py output folder
+    python benchmarks/int8_quality.py --train 4,256,1024,4 --steps 600   # train one here first (minutes)
+
+Both graphs are the ones ``generate_text.py --backend onnx`` runs (``--precision fp32|int8``).
+Perplexity is teacher-forced through the KV-cache graph (one step per token, the next token's
+logits each time), over the model's validation windows: the validation split train.py held out
+of its corpus (the offline corpus by default), ``--windows`` windows of ``--seq-len`` tokens.
+Greedy agreement: ``--new-tokens`` tokens from each of a few prompts, the share of positions
+where INT8 picks fp32's token (positions after the first difference count too, so it is a
+strict measure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+PROMPTS = ("ROMEO:", "The king", "What is the", "KING HENRY:\nNow", "My lord, I")
+
+
+def train(spec: str, steps: int, out: Path) -> None:
+    from lts.core.arch import ArchConfig
+
+    n_layer, n_embd, n_inner, n_head = (int(v) for v in spec.split(","))
+    arch_dir = out.parent / "arch"
+    ArchConfig(n_layer, n_embd, n_inner, n_head).to_gpt2_config().save_pretrained(arch_dir)
+    cmd = [sys.executable, str(REPO / "train.py"), str(arch_dir), "--out", str(out), "--max-steps", str(steps),
+           "--batch-size", "8", "--seq-len", "128", "--eval-every", str(steps), "--warmup-steps", "50",
+           "--tokenizer-vocab", "4096", "--lr", "2e-3", "--dropout", "0", "--no-progress"]
+    print("#", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def perplexity(model, windows: np.ndarray) -> float:
+    """exp(mean next-token NLL), teacher-forced through the KV-cache graph, one token per step."""
+    total, count = 0.0, 0
+    for w in windows:
+        past = model.empty_past(1)
+        for t in range(len(w) - 1):
+            logits, past = model.forward(w[None, t:t + 1].astype(np.int64), past)
+            z = logits[0].astype(np.float64)
+            total += -(z[w[t + 1]] - (z.max() + math.log(np.exp(z - z.max()).sum())))
+            count += 1
+    return math.exp(total / count)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="a train.py output folder (model + tokenizer)")
+    p.add_argument("--train", metavar="L,E,I,H",
+                   help="train this architecture here first (n_layer,n_embd,n_inner,n_head)")
+    p.add_argument("--steps", type=int, default=600, help="training steps with --train")
+    p.add_argument("--windows", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    args = p.parse_args(argv)
+    if not args.model and not args.train:
+        p.error("give a model folder or --train L,E,I,H")
+
+    work = Path(tempfile.mkdtemp(prefix="lts-int8-"))
+    t0 = time.perf_counter()
+    model_dir = Path(args.model) if args.model else work / "trained"
+    if args.train:
+        train(args.train, args.steps, model_dir)
+    train_s = time.perf_counter() - t0
+
+    import onnxruntime
+    import torch
+    from transformers import LogitsProcessorList
+
+    from lts.core.hub import load_causal_lm, load_tokenizer
+    from lts.cost.target import CPUTarget
+    from lts.generate import GenerateSettings, TimingStreamer, generate_onnx
+    from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
+    from lts.train.data import eval_windows, load_default_corpus, tokenize_stream
+
+    torch.set_num_threads(args.threads)
+    model, tok = load_causal_lm(str(model_dir)), load_tokenizer(str(model_dir))
+    info = model_dir / "train_metrics.json"
+    metrics = json.loads(info.read_text()) if info.is_file() else {}
+    corpus = load_default_corpus("auto")
+    windows = eval_windows(tokenize_stream(tok, corpus.validation), args.seq_len, args.windows)
+    target = CPUTarget(threads=args.threads)
+    graphs = {precision: OnnxKVModel(cached_kv_onnx(model, work / "onnx", precision=precision)[0], target)
+              for precision in ("fp32", "int8")}
+    ppl = {name: perplexity(g, windows) for name, g in graphs.items()}
+    settings = GenerateSettings(model="-", tokenizer="-", prompt="-", max_new_tokens=args.new_tokens, greedy=True)
+    agree, total = 0, 0
+    speeds: dict[str, list[float]] = {name: [] for name in graphs}
+    for prompt in PROMPTS:
+        ids = torch.tensor([tok(prompt)["input_ids"]], dtype=torch.long)
+        outs = {}
+        for name, g in graphs.items():
+            timing = TimingStreamer()
+            outs[name] = generate_onnx(g, ids, settings, LogitsProcessorList(), None, None, timing)[0, ids.shape[1]:]
+            speeds[name].append(args.new_tokens / (time.perf_counter() - timing.start))
+        agree += int((outs["fp32"] == outs["int8"]).sum())
+        total += args.new_tokens
+    print(f"\n# model {model_dir.name}: {metrics.get('n_layer')}x{metrics.get('n_embd')} (n_inner "
+          f"{metrics.get('n_inner')}, n_head {metrics.get('n_head')}), vocab {len(tok)}, trained "
+          f"{metrics.get('steps')} steps / {metrics.get('tokens_seen'):,} tokens on {metrics.get('corpus', '?')[:60]}"
+          + (f" ({train_s:.0f} s here)" if args.train else ""))
+    print(f"# validation: {len(windows)} windows of {args.seq_len} tokens (teacher-forced through each graph); "
+          f"greedy: {len(PROMPTS)} prompts x {args.new_tokens} tokens; {args.threads} threads; onnxruntime "
+          f"{onnxruntime.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
+    print("| precision | validation perplexity | vs fp32 | greedy tokens equal to fp32 "
+          "| tokens/s (median of prompts) |")
+    print("|---|---:|---:|---:|---:|")
+    for name in graphs:
+        same = "—" if name == "fp32" else f"{agree} of {total} ({agree / total:.1%})"
+        print(f"| {name} | {ppl[name]:.3f} | {ppl[name] / ppl['fp32'] - 1:+.2%} | {same} | "
+              f"{sorted(speeds[name])[len(PROMPTS) // 2]:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
