@@ -89,15 +89,6 @@ def bandwidth(threads: int, mib: int = 512, repeats: int = 7) -> tuple[float, fl
     return statistics.median(reads[1:]), statistics.median(triads[1:])
 
 
-def bytes_per_token(n_layer: int, n_embd: int, params: int, prompt: int, new: int) -> float:
-    """Weights a decode step reads (all but the embeddings' unused rows; the tied head reads all of wte) + the
-    mean KV cache over the run, float32."""
-    wpe = 1024 * n_embd
-    weights = (params - wpe + n_embd) * 4  # every parameter once (wte via the head), one row of wpe
-    mean_past = prompt + (new - 1) / 2
-    return weights + 2 * n_layer * mean_past * n_embd * 4
-
-
 def graph_bytes_per_token(folder: Path, n_layer: int, n_embd: int, prompt: int, new: int) -> float:
     """Bytes a decode step of the ONNX graph in `folder` reads: every initializer in full, except those only
     looked up by Gather (embeddings: one row per token), + the mean KV cache over the run (float32)."""
@@ -174,15 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lts-bench-onnx-") as cache:
         for n_layer, n_embd in parse_sizes(args.sizes):
             model, params = build_model(n_layer, n_embd, args.vocab)
-            per_token_bytes = bytes_per_token(n_layer, n_embd, params, args.prompt_len, args.new_tokens)
             t0 = time.perf_counter()
             folder, _ = cached_kv_onnx(model, cache)
             export_s = time.perf_counter() - t0
             onnx_model = OnnxKVModel(folder, CPUTarget(threads=args.threads))
             int8_folder, _ = cached_kv_onnx(model, cache, precision="int8")
             int8_model = OnnxKVModel(int8_folder, CPUTarget(threads=args.threads))
-            read = {"torch generate": per_token_bytes,
-                    "onnxruntime": graph_bytes_per_token(folder, n_layer, n_embd, args.prompt_len, args.new_tokens),
+            fp32_bytes = graph_bytes_per_token(folder, n_layer, n_embd, args.prompt_len, args.new_tokens)
+            read = {"torch generate": fp32_bytes, "onnxruntime": fp32_bytes,  # torch reads the same fp32 weights
                     "onnxruntime int8": graph_bytes_per_token(int8_folder, n_layer, n_embd, args.prompt_len,
                                                               args.new_tokens)}
             runs = {

@@ -276,10 +276,10 @@ class Evaluator:
                 return self.failed(config, out.error, out.seconds, out.hardware, out.node)
             m = out.measurement
             assert m is not None
-            if task.settings.measure and out.hardware != self.hardware["id"]:
-                return self.failed(config, f"measured on other hardware ({out.hardware} on {out.node}, not "
-                                           f"{self.hardware['id']})", out.seconds, out.hardware, out.node)
             if task.settings.measure:
+                if out.hardware != self.hardware["id"]:
+                    return self.failed(config, f"measured on other hardware ({out.hardware} on {out.node}, not "
+                                               f"{self.hardware['id']})", out.seconds, out.hardware, out.node)
                 for p, timing in m.timings.items():
                     if p in ("base", "block"):
                         self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))

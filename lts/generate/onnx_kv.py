@@ -252,23 +252,37 @@ def cached_kv_onnx(model: Any, cache_dir: str | os.PathLike | None = None,
     except OSError as exc:
         raise LTSError(f"cannot create the ONNX cache folder {root}: {exc.strerror or exc}") from None
     final = root / model_content_hash(model)
+
+    def build(tmp: Path) -> None:
+        log.info("writing %s as ONNX with a KV cache (once; cached in %s)", type(model).__name__, final)
+        if direct_arch(model) is not None:
+            write_direct_onnx(model, tmp)  # the search's own graph: milliseconds, no exporter
+        else:
+            export_kv_onnx(model, tmp)
+
+    return final, _build_once(final, build, f"ONNX export of {type(model).__name__}", "use --backend torch")
+
+
+def _build_once(final: Path, build: Callable[[Path], Any], what: str, way_out: str) -> bool:
+    """Make the cache folder `final` with ``build(tmp)`` unless a complete one is there; True when built now.
+
+    Built in a temp folder beside it and renamed into place (META_FILE is inside: the folder is
+    complete or absent); a stale incomplete folder (an older crash) is replaced; if another process
+    finishes the same folder first, theirs is kept. Whatever `build` raises that is not an LTSError
+    becomes one line: "`what` failed (...); `way_out`".
+    """
     if (final / META_FILE).is_file() and (final / MODEL_FILE).is_file():
-        return final, False
-    if final.exists():  # a stale incomplete folder (an older crash): replace it
+        return False
+    if final.exists():
         shutil.rmtree(final, ignore_errors=True)
-    log.info("writing %s as ONNX with a KV cache (once; cached in %s)", type(model).__name__, final)
-    with fileio.atomic_dir(final, replace=False) as tmp:  # META_FILE is inside: the folder is complete or absent
+    with fileio.atomic_dir(final, replace=False) as tmp:
         try:
-            if direct_arch(model) is not None:
-                write_direct_onnx(model, tmp)  # the search's own graph: milliseconds, no exporter
-            else:
-                export_kv_onnx(model, tmp)
+            build(tmp)
         except LTSError:
             raise
-        except Exception as exc:  # the exporter fails in many ways; the user needs the gist and a way out
-            raise LTSError(f"ONNX export of {type(model).__name__} failed ({type(exc).__name__}: "
-                           f"{first_line(exc)[:300]}); use --backend torch") from None
-    return final, True  # placed now, or another process finished the same export first: theirs is kept
+        except Exception as exc:  # exporters and quantizers fail in many ways; the user needs the gist
+            raise LTSError(f"{what} failed ({type(exc).__name__}: {first_line(exc)[:300]}); {way_out}") from None
+    return True
 
 
 INT8_FORMAT = "int8-dynamic-1"  # part of the int8 cache key: bump it when quantize_int8 changes
@@ -340,17 +354,8 @@ def _cached_int8(model: Any, cache_dir: str | os.PathLike | None) -> tuple[Path,
 
     fp32, exported = cached_kv_onnx(model, cache_dir)
     final = fp32.with_name(f"{fp32.name}-int8-{INT8_FORMAT}-ort{onnxruntime.__version__}")
-    if (final / META_FILE).is_file() and (final / MODEL_FILE).is_file():
-        return final, exported
-    with fileio.atomic_dir(final, replace=False) as tmp:
-        try:
-            quantize_int8(fp32, tmp)
-        except LTSError:
-            raise
-        except Exception as exc:
-            raise LTSError(f"INT8 quantization failed ({type(exc).__name__}: {first_line(exc)[:300]}); use "
-                           "--precision fp32") from None
-    return final, True
+    built = _build_once(final, lambda tmp: quantize_int8(fp32, tmp), "INT8 quantization", "use --precision fp32")
+    return final, built or exported
 
 
 class OnnxKVModel:

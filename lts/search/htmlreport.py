@@ -31,7 +31,7 @@ from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import get as get_objective
 from lts.search.constraints import parse_constraints
 from lts.search.nsga import hypervolume, pareto_front, robust_front
-from lts.search.record import CALIBRATION, RECORD
+from lts.search.record import CALIBRATION, RunRecord
 
 REPORT = "report.html"
 RUN_INFO = "run.json"  # command line, wall time, library versions: written by a search when it ends
@@ -59,22 +59,14 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[tuple[int, EvalResult]
     job = _read_json(run_dir / "job.json", "the search's settings")
     if not isinstance(job.get("objectives"), str):
         raise LTSError(f"{run_dir / 'job.json'} is corrupt: no objectives")
-    path = run_dir / RECORD
-    if not path.is_file():
-        raise LTSError(f"not a run folder: {path} is missing (the record of its evaluations)")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    record = RunRecord(run_dir)
+    if not record.path.is_file():
+        raise LTSError(f"not a run folder: {record.path} is missing (the record of its evaluations)")
     by_id: dict[str, tuple[int, EvalResult]] = {}
-    for n, line in enumerate(lines, 1):
-        try:
-            d = json.loads(line)
-            entry = (int(d["generation"]), EvalResult.from_json(d, cached=bool(d.get("cached"))))
-        except (ValueError, KeyError, TypeError):
-            if n == len(lines):  # the last line of a killed run may be cut short
-                continue
-            raise LTSError(f"{path} is corrupt at line {n}: not a recorded evaluation") from None
-        by_id[entry[1].archid] = entry  # a candidate tried again (after a failure): its last result
+    for generation, result in record.read(strict=True):
+        by_id[result.archid] = (generation, result)  # a candidate tried again (after a failure): its last result
     if not by_id:
-        raise LTSError(f"{path} holds no evaluation")
+        raise LTSError(f"{record.path} holds no evaluation")
     return job, list(by_id.values()), _read_json(run_dir / CALIBRATION, "calibration", required=False), \
         _read_json(run_dir / RUN_INFO, "run info", required=False)
 

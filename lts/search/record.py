@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lts.core import fileio
+from lts.core.errors import LTSError
 from lts.cost.evaluator import EvalResult
 
 RECORD = "evaluations.jsonl"
@@ -38,20 +39,29 @@ class RunRecord:
         finally:
             os.close(fd)
 
+    def read(self, strict: bool = False) -> list[tuple[int | None, EvalResult]]:
+        """Every recorded result in order, with its generation.
+
+        A line that cannot be read is skipped. ``strict``: only the last line may be (a kill cuts
+        it short); any other, or a line without its generation, raises LTSError naming it.
+        """
+        if not self.path.is_file():
+            return []
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        out = []
+        for n, line in enumerate(lines, 1):
+            try:
+                d = json.loads(line)
+                generation = int(d["generation"]) if strict else d.get("generation")
+                out.append((generation, EvalResult.from_json(d, cached=bool(d.get("cached")))))
+            except (ValueError, KeyError, TypeError):
+                if strict and n < len(lines):
+                    raise LTSError(f"{self.path} is corrupt at line {n}: not a recorded evaluation") from None
+        return out
+
     def load(self) -> dict[str, EvalResult]:
         """The last recorded result of each archid (lines cut short by a kill are skipped)."""
-        out: dict[str, EvalResult] = {}
-        if not self.path.is_file():
-            return out
-        with open(self.path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    d = json.loads(line)
-                    result = EvalResult.from_json(d, cached=bool(d.get("cached")))
-                except (ValueError, KeyError, TypeError):
-                    continue
-                out[result.archid] = result
-        return out
+        return {result.archid: result for _, result in self.read()}
 
 
 def save_calibration(run_dir: Path, calibration_s: float | None, conditions: dict[str, Any]) -> None:

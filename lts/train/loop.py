@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from lts.core import fileio, hub
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
-from lts.train.runtime import Runtime
+from lts.train.runtime import DEVICES, PRECISIONS, Runtime, is_main_process, launch_env, resolve
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,8 +113,6 @@ class TrainSettings:
             raise LTSError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not 0 < self.val_fraction < 1:
             raise LTSError(f"val-fraction must be in (0, 1), got {self.val_fraction!r}")
-        from lts.train.runtime import DEVICES, PRECISIONS
-
         if self.device not in DEVICES:
             raise LTSError(f"unknown device {self.device!r} (choose from {', '.join(DEVICES)})")
         if self.precision not in PRECISIONS:
@@ -158,8 +156,6 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
     Under torchrun, the output and checkpoint are rank 0's (on its machine): the other ranks
     leave those checks to it.
     """
-    from lts.train.runtime import is_main_process, launch_env
-
     if not settings.model:
         raise LTSError("no model folder given (e.g. models/<archid>)")
     model_dir = settings.model_dir
@@ -520,10 +516,9 @@ class Tokens:
 
 def _source(settings: TrainSettings) -> dict[str, Any]:
     """What a shard folder records as its corpus (compared when it is reused with data flags)."""
-    keep = ("data", "dataset", "dataset_config", "text_column", "corpus", "val_fraction", "streaming")
-    d = {k: getattr(settings, k) for k in keep}
-    d["data"] = list(d["data"]) if d["data"] else None
-    return d
+    fp = settings.fingerprint()
+    keep = ("data", "dataset", "dataset_config", "text_column", "corpus", "val_fraction")
+    return {**{k: fp[k] for k in keep}, "streaming": settings.streaming}
 
 
 def prepare_tokens(settings: TrainSettings, rt: Runtime, log: Log) -> Tokens:
@@ -534,7 +529,7 @@ def prepare_tokens(settings: TrainSettings, rt: Runtime, log: Log) -> Tokens:
     tokenizes into the folder once (streaming with --streaming), every rank memory-maps it.
     """
     from lts.train import shards as sh
-    from lts.train.data import load_corpus, stream_documents
+    from lts.train.data import load_corpus, stream_documents, tokenize_stream
 
     def corpus():
         return load_corpus(dataset=settings.dataset, dataset_config=settings.dataset_config,
@@ -544,8 +539,6 @@ def prepare_tokens(settings: TrainSettings, rt: Runtime, log: Log) -> Tokens:
     if not settings.shards:
         c = corpus()  # a bad corpus fails here, before any tokenizer is trained
         tok, source, trained = rt.from_main(lambda: load_tokenizer(settings, lambda: c.train, log))
-        from lts.train.data import tokenize_stream
-
         return Tokens(tokenize_stream(tok, c.train), tokenize_stream(tok, c.validation), c.name, tok, source, trained)
 
     folder = Path(settings.shards)
@@ -590,9 +583,7 @@ def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
     alone prints, checkpoints and writes the model folder).
     """
     arch = check_inputs(settings)
-    from lts.train import runtime
-
-    rt = runtime.resolve(settings.device, settings.precision, settings.compile)
+    rt = resolve(settings.device, settings.precision, settings.compile)
     if not rt.main:
         log = _silent
     with rt.group():
