@@ -19,6 +19,20 @@ from lts.core.tables import fmt_cell
 CHARTS = ("benchmark_time.png", "benchmark_diversity.png", "benchmark_memory.png")
 
 
+def series(settings: BenchSettings) -> dict[str, list[tuple[str, str, str]]]:
+    """(column, label, colour) of each chart's bars: one definition for the PNGs and the interactive page."""
+    return {
+        "time": [("Loading Time (s)", "loading (files → ready model + tokenizer)", "#4C72B0"),
+                 ("Generation Time (s)", f"generation of {settings.max_new_tokens} tokens (mean over prompts)",
+                  "#DD8452")],
+        "diversity": [("Diversity Score", "diversity (unique words / words)", "#55A868"),
+                      ("Distinct-2", "distinct-2 (unique bigrams / bigrams)", "#8172B2")],
+        "memory": [("Memory Usage (MB)", "estimate: parameters × bytes/parameter", "#4C72B0"),
+                   ("Model Memory (MB)", "measured: peak RSS − RSS before loading", "#C44E52"),
+                   ("Peak Memory (MB)", "measured: peak RSS of the process (incl. torch)", "#937860")],
+    }
+
+
 def per_model(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean over a model's ok rows of each numeric column, in first-seen model order."""
     out: dict[str, dict[str, float]] = {}
@@ -89,12 +103,13 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSetti
     paths = []
 
     # 1. time: stacked load + generation
-    load = np.array([data[m]["Loading Time (s)"] for m in models])
-    gen = np.array([data[m]["Generation Time (s)"] for m in models])
+    bars = series(settings)
+    (load_col, load_label, load_colour), (gen_col, gen_label, gen_colour) = bars["time"]
+    load = np.array([data[m][load_col] for m in models])
+    gen = np.array([data[m][gen_col] for m in models])
     fig, ax = plt.subplots(figsize=(8, height))
-    ax.barh(y, load, color="#4C72B0", label="loading (files → ready model + tokenizer)")
-    ax.barh(y, gen, left=load, color="#DD8452",
-            label=f"generation of {settings.max_new_tokens} tokens (mean over prompts)")
+    ax.barh(y, load, color=load_colour, label=load_label)
+    ax.barh(y, gen, left=load, color=gen_colour, label=gen_label)
     for yi, total in zip(y, load + gen):
         ax.text(total, yi, f" {total:.3g} s", va="center", fontsize=9)
     ax.set_yticks(y, labels)
@@ -105,14 +120,18 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSetti
 
     # 2. diversity
     w = 0.38
-    uni = np.array([data[m]["Diversity Score"] for m in models])
-    bi = np.array([data[m]["Distinct-2"] for m in models])
+    def grouped(ax: Any, specs: list[tuple[str, str, str]], w: float, fmt: str) -> np.ndarray:
+        """Bars of `specs` side by side around each model's row, each labelled with its value; all values."""
+        offsets = (np.arange(len(specs)) - (len(specs) - 1) / 2) * w
+        columns = [np.array([data[m][col] for m in models]) for col, _, _ in specs]
+        for off, values, (_, label, colour) in zip(offsets, columns, specs):
+            ax.barh(y + off, values, w, color=colour, label=label)
+            for yi, v in zip(y, values):
+                ax.text(v, yi + off, f" {v:{fmt}}", va="center", fontsize=8)
+        return np.concatenate(columns)
+
     fig, ax = plt.subplots(figsize=(8, height))
-    ax.barh(y - w / 2, uni, w, color="#55A868", label="diversity (unique words / words)")
-    ax.barh(y + w / 2, bi, w, color="#8172B2", label="distinct-2 (unique bigrams / bigrams)")
-    for off, values in ((-w / 2, uni), (w / 2, bi)):
-        for yi, v in zip(y, values):
-            ax.text(v, yi + off, f" {v:.2f}", va="center", fontsize=8)
+    grouped(ax, bars["diversity"], w, ".2f")
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.12)
@@ -121,19 +140,10 @@ def write_charts(rows: Sequence[dict[str, Any]], out: Path, settings: BenchSetti
 
     # 3. memory: estimate vs measured
     w = 0.27
-    est = np.array([data[m]["Memory Usage (MB)"] for m in models])
-    peak = np.array([data[m]["Peak Memory (MB)"] for m in models])
-    cost = np.array([data[m]["Model Memory (MB)"] for m in models])
     fig, ax = plt.subplots(figsize=(8, height + 0.4))
-    ax.barh(y - w, est, w, color="#4C72B0", label="estimate: parameters × bytes/parameter")
-    ax.barh(y, cost, w, color="#C44E52", label="measured: peak RSS − RSS before loading")
-    ax.barh(y + w, peak, w, color="#937860", label="measured: peak RSS of the process (incl. torch)")
-    for off, values in ((-w, est), (0, cost), (w, peak)):
-        for yi, v in zip(y, values):
-            ax.text(v, yi + off, f" {v:.3g}", va="center", fontsize=8)
+    values = grouped(ax, bars["memory"], w, ".3g")
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    values = np.concatenate([est, cost, peak])
     positive = values[values > 0]
     if positive.size and positive.max() / positive.min() > 50:  # tiny models beside torch's own memory
         ax.set_xscale("log")
@@ -167,17 +177,11 @@ def interactive_charts(rows: Sequence[dict[str, Any]], settings: BenchSettings) 
                           legend={"orientation": "h", "y": -0.25}, margin={"l": 220})
         return fig
 
+    specs = series(settings)
     return [
-        bars([("Loading Time (s)", "loading (files → ready model + tokenizer)", "#4C72B0"),
-              ("Generation Time (s)", f"generation of {settings.max_new_tokens} tokens", "#DD8452")],
-             "Loading + generation time per model", "seconds", stack=True),
-        bars([("Diversity Score", "diversity (unique words / words)", "#55A868"),
-              ("Distinct-2", "distinct-2 (unique bigrams / bigrams)", "#8172B2")],
-             "Diversity of the generated text", "ratio (0 = repetitive, 1 = no word repeated)"),
-        bars([("Memory Usage (MB)", "estimate: parameters × bytes/parameter", "#4C72B0"),
-              ("Model Memory (MB)", "measured: peak RSS − RSS before loading", "#C44E52"),
-              ("Peak Memory (MB)", "measured: peak RSS of the process (incl. torch)", "#937860")],
-             "Memory per model: estimate vs measured", "MiB (2**20 bytes)"),
+        bars(specs["time"], "Loading + generation time per model", "seconds", stack=True),
+        bars(specs["diversity"], "Diversity of the generated text", "ratio (0 = repetitive, 1 = no word repeated)"),
+        bars(specs["memory"], "Memory per model: estimate vs measured", "MiB (2**20 bytes)"),
     ]
 
 
