@@ -3,6 +3,7 @@
 
     python generate_text.py gpt2 gpt2 "The meaning of life is"
     python generate_text.py models/trained/gpt2_xxx models/trained/gpt2_xxx "Once" --backend onnx --greedy -v
+    python generate_text.py MODEL TOKENIZER --prompts-file prompts.txt --batch-size 16 --backend onnx --greedy
 
 Prints the prompt and its continuation. Settings: configs/generate.yaml < --config FILE < flags.
 """
@@ -27,7 +28,11 @@ def parse_args(argv: list[str] | None) -> tuple[dict, dict, str | None]:
                        preset="generate")
     p.add_argument("model", help="hub id (gpt2) or model folder")
     p.add_argument("tokenizer", help="hub id (gpt2) or folder with tokenizer files (often the model folder)")
-    p.add_argument("prompt", help="text to continue")
+    p.add_argument("prompt", nargs="?", default=None, help="text to continue (or --prompts-file)")
+    p.add_argument("--prompts-file", default=None, help="a text file with one prompt per line (blank lines skipped), "
+                   "generated in batches; each prompt's greedy output is what it gets alone")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="with --prompts-file: prompts per batch, left-padded with an attention mask (default 8)")
     p.add_argument("--config", default=None, help="YAML preset (default configs/generate.yaml)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature > 0")
@@ -76,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 
     result = run(settings, on_text=write)
     if not settings.stream:
+        kind = "prompt" if settings.prompts_file is not None else "sequence"
         for i, text in enumerate(result.texts):
             if len(result.texts) > 1:
-                print(f"=== sequence {i + 1}/{len(result.texts)} ===")
+                print(f"=== {kind} {i + 1}/{len(result.texts)} ===")
             print(text)
     if settings.verbose:
         print(describe(result), file=sys.stderr)

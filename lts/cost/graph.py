@@ -242,12 +242,16 @@ def kv_names(n_layer: int) -> tuple[list[str], list[str]]:
 def gpt2_kv_graph_spec(config: ArchConfig) -> GraphSpec:
     """The candidate's generation graph: one forward with a KV cache, for prefill and decode alike.
 
-    inputs : input_ids (B, S) int64; past_key_i / past_value_i (B, H, P, D) float32 (P = 0 for a prefill)
+    inputs : input_ids (B, S) int64; attention_mask (B, P+S) int64 (1 = a token, 0 = left padding);
+             past_key_i / past_value_i (B, H, P, D) float32 (P = 0 for a prefill)
     outputs: logits (B, V) float32 of the last position; present_key_i / present_value_i (B, H, P+S, D)
 
-    Positions continue the past (P .. P+S-1) and attention is causal over past and new tokens, so a
-    prefill followed by one call per new token computes what ``GPT2LMHeadModel`` with a KV cache
-    does (pre-LN blocks, tanh-GELU, tied LM head on the last position only; ``tests/cost/test_graph.py``).
+    Positions count the row's tokens (cumsum of the mask - 1, as ``generate`` derives them), and a
+    query attends to the tokens at or before it that the mask keeps, so a left-padded row computes
+    what it would alone. A prefill followed by one call per new token computes what
+    ``GPT2LMHeadModel`` with a KV cache does (pre-LN blocks, tanh-GELU, tied LM head on the last
+    position only; ``tests/cost/test_graph.py``). Masked-out keys get float32's minimum, not -inf,
+    so a padding query (which sees no token) gets finite, ignored values instead of NaN.
     This is the graph the search times for ``onnx_decode_latency_s`` and ``onnx_generation_memory_mb``
     and the one ``generate_text.py --backend onnx`` runs for a GPT-2 model, filled with its weights.
     """
@@ -270,18 +274,25 @@ def gpt2_kv_graph_spec(config: ArchConfig) -> GraphSpec:
     c_gelu_b = g.const("c_gelu_b", np.array(math.sqrt(2.0 / math.pi), np.float32))
 
     past_names, present_names = kv_names(n)
-    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])]
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total"])]
     inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", h, "past", hd]) for name in past_names]
     seq = g.op("Gather", g.op("Shape", "input_ids"), c_1, axis=0)              # S
     past_len = g.op("Gather", g.op("Shape", past_names[0]), c_2, axis=0)       # P
     total = g.op("Add", past_len, seq)                                         # P + S
-    pos = g.op("Range", past_len, total, c_1)                                  # (S,) positions of the new tokens
+    ax0, ax1 = g.const("c_ax0", i64(0)), g.const("c_ax1", i64(1))
+    # Position of each new token in its row: tokens before it (padding excluded); 0 for padding itself.
+    counted = g.op("Sub", g.op("CumSum", "attention_mask", c_1), c_1)          # (B, P+S)
+    pos = g.op("Max", g.op("Slice", counted, g.op("Unsqueeze", past_len, ax0), g.op("Unsqueeze", total, ax0), ax1),
+               c_0)                                                            # (B, S)
     x = g.op("Add", g.op("Gather", w("transformer.wte.weight"), "input_ids"),
              g.op("Gather", w("transformer.wpe.weight"), pos))                 # (B, S, d)
-    # Causal over past + new: query at position p sees keys 0..p. (S, P+S); all zeros when S = 1.
-    allowed = g.op("LessOrEqual", g.op("Unsqueeze", g.op("Range", c_0, total, c_1), g.const("c_ax0", i64(0))),
-                   g.op("Unsqueeze", pos, g.const("c_ax1", i64(1))))
-    mask = g.op("Where", allowed, c_zero, c_neg)
+    # Causal over past + new (query i of the S new ones sits at column P+i) and only unmasked keys:
+    # (B, 1, S, P+S) additive mask; for batch 1 without padding, all zeros when S = 1.
+    causal = g.op("LessOrEqual", g.op("Unsqueeze", g.op("Range", c_0, total, c_1), ax0),
+                  g.op("Unsqueeze", g.op("Range", past_len, total, c_1), ax1))  # (S, P+S)
+    keep = g.op("Unsqueeze", g.op("Cast", "attention_mask", to=TensorProto.BOOL), g.const("c_ax12", i64(1, 2)))
+    mask = g.op("Where", g.op("And", causal, keep), c_zero, c_neg)             # (B, 1, S, P+S)
 
     outputs_kv = []
     for i in range(n):

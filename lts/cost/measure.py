@@ -299,14 +299,15 @@ def _peak_memory(conn: Any, target: Target, name: str, work: Callable[[], Any]) 
 
 def prefill_feeds(config: ArchConfig, tokens: int) -> dict[str, np.ndarray]:
     """A prompt of `tokens` tokens and an empty KV cache: the first call of a generation."""
-    return {**decode_feeds(config, 0), "input_ids": token_feeds(tokens, config.vocab_size)["input_ids"]}
+    return {**decode_feeds(config, 0), "input_ids": token_feeds(tokens, config.vocab_size)["input_ids"],
+            "attention_mask": np.ones((1, tokens), np.int64)}
 
 
 def decode_feeds(config: ArchConfig, past_len: int, batch: int = 1) -> dict[str, np.ndarray]:
     """One new token and a KV cache of `past_len` positions (filled: untouched pages would not count as memory)."""
     hd = config.n_embd // config.n_head
     rng = np.random.default_rng(0)
-    feeds = {"input_ids": np.full((batch, 1), 1, np.int64)}
+    feeds = {"input_ids": np.full((batch, 1), 1, np.int64), "attention_mask": np.ones((batch, past_len + 1), np.int64)}
     for name in kv_names(config.n_layer)[0]:
         feeds[name] = rng.standard_normal((batch, config.n_head, past_len, hd), dtype=np.float32)
     return feeds
@@ -331,7 +332,8 @@ def _generate(sess: Any, config: ArchConfig, context: int) -> Any:
         feeds = decode_feeds(config, context - steps)
         for _ in range(steps):
             _, *presents = sess.run(None, feeds)
-            feeds = {"input_ids": feeds["input_ids"], **dict(zip(past_names, presents))}
+            mask = np.ones((1, feeds["attention_mask"].shape[1] + 1), np.int64)
+            feeds = {"input_ids": feeds["input_ids"], "attention_mask": mask, **dict(zip(past_names, presents))}
     return sess
 
 

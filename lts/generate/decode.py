@@ -19,7 +19,8 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from lts.core.errors import LTSError
 from lts.cost.target import TARGETS, make_target
@@ -40,7 +41,9 @@ class GenerateSettings:
 
     model: str
     tokenizer: str
-    prompt: str
+    prompt: str = ""  # or prompts_file
+    prompts_file: str | None = None  # one prompt per line, generated in batches (blank lines skipped)
+    batch_size: int = 8  # with prompts_file: prompts per batch (left-padded, with an attention mask)
     max_new_tokens: int = 128
     temperature: float = 0.8
     top_p: float = 0.95
@@ -65,12 +68,22 @@ class GenerateSettings:
         for name in ("model", "tokenizer", "prompt"):
             if not isinstance(getattr(self, name), str):
                 raise LTSError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.prompts_file is not None and not isinstance(self.prompts_file, str):
+            raise LTSError(f"--prompts-file must be a path, got {self.prompts_file!r}")
         if not self.model.strip():
             raise LTSError("no model given: pass a hub id (gpt2) or a model folder")
         if not self.tokenizer.strip():
             raise LTSError("no tokenizer given: pass a hub id (gpt2) or a folder with tokenizer files")
-        if not self.prompt.strip():
-            raise LTSError("the prompt is empty: give some text to continue")
+        if self.prompts_file is not None and self.prompt:
+            raise LTSError("give a prompt or --prompts-file, not both")
+        if self.prompts_file is None and not self.prompt.strip():
+            raise LTSError("the prompt is empty: give some text to continue (or --prompts-file FILE)")
+        if not integer(self.batch_size) or self.batch_size < 1:
+            raise LTSError(f"--batch-size must be an integer >= 1, got {self.batch_size!r}")
+        if self.prompts_file is not None and self.num_return_sequences > 1:
+            raise LTSError("--prompts-file generates one sequence per prompt: use --num-return-sequences 1")
+        if self.prompts_file is not None and self.stream:
+            raise LTSError("--stream prints one sequence as it comes: it does not go with --prompts-file")
         if not integer(self.max_new_tokens) or self.max_new_tokens <= 0:
             raise LTSError(f"--max-new-tokens must be a positive integer, got {self.max_new_tokens!r}")
         for name in ("temperature", "top_p"):
@@ -112,7 +125,7 @@ class GenerationResult:
     texts: list[str]
     token_ids: list[list[int]]
     prompt_tokens: int
-    new_tokens: int  # decoding steps taken (per sequence; fewer than asked if all hit eos)
+    new_tokens: int  # decoding steps taken (per sequence; fewer than asked if all hit eos); batches: the most
     seed: int | None
     backend: str
     threads: int
@@ -127,6 +140,11 @@ class GenerationResult:
     # onnx: peak resident memory from session creation to the last token, over the RSS just before (what the
     # search's onnx_generation_memory_mb measures); None where the peak cannot be read exactly
     onnx_memory_bytes: int | None = None
+    # --prompts-file: texts/token_ids are per prompt, in file order (each as generating it alone would give:
+    # no padding, nothing after its eos); prompt_tokens is their sum
+    batches: int = 1
+    batch_size: int = 1
+    generated_tokens: int | None = None  # new tokens of all prompts (batches: up to each one's eos)
 
     @property
     def decode_step_s(self) -> float:
@@ -137,7 +155,8 @@ class GenerationResult:
     @property
     def tokens_per_s(self) -> float:
         """New tokens of all sequences per second of decoding (prefill included)."""
-        return self.new_tokens * len(self.texts) / self.generate_s if self.generate_s > 0 else float("nan")
+        tokens = self.new_tokens * len(self.texts) if self.generated_tokens is None else self.generated_tokens
+        return tokens / self.generate_s if self.generate_s > 0 else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +204,45 @@ def load_model_and_tokenizer(settings: GenerateSettings) -> tuple[Any, Any, floa
     model = load_causal_lm(settings.model, trust_remote_code=settings.trust_remote_code)
     check_vocab(len(tokenizer), model_vocab_size(model), settings.tokenizer, settings.model)
     return model, tokenizer, time.perf_counter() - t0
+
+
+def read_prompts(path: str) -> list[tuple[int, str]]:
+    """(line number, prompt) for each non-blank line of a --prompts-file; LTSError if unreadable or empty."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise LTSError(f"--prompts-file {path}: no such file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LTSError(f"--prompts-file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise LTSError(f"cannot read --prompts-file {path}: {exc.strerror or exc}") from None
+    prompts = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    if not prompts:
+        raise LTSError(f"--prompts-file {path} has no prompts (one per line)")
+    return prompts
+
+
+def left_pad(rows: Sequence[Any], pad_id: int | None) -> tuple[Any, Any]:
+    """(B, L) ids and attention mask of (1, P_i) prompts, right-aligned: `pad_id` and mask 0 before each."""
+    import torch
+
+    width = max(row.shape[1] for row in rows)
+    ids = torch.full((len(rows), width), 0 if pad_id is None else pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - row.shape[1]:] = row[0]
+        mask[i, width - row.shape[1]:] = 1
+    return ids, mask
+
+
+def until_eos(new: list[int], eos: Any) -> list[int]:
+    """New tokens up to and including the first eos (what generating the prompt alone stops at)."""
+    stops = set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
+    for i, token in enumerate(new):
+        if token in stops:
+            return new[:i + 1]
+    return new
 
 
 def encode_prompt(tokenizer: Any, prompt: str, max_new_tokens: int, context: int | None, truncate: bool) -> Any:
@@ -296,8 +354,10 @@ def text_streamer(tokenizer: Any, on_text: Callable[[str], None]) -> Any:
 
 
 def generate_torch(model: Any, input_ids: Any, settings: GenerateSettings, processors: Any,
-                   eos_token_id: Any, pad_token_id: int | None, streamer: Any = None) -> Any:
-    """transformers' ``generate`` with the KV cache; the checkpoint's sampling defaults are not applied."""
+                   eos_token_id: Any, pad_token_id: int | None, streamer: Any = None,
+                   attention_mask: Any = None) -> Any:
+    """transformers' ``generate`` with the KV cache; the checkpoint's sampling defaults are not applied.
+    `attention_mask`: 0 over left padding (None: none)."""
     import torch
     from transformers import GenerationConfig
 
@@ -314,36 +374,51 @@ def generate_torch(model: Any, input_ids: Any, settings: GenerateSettings, proce
         eos_token_id=eos_token_id, pad_token_id=pad_token_id)
     try:
         with torch.inference_mode():
-            return model.generate(input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
+            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+            return model.generate(input_ids, attention_mask=mask, generation_config=config,
                                   logits_processor=processors, streamer=streamer)
     finally:
         model.generation_config = base
 
 
 def generate_onnx(onnx_model: Any, input_ids: Any, settings: GenerateSettings, processors: Any,
-                  eos_token_id: Any, pad_token_id: int | None, streamer: Any = None) -> Any:
-    """The same decode on ONNX Runtime (lts.generate.onnx_kv), batch = num_return_sequences copies of the prompt."""
+                  eos_token_id: Any, pad_token_id: int | None, streamer: Any = None, attention_mask: Any = None) -> Any:
+    """The same decode on ONNX Runtime (lts.generate.onnx_kv); each prompt row is repeated
+    num_return_sequences times, as ``generate`` does. `attention_mask`: 0 over left padding (None: none)."""
     import torch
 
     with torch.inference_mode():
-        ids = input_ids.repeat(settings.num_return_sequences, 1)
+        n = settings.num_return_sequences
+        ids = input_ids.repeat_interleave(n, 0)
+        mask = None if attention_mask is None else attention_mask.repeat_interleave(n, 0)
         return onnx_model.generate(ids, settings.max_new_tokens, processors, do_sample=not settings.greedy,
-                                   eos_token_id=eos_token_id, pad_token_id=pad_token_id, streamer=streamer)
+                                   eos_token_id=eos_token_id, pad_token_id=pad_token_id, streamer=streamer,
+                                   attention_mask=mask)
 
 
 def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None) -> GenerationResult:
-    """Load, (export,) generate and decode. With ``settings.stream``, text goes to `on_text` as it comes."""
+    """Load, (export,) generate and decode. With ``settings.stream``, text goes to `on_text` as it comes.
+
+    With ``settings.prompts_file``: every prompt of the file, shortest first in batches of
+    ``settings.batch_size`` (left-padded, attention mask), results back in file order.
+    """
     from lts.core.hub import check_source
 
     check_source(settings.model, "model")  # fail fast, before torch and transformers are imported
     check_source(settings.tokenizer, "tokenizer")
+    lines = read_prompts(settings.prompts_file) if settings.prompts_file is not None else [(0, settings.prompt)]
     import torch
 
     threads = settings.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     model, tokenizer, load_s = load_model_and_tokenizer(settings)
-    input_ids = encode_prompt(tokenizer, settings.prompt, settings.max_new_tokens, context_length(model.config),
-                              settings.truncate_prompt)
+    prompts = []
+    for line, text in lines:
+        try:
+            prompts.append(encode_prompt(tokenizer, text, settings.max_new_tokens, context_length(model.config),
+                                         settings.truncate_prompt))
+        except LTSError as exc:
+            raise (LTSError(f"{settings.prompts_file} line {line}: {exc}") if line else exc) from None
     processors = build_logits_processors(settings, len(tokenizer), model_vocab_size(model))
     eos, pad = special_ids(model, tokenizer)
 
@@ -360,29 +435,50 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
         onnx_model = OnnxKVModel(folder, target)
         prepare_s = time.perf_counter() - t0
 
+    def generate(ids: Any, mask: Any, streamer: Any) -> Any:
+        if onnx_model is not None:
+            return generate_onnx(onnx_model, ids, settings, processors, eos, pad, streamer, mask)
+        return generate_torch(model, ids, settings, processors, eos, pad, streamer, mask)
+
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
     torch.manual_seed(seed)
-    inner = text_streamer(tokenizer, on_text) if settings.stream and on_text is not None else None
-    timing = TimingStreamer(inner)
-    if onnx_model is not None:
-        out = generate_onnx(onnx_model, input_ids, settings, processors, eos, pad, timing)
+    start = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if settings.prompts_file is None:
+        timing = TimingStreamer(text_streamer(tokenizer, on_text) if settings.stream and on_text else None)
+        out = generate(prompts[0], None, timing)
+        ids = out.tolist()
+        steps = out.shape[1] - prompts[0].shape[1]
     else:
-        out = generate_torch(model, input_ids, settings, processors, eos, pad, timing)
-    generate_s = time.perf_counter() - timing.start
+        ids, steps, timing = [[] for _ in prompts], 0, None
+        order = sorted(range(len(prompts)), key=lambda i: prompts[i].shape[1])  # alike lengths: little padding
+        chunks = [order[k:k + settings.batch_size] for k in range(0, len(order), settings.batch_size)]
+        for chunk in chunks:
+            batch_timing = TimingStreamer()
+            batch, mask = left_pad([prompts[i] for i in chunk], pad)
+            out = generate(batch, mask, batch_timing)
+            timing = timing or batch_timing  # the first batch's: its time to first token is the user's wait
+            steps = max(steps, out.shape[1] - batch.shape[1])
+            for row, i in zip(out.tolist(), chunk):
+                ids[i] = row[batch.shape[1] - prompts[i].shape[1]:batch.shape[1]] + until_eos(row[batch.shape[1]:],
+                                                                                                 eos)
+        extra = dict(batches=len(chunks), batch_size=settings.batch_size,
+                     generated_tokens=sum(len(row) - p.shape[1] for row, p in zip(ids, prompts)))
+    generate_s = time.perf_counter() - start
     memory = None
     if onnx_model is not None and exact_peak:
         memory = target.peak_memory_bytes() - memory_base
 
-    ids = out.tolist()
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     return GenerationResult(
-        texts=texts, token_ids=ids, prompt_tokens=int(input_ids.shape[1]),
-        new_tokens=out.shape[1] - input_ids.shape[1], seed=None if settings.greedy else seed,
+        texts=texts, token_ids=ids, prompt_tokens=sum(int(p.shape[1]) for p in prompts),
+        new_tokens=steps, seed=None if settings.greedy else seed,
         backend=settings.backend, threads=threads, load_s=load_s, prepare_s=prepare_s, exported=exported,
         onnx_builder=onnx_model.meta.get("builder", "torch.onnx.export") if onnx_model is not None else "",
         precision=settings.precision,
         first_token_s=timing.times[0] if timing.times else float("nan"), generate_s=generate_s,
-        token_times_s=list(timing.times), onnx_memory_bytes=memory)
+        token_times_s=list(timing.times) if settings.prompts_file is None else [], onnx_memory_bytes=memory,
+        **extra)
 
 
 def describe(result: GenerationResult) -> str:
@@ -399,11 +495,18 @@ def describe(result: GenerationResult) -> str:
                  f"tokens (median of the last {min(DECODE_WINDOW, len(result.token_times_s) - 1)})")
     if result.onnx_memory_bytes is not None:
         onnx += f"; session + generation memory {result.onnx_memory_bytes / 2**20:.1f} MiB"
-    return (f"load {result.load_s:.2f} s{onnx}; prompt {result.prompt_tokens} tokens; "
-            f"{result.new_tokens} new tokens x {len(result.texts)} in {result.generate_s:.3f} s; "
-            f"time to first token {result.first_token_s * 1000:.1f} ms; {result.tokens_per_s:.1f} tokens/s "
+    if result.generated_tokens is not None:
+        work = (f"{len(result.texts)} prompts ({result.prompt_tokens} tokens) in {result.batches} batches of up to "
+                f"{result.batch_size}; {result.generated_tokens} new tokens in {result.generate_s:.3f} s; "
+                f"time to first token (first batch)")
+    else:
+        work = (f"prompt {result.prompt_tokens} tokens; {result.new_tokens} new tokens x {len(result.texts)} in "
+                f"{result.generate_s:.3f} s; time to first token")
+    return (f"load {result.load_s:.2f} s{onnx}; {work} "
+            f"{result.first_token_s * 1000:.1f} ms; {result.tokens_per_s:.1f} tokens/s "
             f"(backend {result.backend}, {result.threads} threads{seed})")
 
 
 __all__ = ["GenerateSettings", "GenerationResult", "run", "describe", "build_logits_processors",
-           "load_model_and_tokenizer", "encode_prompt", "generate_torch", "generate_onnx", "check_vocab"]
+           "load_model_and_tokenizer", "encode_prompt", "generate_torch", "generate_onnx", "check_vocab", "left_pad",
+           "read_prompts", "until_eos"]

@@ -5,14 +5,17 @@ the ``onnx_decode_latency_s`` and ``onnx_generation_memory_mb`` objectives) fill
 weights: written directly, in milliseconds. Other families (OPT, GPT-Neo, ...) are exported with
 torch's exporter. Both have the same interface; one graph serves both phases of generation::
 
-    inputs : input_ids (B, S) int64, past_key_i / past_value_i (B, H, P, D) float32, i < n_layers
+    inputs : input_ids (B, S) int64, attention_mask (B, P+S) int64 (0 = left padding),
+             past_key_i / past_value_i (B, H, P, D) float32, i < n_layers
     outputs: logits (B, V) float32 for the last position only, present_key_i / present_value_i (B, H, P+S, D)
 
 Prefill runs it with an empty past (P = 0) and the whole prompt; each decode step with
-S = 1 and the presents of the step before. It is exported with ``torch.onnx.export(dynamo=True)``
-of a small wrapper that fills a transformers ``DynamicCache`` from plain tensors
-(transformers 5 takes Cache objects, not tuples). The LM head runs on the last position
-only (``logits_to_keep=1``), as ``generate`` does.
+S = 1 and the presents of the step before. Prompts of different lengths share a batch left-padded,
+the mask marking the padding (positions and attention skip it, as ``generate`` does).
+
+Other families are exported with ``torch.onnx.export(dynamo=True)`` of a small wrapper that
+fills a transformers ``DynamicCache`` from plain tensors (transformers 5 takes Cache objects,
+not tuples). The LM head runs on the last position only (``logits_to_keep=1``), as ``generate`` does.
 
 The export is cached in ``<cache>/<sha256 of the model's config + weights + versions>/``
 (cache = ``cache_dir`` argument, else ``$LTS_CACHE_DIR/onnx``, else ``~/.cache/lts/onnx``),
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -41,7 +45,7 @@ from lts.cost.target import Target
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when the graph's inputs/outputs or the wrapper change
+FORMAT_VERSION = 2  # bump when the graph's inputs/outputs or the wrapper change
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
 
@@ -95,7 +99,7 @@ def write_direct_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
     past, present = kv_names(arch.n_layer)
     meta = {"format": FORMAT_VERSION, "builder": "lts", "n_layers": arch.n_layer,
             "kv_layout": [(arch.n_head, arch.n_embd // arch.n_head)] * arch.n_layer, "vocab_size": arch.vocab_size,
-            "inputs": ["input_ids", *past], "outputs": ["logits", *present],
+            "inputs": ["input_ids", "attention_mask", *past], "outputs": ["logits", *present],
             "export_seconds": round(time.perf_counter() - t0, 3)}
     fileio.write_json(out_dir / META_FILE, meta)
     return out_dir
@@ -130,8 +134,6 @@ def _builder_key(model: Any) -> str:
     """What writes the graph: LTS's own generation graph (its source hash) or the torch exporter."""
     if direct_arch(model) is None:
         return "torch.onnx.export"
-    import inspect
-
     from lts.cost import graph
 
     return "lts:" + hashlib.sha256(inspect.getsource(graph).encode()).hexdigest()[:16]
@@ -160,15 +162,25 @@ def _make_wrapper(model: Any, n_layers: int) -> Any:
     from transformers import DynamicCache
 
     class KVWrapper(torch.nn.Module):
-        """forward(input_ids, *past) -> (last-position logits, *presents), past as flat (k0, v0, k1, v1, ...)."""
+        """forward(input_ids, attention_mask, *past) -> (last-position logits, *presents), past flat (k0, v0, ...).
+
+        Position ids come from the mask as ``generate`` makes them (cumsum - 1, padding at 1), for the
+        models whose forward takes them (GPT-2 and most); the others (OPT) derive them from the mask.
+        """
 
         def __init__(self) -> None:
             super().__init__()
             self.model = model
+            self.takes_positions = "position_ids" in inspect.signature(model.forward).parameters
 
-        def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past: torch.Tensor):
             cache = DynamicCache([(past[2 * i], past[2 * i + 1]) for i in range(n_layers)])
-            out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            extra = {}
+            if self.takes_positions:
+                positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+                extra["position_ids"] = positions[:, -input_ids.shape[1]:]
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
+                             use_cache=True, logits_to_keep=1, **extra)
             presents = []
             for layer in out.past_key_values.layers:
                 presents += [layer.keys, layer.values]
@@ -187,27 +199,27 @@ def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
     layout = _kv_layout(model)
     n_layers = len(layout)
     wrapper = _make_wrapper(model, n_layers)
-    batch = Dim("batch", min=1, max=1024)
-    seq = Dim("seq", min=1, max=1 << 20)
-    past_len = Dim("past", min=0, max=1 << 20)
-    # Example sizes all distinct and > 1, so that none is specialised to a constant.
+    # Example sizes all distinct and > 1, so that none is specialised to a constant; Dim.AUTO lets the
+    # exporter work out how they relate (the mask's length is past + seq; some families also tie them).
     ids = torch.zeros((2, 3), dtype=torch.long)
+    mask = torch.ones((2, 8), dtype=torch.long)
     past = []
     for heads, head_dim in layout:
         past += [torch.zeros((2, heads, 5, head_dim)), torch.zeros((2, heads, 5, head_dim))]
     past_names = [f"past_{kind}_{i}" for i in range(n_layers) for kind in ("key", "value")]
     present_names = [f"present_{kind}_{i}" for i in range(n_layers) for kind in ("key", "value")]
-    dynamic_shapes = ({0: batch, 1: seq}, tuple({0: batch, 2: past_len} for _ in past))
+    auto = Dim.AUTO
+    dynamic_shapes = ({0: auto, 1: auto}, {0: auto, 1: auto}, tuple({0: auto, 2: auto} for _ in past))
     t0 = time.perf_counter()
     with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
-            wrapper, (ids, *past), dynamo=True, dynamic_shapes=dynamic_shapes,
-            input_names=["input_ids", *past_names], output_names=["logits", *present_names],
+            wrapper, (ids, mask, *past), dynamo=True, dynamic_shapes=dynamic_shapes,
+            input_names=["input_ids", "attention_mask", *past_names], output_names=["logits", *present_names],
             optimize=True, verbose=False)
         program.save(str(out_dir / MODEL_FILE), external_data=_needs_external_data(model))
     meta = {"format": FORMAT_VERSION, "builder": "torch.onnx.export", "n_layers": n_layers, "kv_layout": layout,
             "vocab_size": int(model.config.get_text_config(decoder=True).vocab_size),
-            "inputs": ["input_ids", *past_names], "outputs": ["logits", *present_names],
+            "inputs": ["input_ids", "attention_mask", *past_names], "outputs": ["logits", *present_names],
             "export_seconds": round(time.perf_counter() - t0, 3)}
     fileio.write_json(out_dir / META_FILE, meta)
     return out_dir
@@ -367,7 +379,7 @@ class OnnxKVModel:
         self.session = target.session(folder / MODEL_FILE)  # the same session set-up the search measures with
         self.threads = target.threads
         self.layout = [tuple(x) for x in self.meta["kv_layout"]]
-        self.past_names = self.meta["inputs"][1:]
+        self.past_names = self.meta["inputs"][2:]
 
     def empty_past(self, batch: int) -> list[np.ndarray]:
         past = []
@@ -376,23 +388,28 @@ class OnnxKVModel:
                      np.zeros((batch, heads, 0, head_dim), np.float32)]
         return past
 
-    def forward(self, input_ids: np.ndarray, past: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """input_ids (B, S) int64 and past (B, H, P, D) ... -> logits (B, V), presents (B, H, P+S, D) ..."""
-        feed = {"input_ids": input_ids}
+    def forward(self, input_ids: np.ndarray, past: Sequence[np.ndarray],
+                attention_mask: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """input_ids (B, S) int64, past (B, H, P, D) ... and the mask (B, P+S), all ones when None
+        -> logits (B, V), presents (B, H, P+S, D) ..."""
+        if attention_mask is None:
+            attention_mask = np.ones((input_ids.shape[0], past[0].shape[2] + input_ids.shape[1]), np.int64)
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
         feed.update(zip(self.past_names, past))
         logits, *presents = self.session.run(None, feed)
         return logits, presents
 
     def generate(self, input_ids: Any, max_new_tokens: int, logits_processor: Callable[[Any, Any], Any],
                  do_sample: bool, eos_token_id: int | Sequence[int] | None, pad_token_id: int | None,
-                 streamer: Any = None) -> Any:
+                 streamer: Any = None, attention_mask: Any = None) -> Any:
         """Decode like transformers' ``generate`` (greedy or multinomial sampling), returning (B, S+T) ids.
 
         Same semantics, so the same seed gives the same tokens: `logits_processor` is applied to
         float32 torch scores, sampling draws with ``torch.multinomial`` from torch's global RNG,
         a sequence that emitted an eos gets `pad_token_id` afterwards, and decoding stops when
         every sequence has finished or after `max_new_tokens`. `streamer` gets ``put``/``end``
-        calls like generate's (the prompt first, then each new token).
+        calls like generate's (the prompt first, then each new token). `attention_mask` (B, S),
+        0 over left padding, lets prompts of different lengths share the batch (None: no padding).
         """
         import torch
 
@@ -406,9 +423,15 @@ class OnnxKVModel:
         if streamer is not None:
             streamer.put(input_ids.clone())
         feed_ids = input_ids.numpy()
+        mask = (np.ones(input_ids.shape, np.int64) if attention_mask is None
+                else np.ascontiguousarray(np.asarray(attention_mask), dtype=np.int64))
+        if mask.shape != tuple(input_ids.shape):
+            raise LTSError(f"attention_mask has shape {mask.shape}, the prompts {tuple(input_ids.shape)}")
         past = self.empty_past(batch)
-        for _ in range(max_new_tokens):
-            logits, past = self.forward(np.ascontiguousarray(feed_ids, dtype=np.int64), past)
+        for step in range(max_new_tokens):
+            if step:
+                mask = np.concatenate([mask, np.ones((batch, 1), np.int64)], axis=1)
+            logits, past = self.forward(np.ascontiguousarray(feed_ids, dtype=np.int64), past, mask)
             scores = logits_processor(input_ids, torch.from_numpy(logits).float())
             if do_sample:
                 probs = torch.nn.functional.softmax(scores, dim=-1)

@@ -92,7 +92,7 @@ def test_kv_graph_matches_transformers_with_a_cache(tmp_path, cfg):
     onnx.checker.check_model(onnx.load(path))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     past_names, present_names = kv_names(cfg.n_layer)
-    assert [i.name for i in sess.get_inputs()] == ["input_ids", *past_names]
+    assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask", *past_names]
     assert [o.name for o in sess.get_outputs()] == ["logits", *present_names]
     batch, prompt = 2, 7
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(batch, prompt))
@@ -100,7 +100,8 @@ def test_kv_graph_matches_transformers_with_a_cache(tmp_path, cfg):
     past = [np.zeros((batch, cfg.n_head, 0, hd), np.float32) for _ in past_names]
     feed_ids, seen = ids, ids
     for _ in range(5):
-        logits, *past = sess.run(None, {"input_ids": feed_ids, **dict(zip(past_names, past))})
+        mask = np.ones((batch, past[0].shape[2] + feed_ids.shape[1]), np.int64)
+        logits, *past = sess.run(None, {"input_ids": feed_ids, "attention_mask": mask, **dict(zip(past_names, past))})
         with torch.no_grad():
             out = model(torch.tensor(seen), use_cache=True)
         np.testing.assert_allclose(logits, out.logits[:, -1].numpy(), atol=2e-4, rtol=1e-4)

@@ -423,8 +423,8 @@ def test_matmul_form_computes_what_the_gemm_graph_computes(tiny_model_dir, onnx_
     assert "Gemm" not in {n.op_type for n in rewritten.graph.node}
     sessions = [ort.InferenceSession(p.SerializeToString()) for p in (proto, rewritten)]
     meta = json.loads((folder / "meta.json").read_text())
-    feed = {"input_ids": np.array([[5, 17, 3, 42]], dtype=np.int64)}
-    for name, (heads, dim) in zip(meta["inputs"][1:], [tuple(x) for x in meta["kv_layout"] for _ in (0, 1)]):
+    feed = {"input_ids": np.array([[5, 17, 3, 42]], dtype=np.int64), "attention_mask": np.ones((1, 4), np.int64)}
+    for name, (heads, dim) in zip(meta["inputs"][2:], [tuple(x) for x in meta["kv_layout"] for _ in (0, 1)]):
         feed[name] = np.zeros((1, heads, 0, dim), np.float32)
     a, b = (s.run(None, feed) for s in sessions)
     for x, y in zip(a, b):
