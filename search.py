@@ -14,6 +14,7 @@ import sys
 
 from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
 from lts.cost.objectives import objectives_help
+from lts.cost.quantize import PRECISIONS
 from lts.cost.target import TARGETS
 
 
@@ -40,6 +41,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
                         "(e.g. onnx_generation_memory_mb<=300, onnx_decode_latency_s<=20ms); repeatable; "
                         "replaces the preset's constraints")
     p.add_argument("--target", choices=sorted(TARGETS), help="where graphs are measured")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="weights of the measured graphs: fp32, or int8 (each graph quantized with ONNX Runtime's "
+                        "dynamic quantization first, as generate_text.py --precision int8 runs it)")
     p.add_argument("--out", "--models-dir", dest="models_dir", help="where the front goes, one folder per archid")
     p.add_argument("--assets-dir", dest="assets_dir", help="where the Pareto plots go")
     p.add_argument("--run-dir", dest="run_dir", help="folder for evaluations.csv, pareto.csv, checkpoint "

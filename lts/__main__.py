@@ -24,8 +24,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = ArchConfig.load(args.config)
     context = min(DEFAULT_CONTEXT, config.n_positions) if args.context is None else args.context
     settings = EvalSettings.create(latency_mode=args.latency_mode, seq_len=args.seq_len, context=context,
-                                   generation=not args.no_generation, target=make_target(args.target, args.threads),
-                                   timeout_s=args.timeout)
+                                   generation=not args.no_generation, timeout_s=args.timeout,
+                                   target=make_target(args.target, args.threads, args.precision))
     if settings.seq_len > config.n_positions:
         raise LTSError(f"--seq-len {settings.seq_len} exceeds the model's n_positions ({config.n_positions})")
     if settings.measurement.context > config.n_positions:
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default min(4, cores))")
     ev.add_argument("--target", choices=sorted(TARGETS), default="cpu",
                     help="where the graph is measured (default cpu)")
+    ev.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                    help="weights of the measured graphs (int8: ONNX Runtime's dynamic quantization)")
     ev.add_argument("--latency-mode", choices=["composed", "full"], default="composed")
     ev.add_argument("--timeout", type=float, default=300.0, help="seconds before the measurement is failed")
     ev.add_argument("--cache", help="SQLite cache (default ~/.cache/lts/evaluations.sqlite or $LTS_CACHE_DIR)")

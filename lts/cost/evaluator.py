@@ -315,14 +315,16 @@ class Evaluator:
         if self.hardware.get("id") == self.target.fingerprint()["id"]:
             return here
         hw = self.hardware  # measured elsewhere (Ray nodes of another kind than this machine)
-        return (f"{here.split(', ')[0]}, {self.target.threads} threads, on nodes of hardware {hw.get('id')}: "
+        weights = "" if self.target.precision == "fp32" else f", {self.target.precision} weights"
+        return (f"{here.split(', ')[0]}, {self.target.threads} threads{weights}, on nodes of hardware {hw.get('id')}: "
                 f"{hw.get('cpu') or hw.get('machine')} ({hw.get('cores')} cores, {hw.get('system')})")
 
     def conditions(self) -> dict[str, Any]:
         s = self.settings
         return {"seq_len": s.seq_len, "threads": s.threads, "batch": 1, "latency_mode": s.latency_mode,
                 **({"context": s.measurement.context} if s.generation else {}),
-                "target": self.target.name, "describe": self._describe(), "hardware": self.hardware,
+                "target": self.target.name, "precision": self.target.precision, "describe": self._describe(),
+                "hardware": self.hardware,
                 "calibration_ms": None if self.calibration_s is None else round(self.calibration_s * 1e3, 4)}
 
 

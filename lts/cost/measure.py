@@ -212,8 +212,13 @@ def _spec(config: ArchConfig, part: str) -> Any:
     return gpt2_kv_graph_spec(config) if part == "kv" else gpt2_graph_spec(config, part)
 
 
-def _write_graph(scratch: list[str], name: str, config: ArchConfig, part: str, weights: Any) -> tuple[Path, int]:
-    """Write `part` of `config` into the first scratch folder with room; (path, bytes)."""
+def _write_graph(scratch: list[str], name: str, config: ArchConfig, part: str, weights: Any,
+                 prepared: dict[str, str] | None = None) -> tuple[Path, int]:
+    """Write `part` of `config` into the first scratch folder with room; (path, bytes). A graph in
+    `prepared` (part -> path: quantized beforehand, :func:`_prepare_child`) is used as it is."""
+    if prepared and part in prepared:
+        path = Path(prepared[part])
+        return path, path.stat().st_size
     for i, folder in enumerate(scratch):
         path = Path(folder) / name
         try:
@@ -232,8 +237,25 @@ def _reference(scratch: list[str], settings: MeasureSettings, target: Target, we
     return sess, feeds_for(sess, settings.seq_len)
 
 
+def _prepare_child(conn: Any, config_dict: dict, parts: tuple[str, ...], precision: str, scratch: list[str]) -> None:
+    """Write each graph of `parts` and quantize it to `precision` (in a process of its own: the quantizer's
+    memory must not stay in the measuring child, whose peaks count); sends {part: path}."""
+    from lts.cost.quantize import quantize_model
+
+    config = ArchConfig(**config_dict)
+    weights = tiled_weights()
+    out = {}
+    for part in parts:
+        path, _ = _write_graph(scratch, f"{part}.fp32.onnx", config, part, weights)
+        final = path.with_name(f"{part}.{precision}.onnx")
+        quantize_model(path, final)
+        path.unlink()
+        out[part] = str(final)
+    conn.send(("done", out))
+
+
 def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
-           memory: bool, generation: bool, scratch: list[str]) -> None:
+           memory: bool, generation: bool, scratch: list[str], prepared: dict[str, str] | None = None) -> None:
     weights = tiled_weights()
     out: dict[str, Any] = {}
     if config_dict is None:  # the calibration: the reference graph alone
@@ -251,7 +273,7 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
     faults.point("measure", config.archid)
     if memory:
         with target.lock(exclusive=False):
-            path, _ = _write_graph(scratch, "model.onnx", config, "full", weights)
+            path, _ = _write_graph(scratch, "model.onnx", config, "full", weights, prepared)
             feeds = token_feeds(settings.seq_len, config.vocab_size)  # made before the baseline
             _peak_memory(conn, target, "memory", lambda: target.session(path).run(None, feeds))
             path.unlink()
@@ -259,7 +281,7 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
     sess = None
     if generation:  # before any other session exists here, like generate_text.py's first (and only) one
         with target.lock(exclusive=False):
-            path, _ = _write_graph(scratch, "kv.onnx", config, "kv", weights)
+            path, _ = _write_graph(scratch, "kv.onnx", config, "kv", weights, prepared)
             sess = _peak_memory(conn, target, "generation_memory",
                                 lambda: _generate(target.session(path), config, settings.context))
             path.unlink()
@@ -270,7 +292,7 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
                                                              settings, reference))
         del sess
     for part in parts:
-        path, _ = _write_graph(scratch, f"{part}.onnx", config, part, weights)
+        path, _ = _write_graph(scratch, f"{part}.onnx", config, part, weights, prepared)
         sess = target.session(path)
         path.unlink()
         feeds = feeds_for(sess, settings.seq_len)
@@ -340,7 +362,7 @@ def _generate(sess: Any, config: ArchConfig, context: int) -> Any:
 # ----------------------------------------------------------------------------- in the parent
 
 # Imported once by the fork server; no session is ever made there.
-PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.cost.graph", "lts.cost.measure")
+PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.cost.graph", "lts.cost.measure", "lts.cost.quantize")
 
 
 def measure(config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...] = ("base", "block"),
@@ -403,11 +425,25 @@ def measure_reference(settings: MeasureSettings, target: Target) -> Timing:
 @contextmanager
 def _child_process(config: dict | None, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
                    memory: bool, generation: bool, needed_bytes: int, name: str) -> Iterator[ChildProcess]:
-    """The measuring child, with scratch folders this process owns and removes, whatever happens to the child."""
-    scratch = [tempfile.mkdtemp(prefix="lts-measure-", dir=d) for d in scratch_dirs(needed_bytes)]
+    """The measuring child, with scratch folders this process owns and removes, whatever happens to the child.
+
+    A Target of another precision than fp32 gets its graphs quantized first, by a child of their own.
+    """
+    quantized = config is not None and target.precision != "fp32"
+    # room for the quantized graphs beside the one being quantized
+    scratch = [tempfile.mkdtemp(prefix="lts-measure-", dir=d)
+               for d in scratch_dirs(needed_bytes * (3 if quantized else 1))]
     try:
-        with ChildProcess(_child, (config, settings, target, parts, memory, generation, scratch), preload=PRELOAD,
-                          timeout_s=settings.timeout_s, name=name) as child:
+        prepared = None
+        if quantized:
+            graphs = ("full",) * memory + ("kv",) * generation + parts
+            with ChildProcess(_prepare_child, (config, graphs, target.precision, scratch), preload=PRELOAD,
+                              timeout_s=settings.timeout_s, name=f"{name} ({target.precision})") as child:
+                kind, prepared = child.recv()
+                if kind == "error":
+                    raise MeasureError(f"{target.precision} quantization failed: {prepared}")
+        with ChildProcess(_child, (config, settings, target, parts, memory, generation, scratch, prepared),
+                          preload=PRELOAD, timeout_s=settings.timeout_s, name=name) as child:
             yield child
     except ChildError as exc:
         raise MeasureError(str(exc) if exc.timed_out else f"measuring process crashed: {exc}") from None

@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from lts.core import procs
 from lts.core.errors import LTSError
 from lts.core.locks import file_lock
+from lts.cost.quantize import check_precision
 
 MEASURED_PLATFORMS = ("linux", "darwin")  # where measured objectives run (tested on Linux; see the README)
 
@@ -44,6 +45,7 @@ class Target(Protocol):
 
     name: str
     threads: int
+    precision: str  # "fp32", or "int8": graphs are measured with int8 weights (lts.cost.quantize)
 
     def session(self, path: str | os.PathLike, spin: bool = True) -> Any:
         """An ONNX Runtime InferenceSession for the graph at `path`, set up the way this target measures.
@@ -108,6 +110,7 @@ class CPUTarget:
     name: str = "cpu"
     graph_optimization: str = "all"  # ONNX Runtime GraphOptimizationLevel: disable | basic | extended | all
     memory_probe: str = "auto"  # auto: kernel high-water mark where available; sampled: RSS sampled from outside
+    precision: str = "fp32"  # int8: every measured graph is first quantized (lts.cost.quantize)
 
     def __post_init__(self) -> None:
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -117,6 +120,7 @@ class CPUTarget:
                            f"got {self.graph_optimization!r}")
         if self.memory_probe not in ("auto", "sampled"):
             raise LTSError(f"memory_probe must be auto or sampled, got {self.memory_probe!r}")
+        check_precision(self.precision)
 
     def providers(self) -> list[Any]:
         return ["CPUExecutionProvider"]
@@ -147,14 +151,15 @@ class CPUTarget:
 
     def key(self) -> dict[str, Any]:
         return {"target": self.name, "threads": self.threads, "graph_optimization": self.graph_optimization,
-                "memory_probe": self.memory_probe}
+                "memory_probe": self.memory_probe, "precision": self.precision}
 
     def fingerprint(self) -> dict[str, Any]:
         return dict(cpu_fingerprint())
 
     def describe(self) -> str:
         hw = self.fingerprint()
-        return (f"ONNX Runtime {hw['onnxruntime']} {self.providers()[0]}, {self.threads} threads, "
+        weights = "" if self.precision == "fp32" else f", {self.precision} weights (dynamic quantization)"
+        return (f"ONNX Runtime {hw['onnxruntime']} {self.providers()[0]}, {self.threads} threads{weights}, "
                 f"{hw['cpu'] or hw['machine']} ({hw['cores']} cores)")
 
     def lock_path(self) -> Path:
@@ -184,10 +189,10 @@ def check_measurable(platform_name: str | None = None) -> None:
                        "search the unmeasured ones (--objectives non_embedding_params,onnx_file_mb) or use WSL")
 
 
-def make_target(name: str = "cpu", threads: int | None = None) -> Target:
-    """A Target by name (``--target``); `threads` None means the target's default."""
+def make_target(name: str = "cpu", threads: int | None = None, precision: str = "fp32") -> Target:
+    """A Target by name (``--target``); `threads` None means the target's default; `precision` its weights."""
     try:
         cls = TARGETS[name]
     except KeyError:
         raise LTSError(f"unknown target {name!r} (choose from {', '.join(TARGETS)})") from None
-    return cls() if threads is None else cls(threads=threads)
+    return cls(precision=precision) if threads is None else cls(threads=threads, precision=precision)

@@ -297,72 +297,26 @@ def _build_once(final: Path, build: Callable[[Path], Any], what: str, way_out: s
     return True
 
 
-INT8_FORMAT = "int8-dynamic-1"  # part of the int8 cache key: bump it when quantize_int8 changes
-
-
-def matmul_form(proto: Any) -> Any:
-    """The same graph with every ``Gemm`` on a constant weight as ``MatMul`` (+ ``Add`` for its bias).
-
-    ONNX Runtime's dynamic quantization rewrites ``MatMul`` only; the tied LM head's
-    ``Gemm(transB=1)`` over ``wte`` becomes a ``MatMul`` over a transposed copy (the embedding
-    lookup keeps reading fp32 ``wte``, one row per token).
-    """
-    from onnx import helper, numpy_helper
-
-    inits = {i.name: i for i in proto.graph.initializer}
-    nodes = []
-    for node in proto.graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
-        if node.op_type != "Gemm" or len(node.input) < 2 or node.input[1] not in inits or not plain:
-            nodes.append(node)
-            continue
-        weight = node.input[1]
-        if attrs.get("transB", 0):
-            proto.graph.initializer.append(numpy_helper.from_array(
-                numpy_helper.to_array(inits[weight]).T.copy(), weight + ".T"))
-            weight += ".T"
-        out = node.output[0] + ".matmul" if len(node.input) > 2 and node.input[2] else node.output[0]
-        nodes.append(helper.make_node("MatMul", [node.input[0], weight], [out], name=(node.name or out) + ".mm"))
-        if out != node.output[0]:
-            nodes.append(helper.make_node("Add", [out, node.input[2]], [node.output[0]],
-                                          name=(node.name or out) + ".bias"))
-    del proto.graph.node[:]
-    proto.graph.node.extend(nodes)
-    return proto
-
-
 def quantize_int8(fp32_dir: Path, out_dir: Path) -> None:
-    """INT8 weights for every MatMul on a constant (ONNX Runtime's ``quantize_dynamic``: int8 weights,
-    activations quantized per step at run time); meta.json says so."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """The fp32 graph with int8 weights (:func:`lts.cost.quantize.quantize_model`, as the search measures
+    with ``--precision int8``); meta.json says so."""
+    from lts.cost.quantize import quantize_model
 
     if any(p.suffix != ".json" and p.name != MODEL_FILE for p in fp32_dir.iterdir()):
         raise LTSError("--precision int8: models whose weights are stored outside the graph (over ~1.8 GB) are "
                        "not supported yet; use fp32")
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    staged = out_dir / "matmul.onnx"
-    onnx.save(matmul_form(onnx.load(str(fp32_dir / MODEL_FILE))), str(staged))
-    quiet = logging.getLogger()
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # "please consider pre-processing" is printed through the root logger
-    try:
-        quantize_dynamic(str(staged), str(out_dir / MODEL_FILE), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
-    finally:
-        quiet.setLevel(level)
-    staged.unlink()
+    done = quantize_model(fp32_dir / MODEL_FILE, out_dir / MODEL_FILE)
     meta = json.loads((fp32_dir / META_FILE).read_text(encoding="utf-8"))
-    meta.update(precision="int8", quantization={"method": "onnxruntime.quantization.quantize_dynamic",
-                                                "weight_type": "QInt8", "ops": ["MatMul"], "format": INT8_FORMAT},
-                quantize_seconds=round(time.perf_counter() - t0, 3))
+    meta.update(precision="int8", quantization=done, quantize_seconds=round(time.perf_counter() - t0, 3))
     fileio.write_json(out_dir / META_FILE, meta)
 
 
 def _cached_int8(model: Any, cache_dir: str | os.PathLike | None) -> tuple[Path, bool]:
     import onnxruntime
+
+    from lts.cost.quantize import INT8_FORMAT
 
     fp32, exported = cached_kv_onnx(model, cache_dir)
     final = fp32.with_name(f"{fp32.name}-int8-{INT8_FORMAT}-ort{onnxruntime.__version__}")

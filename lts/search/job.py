@@ -18,6 +18,7 @@ from lts.core.tables import write_csv
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalSettings, Evaluator
 from lts.cost.objectives import FORWARD_PROBES, GENERATION_PROBES, parse_objectives, probes_needed
 from lts.cost.objectives import get as get_objective
+from lts.cost.quantize import check_precision
 from lts.cost.store import default_cache_path
 from lts.cost.target import make_target
 from lts.search.constraints import check_possible, feasible, parse_constraints, total_violation
@@ -45,6 +46,7 @@ class SearchJob:
     context: int = 512  # tokens in the KV cache for onnx_decode_latency_s / onnx_generation_memory_mb
     threads: int | None = None  # None: the target's default, min(4, cores) on the CPU
     target: str = "cpu"  # where graphs are measured: a name in lts.cost.target.TARGETS
+    precision: str = "fp32"  # int8: latency and memory are measured on the int8-quantized graphs
     objectives: str = ",".join(DEFAULT_OBJECTIVES)
     constraints: list[str] = field(default_factory=list)  # budgets, e.g. ["onnx_generation_memory_mb<=300"]
     models_dir: str = "models"
@@ -69,6 +71,7 @@ class SearchJob:
         if not isinstance(self.constraints, (list, tuple)):
             raise LTSError(f"constraints must be a list like [onnx_memory_mb<=300], got {self.constraints!r}")
         object.__setattr__(self, "constraints", [str(c) for c in parse_constraints(self.constraints)])
+        check_precision(self.precision, "precision")
         if self.workers < 1:
             raise LTSError(f"workers must be >= 1, got {self.workers}")
         if self.engine not in ("local", "ray"):
@@ -94,7 +97,7 @@ class SearchJob:
         settings = self.search_settings()
         needed = probes_needed(settings.figures)  # only what an objective or a budget needs
         return EvalSettings.create(measure=settings.needs_measurement, latency_mode=self.latency_mode,
-                                   target=make_target(self.target, self.threads), seq_len=self.seq_len,
+                                   target=make_target(self.target, self.threads, self.precision), seq_len=self.seq_len,
                                    context=self.context, generation=bool(GENERATION_PROBES & needed),
                                    forward=bool(FORWARD_PROBES & needed), timeout_s=self.timeout_s)
 

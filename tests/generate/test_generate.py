@@ -415,7 +415,7 @@ def test_matmul_form_computes_what_the_gemm_graph_computes(tiny_model_dir, onnx_
     import onnx
     import onnxruntime as ort
 
-    from lts.generate.onnx_kv import matmul_form
+    from lts.cost.quantize import matmul_form
 
     folder = next(p for p in onnx_cache.iterdir() if p.is_dir() and "-int8-" not in p.name)
     proto = onnx.load(str(folder / "model.onnx"))
