@@ -1,19 +1,26 @@
 #!/usr/bin/env python
-"""Greedy decoding speed: transformers' ``generate`` (torch, KV cache) vs the ONNX Runtime KV-cache loop.
+"""Greedy decoding speed: transformers' ``generate``, LTS's ONNX Runtime KV-cache loop (fp32, int8) and Optimum.
 
     python benchmarks/generation.py                      # 2x256, 4x384, 6x512; 128 new tokens
-    python benchmarks/generation.py --sizes 6x512,12x768 --repeats 5 --threads 1
+    python benchmarks/generation.py --sizes 6x512 --vocab 4096 --rounds 3 --threads 2
+    python benchmarks/generation.py --sizes 6x512 --no-optimum --batches ''
 
-Models are GPT-2s randomly initialised here (vocab 50257, eos 50256, n_inner = 4 n_embd,
-n_positions 1024): speed does not depend on the weights. Both backends decode the same
-random prompt, batch 1, with the same thread count, eos disabled so every run makes exactly
-`--new-tokens` tokens; one warm-up run each, then `--repeats` timed runs. The ONNX export
-happens once per model (timed separately, in a temp cache) and is not part of the decode times.
-Reports tokens/s (median run; prefill included), time to first token (median) and the
-per-token latency after the first (p50/p90 over all timed runs), and checks that both
-backends produced the same tokens (fp32) or how many tokens agree (int8: ``--precision int8``'s graph,
-the weight matrices quantized by ONNX Runtime; on these random models agreement says little about
-quality, which needs a trained model).
+Models are GPT-2s randomly initialised here (vocab ``--vocab``, eos = the last id, n_inner =
+4 n_embd, n_positions 1024): speed does not depend on the weights. Every backend decodes the
+same random prompt, batch 1, with the same thread count, eos disabled so every run makes exactly
+`--new-tokens` tokens. The backends are interleaved: ``--rounds`` rounds, each timing every
+backend (1 warm-up in the first round, then ``--repeats`` timed runs), so a drift of the
+machine's speed falls on all of them. The ONNX export happens once per model (timed separately,
+in a temp cache) and is not part of the decode times. Reports tokens/s (median run; prefill
+included), time to first token (median) and the per-token latency after the first (p50/p90
+over all timed runs), and checks that the fp32 backends produced the same tokens as transformers
+(int8: ``--precision int8``'s graph, the weight matrices quantized by ONNX Runtime; how many tokens
+agree is shown, on random models it says little about quality: see benchmarks/int8_quality.py).
+
+The peer: Hugging Face Optimum's ``ORTModelForCausalLM`` (optimum-onnx), which pins transformers
+< 5, so it runs in a virtual environment of its own, made on first use (``benchmarks/optimum_peer.py``,
+``--optimum-venv``; ``--no-optimum`` leaves it out): the model saved by ``save_pretrained``,
+exported by Optimum, the same ONNX Runtime version and session options.
 
 The roofline: decoding one token reads every weight matrix once (the blocks, and the tied LM
 head: the whole ``vocab x n_embd`` embedding), one row of the embeddings, and the KV cache, so
@@ -22,6 +29,10 @@ measured here, with the same thread count (torch reductions over a 512 MiB float
 that no cache holds: read-only, like weights; and a STREAM-style triad ``a = b + s c``: two
 reads and a write). Per model and backend: bytes read per token (weights + the mean KV cache
 over the run), achieved GB/s (tokens/s x bytes), and the fraction of the read ceiling.
+
+Batches (``--batches 1,4,16``): B random prompts decoded together (one weight read serves B
+tokens), torch and the ONNX backends, tokens/s over all rows, and whether every fp32 row is
+transformers' row.
 """
 
 from __future__ import annotations
@@ -108,11 +119,12 @@ def graph_bytes_per_token(folder: Path, n_layer: int, n_embd: int, prompt: int, 
     return total + 2 * n_layer * (prompt + (new - 1) / 2) * n_embd * 4
 
 
-def time_runs(fn, repeats: int):
-    """One warm-up, then `repeats` timed runs of fn(streamer) -> ids; (ids, [total s], [ttft s], [per-token s])."""
+def time_runs(fn, repeats: int, warm_up: bool = True):
+    """(One warm-up, then) `repeats` timed runs of fn(streamer) -> ids; (ids, [total s], [ttft s], [per-token s])."""
     from lts.generate import TimingStreamer
 
-    fn(TimingStreamer())
+    if warm_up:
+        fn(TimingStreamer())
     totals, firsts, per_token, ids = [], [], [], None
     for _ in range(repeats):
         timing = TimingStreamer()
@@ -123,45 +135,80 @@ def time_runs(fn, repeats: int):
     return ids, totals, firsts, per_token
 
 
+OPTIMUM = "optimum ORTModelForCausalLM"
+
+
+def runners(backends: dict, ids, settings, pad: int) -> dict:
+    """name -> fn(streamer) decoding `ids` greedily on that backend (torch model or OnnxKVModel)."""
+    from transformers import LogitsProcessorList
+
+    from lts.generate import generate_onnx, generate_torch
+
+    def one(name: str, model):
+        decode = generate_torch if name == "torch generate" else generate_onnx
+        return lambda streamer: decode(model, ids, settings, LogitsProcessorList(), None, pad, streamer)
+
+    return {name: one(name, model) for name, model in backends.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="2x256,4x384,6x512", help="comma-separated LAYERSxN_EMBD (default %(default)s)")
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--prompt-len", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per backend and round (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds over the backends, interleaved: each round "
+                   "measures the bandwidth and times every backend once more (default %(default)s)")
     p.add_argument("--vocab", type=int, default=50257, help="vocabulary of the random models (default %(default)s)")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                    help="torch threads and ONNX Runtime intra-op threads (default min(2, cores))")
+    p.add_argument("--batches", default="1,4,16", help="batch sizes of the batch table (default %(default)s; "
+                   "'' skips it)")
+    p.add_argument("--no-optimum", action="store_true", help="leave Hugging Face Optimum out")
+    p.add_argument("--optimum-venv", type=Path, default=None,
+                   help="Optimum's own virtual environment, made on first use (default ~/.cache/lts/optimum-venv)")
     args = p.parse_args(argv)
 
     import onnxruntime
     import torch
     import transformers
-    from transformers import LogitsProcessorList
     from transformers.utils import logging as hf_logging
 
     from lts.cost.target import CPUTarget
-    from lts.generate import GenerateSettings, generate_onnx, generate_torch
+    from lts.generate import GenerateSettings
     from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
 
+    optimum_python = None
+    if not args.no_optimum:
+        from optimum_peer import ensure_venv, run_optimum, venv_versions
+
+        optimum_python = ensure_venv(args.optimum_venv, log=lambda line: print(line, file=sys.stderr))
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
     settings = GenerateSettings(model="-", tokenizer="-", prompt="-", max_new_tokens=args.new_tokens, greedy=True)
     rng = np.random.default_rng(0)
     prompt = torch.tensor(rng.integers(0, args.vocab - 1, size=(1, args.prompt_len)), dtype=torch.long)
 
-    print(f"# greedy decode, batch 1: prompt {args.prompt_len} tokens, {args.new_tokens} new tokens, "
-          f"{args.repeats} timed runs after 1 warm-up, {args.threads} threads for both backends")
+    print(f"# greedy decode, batch 1: prompt {args.prompt_len} tokens, {args.new_tokens} new tokens; {args.rounds} "
+          f"rounds over the backends, each 1 warm-up + {args.repeats} timed runs per backend; {args.threads} threads "
+          f"for every backend")
     print(f"# {cpu_name()}, {os.cpu_count()} cores visible, load average at start "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; python {platform.python_version()}, "
           f"torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {onnxruntime.__version__}")
-    print(f"# vocab {args.vocab}; memory bandwidth with {args.threads} threads measured just before each backend "
-          "(512 MiB float32, median of 7; read = the ceiling for weights, triad for reference)")
+    if optimum_python is not None:
+        v = venv_versions(optimum_python)
+        print(f"# Optimum in its own venv: optimum-onnx {v['optimum-onnx']}, optimum {v['optimum']}, transformers "
+              f"{v['transformers']}, onnxruntime {v['onnxruntime']}, torch {v['torch']} (same session options)")
+    print(f"# vocab {args.vocab}; memory bandwidth with {args.threads} threads measured just before each backend in "
+          "each round (512 MiB float32, median of 7; read = the ceiling for weights, triad for reference)")
     print()
-    print("| model | params | backend | tokens/s | time to first token | per-token p50 | per-token p90 | speed-up "
-          "| same tokens | MB read / token | GB/s | read / triad bandwidth (GB/s) | of the read ceiling |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| model | params | backend | tokens/s | time to first token | per-token p50 | per-token p90 "
+          "| vs torch | vs Optimum | same tokens | MB read / token | GB/s | read / triad bandwidth (GB/s) "
+          "| of the read ceiling |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     all_same = True
+    batch_rows = []
     with tempfile.TemporaryDirectory(prefix="lts-bench-onnx-") as cache:
         for n_layer, n_embd in parse_sizes(args.sizes):
             model, params = build_model(n_layer, n_embd, args.vocab)
@@ -172,39 +219,71 @@ def main(argv: list[str] | None = None) -> int:
             int8_folder, _ = cached_kv_onnx(model, cache, precision="int8")
             int8_model = OnnxKVModel(int8_folder, CPUTarget(threads=args.threads))
             fp32_bytes = graph_bytes_per_token(folder, n_layer, n_embd, args.prompt_len, args.new_tokens)
-            read = {"torch generate": fp32_bytes, "onnxruntime": fp32_bytes,  # torch reads the same fp32 weights
-                    "onnxruntime int8": graph_bytes_per_token(int8_folder, n_layer, n_embd, args.prompt_len,
-                                                              args.new_tokens)}
-            runs = {
-                "torch generate": lambda s, model=model: generate_torch(
-                    model, prompt, settings, LogitsProcessorList(), None, args.vocab - 1, s),
-                "onnxruntime": lambda s, onnx_model=onnx_model: generate_onnx(
-                    onnx_model, prompt, settings, LogitsProcessorList(), None, args.vocab - 1, s),
-                "onnxruntime int8": lambda s, int8_model=int8_model: generate_onnx(
-                    int8_model, prompt, settings, LogitsProcessorList(), None, args.vocab - 1, s),
-            }
-            results, ceiling = {}, {}
-            for name, fn in runs.items():  # the bandwidth just before each backend: a VM's varies by the minute
-                ceiling[name] = bandwidth(args.threads)
-                results[name] = time_runs(fn, args.repeats)
+            int8_bytes = graph_bytes_per_token(int8_folder, n_layer, n_embd, args.prompt_len, args.new_tokens)
+            # torch and Optimum read the same fp32 weights as the fp32 graph
+            read = {"torch generate": fp32_bytes, "onnxruntime": fp32_bytes, "onnxruntime int8": int8_bytes,
+                    OPTIMUM: fp32_bytes}
+
+            backends = {"torch generate": model, "onnxruntime": onnx_model, "onnxruntime int8": int8_model}
+            runs = runners(backends, prompt, settings, args.vocab - 1)
+            model_dir = Path(cache) / f"hf-{n_layer}x{n_embd}"
+            if optimum_python is not None:
+                model.save_pretrained(model_dir)
+            names = [*runs, *([OPTIMUM] if optimum_python is not None else [])]
+            results = {name: [None, [], [], []] for name in names}
+            ceiling = {name: [] for name in names}
+            for round_ in range(args.rounds):
+                for name in names:  # the bandwidth just before each backend: a VM's varies by the minute
+                    ceiling[name].append(bandwidth(args.threads))
+                    if name == OPTIMUM:
+                        out = run_optimum(optimum_python, model_dir, prompt[0].tolist(), args.new_tokens,
+                                          args.threads, args.repeats, pad_token_id=args.vocab - 1)
+                        got = (torch.tensor([out["ids"]]), out["totals"], out["firsts"], out["per_token"])
+                    else:
+                        got = time_runs(runs[name], args.repeats, warm_up=round_ == 0)
+                    results[name][0] = got[0]
+                    for k in (1, 2, 3):
+                        results[name][k] += list(got[k])
             ids_torch = results["torch generate"][0]
-            base_tps = None
-            for name, (ids, totals, firsts, per_token) in results.items():
+            tps = {name: args.new_tokens / statistics.median(r[1]) for name, r in results.items()}
+            for name, (ids, _, firsts, per_token) in results.items():
                 assert ids.shape[1] == args.prompt_len + args.new_tokens, ids.shape
-                tps = args.new_tokens / statistics.median(totals)
-                base_tps = base_tps or tps
                 same = bool(torch.equal(ids, ids_torch))
                 share = float((ids[0, args.prompt_len:] == ids_torch[0, args.prompt_len:]).float().mean())
                 same_text = "yes" if same else f"{share:.0%} of tokens"
                 all_same &= same or name.endswith("int8")  # int8 changes the numbers: agreement is measured
-                print(f"| {n_layer}x{n_embd} | {params / 1e6:.1f}M | {name} | {tps:.1f} | "
+                read_bw = statistics.median(c[0] for c in ceiling[name])
+                triad_bw = statistics.median(c[1] for c in ceiling[name])
+                vs_optimum = f"{tps[name] / tps[OPTIMUM]:.2f}x" if OPTIMUM in tps else "—"
+                print(f"| {n_layer}x{n_embd} | {params / 1e6:.1f}M | {name} | {tps[name]:.1f} | "
                       f"{statistics.median(firsts) * 1000:.1f} ms | {np.percentile(per_token, 50) * 1000:.2f} ms | "
-                      f"{np.percentile(per_token, 90) * 1000:.2f} ms | {tps / base_tps:.2f}x | "
-                      f"{same_text} | {read[name] / 1e6:.1f} | {tps * read[name] / 1e9:.1f} | "
-                      f"{ceiling[name][0]:.1f} / {ceiling[name][1]:.1f} | "
-                      f"{tps * read[name] / 1e9 / ceiling[name][0]:.0%} |", flush=True)
+                      f"{np.percentile(per_token, 90) * 1000:.2f} ms | {tps[name] / tps['torch generate']:.2f}x | "
+                      f"{vs_optimum} | {same_text} | {read[name] / 1e6:.1f} | {tps[name] * read[name] / 1e9:.1f} | "
+                      f"{read_bw:.1f} / {triad_bw:.1f} | {tps[name] * read[name] / 1e9 / read_bw:.0%} |", flush=True)
             print(f"<!-- {n_layer}x{n_embd}: ONNX export {export_s:.1f} s (once per model, cached by content hash) -->",
                   flush=True)
+            for batch in [int(b) for b in args.batches.split(",") if b.strip()]:
+                many = torch.tensor(rng.integers(0, args.vocab - 1, size=(batch, args.prompt_len)), dtype=torch.long)
+                timed = {name: time_runs(fn, args.repeats)
+                         for name, fn in runners(backends, many, settings, args.vocab - 1).items()}
+                same = bool(torch.equal(timed["onnxruntime"][0], timed["torch generate"][0]))
+                all_same &= same
+                batch_rows.append((n_layer, n_embd, batch, same, {
+                    name: (batch * args.new_tokens / statistics.median(t[1]), statistics.median(t[2]))
+                    for name, t in timed.items()}))
+    if batch_rows:
+        print()
+        print(f"# batches of prompts ({args.prompt_len} tokens each, {args.new_tokens} new tokens per row), 1 warm-up "
+              f"+ {args.repeats} timed runs per backend, backends interleaved per batch size; tokens/s counts every "
+              "row's tokens")
+        print()
+        print("| model | batch | torch generate tokens/s | onnxruntime tokens/s | onnxruntime int8 tokens/s "
+              "| onnxruntime vs torch | fp32 rows same as torch | time to first token (onnxruntime) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+        for n_layer, n_embd, batch, same, by in batch_rows:
+            print(f"| {n_layer}x{n_embd} | {batch} | {by['torch generate'][0]:.1f} | {by['onnxruntime'][0]:.1f} | "
+                  f"{by['onnxruntime int8'][0]:.1f} | {by['onnxruntime'][0] / by['torch generate'][0]:.2f}x | "
+                  f"{'yes' if same else 'NO'} | {by['onnxruntime'][1] * 1000:.1f} ms |")
     print()
     print(f"# load average at end {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not all_same:

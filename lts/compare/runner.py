@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from lts.compare import plots, worker
-from lts.compare.settings import COLUMNS, CSV_NAME, BenchSettings, load_prompts
+from lts.compare.settings import COLUMNS, CSV_NAME, BenchSettings
 from lts.core.errors import LTSError
-from lts.core.fileio import check_creatable_dir, check_writable_dir
+from lts.core.fileio import check_creatable_dir, check_writable_dir, load_prompts
 from lts.core.hub import local_snapshot
 from lts.core.procs import MIB, ChildError, ChildProcess
 from lts.core.tables import write_csv

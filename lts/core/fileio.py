@@ -14,7 +14,9 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
+
+from lts.core.errors import LTSError
 
 
 def umask() -> int:
@@ -120,3 +122,38 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     with tempfile.NamedTemporaryFile(dir=path, prefix=".lts-write-test-"):
         pass
     return path
+
+
+def check_prompts(prompts: Sequence[str], source: str) -> tuple[str, ...]:
+    if not prompts:
+        raise LTSError(f"no prompts in {source}")
+    for i, p in enumerate(prompts, 1):
+        if not isinstance(p, str):
+            raise LTSError(f"prompt {i} in {source} is not a string: {p!r}")
+        if not p.strip():
+            raise LTSError(f"prompt {i} in {source} is empty")
+    return tuple(prompts)
+
+
+def load_prompts(path: str | os.PathLike) -> tuple[str, ...]:
+    """Prompts from a file (benchmark.py, generate_text.py): a JSON list of strings (``.json``), else one per line.
+
+    In a text file blank lines are skipped (so a trailing newline is harmless); in a
+    JSON list an empty string is an error.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LTSError(f"prompts file is not UTF-8 text: {path}") from None
+    except OSError as exc:
+        raise LTSError(f"cannot read prompts file {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LTSError(f"malformed JSON in prompts file {path}: {exc}") from None
+        if not isinstance(data, list):
+            raise LTSError(f"prompts file {path} must hold a JSON list of strings")
+        return check_prompts(data, str(path))
+    return check_prompts([line.rstrip("\r") for line in text.split("\n") if line.strip()], str(path))

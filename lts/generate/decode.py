@@ -19,10 +19,10 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from lts.core.errors import LTSError
+from lts.core.fileio import load_prompts
 from lts.cost.target import TARGETS, make_target
 
 log = logging.getLogger(__name__)
@@ -204,23 +204,6 @@ def load_model_and_tokenizer(settings: GenerateSettings) -> tuple[Any, Any, floa
     model = load_causal_lm(settings.model, trust_remote_code=settings.trust_remote_code)
     check_vocab(len(tokenizer), model_vocab_size(model), settings.tokenizer, settings.model)
     return model, tokenizer, time.perf_counter() - t0
-
-
-def read_prompts(path: str) -> list[tuple[int, str]]:
-    """(line number, prompt) for each non-blank line of a --prompts-file; LTSError if unreadable or empty."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise LTSError(f"--prompts-file {path}: no such file")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise LTSError(f"--prompts-file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise LTSError(f"cannot read --prompts-file {path}: {exc.strerror or exc}") from None
-    prompts = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
-    if not prompts:
-        raise LTSError(f"--prompts-file {path} has no prompts (one per line)")
-    return prompts
 
 
 def left_pad(rows: Sequence[Any], pad_id: int | None) -> tuple[Any, Any]:
@@ -406,19 +389,21 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
 
     check_source(settings.model, "model")  # fail fast, before torch and transformers are imported
     check_source(settings.tokenizer, "tokenizer")
-    lines = read_prompts(settings.prompts_file) if settings.prompts_file is not None else [(0, settings.prompt)]
+    texts = load_prompts(settings.prompts_file) if settings.prompts_file is not None else (settings.prompt,)
     import torch
 
     threads = settings.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     model, tokenizer, load_s = load_model_and_tokenizer(settings)
     prompts = []
-    for line, text in lines:
+    for n, text in enumerate(texts, 1):
         try:
             prompts.append(encode_prompt(tokenizer, text, settings.max_new_tokens, context_length(model.config),
                                          settings.truncate_prompt))
         except LTSError as exc:
-            raise (LTSError(f"{settings.prompts_file} line {line}: {exc}") if line else exc) from None
+            if settings.prompts_file is None:
+                raise
+            raise LTSError(f"prompt {n} of {settings.prompts_file}: {exc}") from None
     processors = build_logits_processors(settings, len(tokenizer), model_vocab_size(model))
     eos, pad = special_ids(model, tokenizer)
 
@@ -469,9 +454,9 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
     if onnx_model is not None and exact_peak:
         memory = target.peak_memory_bytes() - memory_base
 
-    texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
+    outputs = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     return GenerationResult(
-        texts=texts, token_ids=ids, prompt_tokens=sum(int(p.shape[1]) for p in prompts),
+        texts=outputs, token_ids=ids, prompt_tokens=sum(int(p.shape[1]) for p in prompts),
         new_tokens=steps, seed=None if settings.greedy else seed,
         backend=settings.backend, threads=threads, load_s=load_s, prepare_s=prepare_s, exported=exported,
         onnx_builder=onnx_model.meta.get("builder", "torch.onnx.export") if onnx_model is not None else "",
@@ -509,4 +494,4 @@ def describe(result: GenerationResult) -> str:
 
 __all__ = ["GenerateSettings", "GenerationResult", "run", "describe", "build_logits_processors",
            "load_model_and_tokenizer", "encode_prompt", "generate_torch", "generate_onnx", "check_vocab", "left_pad",
-           "read_prompts", "until_eos"]
+           "until_eos"]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from lts.compare.settings import diversity, load_prompts
+from lts.compare.settings import diversity
 from lts.core.cli import run_cli
 from lts.core.errors import LTSError
+from lts.core.fileio import load_prompts
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = ["In the near future, robots and humans", "Data centers are critical because"]

@@ -179,12 +179,12 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("case, content, flags, message", [
-    ("empty file", "", [], "has no prompts"),
-    ("blank lines only", "\n  \n\t\n", [], "has no prompts"),
+    ("empty file", "", [], "no prompts in"),
+    ("blank lines only", "\n  \n\t\n", [], "no prompts in"),
     ("batch size 0", "hello\n", ["--batch-size", "0"], "--batch-size must be an integer >= 1"),
     ("batch size -3", "hello\n", ["--batch-size", "-3"], "--batch-size must be an integer >= 1"),
-    ("too long", "hello\n" + "word " * 200 + "\n", [], "line 2: the prompt is"),
-    ("not utf-8", b"\xff\xfe\x00bad", [], "is not UTF-8 text"),
+    ("too long", "hello\n\n" + "word " * 200 + "\n", [], "prompt 2 of"),
+    ("not utf-8", b"\xff\xfe\x00bad", [], "not UTF-8 text"),
     ("with --stream", "hello\n", ["--stream"], "does not go with --prompts-file"),
     ("with -n 2", "hello\n", ["-n", "2", "--seed", "1"], "one sequence per prompt"),
 ])
@@ -203,7 +203,7 @@ def test_prompts_file_and_prompt_are_exclusive(tmp_path, capsys, tiny_model_dir)
     for argv, message in (((tiny_model_dir, tiny_model_dir, "hi", "--prompts-file", path), "not both"),
                           ((tiny_model_dir, tiny_model_dir), "the prompt is empty"),
                           ((tiny_model_dir, tiny_model_dir, "--prompts-file", tmp_path / "missing.txt"),
-                           "no such file")):
+                           "cannot read prompts file")):
         rc, out, err = _cli(capsys, *argv)
         assert rc == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
