@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                     ceiling[name].append(bandwidth(args.threads))
                     if name == OPTIMUM:
                         out = run_optimum(optimum_python, model_dir, prompt[0].tolist(), args.new_tokens,
-                                          args.threads, args.repeats, pad_token_id=args.vocab - 1)
+                                          args.threads, args.repeats, onnx_model.target.session_settings(),
+                                          pad_token_id=args.vocab - 1)
                         got = (torch.tensor([out["ids"]]), out["totals"], out["firsts"], out["per_token"])
                     else:
                         got = time_runs(runs[name], args.repeats, warm_up=round_ == 0)

@@ -143,17 +143,18 @@ def venv_versions(python: Path) -> dict[str, str | None]:
 
 
 def run_optimum(python: Path, model_dir: Path, prompt_ids: list[int], new_tokens: int, threads: int, repeats: int,
-                timeout_s: float = 1800, *, pad_token_id: int | None = None, graph_optimization: str = "all") -> dict:
+                session_settings: dict, timeout_s: float = 1800, *, pad_token_id: int | None = None) -> dict:
     """Export and time `model_dir` with Optimum in worker mode under the venv's `python`; the worker's JSON.
 
     ``{"ids": prompt + new ids, "totals": [s per timed run], "firsts": [time to first token s per run],
     "per_token": [every gap between tokens s], "export_s": s, "versions": {...}, "options": {...}}``;
     ``options`` says how Optimum set itself up (IO binding, KV cache, ONNX files, session settings).
+    `session_settings`: ``CPUTarget.session_settings()``, applied to Optimum's session as to ours.
     Raises RuntimeError with the tail of the worker's stderr if it fails or prints no result.
     """
     cmd = [str(python), str(HERE), "--worker", "--model", str(model_dir),
            "--prompt", ",".join(str(int(i)) for i in prompt_ids), "--new-tokens", str(new_tokens),
-           "--threads", str(threads), "--repeats", str(repeats), "--graph-optimization", graph_optimization]
+           "--threads", str(threads), "--repeats", str(repeats), "--session-options", json.dumps(session_settings)]
     if pad_token_id is not None:
         cmd += ["--pad", str(pad_token_id)]
     try:
@@ -202,17 +203,13 @@ def _measure(args: argparse.Namespace) -> dict:
     from optimum.onnxruntime import ORTModelForCausalLM
 
     torch.set_num_threads(args.threads)
-    so = ort.SessionOptions()  # as lts.cost.target.CPUTarget.session_options
-    so.intra_op_num_threads = args.threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[args.graph_optimization]
-    so.log_severity_level = 3
+    so = ort.SessionOptions()  # lts.cost.target.CPUTarget.session_settings(), passed in as JSON
+    for name, value in json.loads(args.session_options).items():
+        if name == "execution_mode":
+            value = getattr(ort.ExecutionMode, value)
+        elif name == "graph_optimization_level":
+            value = getattr(ort.GraphOptimizationLevel, value)
+        setattr(so, name, value)
 
     t0 = time.perf_counter()
     model = ORTModelForCausalLM.from_pretrained(args.model, export=True, use_cache=True,
@@ -325,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="ONNX Runtime graph optimisation level, as CPUTarget's (default %(default)s)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds the worker may run (default %(default)s)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--session-options", default="{}", help=argparse.SUPPRESS)  # worker: the SessionOptions as JSON
     args = p.parse_args(argv)
 
     if args.worker:
@@ -342,8 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             vocab = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["vocab_size"]
             prompt = [int(x) for x in np.random.default_rng(0).integers(0, vocab - 1, size=args.prompt_len)]
-        result = run_optimum(python, model_dir, prompt, args.new_tokens, args.threads, args.repeats, args.timeout,
-                             pad_token_id=args.pad, graph_optimization=args.graph_optimization)
+        sys.path.insert(0, str(HERE.parent.parent))
+        from lts.cost.target import CPUTarget
+
+        settings = CPUTarget(threads=args.threads, graph_optimization=args.graph_optimization).session_settings()
+        result = run_optimum(python, model_dir, prompt, args.new_tokens, args.threads, args.repeats, settings,
+                             args.timeout, pad_token_id=args.pad)
     gaps = result["per_token"] or [float("nan")]
     p50, p90 = (float(np.percentile(gaps, q)) * 1000 for q in (50, 90))
     print("# Optimum ORTModelForCausalLM: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()))

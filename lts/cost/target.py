@@ -125,20 +125,25 @@ class CPUTarget:
     def providers(self) -> list[Any]:
         return ["CPUExecutionProvider"]
 
+    def session_settings(self) -> dict[str, Any]:
+        """The ``SessionOptions`` attributes this target sets (enum values by name): plain data, so a peer
+        run in another environment (benchmarks/optimum_peer.py) gets exactly the same session set-up."""
+        level = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                 "all": "ORT_ENABLE_ALL"}[self.graph_optimization]
+        return {"intra_op_num_threads": self.threads,  # ORT ignores OMP_NUM_THREADS
+                "inter_op_num_threads": 1, "execution_mode": "ORT_SEQUENTIAL", "graph_optimization_level": level,
+                "log_severity_level": 3}
+
     def session_options(self) -> Any:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads  # ORT ignores OMP_NUM_THREADS
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self.graph_optimization]
-        so.log_severity_level = 3
+        for name, value in self.session_settings().items():
+            if name == "execution_mode":
+                value = getattr(ort.ExecutionMode, value)
+            elif name == "graph_optimization_level":
+                value = getattr(ort.GraphOptimizationLevel, value)
+            setattr(so, name, value)
         return so
 
     def session(self, path: str | os.PathLike, spin: bool = True) -> Any:

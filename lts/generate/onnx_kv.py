@@ -331,6 +331,7 @@ class OnnxKVModel:
         folder = Path(folder)
         self.meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         self.session = target.session(folder / MODEL_FILE)  # the same session set-up the search measures with
+        self.target = target
         self.threads = target.threads
         self.layout = [tuple(x) for x in self.meta["kv_layout"]]
         self.past_names = self.meta["inputs"][2:]
