@@ -10,6 +10,10 @@ the child (a timeout or a kill leaves nothing behind). Graphs go to RAM-backed /
 when its free space holds the largest one; otherwise (Docker's 64 MB default) to the disk
 temp folder, so no scratch limit decides a result.
 
+Precision: a Target with ``precision="int8"`` gets every graph it measures (not the reference)
+quantized first (``lts.cost.quantize``, the quantizer ``generate_text.py --precision int8`` uses),
+by a child of its own, so the quantizer's memory never sits in the process whose peak is measured.
+
 Memory (``onnx_memory_mb``): the child writes the full model to scratch, records its RSS,
 then creates the session and runs one forward at ``seq_len``. The peak resident memory over
 that window, minus the RSS just before, is the model's cost. Where the kernel tracks the peak
