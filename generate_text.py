@@ -14,6 +14,7 @@ import logging
 import sys
 
 from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset, run_cli
+from lts.cost.quantize import PRECISIONS
 from lts.cost.target import TARGETS
 
 
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None) -> tuple[dict, dict, str | None]:
     p.add_argument("--stream", action="store_true", default=None, help="print tokens as they come")
     p.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="report load time, time to first token and tokens/s on stderr")
-    p.add_argument("--precision", choices=("fp32", "int8"), default=None,
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="with --backend onnx: int8 quantizes the weight matrices (ONNX Runtime dynamic "
                         "quantization; cached beside the fp32 graph)")
     p.add_argument("--target", choices=sorted(TARGETS), default=None,

@@ -47,12 +47,12 @@ PACKAGES = ("optimum-onnx", "optimum", "transformers", "onnxruntime", "torch")
 
 
 def default_venv_dir() -> Path:
-    """``$LTS_CACHE_DIR/optimum-venv``, else ``$XDG_CACHE_HOME/lts/optimum-venv`` (``~/.cache/lts/optimum-venv``)."""
-    root = os.environ.get("LTS_CACHE_DIR")
-    if root:
-        return Path(root).expanduser() / "optimum-venv"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "lts" / "optimum-venv"
+    """``$LTS_CACHE_DIR/optimum-venv``, else ``$XDG_CACHE_HOME/lts/optimum-venv`` (``~/.cache/lts/optimum-venv``).
+    Called in the project's environment only (never by the worker, which cannot import lts)."""
+    sys.path.insert(0, str(HERE.parent.parent))
+    from lts.core.fileio import cache_root
+
+    return cache_root() / "optimum-venv"
 
 
 def _dist_version(name: str) -> str | None:

@@ -57,6 +57,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lts.cost.quantize import PRECISIONS
     from lts.cost.target import TARGETS
 
     parser = ArgumentParser(prog="python -m lts", description="LTS command-line tools")
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default min(4, cores))")
     ev.add_argument("--target", choices=sorted(TARGETS), default="cpu",
                     help="where the graph is measured (default cpu)")
-    ev.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+    ev.add_argument("--precision", choices=PRECISIONS, default="fp32",
                     help="weights of the measured graphs (int8: ONNX Runtime's dynamic quantization)")
     ev.add_argument("--latency-mode", choices=["composed", "full"], default="composed")
     ev.add_argument("--timeout", type=float, default=300.0, help="seconds before the measurement is failed")

@@ -19,6 +19,16 @@ from typing import Any, Iterator, Mapping, Sequence
 from lts.core.errors import LTSError
 
 
+def cache_root() -> Path:
+    """Where LTS keeps what it can rebuild: ``$LTS_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/lts``
+    (default ``~/.cache/lts``)."""
+    root = os.environ.get("LTS_CACHE_DIR")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "lts"
+
+
 def umask() -> int:
     """The process umask (read without changing it for longer than a moment)."""
     mask = os.umask(0)

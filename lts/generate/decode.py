@@ -23,12 +23,12 @@ from typing import Any, Callable, Sequence
 
 from lts.core.errors import LTSError
 from lts.core.fileio import load_prompts
+from lts.cost.quantize import check_precision
 from lts.cost.target import TARGETS, make_target
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
-PRECISIONS = ("fp32", "int8")
 DECODE_WINDOW = 64  # steps at the end of a generation whose median is reported as the decode step time
 VOCAB_PAD_MULTIPLE = 64  # models may pad the embedding to a multiple of this (e.g. 50257 -> 50304)
 VOCAB_PAD_MAX = 1024  # ...with fewer unused rows than this; anything else is a mismatched tokenizer
@@ -107,8 +107,7 @@ class GenerateSettings:
             raise LTSError("--stream prints one sequence as it comes: use --num-return-sequences 1")
         if self.backend not in BACKENDS:
             raise LTSError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.precision not in PRECISIONS:
-            raise LTSError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision)
         if self.precision != "fp32" and self.backend != "onnx":
             raise LTSError(f"--precision {self.precision} needs --backend onnx (the torch backend runs the model "
                            "as it is stored)")

@@ -41,6 +41,7 @@ import numpy as np
 
 from lts.core import fileio
 from lts.core.errors import LTSError, first_line
+from lts.cost.quantize import INT8_FORMAT, check_precision, quantize_model
 from lts.cost.target import Target
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,7 @@ META_FILE = "meta.json"
 
 def default_cache_dir() -> Path:
     """``$LTS_CACHE_DIR/onnx`` when set, else ``$XDG_CACHE_HOME/lts/onnx`` (default ``~/.cache/lts/onnx``)."""
-    root = os.environ.get("LTS_CACHE_DIR")
-    if root:
-        return Path(root).expanduser() / "onnx"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "lts" / "onnx"
+    return fileio.cache_root() / "onnx"
 
 
 def direct_arch(model: Any) -> Any:
@@ -254,10 +251,8 @@ def cached_kv_onnx(model: Any, cache_dir: str | os.PathLike | None = None,
     folder in the cache and renamed into place (atomic on one filesystem). ``precision="int8"``:
     the fp32 graph quantized (:func:`quantize_int8`), cached beside it under its own key.
     """
-    if precision == "int8":
+    if check_precision(precision) == "int8":
         return _cached_int8(model, cache_dir)
-    if precision != "fp32":
-        raise LTSError(f"unknown precision {precision!r} (fp32 or int8)")
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -300,8 +295,6 @@ def _build_once(final: Path, build: Callable[[Path], Any], what: str, way_out: s
 def quantize_int8(fp32_dir: Path, out_dir: Path) -> None:
     """The fp32 graph with int8 weights (:func:`lts.cost.quantize.quantize_model`, as the search measures
     with ``--precision int8``); meta.json says so."""
-    from lts.cost.quantize import quantize_model
-
     if any(p.suffix != ".json" and p.name != MODEL_FILE for p in fp32_dir.iterdir()):
         raise LTSError("--precision int8: models whose weights are stored outside the graph (over ~1.8 GB) are "
                        "not supported yet; use fp32")
@@ -315,8 +308,6 @@ def quantize_int8(fp32_dir: Path, out_dir: Path) -> None:
 
 def _cached_int8(model: Any, cache_dir: str | os.PathLike | None) -> tuple[Path, bool]:
     import onnxruntime
-
-    from lts.cost.quantize import INT8_FORMAT
 
     fp32, exported = cached_kv_onnx(model, cache_dir)
     final = fp32.with_name(f"{fp32.name}-int8-{INT8_FORMAT}-ort{onnxruntime.__version__}")
