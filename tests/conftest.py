@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Caches the suite may read or write: never the user's. Set here, at import, so that session-scoped
+# fixtures (built before any function-scoped fixture runs) and every subprocess see them too; each test
+# then gets folders of its own (``isolated_caches``), so no test sees what another one cached.
+CACHE_VARS = ("HF_HOME", "XDG_CACHE_HOME", "LTS_CACHE_DIR")
+_SESSION_CACHES = Path(tempfile.mkdtemp(prefix="lts-test-caches-"))
+for _var in CACHE_VARS:
+    os.environ[_var] = str(_SESSION_CACHES / _var.lower())
+
+
+@pytest.fixture(autouse=True)
+def isolated_caches(tmp_path_factory, monkeypatch) -> Path:
+    """Every test runs with ``$HF_HOME``, ``$XDG_CACHE_HOME`` and ``$LTS_CACHE_DIR`` in empty folders of its own."""
+    root = tmp_path_factory.mktemp("caches")
+    for var in CACHE_VARS:
+        monkeypatch.setenv(var, str(root / var.lower()))
+    return root
 
 
 @pytest.fixture(scope="session")

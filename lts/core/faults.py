@@ -6,10 +6,12 @@ exactly there, for real. Without the variable, :func:`point` is a dictionary loo
 
 ``LTS_FAULT`` holds comma-separated rules ``point:action[@n][:regex]``:
 
-- ``point``: a name passed to :func:`point` (``evaluated``, ``checkpoint``, ``models``,
+- ``point``: a name passed to :func:`point` (``evaluated``, ``checkpoint``, ``front``, ``models``,
   ``measure``, ``evaluate``);
 - ``action``: ``kill`` (SIGKILL this process), ``hang`` (sleep for an hour), ``raise``
-  (RuntimeError), ``exit`` (``os._exit(3)``, no cleanup);
+  (RuntimeError), ``exit`` (``os._exit(3)``, no cleanup), ``sync`` (a barrier between processes:
+  leave a file named by this pid in the folder ``$LTS_FAULT_SYNC`` and wait until it holds
+  ``$LTS_FAULT_SYNC_N`` files; how a test makes two searches truly concurrent at a point);
 - ``@n``: fire only at the n-th time this process reaches the point (default: every time);
 - ``regex``: fire only when it matches the start of the point's key (e.g. an archid).
 """
@@ -23,7 +25,8 @@ import time
 from collections import Counter
 
 ENV = "LTS_FAULT"
-ACTIONS = ("kill", "hang", "raise", "exit")
+ACTIONS = ("kill", "hang", "raise", "exit", "sync")
+SYNC_TIMEOUT_S = 300  # a barrier nobody else reaches is a test bug: fail rather than wait for ever
 _seen: Counter[str] = Counter()
 
 
@@ -55,4 +58,18 @@ def point(name: str, key: str = "") -> None:
             time.sleep(3600)
         elif action == "exit":
             os._exit(3)
+        elif action == "sync":
+            _barrier(name)
+            continue
         raise RuntimeError(f"injected fault at {name}")
+
+
+def _barrier(name: str) -> None:
+    folder, parties = os.environ[f"{ENV}_SYNC"], int(os.environ[f"{ENV}_SYNC_N"])
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + SYNC_TIMEOUT_S
+    while len(os.listdir(folder)) < parties:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"barrier at {name}: {len(os.listdir(folder))} of {parties} processes arrived")
+        time.sleep(0.02)

@@ -82,6 +82,7 @@ def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict
     renders models/README.md for the new manifest.
     """
     models_dir.mkdir(parents=True, exist_ok=True)
+    faults.point("front")  # before the lock: the tests hold concurrent runs here so that both truly overlap
     ours = {r.archid for r in front}
     out = []
     with file_lock(models_dir / LOCK, exclusive=True):

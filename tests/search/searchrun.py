@@ -43,3 +43,24 @@ def tiny_space(tmp: Path) -> Path:
     path = tmp / "tiny.yaml"
     path.write_text(TINY_SPACE)
     return path
+
+
+def concurrent_searches(tmp: Path, seeds: tuple[int, ...], *args, timeout_s: float = 300) -> list[Path]:
+    """Start one `search.py` per seed in `tmp` (same cwd, cache and models/, default run folders), all together.
+
+    Each process stops at the ``front`` fault point (just before it swaps its front into models/)
+    until every one has arrived (``LTS_FAULT=front:sync``): every run has read models/ as it found
+    it at its start and none has written yet, so the runs truly overlap where they could lose each
+    other's members. Returns the run folders, in seed order.
+    """
+    env = {**os.environ, "LTS_FAULT": "front:sync", "LTS_FAULT_SYNC": str(tmp / ".barrier"),
+           "LTS_FAULT_SYNC_N": str(len(seeds))}
+    cmd = [sys.executable, str(REPO / "search.py"), "--cache", "cache.sqlite", "--no-progress", *map(str, args)]
+    procs = [subprocess.Popen(cmd + ["--seed", str(s)], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for s in seeds]
+    outs = [p.communicate(timeout=timeout_s) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    assert len(os.listdir(tmp / ".barrier")) == len(seeds)  # every run reached the barrier
+    runs = sorted((tmp / "runs").iterdir())
+    assert len(runs) == len(seeds)
+    return sorted(runs, key=lambda r: int(r.name.split("-seed")[1].split("-")[0]))

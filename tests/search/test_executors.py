@@ -1,13 +1,11 @@
-import subprocess
-import sys
-from pathlib import Path
+import json
+import sqlite3
 
 import pytest
+from searchrun import concurrent_searches, rows
 
 from lts.core.errors import LTSError
 from lts.search.executors import LocalExecutor, make_executor
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _square(x: int) -> int:
@@ -28,15 +26,16 @@ def test_bad_engine_and_workers():
 
 
 def test_two_searches_in_one_folder_do_not_interfere(tmp_path):
-    """Same cwd, same cache, default run folders, started together: both complete with full CSVs."""
-    cmd = [sys.executable, str(REPO / "search.py"), "--objectives", "non_embedding_params,onnx_file_mb",
-           "--generations", "3", "--population", "6", "--cache", "cache.sqlite", "--no-progress"]
-    procs = [subprocess.Popen(cmd + ["--seed", str(s)], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for s in (1, 1)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
-    runs = sorted((tmp_path / "runs").iterdir())
-    assert len(runs) == 2
-    csvs = [(r / "evaluations.csv").read_text().splitlines() for r in runs]
-    assert len(csvs[0]) == len(csvs[1]) == 19
-    assert [line.split(",")[1] for line in csvs[0]] == [line.split(",")[1] for line in csvs[1]]
+    """Same cwd, same cache, default run folders, truly concurrent (held at a barrier), different seeds:
+    each run's record is whole and its own, the shared cache holds both runs' candidates."""
+    runs = concurrent_searches(tmp_path, (1, 2), "--objectives", "non_embedding_params,onnx_file_mb",
+                               "--generations", 3, "--population", 6)
+    evals = [rows(r / "evaluations.csv") for r in runs]
+    assert [len(e) for e in evals] == [18, 18]
+    ids = [[e["archid"] for e in run] for run in evals]
+    assert ids[0] != ids[1]  # different seeds: each folder holds its own search, not the other's
+    for run, seed in zip(runs, (1, 2)):
+        assert json.loads((run / "job.json").read_text())["seed"] == seed
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        cached = {row[0] for row in db.execute("SELECT archid FROM results")}
+    assert set(ids[0]) | set(ids[1]) <= cached

@@ -7,12 +7,10 @@ exactly with ``LTS_FAULT`` (``lts.core.faults``), so every test here is determin
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from searchrun import DETERMINISTIC, REPO, TINY_SPACE, rows, search
+from searchrun import DETERMINISTIC, TINY_SPACE, concurrent_searches, rows, search
 
 from lts.core.arch import ArchConfig
 from lts.cost.evaluator import EvalResult
@@ -120,19 +118,18 @@ def test_evaluations_that_raise_hang_or_die_are_recorded_failures_and_the_search
 
 
 def test_two_searches_into_one_models_folder_never_crash_or_lose_members(tmp_path):
-    """Same models/, cache and seed, started together: both finish and models/ holds exactly their front."""
-    cmd = [sys.executable, str(REPO / "search.py"), "--objectives", DETERMINISTIC, "--generations", 3,
-           "--population", 6, "--cache", "cache.sqlite", "--no-progress", "--seed", "1"]
-    procs = [subprocess.Popen(list(map(str, cmd)), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
-    runs = sorted((tmp_path / "runs").iterdir())
-    assert len(runs) == 2
-    fronts = [sorted(e["archid"] for e in rows(run / "pareto.csv")) for run in runs]
-    assert fronts[0] == fronts[1]
-    members = sorted(p.name for p in (tmp_path / "models").iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert members == fronts[0] == sorted(read_manifest(tmp_path / "models"))
+    """Same models/ and cache, different fronts, truly concurrent (both read models/ before either writes it):
+    both finish and models/ holds exactly the union of their fronts, each member credited to its run."""
+    runs = concurrent_searches(tmp_path, (1, 2), "--objectives", DETERMINISTIC, "--generations", 3,
+                               "--population", 6)
+    fronts = [{e["archid"] for e in rows(run / "pareto.csv")} for run in runs]
+    assert fronts[0] and fronts[1] and fronts[0] != fronts[1]
+    members = {p.name for p in (tmp_path / "models").iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert members == fronts[0] | fronts[1] == set(read_manifest(tmp_path / "models"))
+    credited = read_manifest(tmp_path / "models")
+    for run, front in zip(runs, fronts):
+        assert {credited[a] for a in front - (fronts[0] & fronts[1])} <= {c for c in credited.values()
+                                                                           if c.startswith(run.name)}
 
 
 def _result(params, latency, cv=0.0, memory_mib=10.0):
