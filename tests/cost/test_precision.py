@@ -16,6 +16,9 @@ from lts.cost.target import CPUTarget, make_target
 
 # Blocks much larger than the embeddings: weights dominate memory, and int8 quarters them.
 BIG_BLOCKS = ArchConfig(2, 256, 1024, 4, vocab_size=256, n_positions=64)
+# For the measured memory: 2 x (4 x 512^2 + 2 x 512 x 2048) x 4 bytes = 25.2 MB of fp32 block weights, 6.3 MB in
+# int8, so the gap (~19 MB) stands far beyond the probe's noise (~1-2 MB between runs here).
+HEAVY_BLOCKS = ArchConfig(2, 512, 2048, 8, vocab_size=256, n_positions=64)
 SETTINGS = MeasureSettings(seq_len=32, context=32, min_repeats=3, max_repeats=5, min_seconds=0.0, max_seconds=0.2)
 
 
@@ -42,16 +45,18 @@ def test_prepared_graphs_are_quantized_by_onnxruntime(tmp_path):
                                                          if n.input[0].startswith("transformer.")}, part
         int8 = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT8]
         assert int8, part
+        if part in ("full", "kv"):  # every block weight matrix is stored in one byte an element, not four
+            matrices = BIG_BLOCKS.n_layer * (4 * BIG_BLOCKS.n_embd ** 2 + 2 * BIG_BLOCKS.n_embd * BIG_BLOCKS.n_inner)
+            assert sum(onnx.numpy_helper.to_array(i).size for i in int8) >= matrices, part
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{p}.int8.onnx" for p in paths)  # no fp32 left
 
 
 def test_int8_target_measures_less_memory_and_keys_apart(tmp_path):
-    fp32 = measure(BIG_BLOCKS, SETTINGS, CPUTarget(threads=1), generation=True)
-    int8 = measure(BIG_BLOCKS, SETTINGS, CPUTarget(threads=1, precision="int8"), generation=True)
+    fp32 = measure(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1), generation=True)
+    int8 = measure(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1, precision="int8"), generation=True)
     assert set(int8.timings) == set(fp32.timings) == {"base", "block", "decode"}
-    # weights: 2 x (4 x 256^2 + 2 x 256 x 1024) x 4 bytes = 6.3 MB in fp32, a quarter of it in int8
-    assert int8.generation_memory_bytes < fp32.generation_memory_bytes - 3_000_000
-    assert int8.memory_bytes < fp32.memory_bytes - 3_000_000
+    assert int8.generation_memory_bytes < fp32.generation_memory_bytes - 10_000_000
+    assert int8.memory_bytes < fp32.memory_bytes - 10_000_000
     assert int8.file_bytes == fp32.file_bytes  # onnx_file_mb stays the fp32 graph's size (documented)
     keys = {EvalSettings.create(target=make_target("cpu", 1, p)).key() for p in ("fp32", "int8")}
     assert len(keys) == 2, "an int8 figure must never be served for fp32, nor the reverse"
@@ -71,7 +76,7 @@ def test_unknown_precision_is_refused(bad):
 
 
 def test_search_cli_int8_runs_and_says_so(tmp_path):
-    from tests.search.searchrun import rows, search, tiny_space
+    from searchrun import rows, search, tiny_space
 
     search(tmp_path, "--config", tiny_space(tmp_path), "--generations", "1", "--population", "4",
                "--objectives", "non_embedding_params,onnx_decode_latency_s,onnx_generation_memory_mb",

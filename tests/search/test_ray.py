@@ -2,7 +2,8 @@
 worker node, each a raylet of its own with one CPU, at this machine's address), driven through the CLI as a user
 would.
 
-Needs Ray (the ``distributed`` extra; ``.ci/run`` installs it). Without it these tests skip, saying so.
+Needs Ray (the ``distributed`` extra; ``.ci/run`` installs it). Without it these tests skip, saying so (and fail
+where ``LTS_NO_SKIP=1``, as in CI).
 """
 
 from __future__ import annotations
@@ -100,8 +101,14 @@ def test_a_worker_killed_mid_search_loses_nothing(cluster, tmp_path):
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed, deadline = None, time.monotonic() + 300
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
-        for p in psutil.process_iter(["cmdline"]):
-            if (p.info["cmdline"] or [""])[0].startswith("ray::run_task"):  # a worker inside a measurement
+        # Only this test's cluster: its raylets are children of this process and start the workers, so a worker
+        # of any other Ray on the machine is never touched.
+        for p in psutil.Process().children(recursive=True):
+            try:
+                cmdline = p.cmdline()
+            except psutil.Error:  # ended meanwhile
+                continue
+            if (cmdline or [""])[0].startswith("ray::run_task"):  # a worker inside a measurement
                 p.kill()
                 killed = p.pid
                 break

@@ -128,13 +128,27 @@ def test_the_report_in_headless_chromium(run, tmp_path):
         before = opacities()
         budget = driver.find_element("id", "budget-onnx_file_mb")
         sizes = sorted(r["values"]["onnx_file_mb"] for r in records(run) if r["status"] == "ok")
-        budget.send_keys(f"{sizes[len(sizes) // 2]:.6f}")  # half the candidates break it
+        typed = f"{sizes[len(sizes) // 2]:.6f}"
+        budget.send_keys(typed)  # about half the candidates break it
+        meet = sum(size <= float(typed) for size in sizes)  # the count, computed here from the record
+        assert 0 < meet < ok
         after = opacities()
         assert after != before
         greyed = [v for trace in after for v in (trace or []) if v < 1]
-        assert 0 < len(greyed) < ok, after
-        assert "candidates meet the budgets" in driver.find_element("id", "budget-count").text
-        driver.find_element("css selector", "#table-front th").click()  # sort by archid: no error
+        assert len(greyed) == ok - meet, after
+        assert driver.find_element("id", "budget-count").text == f"{meet} of {ok} candidates meet the budgets"
+
+        def column(i):
+            return [tr.find_elements("tag name", "td")[i].text
+                    for tr in driver.find_elements("css selector", "#table-front tbody tr")]
+
+        headers = driver.find_elements("css selector", "#table-front th")
+        ids = column(0)
+        assert len(ids) > 1 and ids != sorted(ids)  # written in another order: a click must change it
+        headers[0].click()
+        assert column(0) == sorted(ids)
+        headers[0].click()
+        assert column(0) == sorted(ids, reverse=True)
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         driver.save_screenshot(str(tmp_path / "report.png"))
         assert (tmp_path / "report.png").stat().st_size > 10_000

@@ -85,11 +85,9 @@ def test_resume_picks_latest_run_and_can_extend_generations(tmp_path):
     assert len(rows(tmp_path / "runs" / "first" / "evaluations.csv")) == 18
 
 
-def test_search_uses_pymoo_for_selection_sorting_and_hv():
-    from pymoo.indicators.hv import HV
+def test_search_uses_pymoo_selection_and_survival():
     from pymoo.operators.selection.tournament import TournamentSelection
     from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
-    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
     import lts.search.nsga as s
     from lts.search.space import SearchSpace
@@ -97,7 +95,28 @@ def test_search_uses_pymoo_for_selection_sorting_and_hv():
     algo = s.make_algorithm(SearchSpace(), s.SearchSettings())
     assert isinstance(algo.survival, RankAndCrowding)
     assert isinstance(algo.mating.selection, TournamentSelection)
-    assert s.NonDominatedSorting is NonDominatedSorting and s.HV is HV
+
+
+def test_hypervolume_equals_the_area_computed_by_hand():
+    """Three members and one dominated point, params maximised: the normalised area up to (1.1, 1.1) by hand."""
+    from lts.core.arch import ArchConfig
+    from lts.cost.evaluator import EvalResult
+    from lts.search.nsga import hypervolume, pareto_front
+
+    def result(params, latency):
+        c = ArchConfig(1, 32, 64, 2, vocab_size=64 + params, n_positions=64)
+        return EvalResult(c.archid, c, {"non_embedding_params": params, "onnx_latency_s": latency})
+
+    objs = ("non_embedding_params", "onnx_latency_s")
+    everything = [result(10, 1.0), result(20, 2.0), result(30, 3.0), result(15, 2.5)]
+    front = pareto_front(everything, objs)
+    assert len(front) == 3
+    # Minimised and scaled to [0, 1] over everything: (-params + 30) / 20, (latency - 1) / 2 ->
+    # (1, 0), (0.5, 0.5), (0, 1). The area they dominate up to (1.1, 1.1), swept left to right:
+    # x in [0, 0.5): 1.1 - 1.0; x in [0.5, 1.0): 1.1 - 0.5; x in [1.0, 1.1): 1.1 - 0.
+    by_hand = 0.5 * 0.1 + 0.5 * 0.6 + 0.1 * 1.1
+    assert hypervolume(front, everything, objs) == pytest.approx(by_hand)
+    assert hypervolume(front[:1], everything, objs) < by_hand
 
 
 def test_pareto_front_is_non_dominated_and_complete():

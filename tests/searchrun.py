@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DETERMINISTIC = "non_embedding_params,onnx_file_mb"  # no measurement: same seed, same front
 TINY_SPACE = """
 space:
