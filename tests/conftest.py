@@ -77,6 +77,23 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     return _make_tiny_model(tmp_path_factory.mktemp("tiny_model"), tiny_tokenizer_dir)
 
 
+# ---------------------------------------------------------------------------- the fast tier
+
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="the edit-test loop: leave out the tests marked heavy (whole searches, training runs, "
+                          "clusters, the browser, the fault suite); about a minute on 2 cores")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--fast"):
+        return
+    heavy = [item for item in items if item.get_closest_marker("heavy")]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if not item.get_closest_marker("heavy")]
+
+
 # ---------------------------------------------------------------------------- no silent skips in CI
 
 NO_SKIP = "LTS_NO_SKIP"  # .ci/run sets it: a test whose requirement is missing fails instead of skipping

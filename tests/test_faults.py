@@ -34,6 +34,8 @@ from typing import Any, Callable, Mapping
 
 import pytest
 
+pytestmark = pytest.mark.heavy  # whole searches, clusters or process groups: seconds each
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600  # per subprocess; generous (cases run side by side), never a measurement
 

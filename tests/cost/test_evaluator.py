@@ -1,8 +1,8 @@
 import json
 import math
+import os
 import subprocess
 import sys
-import os
 import time
 from pathlib import Path
 
@@ -94,6 +94,7 @@ def test_timing_statistics_against_numpy_on_scripted_runs(monkeypatch):
     assert t.repeats == 3 and t.cv == 0.0
 
 
+@pytest.mark.heavy
 def test_measure_memory_grows_with_model_size():
     small = measure(TINY, MeasureSettings(**MEASURE), ONE, parts=())
     big = measure(ArchConfig(2, 64, 128, 2, vocab_size=200_000, n_positions=64), MeasureSettings(**MEASURE), ONE,
@@ -102,6 +103,7 @@ def test_measure_memory_grows_with_model_size():
     assert big.memory_bytes - small.memory_bytes > 40 * 2**20
 
 
+@pytest.mark.heavy
 def test_generation_probe_times_a_decode_step_and_counts_the_kv_cache():
     """Generation memory holds the weights plus the cache: a longer context costs its KV bytes (about three
     times: the past being read, the present being written and the step's concatenation, at the last step)."""
@@ -120,6 +122,7 @@ def test_generation_probe_times_a_decode_step_and_counts_the_kv_cache():
     assert t.median_s > 0 and t.reference_s > 0
 
 
+@pytest.mark.heavy
 def test_generation_objectives_only_when_asked(tmp_path):
     fast = dict(FAST, context=32)
     plain = Evaluator(EvalSettings.create(**fast), None).evaluate(TINY)
@@ -140,6 +143,7 @@ def test_measure_failures_are_reasons_not_crashes():
         measure(TINY, MeasureSettings(**{**MEASURE, "seq_len": 65}), ONE, parts=("base",))
 
 
+@pytest.mark.heavy
 def test_only_successes_are_cached_and_a_failure_is_tried_again(tmp_path):
     cache = tmp_path / "cache.sqlite"
     timed_out = Evaluator(EvalSettings.create(**FAST, timeout_s=0.001), cache, calibration_s=1e-3).evaluate(TINY)
@@ -183,6 +187,7 @@ def test_cached_latency_is_reported_at_the_current_calibration(tmp_path):
     assert slower.onnx_memory_mb == first.onnx_memory_mb
 
 
+@pytest.mark.heavy
 def test_composed_latency_reuses_shape_timings(tmp_path):
     """A deeper model with the same block and base shapes is composed from the stored timings, not re-timed."""
     ev = Evaluator(EvalSettings.create(**FAST), tmp_path / "c.sqlite", calibration_s=1e-3)
@@ -225,6 +230,7 @@ def _cli(*args, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "lts", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.heavy
 def test_cli_evaluate_json_and_text(tmp_path):
     folder = tmp_path / TINY.archid
     TINY.to_gpt2_config().save_pretrained(folder)
@@ -257,6 +263,7 @@ def test_cli_evaluate_bad_config_is_one_line_exit_2(tmp_path, content):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.heavy
 def test_killed_measuring_process_is_a_reason(tmp_path, monkeypatch):
     """A crash (here: SIGKILL, as the OOM killer sends) becomes a failure reason, not a dead search."""
     import signal

@@ -71,6 +71,7 @@ def test_a_registered_objective_flows_to_csv_gallery_plots_help_and_printout(dum
     assert metrics["heads_x_layers"] == next(float(r["heads_x_layers"]) for r in rows if r["archid"] == front)
 
 
+@pytest.mark.heavy
 def test_evaluate_printout_lists_every_registered_objective(tmp_path):
     folder = tmp_path / TINY.archid
     TINY.to_gpt2_config().save_pretrained(folder)

@@ -33,6 +33,7 @@ def _can_mount_private_tmpfs() -> str | None:
     return None
 
 
+@pytest.mark.heavy
 def test_a_model_larger_than_a_64mb_dev_shm_is_measured(tmp_path):
     """Docker's default /dev/shm is 64 MB: the graph goes to disk instead, and the measurement is the same."""
     why = _can_mount_private_tmpfs()
@@ -54,6 +55,7 @@ def test_a_model_larger_than_a_64mb_dev_shm_is_measured(tmp_path):
     assert out[-1] == "0"  # ... and left nothing in it
 
 
+@pytest.mark.heavy
 def test_sampled_memory_probe_works_without_the_kernel_peak_counter():
     """Where /proc is missing (macOS) the peak comes from sampling the child's RSS from outside (psutil)."""
     settings = MeasureSettings(seq_len=16, min_repeats=2, max_repeats=3, warmup=1)

@@ -51,6 +51,7 @@ def test_prepared_graphs_are_quantized_by_onnxruntime(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{p}.int8.onnx" for p in paths)  # no fp32 left
 
 
+@pytest.mark.heavy
 def test_int8_target_measures_less_memory_and_keys_apart(tmp_path):
     fp32 = measure(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1), generation=True)
     int8 = measure(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1, precision="int8"), generation=True)
@@ -75,6 +76,7 @@ def test_unknown_precision_is_refused(bad):
         CPUTarget(precision=bad)
 
 
+@pytest.mark.heavy
 def test_search_cli_int8_runs_and_says_so(tmp_path):
     from searchrun import rows, search, tiny_space
 

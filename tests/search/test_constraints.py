@@ -105,6 +105,7 @@ def test_measured_budget_turns_on_the_generation_graph_and_context_is_checked():
         SearchJob(context=0)
 
 
+@pytest.mark.heavy
 def test_cli_budget_front_is_feasible_and_feasible_count_is_reported(tmp_path):
     tiny = tiny_space(tmp_path)
     budget = 0.3  # MiB of ONNX file: about half of the tiny space's architectures fit
@@ -121,6 +122,7 @@ def test_cli_budget_front_is_feasible_and_feasible_count_is_reported(tmp_path):
     assert job["constraints"] == [f"onnx_file_mb<={budget}"]
 
 
+@pytest.mark.heavy
 def test_cli_budget_nobody_meets_exits_1_lists_the_closest_and_leaves_models(tmp_path):
     tiny = tiny_space(tmp_path)
     search(tmp_path, "--config", tiny, "--objectives", DETERMINISTIC, "--generations", 1, "--population", 4,

@@ -25,6 +25,7 @@ def test_bad_engine_and_workers():
         LocalExecutor(0)
 
 
+@pytest.mark.heavy
 def test_two_searches_in_one_folder_do_not_interfere(tmp_path):
     """Same cwd, same cache, default run folders, truly concurrent (held at a barrier), different seeds:
     each run's record is whole and its own, the shared cache holds both runs' candidates."""

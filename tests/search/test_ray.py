@@ -20,6 +20,8 @@ import psutil
 import pytest
 from searchrun import TINY_SPACE
 
+pytestmark = pytest.mark.heavy  # whole searches, clusters or process groups: seconds each
+
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[distributed]'")
 
 REPO = Path(__file__).resolve().parents[2]

@@ -36,6 +36,7 @@ def records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.heavy
 def test_every_search_writes_a_self_contained_report(run):
     page = (run / "report.html").read_text()
     assert "<script src=" not in page and "cdn.plot.ly" not in page.split("</script>", 1)[1], \
@@ -97,6 +98,7 @@ def _browser():
     return chromium, driver
 
 
+@pytest.mark.heavy
 def test_the_report_in_headless_chromium(run, tmp_path):
     chromium, chromedriver = _browser()
     from selenium import webdriver

@@ -18,6 +18,7 @@ def front_ids(run: Path) -> list[str]:
     return sorted(r["archid"] for r in rows(run / "pareto.csv"))
 
 
+@pytest.mark.heavy
 def test_short_measured_search_writes_every_output(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
     r = search(tmp_path, "--config", tmp_path / "tiny.yaml", "--generations", 2, "--population", 6,
@@ -63,6 +64,7 @@ def test_short_measured_search_writes_every_output(tmp_path):
     assert front_ids(tmp_path / "run2") == front_ids(tmp_path / "run")
 
 
+@pytest.mark.heavy
 def test_same_seed_same_front_and_different_seed_differs(tmp_path):
     args = ("--objectives", DETERMINISTIC, "--generations", 2, "--population", 8)
     search(tmp_path, *args, "--seed", 7, name="a")
@@ -75,6 +77,7 @@ def test_same_seed_same_front_and_different_seed_differs(tmp_path):
         [r["archid"] for r in rows(tmp_path / "c" / "evaluations.csv")]
 
 
+@pytest.mark.heavy
 def test_resume_picks_latest_run_and_can_extend_generations(tmp_path):
     args = ("--objectives", DETERMINISTIC, "--population", 6)
     search(tmp_path, *args, "--generations", 2, name="runs/first")
@@ -151,6 +154,7 @@ def test_pareto_front_is_non_dominated_and_complete():
     ["--config", "unknown_key.yaml"], ["--config", "bad_space.yaml"], ["--out", "afile/models"],
     ["--engine", "spark"], ["--workers", "0"],
 ])
+@pytest.mark.heavy
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args):
     (tmp_path / "bad.yaml").write_text("generations: [1,\n")
     (tmp_path / "unknown_key.yaml").write_text("generation: 3\n")

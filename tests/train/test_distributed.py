@@ -27,6 +27,8 @@ import pytest
 
 from lts.core.arch import ArchConfig
 
+pytestmark = pytest.mark.heavy  # whole searches, clusters or process groups: seconds each
+
 REPO = Path(__file__).resolve().parents[2]
 ARCH = ArchConfig(n_layer=2, n_embd=48, n_inner=96, n_head=4, n_positions=128)
 STEPS = 30

@@ -51,6 +51,7 @@ def reference(workdir) -> tuple[Path, subprocess.CompletedProcess]:
     return out, proc
 
 
+@pytest.mark.heavy
 def test_trained_model_has_the_searched_shape_and_loads(reference, workdir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
@@ -108,6 +109,7 @@ def test_metrics_match_the_saved_weights(reference, workdir):
     assert loss == pytest.approx(m["final_val_loss"], rel=1e-5)
 
 
+@pytest.mark.heavy
 def test_resume_after_sigkill_matches_uninterrupted_run(reference, workdir):
     out = workdir / "out_killed"
     ckpt = workdir / "out_killed.ckpt" / "state.pt"
@@ -185,6 +187,7 @@ def _bad(workdir: Path, name: str) -> list[str]:
     ("seq_len_too_long", "n_positions=128"),
     ("resume_without_checkpoint", "no checkpoint"),
 ])
+@pytest.mark.heavy
 def test_bad_input_is_one_line_and_exit_2(workdir, name, expect):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     proc = subprocess.run([sys.executable, "train.py", *map(str, _bad(workdir, name))], cwd=REPO,
