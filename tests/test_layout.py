@@ -15,6 +15,7 @@ ALLOWED = {
     "train": {"core", "cost"},
     "generate": {"core", "cost"},
     "compare": {"core", "generate"},
+    "testing": {"core", "cost", "search"},  # the Protocols' contract suites, for third-party implementations
 }
 
 

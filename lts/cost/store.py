@@ -19,7 +19,28 @@ from lts.core.errors import LTSError
 
 
 class Store(Protocol):
-    """Where evaluations persist. ``get`` returns the stored text or None; ``put`` stores it."""
+    """Where evaluations persist: text values in two tables, ``"results"`` and ``"timings"``.
+
+    The contract (tested for every implementation by :mod:`lts.testing.store`):
+
+    - ``get`` returns exactly the text ``put`` under that table and key, else None (a miss). Every
+      part of the key counts: another archid, settings key or hardware id is a miss, never a
+      neighbour's value; the two tables are separate.
+    - The first value put under a key stays: a later ``put`` (a concurrent writer, a re-run) is
+      ignored, never an error.
+    - ``path`` None: a store that keeps nothing (every ``get`` a miss). Otherwise what is put
+      persists: a store opened again on the same path (another process, another day) serves it;
+      missing folders are created.
+    - One store may be used from several threads at once, and several processes may open and
+      write one path at the same moment without losing a write. A store pickles (to a child
+      process) as a handle on the same place.
+    - A location that cannot hold a store, or a damaged one (not a store, truncated, corrupt
+      pages), is one :class:`~lts.core.errors.LTSError` naming the path, at open or whenever the
+      damage is met: never a traceback from the database library.
+
+    Stores keep whatever text they are given; it is the :class:`~lts.cost.evaluator.Evaluator` that
+    puts successes only and never serves a failure it finds (also checked over every store).
+    """
 
     path: Path | None
 
@@ -76,20 +97,27 @@ class SQLiteStore:
     def get(self, table: str, key: tuple[str, ...]) -> str | None:
         if not self.path:
             return None
-        if table == "results":
-            row = self._conn().execute("SELECT result FROM results WHERE archid=? AND settings=? AND hardware=?",
-                                       key).fetchone()
-        else:
-            row = self._conn().execute("SELECT timing FROM timings WHERE key=?", key).fetchone()
+        try:
+            if table == "results":
+                row = self._conn().execute("SELECT result FROM results WHERE archid=? AND settings=? AND hardware=?",
+                                           key).fetchone()
+            else:
+                row = self._conn().execute("SELECT timing FROM timings WHERE key=?", key).fetchone()
+        except sqlite3.Error as exc:  # damage found only now (a corrupt page): one clear error, as at open
+            raise LTSError(f"cannot use cache {self.path}: {exc}") from None
         return row[0] if row else None
 
     def put(self, table: str, key: tuple[str, ...], value: str) -> None:
         if not self.path:
             return
-        if table == "results":
-            self._conn().execute("INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?)", (*key, value, time.time()))
-        else:
-            self._conn().execute("INSERT OR IGNORE INTO timings VALUES (?, ?, ?)", (*key, value, time.time()))
+        try:
+            if table == "results":
+                self._conn().execute("INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?)",
+                                     (*key, value, time.time()))
+            else:
+                self._conn().execute("INSERT OR IGNORE INTO timings VALUES (?, ?, ?)", (*key, value, time.time()))
+        except sqlite3.Error as exc:
+            raise LTSError(f"cannot use cache {self.path}: {exc}") from None
 
     def __getstate__(self) -> dict[str, Any]:  # connections stay behind (e.g. when sent to a Ray worker)
         return {"path": self.path}

@@ -41,33 +41,55 @@ def default_threads() -> int:
 
 @runtime_checkable
 class Target(Protocol):
-    """The contract every measurement target keeps (instances are frozen and picklable: they go to child processes)."""
+    """The contract every measurement target keeps (tested for every target by :mod:`lts.testing.target`).
 
-    name: str
-    threads: int
+    Instances are frozen and picklable (they go to child processes and Ray nodes): a copy, in
+    any process, has the same ``key()``, ``fingerprint()`` and ``describe()``.
+    """
+
+    name: str  # names the provider: part of key()
+    threads: int  # intra-op threads, >= 1
     precision: str  # "fp32", or "int8": graphs are measured with int8 weights (lts.cost.quantize)
 
     def session(self, path: str | os.PathLike, spin: bool = True) -> Any:
         """An ONNX Runtime InferenceSession for the graph at `path`, set up the way this target measures.
 
-        ``spin=False``: its worker threads sleep as soon as a run ends instead of spinning for the
-        next one (the reference graph timed beside a measurement, so it never competes with it).
+        It runs the graph as it is (a precision other than fp32 is applied to a graph before, by
+        ``lts.cost.measure``), on ``threads`` intra-op threads. ``spin=False``: its worker threads
+        sleep as soon as a run ends instead of spinning for the next one (the reference graph timed
+        beside a measurement, so it never competes with it).
         """
 
     def key(self) -> dict[str, Any]:
-        """Settings of this target that change measured values (part of every cache key)."""
+        """Settings of this target that change measured values (part of every cache key).
+
+        JSON data, the same on every call, and different whenever a setting that changes a
+        measurement differs (threads, precision, name/provider, and the target's own settings).
+        """
 
     def fingerprint(self) -> dict[str, Any]:
-        """What makes a figure specific to this hardware and runtime; ``fingerprint()["id"]`` is a short hash."""
+        """What makes a figure specific to this hardware and runtime; ``fingerprint()["id"]`` is a short hash.
+
+        JSON data describing the hardware (not only its id), the same in every process on this
+        machine, and independent of the settings (threads, precision: those are ``key()``'s).
+        """
 
     def describe(self) -> str:
-        """One line for reports: provider, threads, device."""
+        """One line for reports: the provider sessions run on, the threads, the precision when not fp32, device."""
 
     def lock(self, exclusive: bool) -> Any:
-        """Context manager: exclusive while timing, shared while measuring memory, across processes."""
+        """Context manager: exclusive while timing, shared while measuring memory, across processes.
+
+        One lock per machine, whatever the settings: while one process holds it exclusively no
+        other (of any user, any target setting) gets it; shared holders coexist.
+        """
 
     def reset_peak_memory(self) -> bool:
-        """Start a peak-memory window in this process; False if this target can only sample from outside."""
+        """Start a peak-memory window in this process; False if this target can only sample from outside.
+
+        True: ``peak_memory_bytes()`` from now on includes whatever was allocated since, even if
+        freed, and forgets what came before.
+        """
 
     def peak_memory_bytes(self) -> int:
         """Peak memory of this process since the last reset (bytes)."""

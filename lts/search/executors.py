@@ -48,10 +48,32 @@ JOIN_TIMEOUT_S = 12.0     # a throw-away process joining the cluster (importing 
 
 
 class Executor(Protocol):
-    """Evaluates candidates, yielding ``(index, result)`` as each finishes; ``close`` frees its resources."""
+    """Evaluates candidates, yielding ``(index, result)`` as each finishes; ``close`` frees its resources.
+
+    The contract (tested for every engine by :mod:`lts.testing.executor`):
+
+    - ``prepare(settings)`` comes first; ``describe()`` is one line, after it.
+    - ``evaluate(evaluator, configs)`` yields exactly one ``(i, result)`` per position ``i`` of
+      `configs` (duplicates included; none for an empty list), ``result`` being ``configs[i]``'s.
+      Order: as each finishes, not the order of `configs` (only a one-at-a-time engine keeps
+      that): callers go by the index.
+    - Values are what ``evaluator.compute(configs[i])`` gives here: an engine moves the work,
+      never changes a value.
+    - ``evaluate`` does not raise for a candidate's failure: an exception in its task (where the
+      task runs) or while preparing the task on the driver (:meth:`Evaluator.task
+      <lts.cost.evaluator.Evaluator.task>`, e.g. the reference graph cannot be timed) is a failed
+      result at its index, ``status`` ``"failed: <reason>"``; the other candidates go on.
+    - An engine whose tasks run in worker processes of their own tries a task lost with its
+      worker again, a bounded number of times (a warning naming the candidate each time), then
+      yields it as failed, the reason saying the worker was lost.
+    - ``close()`` may be called more than once.
+    """
 
     def prepare(self, settings: EvalSettings) -> dict[str, Any] | None:
-        """Before anything is written: the hardware fingerprint results will be measured on (None: this machine's)."""
+        """Before anything is written: the hardware fingerprint results will be measured on (None: this machine's).
+
+        A cluster that has nodes of this machine's hardware measures on those.
+        """
 
     def time_reference(self, settings: MeasureSettings, target: Target) -> Timing:
         """The reference graph timed on that hardware (the run's calibration)."""
@@ -59,9 +81,11 @@ class Executor(Protocol):
     def describe(self) -> str:
         """Where the evaluations ran, in one line."""
 
-    def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]: ...
+    def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]:
+        """``(index, result)`` for every position of `configs`, as each finishes (see the class docstring)."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Free what the engine holds (a Ray it started); again: nothing."""
 
 
 class LocalExecutor:
@@ -240,6 +264,7 @@ class RayExecutor:
     # ---- evaluating
     def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]:
         from lts.cost.evaluator import run_task
+        from lts.cost.measure import MeasureError
 
         ray = self.ray
         measured = evaluator.settings.measure
@@ -252,7 +277,12 @@ class RayExecutor:
         while queue or inflight:
             while queue and (free if measured else len(inflight) < 8 * cap):
                 i = queue.popleft()
-                task = evaluator.task(configs[i])  # at dispatch: shape timings stored meanwhile are reused
+                try:
+                    task = evaluator.task(configs[i])  # at dispatch: shape timings stored meanwhile are reused
+                except Exception as exc:  # noqa: BLE001 - as Evaluator.compute does: this candidate fails, not the run
+                    yield i, evaluator.failed(configs[i], str(exc) if isinstance(exc, (LTSError, MeasureError))
+                                              else f"{type(exc).__name__}: {exc}")
+                    continue
                 if measured:
                     node = free.pop(0)
                     ref = remote.options(**self._on(node, evaluator.target.threads)).remote(task)

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from searchrun import TINY_SPACE
 
-pytestmark = pytest.mark.heavy  # whole searches, clusters or process groups: seconds each
+pytestmark = [pytest.mark.heavy, pytest.mark.xdist_group("ray")]  # one Ray cluster at a time on this machine
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[distributed]'")
 
