@@ -18,7 +18,7 @@ from typing import Any
 
 from lts.compare.settings import BenchSettings, diversity, median_spread
 from lts.core.procs import MIB, peak_rss_bytes, rss_bytes
-from lts.generate.decode import TimingStreamer
+from lts.generate.decode import TimingStreamer, check_vocab, model_vocab_size
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ def worker(conn: Any, job: dict[str, Any]) -> int:
         n_params = sum(p.numel() for p in params)
         param_bytes = sum(p.numel() * p.element_size() for p in params)
         dtypes = sorted({str(p.dtype).replace("torch.", "") for p in params})
+        rows = model_vocab_size(model)
+        check_vocab(len(tok), rows, job["folder"], job["folder"])  # a smaller output layer: a failed row
         load_s, load_spread = median_spread(load_times)
         emit("load", load_s=load_s, load_spread_s=load_spread, parameters=n_params,
              param_mb=param_bytes / MIB, dtype="/".join(dtypes), baseline_rss_mb=baseline,
@@ -121,6 +123,8 @@ def worker(conn: Any, job: dict[str, Any]) -> int:
         if pad is None:
             pad = getattr(model.config, "eos_token_id", None)
         gen_kwargs: dict[str, Any] = {"do_sample": settings.do_sample, "pad_token_id": pad}
+        if rows > len(tok):  # a padded embedding (opt-125m: 7 rows): ids the tokenizer cannot decode are never
+            gen_kwargs["suppress_tokens"] = list(range(len(tok), rows))  # chosen, as in generate_text.py
         if settings.do_sample:
             gen_kwargs.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
 

@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
 DECODE_WINDOW = 64  # steps at the end of a generation whose median is reported as the decode step time
-VOCAB_PAD_MULTIPLE = 64  # models may pad the embedding to a multiple of this (e.g. 50257 -> 50304)
-VOCAB_PAD_MAX = 1024  # ...with fewer unused rows than this; anything else is a mismatched tokenizer
 
 
 @dataclass(frozen=True)
@@ -181,15 +179,18 @@ def context_length(config: Any) -> int | None:
 
 
 def check_vocab(tokenizer_vocab: int, model_vocab: int, tokenizer_name: str, model_name: str) -> None:
-    """Accept equal sizes, or a model vocabulary padded up to a multiple of 64; refuse anything else."""
-    if tokenizer_vocab == model_vocab:
-        return
-    padded = (tokenizer_vocab < model_vocab and model_vocab % VOCAB_PAD_MULTIPLE == 0
-              and model_vocab - tokenizer_vocab < VOCAB_PAD_MAX)
-    if not padded:
-        raise LTSError(f"tokenizer {tokenizer_name} has {tokenizer_vocab} tokens but model {model_name} has a "
-                       f"vocabulary of {model_vocab}: they do not belong together (pass the tokenizer the model "
-                       f"was trained with)")
+    """Accept an output layer at least as large as the tokenizer (token counts); refuse a smaller one.
+
+    Checkpoints pad their embedding past the tokenizer in many ways (opt-125m: 50,265 tokens,
+    50,272 rows; Pythia to a multiple of 128; Qwen2 by ~270 rows), and transformers generates
+    with all of them, so any padding is accepted: the rows the tokenizer cannot decode are never
+    chosen (:class:`_SuppressUnusedVocab`). A smaller output layer cannot score every token the
+    tokenizer makes, so that pairing is refused.
+    """
+    if tokenizer_vocab > model_vocab:
+        raise LTSError(f"tokenizer {tokenizer_name} has {tokenizer_vocab} tokens but model {model_name} can only "
+                       f"produce {model_vocab}: they do not belong together (pass the tokenizer the model was "
+                       f"trained with)")
 
 
 def load_model_and_tokenizer(settings: GenerateSettings) -> tuple[Any, Any, float]:
@@ -492,5 +493,5 @@ def describe(result: GenerationResult) -> str:
 
 
 __all__ = ["GenerateSettings", "GenerationResult", "run", "describe", "build_logits_processors",
-           "load_model_and_tokenizer", "encode_prompt", "generate_torch", "generate_onnx", "check_vocab", "left_pad",
-           "until_eos"]
+           "load_model_and_tokenizer", "encode_prompt", "generate_torch", "generate_onnx", "check_vocab",
+           "model_vocab_size", "left_pad", "until_eos"]

@@ -123,8 +123,7 @@ def bad_dirs(tmp_path_factory, tiny_tokenizer_dir) -> dict[str, Path]:
     (remote / "config.json").write_text(json.dumps({"model_type": "my_secret_lm", "auto_map": {
         "AutoConfig": "configuration_x.XConfig", "AutoModelForCausalLM": "modeling_x.XModel"}}))
     return {"bert": bert, "remote": remote,
-            "small_vocab": save_gpt2(root / "small_vocab", 256),  # tokenizer has more tokens than the model
-            "big_vocab": save_gpt2(root / "big_vocab", 4096)}  # far more rows than the tokenizer: another tokenizer
+            "small_vocab": save_gpt2(root / "small_vocab", 256)}  # tokenizer has more tokens than the model
 
 
 LONG = " ".join(f"word{i}" for i in range(200))
@@ -147,7 +146,6 @@ BAD_INPUTS = {
     "tokenizer folder as model": (["tokenizer"], PROMPT, [], "no config.json"),
     "remote code": (["remote"], PROMPT, [], "trust_remote_code"),
     "tokenizer larger than vocab": (["small_vocab"], PROMPT, [], "do not belong together"),
-    "tokenizer far smaller than vocab": (["big_vocab"], PROMPT, [], "do not belong together"),
     "prompt longer than context": ([], LONG, ["--max-new-tokens", "8"], "refused"),
     "new tokens fill the context": ([], PROMPT, ["--max-new-tokens", "128"], "leaves no room"),
 }
@@ -271,9 +269,11 @@ def test_cli_greedy_output_identical_for_torch_and_onnx(script, capsys, tiny_mod
     assert "onnx cached" in err, err
 
 
-def test_gpt2_runs_the_searchs_own_decode_graph_in_milliseconds(tiny_model_dir, tmp_path):
-    """A GPT-2 gets lts.cost.graph's KV graph (what the search measures) filled with its weights, no export."""
+def test_gpt2_runs_the_searchs_own_decode_graph_without_an_export(tiny_model_dir, tmp_path, monkeypatch):
+    """A GPT-2 gets lts.cost.graph's KV graph (what the search measures) filled with its weights, no export
+    (how long it takes is measured by benchmarks/, not here)."""
     import onnx
+    import torch
 
     from lts.core.arch import ArchConfig
     from lts.core.hub import load_causal_lm
@@ -281,9 +281,14 @@ def test_gpt2_runs_the_searchs_own_decode_graph_in_milliseconds(tiny_model_dir, 
     from lts.generate.onnx_kv import META_FILE, MODEL_FILE, cached_kv_onnx
 
     model = load_causal_lm(tiny_model_dir)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("a GPT-2 must not go through torch.onnx.export")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
     folder, built = cached_kv_onnx(model, tmp_path)
     meta = json.loads((folder / META_FILE).read_text())
-    assert built and meta["builder"] == "lts" and meta["export_seconds"] < 1.0
+    assert built and meta["builder"] == "lts"
     graph = onnx.load(folder / MODEL_FILE).graph
     spec = gpt2_kv_graph_spec(ArchConfig.from_gpt2_config(model.config)).model.graph
     assert [n.op_type for n in graph.node] == [n.op_type for n in spec.node]  # the very graph, its weights in it
@@ -367,7 +372,8 @@ def test_onnx_cache_is_keyed_by_content(tiny_model_dir, onnx_cache):
     model = load_causal_lm(tiny_model_dir)
     key = model_content_hash(model)
     assert key == model_content_hash(load_causal_lm(tiny_model_dir))
-    assert [p.name for p in onnx_cache.iterdir()] == [key]  # one finished folder, no temp leftovers
+    # One finished folder for this model, no temp leftovers (the int8 test may add its own "-int8-" folder).
+    assert [p.name for p in onnx_cache.iterdir() if "-int8-" not in p.name] == [key]
     assert json.loads((onnx_cache / key / "meta.json").read_text())["n_layers"] == 2
     with torch.no_grad():
         model.transformer.h[0].mlp.c_fc.bias[0] += 1e-3
@@ -382,8 +388,24 @@ def test_onnx_cache_is_keyed_by_content(tiny_model_dir, onnx_cache):
             os.environ["LTS_CACHE_DIR"] = old
 
 
+# int8 vs fp32 logits, |difference| at most this. Measured over 24 greedy steps of PROMPT on the tiny GPT-2
+# (d64, 2 layers) for seeds 0-5: worst 0.0082-0.0094 (about 5% of the logits' std of ~0.17), the error
+# of ONNX Runtime's dynamic quantization (int8 weights, uint8 activations). 0.03 is ~3x that worst case;
+# a broken quantization (wrong scales, a weight left out of the rescale) misses it by orders of magnitude.
+INT8_LOGIT_ATOL = 0.03
+
+
 def test_int8_weights_run_cached_and_agree_with_fp32(script, capsys, tiny_model_dir, onnx_cache):
-    """--precision int8: the fp32 graph with MatMul weights quantized; cached beside the fp32 graph."""
+    """--precision int8: the fp32 graph with MatMul weights quantized; cached beside the fp32 graph; its logits
+    within INT8_LOGIT_ATOL of fp32's on the same KV-cache steps, and the same greedy tokens where the fp32
+    margins leave room for that error."""
+    import numpy as np
+    import onnx
+    from transformers import AutoTokenizer
+
+    from lts.cost.target import CPUTarget
+    from lts.generate.onnx_kv import OnnxKVModel
+
     base = [tiny_model_dir, tiny_model_dir, PROMPT, *GREEDY, "--backend", "onnx", "--verbose", "--onnx-cache-dir",
             onnx_cache]
     rc, fp32, _ = cli(script, capsys, *base)
@@ -397,16 +419,30 @@ def test_int8_weights_run_cached_and_agree_with_fp32(script, capsys, tiny_model_
     assert meta["precision"] == "int8" and meta["quantization"]["weight_type"] == "QInt8"
     fp32_folder = onnx_cache / folders[0].name.split("-int8-")[0]
     assert (folders[0] / "model.onnx").stat().st_size < (fp32_folder / "model.onnx").stat().st_size
-    import onnx
-
     ops = {n.op_type for n in onnx.load(str(folders[0] / "model.onnx")).graph.node}
     assert ops & {"MatMulInteger", "DynamicQuantizeMatMul"} and "Gemm" not in ops, ops
     rc, again, err = cli(script, capsys, *base, "--precision", "int8")
     assert rc == 0 and "onnx cached" in err, err  # not quantized twice
     text = lambda out: out.split("\n")[0]  # noqa: E731 - the generated text is the first line
     assert text(again) == text(int8)  # greedy int8 decoding is deterministic
-    # the tiny random model's logits are close together, so int8 may pick other tokens; it must still be text
-    assert text(int8).startswith(PROMPT)
+
+    # Both graphs on the same inputs: the prompt, then the fp32 greedy tokens one KV-cache step at a time.
+    graphs = [OnnxKVModel(folder, CPUTarget(threads=1)) for folder in (fp32_folder, folders[0])]
+    pasts = [g.empty_past(1) for g in graphs]
+    feed = AutoTokenizer.from_pretrained(tiny_model_dir)(PROMPT, return_tensors="np")["input_ids"].astype(np.int64)
+    worst, margin = 0.0, float("inf")
+    for _ in range(int(GREEDY[-1])):
+        (a, pasts[0]), (b, pasts[1]) = (g.forward(feed, p) for g, p in zip(graphs, pasts))
+        worst = max(worst, float(np.abs(a - b).max()))
+        top2 = np.sort(a[0])[-2:]
+        margin = min(margin, float(top2[1] - top2[0]))
+        feed = a.argmax(-1)[:, None].astype(np.int64)
+    assert worst <= INT8_LOGIT_ATOL, f"int8 logits {worst:.4f} from fp32's"
+    assert worst > 1e-3, f"int8 logits equal fp32's to {worst:.1e}: the weights were not quantized"
+    # No step's argmax can flip when every fp32 margin exceeds twice the int8 error (this model and prompt:
+    # smallest margin ~0.08 against an error of ~0.009), so the greedy texts must be equal.
+    assert margin > 2 * worst, (margin, worst)
+    assert text(int8) == text(fp32) and len(text(fp32)) > len(PROMPT)
 
 
 def test_matmul_form_computes_what_the_gemm_graph_computes(tiny_model_dir, onnx_cache):

@@ -59,7 +59,7 @@ def ray_cluster():
         cluster.shutdown()
 
 
-@pytest.fixture(params=["local-1", "local-3", "ray"])
+@pytest.fixture(params=["local-1", "local-3", pytest.param("ray", marks=pytest.mark.heavy)])
 def executor_case(request):
     if request.param == "ray":
         request.getfixturevalue("ray_cluster")
