@@ -85,14 +85,7 @@ def pytest_addoption(parser):
                           "clusters, the browser, the fault suite); about a minute on 2 cores")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    # Under ``-n N --dist loadgroup`` (the README's test command) a module's tests stay on one worker, so its
-    # module-scoped fixtures are built once; tests that share a resource name one group (``ray``: one cluster
-    # at a time on this machine).
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     if not config.getoption("--fast"):
         return
     heavy = [item for item in items if item.get_closest_marker("heavy")]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from clirun import run_cli
+
 REPO = Path(__file__).resolve().parents[1]
 DETERMINISTIC = "non_embedding_params,onnx_file_mb"  # no measurement: same seed, same front
 TINY_SPACE = """
@@ -28,7 +30,7 @@ def search(tmp: Path, *args, name="run", check=False, fault=None, cache="cache.s
            "--assets-dir", str(tmp / "assets"), "--cache", str(tmp / cache), "--no-progress", *map(str, args)]
     if popen:
         return subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env, timeout=600)
+    r = run_cli(cmd[1:], cwd=tmp, env=env, timeout=600)
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
     return r

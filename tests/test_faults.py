@@ -12,9 +12,9 @@ and nothing created, modified or deleted in the case's folder (the command's wor
 where every input and every output location of the case lies; ``$LTS_CACHE_DIR`` points inside
 it too). The hub is offline (``HF_HUB_OFFLINE=1``, an empty ``HF_HOME``).
 
-The cases run concurrently (one subprocess each; every one pays Python + library imports) the
-first time a case is asked for; each case is still its own test with its own verdict. The counts
-are printed by ``pytest_terminal_summary`` in ``tests/conftest.py``, from the ``fault_case``
+The cases run concurrently (one process each, forked from a server that has the libraries imported:
+``tests/clirun.py``) the first time a case is asked for; each case is still its own test with its own verdict.
+The counts are printed by ``pytest_terminal_summary`` in ``tests/conftest.py``, from the ``fault_case``
 property each test records.
 """
 
@@ -25,7 +25,6 @@ import os
 import pickle
 import shutil
 import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pytest
+from clirun import run_cli
 
 pytestmark = pytest.mark.heavy  # whole searches, clusters or process groups: seconds each
 
@@ -428,11 +428,11 @@ class Inputs:
             if self._run is None:
                 where = self.root / "search-run"
                 where.mkdir()
-                proc = subprocess.run(
-                    [sys.executable, str(REPO / "search.py"), "--objectives", "non_embedding_params,onnx_file_mb",
+                proc = run_cli(
+                    [str(REPO / "search.py"), "--objectives", "non_embedding_params,onnx_file_mb",
                      "--generations", "1", "--population", "2", "--run-dir", "R", "--cache", "R/cache.sqlite",
                      "--out", "models", "--assets-dir", "assets", "--no-progress"],
-                    cwd=where, env=self.env(where), capture_output=True, text=True, timeout=TIMEOUT_S)
+                    cwd=where, env=self.env(where), timeout=TIMEOUT_S)
                 run = where / "R"
                 # Only its files are needed (written before the front is reported), not a clean finish.
                 missing = [f for f in ("job.json", "checkpoint.pkl", "cache.sqlite") if not (run / f).is_file()]
@@ -479,8 +479,7 @@ class Inputs:
         before = _snapshot(case_dir)
         try:
             env = {**self.env(case_dir), **{k: v.replace("{case}", str(case_dir)) for k, v in case.env.items()}}
-            proc = subprocess.run([sys.executable, *CLIS[case.cli], *case.args], cwd=case_dir, env=env,
-                                  capture_output=True, text=True, timeout=TIMEOUT_S)
+            proc = run_cli([*CLIS[case.cli], *case.args], cwd=case_dir, env=env, timeout=TIMEOUT_S)
             outcome = Outcome(proc.returncode, proc.stdout, proc.stderr, [])
         except subprocess.TimeoutExpired as exc:
             def text(b: Any) -> str:

@@ -84,6 +84,7 @@ def count_params(folder: Path) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields the tied head once
 
 
+@pytest.mark.heavy
 def test_every_column_has_sane_values(e2e, models):
     assert set(REQUIRED) <= set(e2e["header"]), set(REQUIRED) - set(e2e["header"])
     rows = e2e["rows"]
@@ -118,6 +119,7 @@ def test_every_column_has_sane_values(e2e, models):
     assert params[names[0]] > params[HUB_ID]
 
 
+@pytest.mark.heavy
 def test_failed_models_are_rows_and_the_rest_still_run(e2e, models):
     rows = e2e["rows"]
     bad = [r for r in rows if r["Model"] == str(models["bad"])]
@@ -129,6 +131,7 @@ def test_failed_models_are_rows_and_the_rest_still_run(e2e, models):
     assert "2 of 5 model(s) failed" in e2e["proc"].stdout
 
 
+@pytest.mark.heavy
 def test_charts_and_html(e2e):
     out = e2e["out"]
     for name in ("benchmark_time.png", "benchmark_diversity.png", "benchmark_memory.png"):
@@ -141,6 +144,7 @@ def test_charts_and_html(e2e):
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
 
 
+@pytest.mark.heavy
 def test_same_seed_same_text(e2e, models):
     """The same files (once as a hub id, once as a folder) in two fresh processes, same seed: same text."""
     via_hub = [r["Generated Text"] for r in e2e["rows"] if r["Model"] == HUB_ID]

@@ -129,6 +129,7 @@ def test_onnx_batch_matches_torch_batch_for_any_batch_size(tmp_path, sharp_model
         assert got.batches == -(-5 // size)
 
 
+@pytest.mark.heavy
 def test_exported_family_pads_like_generate(tmp_path):
     """GPT-Neo goes through torch's exporter: padded batch rows decode as transformers' generate does each alone."""
     import torch

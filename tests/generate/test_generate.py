@@ -296,6 +296,7 @@ def test_gpt2_runs_the_searchs_own_decode_graph_without_an_export(tiny_model_dir
         ArchConfig.from_gpt2_config(model.config)).weights}
 
 
+@pytest.mark.heavy
 def test_other_families_go_through_the_torch_exporter(tmp_path):
     """GPT-Neo (not a GPT-2): exported with torch's exporter; greedy tokens as transformers' generate."""
     import torch

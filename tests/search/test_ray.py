@@ -20,7 +20,10 @@ import psutil
 import pytest
 from searchrun import TINY_SPACE
 
-pytestmark = [pytest.mark.heavy, pytest.mark.xdist_group("ray")]  # one Ray cluster at a time on this machine
+from lts.search.executors import RayExecutor
+from lts.testing.executor import ExecutorCase, ExecutorContract
+
+pytestmark = pytest.mark.heavy  # whole searches on a cluster: seconds each
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[distributed]'")
 
@@ -150,3 +153,28 @@ def test_a_driver_killed_mid_search_resumes(cluster, tmp_path):
                               str(tmp_path / "r")], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert front(tmp_path / "r") == front(tmp_path / "local" / "run")
+
+
+# ---------------------------------------------------------------------------------------------
+# The Executor contract (lts.testing.executor), on this module's cluster: one Ray cluster at a time here.
+
+@pytest.fixture(scope="class")
+def joined(cluster):
+    """This process joins the cluster as a driver, with the contract's faults in its workers' environment."""
+    import logging
+
+    from lts.testing.executor import FAULTS
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address=cluster.address, runtime_env={"env_vars": {"LTS_FAULT": FAULTS}}, log_to_driver=False,
+             include_dashboard=False, logging_level=logging.WARNING)
+    yield cluster
+    ray.shutdown()
+
+
+class TestRayExecutorContract(ExecutorContract):
+    @pytest.fixture
+    def executor_case(self, joined):
+        # RayExecutor() joins the connection `joined` made; its close() leaves the cluster up for the next test.
+        return ExecutorCase(RayExecutor, loses_workers=True, retries=RayExecutor.RETRIES)

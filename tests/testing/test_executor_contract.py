@@ -1,11 +1,7 @@
-"""Every engine in conftest.executor_case keeps the Executor contract (lts.testing.executor), Ray on a real
-two-node cluster."""
-
-import pytest
+"""Every local engine in conftest.executor_case keeps the Executor contract (lts.testing.executor); RayExecutor
+runs the same suite on a real two-node cluster in tests/search/test_ray.py."""
 
 from lts.testing.executor import ExecutorContract
-
-pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time on this machine (with tests/search/test_ray)
 
 
 class TestExecutors(ExecutorContract):

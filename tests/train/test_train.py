@@ -88,6 +88,7 @@ def test_trained_model_has_the_searched_shape_and_loads(reference, workdir):
     assert gen.shape[1] == len(tok(text)["input_ids"]) + 4
 
 
+@pytest.mark.heavy
 def test_metrics_match_the_saved_weights(reference, workdir):
     """The saved model reproduces the reported validation loss: saved = trained, split deterministic."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
