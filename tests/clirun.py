@@ -128,3 +128,30 @@ def run_cli(argv: Sequence[str | os.PathLike], cwd: str | os.PathLike, env: Mapp
         with open(status) as f_status, open(out, errors="replace") as f_out, open(err, errors="replace") as f_err:
             return subprocess.CompletedProcess([sys.executable, *argv], int(f_status.read()), f_out.read(),
                                                f_err.read())
+
+
+def load_script(path: str | os.PathLike) -> object:
+    """A top-level script (e.g. generate_text.py) as a module, its ``main`` not run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{Path(path).stem}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main_in_process(script: object, path: str | os.PathLike, capsys: object, *argv: object) -> tuple[int, str, str]:
+    """``script.main`` through ``lts.core.cli.run_cli`` in this process (the script's own code path, without an
+    interpreter's start-up): (exit status, stdout, stderr), read with pytest's `capsys`."""
+    from lts.core.cli import run_cli as run_main
+
+    capsys.readouterr()
+    argv0, sys.argv[0] = sys.argv[0], str(path)  # run_cli names the program after argv[0]
+    try:
+        rc = run_main(script.main, [str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors exit from inside main
+        rc = exc.code
+    finally:
+        sys.argv[0] = argv0
+    out, err = capsys.readouterr()
+    return rc, out, err

@@ -7,11 +7,11 @@ for a family that goes through torch's exporter (GPT-Neo).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import load_script, main_in_process
 
 from lts.core.arch import ArchConfig
 
@@ -160,23 +160,7 @@ def test_exported_family_pads_like_generate(tmp_path):
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    import importlib.util
-
-    from lts.core.cli import run_cli
-
-    spec = importlib.util.spec_from_file_location("generate_text_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    capsys.readouterr()
-    argv0, sys.argv[0] = sys.argv[0], str(SCRIPT)
-    try:
-        rc = run_cli(module.main, [str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    finally:
-        sys.argv[0] = argv0
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return main_in_process(load_script(SCRIPT), SCRIPT, capsys, *argv)
 
 
 @pytest.mark.parametrize("case, content, flags, message", [

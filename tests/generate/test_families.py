@@ -19,7 +19,6 @@ ONNX exports take ~4 s each on 2 cores: every family is exported in the default 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import load_script, main_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPT = "The function returns"
@@ -146,21 +146,7 @@ def eos_only(tmp_path_factory, tiny_tokenizer_dir) -> tuple[Path, int]:
 
 def _cli(capsys, *argv: Any) -> tuple[int, str, str]:
     """generate_text.py's main through run_cli in this process (the script's code path, without start-up)."""
-    from lts.core.cli import run_cli
-
-    spec = importlib.util.spec_from_file_location("generate_text_script", REPO / "generate_text.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    capsys.readouterr()
-    argv0, sys.argv[0] = sys.argv[0], str(REPO / "generate_text.py")
-    try:
-        rc = run_cli(script.main, [str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    finally:
-        sys.argv[0] = argv0
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return main_in_process(load_script(REPO / "generate_text.py"), REPO / "generate_text.py", capsys, *argv)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ subprocess to prove the process itself prints one clean line. One ONNX export pe
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import load_script, main_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "generate_text.py"
@@ -22,10 +22,7 @@ PROMPT = "The function returns"
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("generate_text_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +65,7 @@ def onnx_cache(first_onnx_run) -> Path:
 
 
 def cli(script, capsys, *argv: str) -> tuple[int, str, str]:
-    from lts.core.cli import run_cli
-
-    capsys.readouterr()
-    argv0, sys.argv[0] = sys.argv[0], str(SCRIPT)  # run_cli names the program after argv[0]
-    try:
-        rc = run_cli(script.main, [str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own errors exit from inside main
-        rc = exc.code
-    finally:
-        sys.argv[0] = argv0
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return main_in_process(script, SCRIPT, capsys, *argv)
 
 
 def _env() -> dict:
