@@ -24,7 +24,7 @@ from lts.cost.target import make_target
 from lts.search.constraints import check_possible, feasible, parse_constraints, total_violation
 from lts.search.executors import make_executor
 from lts.search.htmlreport import RUN_INFO, write_report
-from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, load_checkpoint, robust_front, run_search
+from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, read_run_state, robust_front, run_search
 from lts.search.record import load_calibration, save_calibration
 from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, read_manifest, write_models
 from lts.search.space import SearchSpace
@@ -175,7 +175,7 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     # Everything that can be refused is checked before anything is created or written.
     _check_dirs(folders, fileio.check_creatable_dir)
     if resume:
-        load_checkpoint(run_dir)
+        read_run_state(run_dir)
     executor = make_executor(job.engine, job.workers, job.ray_address, job.ray_hardware)
     try:
         # Ray: which nodes measure, and so the hardware whose figures are stored and served (None: this machine)

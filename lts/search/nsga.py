@@ -232,7 +232,7 @@ def save_checkpoint(run_dir: Path, state: RunState) -> None:
             f.write(data[len(data) // 2:])
 
 
-def load_checkpoint(run_dir: Path) -> RunState:
+def read_run_state(run_dir: Path) -> RunState:
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise LTSError(f"nothing to resume: no {CHECKPOINT} in {run_dir}")
@@ -255,7 +255,7 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
     record = RunRecord(run_dir)
     recorded = record.load() if resume else {}
     if resume:
-        state = load_checkpoint(run_dir)
+        state = read_run_state(run_dir)
         algorithm = state.algorithm
     else:
         algorithm = make_algorithm(space, settings)

@@ -214,7 +214,7 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
     return arch
 
 
-def load_tokenizer(settings: TrainSettings, texts: Callable[[], Iterable[str]] | None, log: Log, *,
+def resolve_tokenizer(settings: TrainSettings, texts: Callable[[], Iterable[str]] | None, log: Log, *,
                    shard_folder: Path | None = None) -> tuple[Any, str, bool]:
     """(tokenizer, where it came from, trained here?).
 
@@ -466,7 +466,7 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "torch_rng", "step", "hist
                    "train_time_s", "meta")
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def read_train_state(path: Path) -> dict[str, Any]:
     """The state a resumed run continues from; LTSError when the file is corrupt or not a train.py checkpoint."""
     import torch
 
@@ -538,7 +538,7 @@ def prepare_tokens(settings: TrainSettings, rt: Runtime, log: Log) -> Tokens:
 
     if not settings.shards:
         c = corpus()  # a bad corpus fails here, before any tokenizer is trained
-        tok, source, trained = rt.from_main(lambda: load_tokenizer(settings, lambda: c.train, log))
+        tok, source, trained = rt.from_main(lambda: resolve_tokenizer(settings, lambda: c.train, log))
         return Tokens(tokenize_stream(tok, c.train), tokenize_stream(tok, c.validation), c.name, tok, source, trained)
 
     folder = Path(settings.shards)
@@ -556,13 +556,13 @@ def prepare_tokens(settings: TrainSettings, rt: Runtime, log: Log) -> Tokens:
     def on_main() -> tuple[Any, str, bool]:
         if (folder / sh.META_FILE).is_file():
             meta = sh.read_meta(folder)
-            tok, source, trained = load_tokenizer(settings, None, log, shard_folder=folder)
+            tok, source, trained = resolve_tokenizer(settings, None, log, shard_folder=folder)
             sh.check_compatible(folder, meta, tok, wanted if explicit else meta["source"])
             log(f"shards: {folder} (written earlier: {meta['splits']['train']['tokens']:,} train tokens)")
             return tok, source, trained
         name, docs = documents()
         # a stream is read once per pass: a tokenizer trained here reads its own
-        tok, source, trained = load_tokenizer(
+        tok, source, trained = resolve_tokenizer(
             settings, (lambda: documents()[1]["train"]) if settings.streaming else (lambda: docs["train"]), log)
         t0 = time.perf_counter()
         sh.write_shards(folder, tok, docs, {**wanted, "name": name}, shard_tokens=settings.shard_tokens,
@@ -605,7 +605,7 @@ def _train(settings: TrainSettings, arch: ArchConfig, rt: Runtime, log: Log) -> 
     t0 = time.perf_counter()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    state = rt.from_main(lambda: load_checkpoint(settings.checkpoint_dir / STATE_FILE)) if settings.resume else None
+    state = rt.from_main(lambda: read_train_state(settings.checkpoint_dir / STATE_FILE)) if settings.resume else None
     tokens = prepare_tokens(settings, rt, log)
     tok = tokens.tokenizer
     log(f"corpus: {tokens.corpus}")

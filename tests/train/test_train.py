@@ -137,15 +137,15 @@ def test_resume_after_sigkill_matches_uninterrupted_run(reference, workdir):
 
 
 def test_tokenizer_of_the_model_folder_is_used(tiny_model_dir, tiny_tokenizer_dir):
-    from lts.train.loop import TrainSettings, load_tokenizer
+    from lts.train.loop import TrainSettings, resolve_tokenizer
 
-    tok, source, trained = load_tokenizer(TrainSettings(model=str(tiny_model_dir)), None, print)
+    tok, source, trained = resolve_tokenizer(TrainSettings(model=str(tiny_model_dir)), None, print)
     assert "(model folder)" in source and not trained and len(tok) == 512  # the fixture tokenizer's
-    tok, source, trained = load_tokenizer(TrainSettings(model=str(tiny_model_dir), tokenizer=str(tiny_tokenizer_dir)),
-                                          None, print)
+    tok, source, trained = resolve_tokenizer(
+        TrainSettings(model=str(tiny_model_dir), tokenizer=str(tiny_tokenizer_dir)), None, print)
     assert source == str(tiny_tokenizer_dir) and len(tok) == 512
     with pytest.raises(LTSError, match="tokenizer folder not found"):
-        load_tokenizer(TrainSettings(model=str(tiny_model_dir), tokenizer="./no/such/dir"), None, print)
+        resolve_tokenizer(TrainSettings(model=str(tiny_model_dir), tokenizer="./no/such/dir"), None, print)
 
 
 def _bad(workdir: Path, name: str) -> list[str]:
