@@ -1,17 +1,46 @@
-"""`python -m lts evaluate CONFIG_OR_DIR [--seq-len N] [--json]` (or the `lts` command): score one architecture.
-`python -m lts report RUN_DIR`: the interactive report of a search run."""
+"""The `lts` command (or `python -m lts`): one command, six subcommands.
+
+    lts search [flags]               search architectures (the same as `python search.py`)
+    lts train models/<archid>        train one for real (`python train.py`)
+    lts generate MODEL TOKENIZER P   generate text (`python generate_text.py`)
+    lts compare MODEL...             compare models side by side (`python benchmark.py`)
+    lts evaluate CONFIG_OR_DIR       score one architecture
+    lts report RUN_DIR               the interactive report of a search run
+
+search, train, generate and compare run the ``main`` of lts/<package>/cli.py with the arguments after the
+subcommand, as the top-level scripts do; evaluate and report live here. Every one has ``-h`` and the same
+error contract (:func:`lts.core.cli.run_cli`): bad input is one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+from typing import NamedTuple
 
 from lts.core.cli import ArgumentParser, run_cli
 from lts.core.errors import LTSError
 from lts.core.fileio import nan_to_none
 
 DEFAULT_CONTEXT = 512
+
+
+class Command(NamedTuple):
+    """A subcommand whose flags and main live in a subpackage: ``module`` has ``main(argv, prog)``."""
+
+    module: str
+    help: str
+
+
+# In the order `lts -h` lists them, before evaluate and report.
+COMMANDS = {
+    "search": Command("lts.search.cli", "search GPT-2 architectures for a Pareto front (python search.py)"),
+    "train": Command("lts.train.cli", "train a models/<archid> architecture for real (python train.py)"),
+    "generate": Command("lts.generate.cli", "generate text with a hub or local model (generate_text.py)"),
+    "compare": Command("lts.compare.cli", "compare models side by side (python benchmark.py)"),
+}
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -56,13 +85,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_command(name: str, argv: list[str], prog: str) -> int:
+    """Run subcommand `name` of :data:`COMMANDS` with the arguments after it, as its script runs it: a bad flag
+    and a bad setting both name the program ``PROG NAME`` in their one line (`prog` is the command's own name)."""
+    module = importlib.import_module(COMMANDS[name].module)
+    sub_prog = f"{prog} {name}"
+    return run_cli(lambda args: module.main(args, prog=sub_prog), argv, prog=sub_prog)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    """The top-level parser: every subcommand listed for ``-h``; evaluate's and report's flags parsed here."""
     from lts.cost.quantize import PRECISIONS
     from lts.cost.target import TARGETS
 
-    parser = ArgumentParser(prog="python -m lts", description="LTS command-line tools")
-    sub = parser.add_subparsers(dest="command", required=True)
-    ev = sub.add_parser("evaluate", help="measure one architecture (a config.json or a models/<archid> folder)")
+    parser = ArgumentParser(prog=prog, description="LTS: training-free search for GPT-2 architectures, and the "
+                            "tools around it. `%(prog)s COMMAND -h` tells each command's flags.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    for name, command in COMMANDS.items():  # listed only: their own parsers read their flags
+        sub.add_parser(name, help=command.help, add_help=False)
+    ev = sub.add_parser("evaluate", help="measure one architecture (a config.json or models/<archid>)")
     ev.add_argument("config", help="config.json, or a folder holding one")
     ev.add_argument("--seq-len", type=int, default=1024, help="tokens in the timed forward (default 1024)")
     ev.add_argument("--context", type=int, default=None,
@@ -83,7 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="write RUN_DIR/report.html, an interactive page of a search run")
     rep.add_argument("run_dir", help="a search's run folder (runs/<...>)")
     rep.add_argument("--models-dir", help="where the front's config.json files are (default: the run's models_dir)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m lts") -> int:
+    """Run ``lts COMMAND ARGS`` (`argv` default: ``sys.argv[1:]``); `prog` names the program in usage and errors."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:
+        return run_command(argv[0], argv[1:], prog)
+    args = build_parser(prog).parse_args(argv)
+    if args.command in COMMANDS:  # reached only through `--` before the command: no arguments follow it
+        return run_command(args.command, [], prog)
     if args.command == "report":
         from lts.search.htmlreport import write_report
 
@@ -94,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def console() -> int:
     """Entry of the `lts` console command: the same one-line errors as `python -m lts`."""
-    return run_cli(main, prog="lts")
+    return run_cli(lambda argv: main(argv, prog="lts"), prog="lts")
 
 
 if __name__ == "__main__":
