@@ -244,7 +244,11 @@ def run_info(seconds: float, engine: str) -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
-    argv = ["python", *sys.argv] if sys.argv and sys.argv[0].endswith(".py") else list(sys.argv)
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).parts[-2:] == ("lts", "__main__.py"):  # python -m lts search ...
+        argv = ["python", "-m", "lts", *argv[1:]]
+    elif argv and argv[0].endswith(".py"):
+        argv = ["python", *argv]
     return {"command": " ".join(shlex.quote(a) for a in argv), "wall_s": round(seconds, 3), "engine": engine,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "versions": versions}
 
