@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                    "'' skips it)")
     p.add_argument("--no-optimum", action="store_true", help="leave Hugging Face Optimum out")
     p.add_argument("--optimum-venv", type=Path, default=None,
-                   help="Optimum's own virtual environment, made on first use (default ~/.cache/lts/optimum-venv)")
+                   help="Optimum's own venv, made on first use (default optimum-venv in the LTS cache root)")
     args = p.parse_args(argv)
 
     import onnxruntime

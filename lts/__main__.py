@@ -118,7 +118,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                     help="weights of the measured graphs (int8: ONNX Runtime's dynamic quantization)")
     ev.add_argument("--latency-mode", choices=["composed", "full"], default="composed")
     ev.add_argument("--timeout", type=float, default=300.0, help="seconds before the measurement is failed")
-    ev.add_argument("--cache", help="SQLite cache (default ~/.cache/lts/evaluations.sqlite or $LTS_CACHE_DIR)")
+    ev.add_argument("--cache", help="SQLite cache (default evaluations.sqlite in $LTS_CACHE_DIR, else "
+                                     "$XDG_CACHE_HOME/lts, else ~/.cache/lts)")
     ev.add_argument("--no-cache", action="store_true", help="measure afresh and store nothing")
     ev.add_argument("--json", action="store_true", help="print JSON")
     rep = sub.add_parser("report", help="write RUN_DIR/report.html, an interactive page of a search run")

@@ -20,8 +20,11 @@ from lts.core.errors import LTSError
 
 
 def cache_root() -> Path:
-    """Where LTS keeps what it can rebuild: ``$LTS_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/lts``
-    (default ``~/.cache/lts``)."""
+    """The one folder under which LTS keeps everything it can rebuild (evaluations.sqlite, onnx/, optimum-venv/).
+
+    ``$LTS_CACHE_DIR`` when set (non-empty), else ``$XDG_CACHE_HOME/lts`` when that is set, else
+    ``~/.cache/lts``. What is found there is keyed by :mod:`lts.core.cachekeys`.
+    """
     root = os.environ.get("LTS_CACHE_DIR")
     if root:
         return Path(root).expanduser()

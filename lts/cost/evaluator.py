@@ -9,35 +9,35 @@ separately and cached by shape, so a candidate costs at most one block timing ho
 deep it is; ``"full"`` times the whole graph.
 
 Only successes are stored, the moment they exist, keyed by (archid, settings + objective
-definitions + measurement code, Target fingerprint): a cached result comes back in ~1 ms, a
-changed objective or measurement is never served a stale value, and a failure (a timeout, an
-out-of-memory kill, a full disk) is never served at all: the next run tries again. A stored
-result keeps its raw measurement (timings with the reference graph's timing beside them), and
-its values are recomputed at the evaluator's calibration (:meth:`Evaluator.calibrate`), so a
-latency measured on another day is reported at today's speed of the machine.
+definitions + the "evaluation" version, Target fingerprint), the settings part made by
+:func:`lts.core.cachekeys.cache_key`: a cached result comes back in ~1 ms, a changed objective
+(its ``version``) or measurement (a bump in ``cachekeys.VERSIONS``) is never served a stale value,
+an edit of a comment or docstring re-measures nothing, and a failure (a timeout, an out-of-memory
+kill, a full disk) is never served at all: the next run tries again. Stores written before these
+keys simply miss. A stored result keeps its raw measurement (timings with the reference graph's
+timing beside them), and its values are recomputed at the evaluator's calibration
+(:meth:`Evaluator.calibrate`), so a latency measured on another day is reported at today's speed
+of the machine.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import math
 import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from lts.core import faults
 from lts.core.arch import ArchConfig
+from lts.core.cachekeys import cache_key
 from lts.core.errors import JobFailed, LTSError
 from lts.core.fileio import nan_to_none
-from lts.cost import graph, objectives
-from lts.cost import measure as measure_module
+from lts.cost import objectives
 from lts.cost.graph import gpt2_graph_spec, write_onnx
-from lts.cost.measure import MeasureError, MeasureSettings, measure, measure_reference
+from lts.cost.measure import REFERENCE, MeasureError, MeasureSettings, measure, measure_reference
 from lts.cost.objectives import REGISTRY, Measurement, Timing
 from lts.cost.store import SQLiteStore, Store, default_cache_path
 from lts.cost.target import CPUTarget, Target, check_measurable
@@ -47,18 +47,6 @@ DEFAULT_OBJECTIVES = ("non_embedding_params", "onnx_latency_s", "onnx_memory_mb"
 
 __all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "TaskOutput",
            "default_cache_path", "run_task"]
-
-
-@lru_cache(maxsize=1)
-def measurement_code_key() -> str:
-    """Hash of the source of the code that produces measured values (graph writer, measurement)."""
-    h = hashlib.sha1()
-    for module in (graph, measure_module):
-        try:
-            h.update(inspect.getsource(module).encode())
-        except (OSError, TypeError):  # pragma: no cover - no source shipped
-            h.update(module.__name__.encode())
-    return h.hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -96,19 +84,19 @@ class EvalSettings:
         return self.target.threads
 
     def measurement_key(self) -> str:
-        """What a timing depends on: measurement settings, the Target's settings, the measuring code."""
-        d = {"measurement": self.measurement.key(), "target": self.target.key(), "code": measurement_code_key()}
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        """What a timing depends on (the shape timings' key; sha1 hex): measurement settings, the Target's
+        settings, the reference graph, and the versions of the graphs and of the measurement (and of the
+        quantizer for int8 graphs)."""
+        uses = ("int8",) if self.target.precision == "int8" else ()  # fp32 figures do not depend on it
+        return cache_key("evaluation", uses=uses, measurement=self.measurement.key(), target=self.target.key(),
+                         reference=REFERENCE.to_dict())
 
     def key(self) -> str:
-        """What a whole result depends on: the above, the mode, and every objective's definition."""
-        d = {"measurement": self.measurement_key(), "measure": self.measure, "latency_mode": self.latency_mode,
-             "objectives": objectives.registry_key()}
-        if self.generation:  # keys of results without the generation graph stay as they were
-            d["generation"] = True
-        if self.measure and not self.forward:
-            d["forward"] = False
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        """What a whole result depends on (sha1 hex): the above, the mode, and every objective's definition."""
+        return cache_key("evaluation", measurement=self.measurement_key(), measure=self.measure,
+                         latency_mode=self.latency_mode, generation=self.generation,
+                         forward=self.forward or not self.measure,  # without measuring, nothing is left out
+                         objectives=objectives.definitions())
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,6 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     return GraphSpec(model, tuple(g.weights))
 
 
-KV_FORMAT = "lts-gpt2-kv-1"  # the generation graph's interface; bump when inputs/outputs change
 
 
 def kv_names(n_layer: int) -> tuple[list[str], list[str]]:

@@ -188,7 +188,7 @@ def time_beside_reference(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSet
 # The reference graph timed beside every measurement: one small GPT-2 block of the default space,
 # at the measurement's seq_len. Its latency tracks the machine's speed at that moment (frequency,
 # neighbours on a VM, thermal state), so a latency divided by it means the same thing whenever
-# it was taken. Changing it changes the measurement code hash, hence every cache key.
+# it was taken. Its config is part of every evaluation's cache key (lts.core.cachekeys).
 REFERENCE = ArchConfig(1, 256, 1024, 4, vocab_size=512, n_positions=4096)
 
 

@@ -5,8 +5,9 @@ the label and display scale used by plots, galleries and printouts, and how its 
 obtained from the candidate's config and its measurement (:class:`Measurement`). Everything
 else iterates over :data:`REGISTRY`: the search's CSV columns and JSON keys, the plot axes,
 the gallery columns, the ``python -m lts evaluate`` printout, the ``--objectives`` help, and
-the cache key (:func:`registry_key` hashes each entry's definition and the source of its
-``compute``, so a new or changed objective is never served a stale cached value).
+the cache key (:func:`definitions`: each entry's declared fields and its ``version``, so a new
+objective, or one whose ``version`` was bumped, is never served a stale cached value; editing the
+source of ``compute``, even its comments, changes nothing: bump ``version`` when the value changes).
 
 Adding an objective is one ``register(Objective(...))`` call (here, or in a plugin module);
 if it needs a new kind of measurement, ``lts/cost/measure.py`` gets a probe for it.
@@ -14,13 +15,11 @@ if it needs a new kind of measurement, ``lts/cost/measure.py`` gets a probe for 
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from lts.core import cachekeys
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.proxy import non_embedding_params, total_params
@@ -102,6 +101,9 @@ class Objective:
     ``gallery`` entries get a column in the markdown gallery of the front.
     ``noise(config, measurement)`` is how far the value may move between two measurements of the
     same candidate (same unit; None: exact): differences within it are ties for the robust front.
+    ``version`` (a positive integer) identifies ``compute`` in the cache key: bump it whenever the
+    value for the same measurement changes, and cached results are computed again (the source of
+    ``compute`` is never hashed: a comment edit invalidates nothing).
     """
 
     name: str
@@ -117,10 +119,13 @@ class Objective:
     integer: bool = False
     gallery: bool = True
     noise: Callable[[ArchConfig, Measurement], float] | None = None
+    version: int = 1
 
     def __post_init__(self) -> None:
         if self.direction not in (1, -1):
             raise ValueError(f"{self.name}: direction must be +1 (minimise) or -1 (maximise)")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise ValueError(f"{self.name}: version must be a positive integer, got {self.version!r}")
 
     @property
     def measured(self) -> bool:
@@ -156,17 +161,13 @@ class Objective:
         return 0.0 if self.noise is None else float(self.noise(config, measurement))
 
     def definition(self) -> dict[str, Any]:
-        """What the value means: the fields that change it and the source of ``compute`` (the cache key)."""
+        """What the stored value means (part of the cache key): the declared fields that change it and ``version``.
+
+        Display fields (label, scale, fmt, ...) and ``noise`` are left out: they are applied when a
+        result is shown or compared, never stored.
+        """
         return {"name": self.name, "unit": self.unit, "probe": self.probe, "integer": self.integer,
-                "compute": _source(self.compute), "noise": _source(self.noise) if self.noise else None}
-
-
-def _source(fn: Callable[..., Any]) -> str:
-    try:
-        return inspect.getsource(fn)
-    except (OSError, TypeError):  # no source shipped: the bytecode still identifies the function
-        code = getattr(fn, "__code__", None)
-        return code.co_code.hex() if code is not None else repr(fn)
+                "version": self.version}
 
 
 REGISTRY: dict[str, Objective] = {}
@@ -212,10 +213,14 @@ def objectives_help() -> str:
     return "comma-separated, two or more of: " + ", ".join(parts)
 
 
+def definitions() -> list[dict[str, Any]]:
+    """Every registered objective's definition, by name: part of each cached result's key."""
+    return [REGISTRY[name].definition() for name in sorted(REGISTRY)]
+
+
 def registry_key() -> str:
-    """Hash of every registered objective's definition: part of each cached result's key."""
-    defs = [REGISTRY[name].definition() for name in sorted(REGISTRY)]
-    return hashlib.sha1(json.dumps(defs, sort_keys=True).encode()).hexdigest()[:12]
+    """A digest of :func:`definitions` (sha1, 40 hex characters), for logs and reports."""
+    return cachekeys.digest(definitions())
 
 
 GENERATION_PROBES = frozenset({"decode", "generation_memory"})  # measured on the generation (KV-cache) graph

@@ -6,6 +6,10 @@ candidate's graphs quantized this way (``lts.cost.measure``), so the search time
 generation will run. Weights become int8 (per tensor, symmetric), activations are quantized on
 the fly at each step (``DynamicQuantizeMatMul``); LayerNorms, attention and the embedding lookup
 stay float32.
+
+What :func:`quantize_model` produces is versioned by ``VERSIONS["int8"]`` in :mod:`lts.core.cachekeys`:
+bump it there when a change here changes the int8 graph, and every INT8 copy and int8 evaluation is
+made again.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import logging
 import os
 from typing import Any
 
+from lts.core.cachekeys import VERSIONS
+
 PRECISIONS = ("fp32", "int8")
-INT8_FORMAT = "int8-dynamic-1"  # part of every int8 cache key: bump it when quantize_model changes
 
 
 def check_precision(precision: Any, flag: str = "--precision") -> str:
@@ -92,4 +97,4 @@ def quantize_model(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, 
     finally:
         root.setLevel(level)
     return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "ops": ["MatMul"],
-            "format": INT8_FORMAT}
+            "version": VERSIONS["int8"]}

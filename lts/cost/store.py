@@ -2,8 +2,10 @@
 
 Two tables behind one small interface (:class:`Store`): ``results`` (one successful
 evaluation per (archid, settings key, target fingerprint)) and ``timings`` (per-shape timings
-that composed latencies reuse). The first value stored under a key stays: a concurrent
-writer never replaces it (``INSERT OR IGNORE``), and failures are never stored at all.
+that composed latencies reuse). The keys are made by :mod:`lts.core.cachekeys` (through
+``EvalSettings.key``); a store kept from before those keys simply misses. The first value
+stored under a key stays: a concurrent writer never replaces it (``INSERT OR IGNORE``), and
+failures are never stored at all.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from lts.core import fileio
 from lts.core.errors import LTSError
 
 
@@ -50,9 +53,9 @@ class Store(Protocol):
 
 
 def default_cache_path() -> Path:
-    """``$LTS_CACHE_DIR/evaluations.sqlite``, else ``~/.cache/lts/evaluations.sqlite``."""
-    root = os.environ.get("LTS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lts")
-    return Path(root) / "evaluations.sqlite"
+    """``evaluations.sqlite`` under :func:`lts.core.fileio.cache_root`: ``$LTS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/lts``, else ``~/.cache/lts`` (the same root as every other LTS cache)."""
+    return fileio.cache_root() / "evaluations.sqlite"
 
 
 class SQLiteStore:

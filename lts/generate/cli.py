@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> tuple[dict, d
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow code shipped with the model to run (only for sources you trust)")
     p.add_argument("--onnx-cache-dir", default=None, help="where ONNX exports are kept "
-                   "(default $LTS_CACHE_DIR/onnx or ~/.cache/lts/onnx)")
+                   "(default onnx/ in the cache root: $LTS_CACHE_DIR, else $XDG_CACHE_HOME/lts, else ~/.cache/lts)")
     args = vars(p.parse_args(argv))
     config = args.pop("config")
     return args, load_preset(config or default_preset("generate"), required=config is not None), config

@@ -57,7 +57,7 @@ class GenerateSettings:
     threads: int | None = None  # None: torch's default; both backends use the same count
     truncate_prompt: bool = False  # keep the prompt's last tokens when it does not fit, instead of refusing
     trust_remote_code: bool = False
-    onnx_cache_dir: str | None = None  # None: $LTS_CACHE_DIR/onnx or ~/.cache/lts/onnx
+    onnx_cache_dir: str | None = None  # None: onnx/ in lts.core.fileio.cache_root()
 
     def __post_init__(self) -> None:
         def integer(value: Any) -> bool:

@@ -17,10 +17,14 @@ Other families are exported with ``torch.onnx.export(dynamo=True)`` of a small w
 fills a transformers ``DynamicCache`` from plain tensors (transformers 5 takes Cache objects,
 not tuples). The LM head runs on the last position only (``logits_to_keep=1``), as ``generate`` does.
 
-The export is cached in ``<cache>/<sha256 of the model's config + weights + versions>/``
-(cache = ``cache_dir`` argument, else ``$LTS_CACHE_DIR/onnx``, else ``~/.cache/lts/onnx``),
-written to a temp folder and renamed into place, so a crash never leaves half a model and
-two processes exporting the same model at once both end with a complete one.
+The export is cached in ``<cache>/<key>/``, the key made by :mod:`lts.core.cachekeys` from the
+model's class, config, a digest of its weights, the library versions and the "onnx_export" (and
+"graph") versions; an INT8 copy sits beside it in ``<key>-int8-<key of the copy>/``. The cache is
+the ``cache_dir`` argument, else ``onnx/`` under :func:`lts.core.fileio.cache_root`
+(``$LTS_CACHE_DIR``, else ``$XDG_CACHE_HOME/lts``, else ``~/.cache/lts``). Folders are written to a
+temp folder and renamed into place, so a crash never leaves half a model and two processes
+exporting the same model at once both end with a complete one. Folders made before these keys
+simply miss (they stay unread; deleting them is safe).
 """
 
 from __future__ import annotations
@@ -40,19 +44,20 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from lts.core import fileio
+from lts.core.cachekeys import VERSIONS, cache_key
 from lts.core.errors import LTSError, first_line
-from lts.cost.quantize import INT8_FORMAT, check_precision, quantize_model
+from lts.cost.quantize import check_precision, quantize_model
 from lts.cost.target import Target
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when the graph's inputs/outputs or the wrapper change
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
 
 
 def default_cache_dir() -> Path:
-    """``$LTS_CACHE_DIR/onnx`` when set, else ``$XDG_CACHE_HOME/lts/onnx`` (default ``~/.cache/lts/onnx``)."""
+    """``onnx/`` under :func:`lts.core.fileio.cache_root` (``$LTS_CACHE_DIR``, else ``$XDG_CACHE_HOME/lts``,
+    else ``~/.cache/lts``)."""
     return fileio.cache_root() / "onnx"
 
 
@@ -94,7 +99,7 @@ def write_direct_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
     t0 = time.perf_counter()
     write_onnx(gpt2_kv_graph_spec(arch), out_dir / MODEL_FILE, state_dict_weights(model.state_dict()))
     past, present = kv_names(arch.n_layer)
-    meta = {"format": FORMAT_VERSION, "builder": "lts", "n_layers": arch.n_layer,
+    meta = {"format": VERSIONS["onnx_export"], "builder": "lts", "n_layers": arch.n_layer,
             "kv_layout": [(arch.n_head, arch.n_embd // arch.n_head)] * arch.n_layer, "vocab_size": arch.vocab_size,
             "inputs": ["input_ids", "attention_mask", *past], "outputs": ["logits", *present],
             "export_seconds": round(time.perf_counter() - t0, 3)}
@@ -103,7 +108,8 @@ def write_direct_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
 
 
 def model_content_hash(model: Any) -> str:
-    """sha256 (hex) of what the exported graph depends on: config, every weight, library versions.
+    """The ONNX cache key of `model` (:func:`lts.core.cachekeys.cache_key`, sha1 hex): what the exported
+    graph depends on: class, config, every weight, library versions, and which builder writes it.
 
     Hashes the tensors in memory (not files), so a hub model, a local folder and a model built
     in this process are keyed the same way. Tied weights are hashed once per name; ~0.2 s per 100 MB.
@@ -112,28 +118,27 @@ def model_content_hash(model: Any) -> str:
     import torch
     import transformers
 
-    h = hashlib.sha256()
     config = model.config.to_dict()
     for volatile in ("_name_or_path", "transformers_version", "_commit_hash", "dtype", "torch_dtype"):
         config.pop(volatile, None)
-    header = {"format": FORMAT_VERSION, "class": type(model).__name__, "config": config,
-              "torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__,
-              "builder": _builder_key(model)}
-    h.update(json.dumps(header, sort_keys=True, default=str).encode())
+    config = json.loads(json.dumps(config, default=str))  # JSON data (a config may hold enums, dtypes)
+    # LTS's own generation graph (versioned by VERSIONS["graph"], which the key uses) or the torch exporter.
+    builder = "torch.onnx.export" if direct_arch(model) is None else "lts"
+    return cache_key("onnx_export", model_class=type(model).__name__, config=config, weights=weights_digest(model),
+                     torch=torch.__version__, transformers=transformers.__version__, onnx=onnx.__version__,
+                     builder=builder)
+
+
+def weights_digest(model: Any) -> str:
+    """sha256 (hex) of every tensor of `model`'s state dict: name, dtype, shape and bytes (content, not source)."""
+    import torch
+
+    h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def _builder_key(model: Any) -> str:
-    """What writes the graph: LTS's own generation graph (its source hash) or the torch exporter."""
-    if direct_arch(model) is None:
-        return "torch.onnx.export"
-    from lts.cost import graph
-
-    return "lts:" + hashlib.sha256(inspect.getsource(graph).encode()).hexdigest()[:16]
 
 
 def _kv_layout(model: Any) -> list[tuple[int, int]]:
@@ -214,8 +219,8 @@ def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
             input_names=["input_ids", "attention_mask", *past_names], output_names=["logits", *present_names],
             optimize=True, verbose=False)
         program.save(str(out_dir / MODEL_FILE), external_data=_needs_external_data(model))
-    meta = {"format": FORMAT_VERSION, "builder": "torch.onnx.export", "n_layers": n_layers, "kv_layout": layout,
-            "vocab_size": int(model.config.get_text_config(decoder=True).vocab_size),
+    meta = {"format": VERSIONS["onnx_export"], "builder": "torch.onnx.export", "n_layers": n_layers,
+            "kv_layout": layout, "vocab_size": int(model.config.get_text_config(decoder=True).vocab_size),
             "inputs": ["input_ids", "attention_mask", *past_names], "outputs": ["logits", *present_names],
             "export_seconds": round(time.perf_counter() - t0, 3)}
     fileio.write_json(out_dir / META_FILE, meta)
@@ -310,7 +315,9 @@ def _cached_int8(model: Any, cache_dir: str | os.PathLike | None) -> tuple[Path,
     import onnxruntime
 
     fp32, exported = cached_kv_onnx(model, cache_dir)
-    final = fp32.with_name(f"{fp32.name}-int8-{INT8_FORMAT}-ort{onnxruntime.__version__}")
+    # Named after its fp32 folder (readers find one from the other), keyed by it, the quantizer's version and ORT's.
+    final = fp32.with_name(f"{fp32.name}-int8-"
+                           f"{cache_key('int8', source=fp32.name, onnxruntime=onnxruntime.__version__)}")
     built = _build_once(final, lambda tmp: quantize_int8(fp32, tmp), "INT8 quantization", "use --precision fp32")
     return final, built or exported
 

@@ -65,8 +65,8 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> tuple[argpars
     p.add_argument("--latency-mode", dest="latency_mode", choices=["composed", "full"],
                    help="composed: base + n_layer x block, timings cached per shape (fast); full: whole graph")
     p.add_argument("--timeout", dest="timeout_s", type=float, help="seconds before a measurement is failed")
-    p.add_argument("--cache", help="SQLite cache of evaluations (default ~/.cache/lts/evaluations.sqlite, "
-                                   "or $LTS_CACHE_DIR)")
+    p.add_argument("--cache", help="SQLite cache of evaluations (default evaluations.sqlite in the cache root: "
+                                   "$LTS_CACHE_DIR, else $XDG_CACHE_HOME/lts, else ~/.cache/lts)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir, or the latest in runs/")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p, p.parse_args(argv)

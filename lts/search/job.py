@@ -59,7 +59,7 @@ class SearchJob:
     ray_hardware: str | None = None  # fingerprint id of the Ray nodes that measure (None: this machine's kind)
     latency_mode: str = "composed"
     timeout_s: float = 300.0
-    cache: str | None = None  # None: $LTS_CACHE_DIR or ~/.cache/lts, evaluations.sqlite
+    cache: str | None = None  # None: evaluations.sqlite in lts.core.fileio.cache_root()
     space: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -12,7 +12,9 @@ The ids are exactly :func:`lts.train.data.tokenize_stream`'s (both go through
 training in memory; the digest in ``tokens.json`` is the one a checkpoint records for its
 training tokens either way. The folder is written beside its final name and renamed into
 place: a killed tokenization leaves no shard folder, only a temp one that is cleaned up.
-A folder written with another tokenizer or from another source is refused (one line, exit 2).
+A folder written with another tokenizer or from another source is refused (one line, exit 2):
+what a folder holds is keyed by :func:`shard_key` (:mod:`lts.core.cachekeys`: the tokenizer's
+identity, the source, and ``VERSIONS["token_shards"]``, which also names the format in ``tokens.json``).
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from lts.core import fileio
+from lts.core.cachekeys import VERSIONS, cache_key
 from lts.core.errors import LTSError
 
-FORMAT = "lts-token-shards/1"
+# The folder's format, from the one version table: version 1 is the format written before keys were made
+# in lts.core.cachekeys, so shard folders written then stay usable; a bump refuses them (tokenize again).
+FORMAT = f"lts-token-shards/{VERSIONS['token_shards']}"
 META_FILE = "tokens.json"
 TOKENIZER_DIR = "tokenizer"
 SPLITS = ("train", "validation")
@@ -43,6 +48,13 @@ def tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
         definition = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return {"class": type(tokenizer).__name__, "vocab_size": len(tokenizer), "eos_token_id": tokenizer.eos_token_id,
             "sha1": hashlib.sha1(definition.encode("utf-8")).hexdigest()}
+
+
+def shard_key(identity: Mapping[str, Any], source: Mapping[str, Any]) -> str:
+    """The key of the ids a shard folder holds (sha1 hex): the tokenizer's identity (:func:`tokenizer_identity`)
+    and the source it was read from (its display ``name`` aside), at this ``VERSIONS["token_shards"]``."""
+    return cache_key("token_shards", tokenizer=dict(identity),
+                     source={k: v for k, v in source.items() if k != "name"})
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -157,8 +169,9 @@ def write_shards(folder: Path, tokenizer: Any, documents: Mapping[str, Iterable[
                 raise LTSError(f"empty corpus: the {split} split of {source.get('name', 'the source')} holds no text")
             splits[split] = writer.record()
         tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
-        fileio.write_json(tmp / META_FILE, {"format": FORMAT, "dtype": dtype.str, "tokenizer": tokenizer_identity(
-            tokenizer), "source": dict(source), "splits": splits})
+        identity = tokenizer_identity(tokenizer)
+        fileio.write_json(tmp / META_FILE, {"format": FORMAT, "key": shard_key(identity, source), "dtype": dtype.str,
+                                            "tokenizer": identity, "source": dict(source), "splits": splits})
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
@@ -178,8 +191,16 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 
 def check_compatible(folder: Path, meta: Mapping[str, Any], tokenizer: Any, source: Mapping[str, Any]) -> None:
-    """Refuse shards written by another tokenizer, or from another corpus, than this run's."""
+    """Refuse shards written by another tokenizer, or from another corpus, than this run's.
+
+    The folder's :func:`shard_key` (recorded in ``tokens.json``; recomputed from what it records
+    for folders written before keys were recorded) must equal this run's; when it does not, the
+    message says what differs.
+    """
     mine, theirs = tokenizer_identity(tokenizer), meta["tokenizer"]
+    recorded = meta.get("key") or shard_key(theirs, meta["source"])
+    if recorded == shard_key(mine, source):
+        return
     if mine != theirs:
         raise LTSError(f"--shards {folder} was written with another tokenizer ({theirs.get('class')}, vocab "
                        f"{theirs.get('vocab_size')}, sha1 {str(theirs.get('sha1'))[:10]}) than this run's "
@@ -190,6 +211,8 @@ def check_compatible(folder: Path, meta: Mapping[str, Any], tokenizer: Any, sour
     if differ:
         raise LTSError(f"--shards {folder} holds another corpus ({', '.join(differ)} differ: written from "
                        f"{meta['source'].get('name')}); use the same data flags, or another folder")
+    raise LTSError(f"--shards {folder}: {META_FILE} records another key ({str(recorded)[:10]}) than this run's "
+                   "tokenizer and corpus make; tokenize again into a new folder")
 
 
 def open_split(folder: Path, meta: Mapping[str, Any], split: str) -> ShardedTokens:

@@ -92,8 +92,9 @@ def test_a_new_or_changed_objective_is_never_served_a_stale_cached_value(tmp_pat
         assert Evaluator(settings, cache).cached(TINY) is None  # the stored result has no value for it
         fresh = Evaluator(settings, cache).evaluate(TINY)
         assert fresh["heads_x_layers"] == 4.0 and not fresh.cached
-        # The same name computed differently is a changed objective: not served either.
-        register(dataclasses.replace(obj, compute=lambda c, m: float(c.n_head)))
+        # The same name computed differently (its version bumped, as a change of compute requires) is a
+        # changed objective: not served either.
+        register(dataclasses.replace(obj, compute=lambda c, m: float(c.n_head), version=2))
         assert Evaluator(settings, cache).cached(TINY) is None
     finally:
         unregister("heads_x_layers")

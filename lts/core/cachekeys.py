@@ -1,0 +1,87 @@
+"""The one place LTS makes cache keys: explicit per-artifact versions and one key function.
+
+Everything LTS keeps to reuse later is found again by a key made here: stored evaluations and
+shape timings (``lts.cost.evaluator``), ONNX exports with a KV cache and their INT8 copies
+(``lts.generate.onnx_kv``), and token shards (``lts.train.shards``). A key is the sha1 of the
+canonical JSON of the artifact's name, its version (and the versions of what it is built from,
+:data:`USES`), and the *data* that changes its value (settings, target key, configuration,
+weight digest, tokenizer identity, library versions).
+
+Rules that keep the caches honest and cheap:
+
+- No source code is hashed anywhere: editing a comment or a docstring invalidates nothing.
+- A change of *what* is measured or built is a one-line bump in :data:`VERSIONS`;
+  ``tests/core/test_cachekeys.py`` pins the dict and one key, so such a change is always deliberate.
+- Keys made before this module existed (whole-module source hashes, ``FORMAT_VERSION``,
+  ``INT8_FORMAT``) simply miss: old entries stay unread, nothing is migrated or served stale.
+
+Everything lives under one root, :func:`lts.core.fileio.cache_root`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable
+
+# One integer per kind of artifact. Bump one (by one) when what that artifact holds changes for the
+# same inputs; every key of that kind (and of the kinds that USE it) then changes, so old entries miss.
+VERSIONS: dict[str, int] = {
+    # lts/cost/graph.py: the ONNX graphs LTS writes itself (forward parts, KV graph, how weights fill them).
+    # Bump: every evaluation is re-measured and every directly written ONNX export is rewritten.
+    "graph": 1,
+    # lts/cost/measure.py and the Evaluator: what a stored evaluation or shape timing holds (probes, timing
+    # loop, memory window, reference graph's role). Bump: every stored evaluation and timing is re-measured.
+    "evaluation": 1,
+    # lts/generate/onnx_kv.py: the KV-cache export's interface (inputs/outputs, the torch export wrapper,
+    # meta.json). Bump: every ONNX export is redone. (Continues the old FORMAT_VERSION = 2.)
+    "onnx_export": 3,
+    # lts/cost/quantize.py: how quantize_model turns an fp32 graph into int8. Bump: every INT8 copy is
+    # requantized and every int8 evaluation re-measured. (Continues the old INT8_FORMAT "int8-dynamic-1".)
+    "int8": 2,
+    # lts/train/shards.py: the shard folder's layout and the ids it holds. Bump: folders written before are
+    # refused (their tokens.json names another format) and must be tokenized again.
+    "token_shards": 1,
+}
+
+# What each artifact is built from: their versions are part of its key too, so one bump reaches every
+# artifact that depends on the changed code (int8 evaluations add "int8" themselves: only they use it).
+USES: dict[str, tuple[str, ...]] = {
+    "evaluation": ("graph",),
+    "onnx_export": ("graph",),  # a standard GPT-2 is written with graph.py's KV graph
+}
+
+
+def canonical(data: Any) -> str:
+    """The one JSON text of `data`: sorted keys, no spaces, ASCII, no NaN.
+
+    Only JSON data (dict with str keys, list/tuple, str, int, float, bool, None) is accepted: a
+    ``str()`` fallback would key objects by their addresses and silently never hit.
+    """
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def digest(data: Any) -> str:
+    """sha1 (40 hex characters) of ``canonical(data)``."""
+    return hashlib.sha1(canonical(data).encode("ascii")).hexdigest()
+
+
+def versions(artifact: str, uses: Iterable[str] = ()) -> dict[str, int]:
+    """The versions a key of `artifact` depends on: its own, those of :data:`USES`, and `uses`."""
+    names = (artifact, *USES.get(artifact, ()), *uses)
+    unknown = [n for n in names if n not in VERSIONS]
+    if unknown:
+        raise KeyError(f"unknown cache artifact(s) {', '.join(unknown)} (known: {', '.join(VERSIONS)})")
+    return {n: VERSIONS[n] for n in names}
+
+
+def cache_key(artifact: str, *, uses: Iterable[str] = (), **parts: Any) -> str:
+    """The cache key (sha1, 40 hex characters) of one `artifact` built from `parts`.
+
+    ``parts`` are keyword arguments of JSON data: everything that changes the artifact's value and
+    nothing else (a timeout, a display format, a path do not belong here). ``uses`` adds the
+    versions of artifacts this one is built from beyond :data:`USES` (e.g. ``("int8",)`` for an
+    evaluation of int8 graphs). The same inputs give the same key in every process and on every
+    machine; raises TypeError/ValueError for parts that are not JSON data.
+    """
+    return digest({"artifact": artifact, "versions": versions(artifact, uses), "parts": parts})
