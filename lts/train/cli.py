@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     c = p.add_argument_group("devices (several processes: torchrun --nproc_per_node N train.py ...)")
     c.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto: cuda if available, else mps, else cpu; under torchrun each rank takes cuda:LOCAL_RANK")
-    c.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
-                   help="autocast precision (weights and optimiser stay fp32); fp16 adds a grad scaler, needs a GPU")
+    c.add_argument("--dtype", choices=("fp32", "bf16", "fp16"),
+                   help="autocast dtype (weights and optimiser stay fp32); fp16 adds a grad scaler, needs a GPU")
     c.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     r = p.add_argument_group("run")
     r.add_argument("--eval-every", type=int, help="steps between validation evaluations")

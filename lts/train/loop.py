@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from lts.core import fileio, hub
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
-from lts.train.runtime import DEVICES, PRECISIONS, Runtime, is_main_process, launch_env, resolve
+from lts.train.runtime import DEVICES, DTYPES, Runtime, is_main_process, launch_env, resolve
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,7 +78,7 @@ class TrainSettings:
     progress: bool = True
     # where it computes (lts.train.runtime); processes come from torchrun
     device: str = "auto"                 # auto (cuda, else mps, else cpu) | cpu | cuda | mps
-    precision: str = "fp32"              # fp32 | bf16 | fp16 (autocast; fp16 with a grad scaler)
+    dtype: str = "fp32"                  # fp32 | bf16 | fp16 (autocast; fp16 with a grad scaler)
     compile: bool = False                # torch.compile the model
     grad_accum: int = 1                  # micro-batches per step: global batch = batch_size x world size x grad_accum
     # token shards (lts.train.shards): tokenize once, memory-map, reuse
@@ -115,8 +115,8 @@ class TrainSettings:
             raise LTSError(f"val-fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.device not in DEVICES:
             raise LTSError(f"unknown device {self.device!r} (choose from {', '.join(DEVICES)})")
-        if self.precision not in PRECISIONS:
-            raise LTSError(f"unknown precision {self.precision!r} (choose from {', '.join(PRECISIONS)})")
+        if self.dtype not in DTYPES:
+            raise LTSError(f"unknown dtype {self.dtype!r} (choose from {', '.join(DTYPES)})")
         if self.streaming and not self.shards:
             raise LTSError("--streaming writes token shards as it reads: give --shards DIR too")
         if self.streaming and not (self.data or self.dataset):
@@ -583,7 +583,7 @@ def train(settings: TrainSettings, log: Log = logger.info) -> dict[str, Any]:
     alone prints, checkpoints and writes the model folder).
     """
     arch = check_inputs(settings)
-    rt = resolve(settings.device, settings.precision, settings.compile)
+    rt = resolve(settings.device, settings.dtype, settings.compile)
     if not rt.main:
         log = _silent
     with rt.group():
@@ -668,7 +668,7 @@ def _train(settings: TrainSettings, arch: ArchConfig, rt: Runtime, log: Log) -> 
         "non_embedding_params": non_embedding_params(shaped), "total_params": n_params,
         "corpus": tokens.corpus, "train_tokens": int(len(tokens.train)), "val_tokens": int(len(tokens.validation)),
         "val_tokens_per_eval": int(val[:, 1:].size), "tokenizer": tokens.tokenizer_source,
-        "threads": torch.get_num_threads(), "device": str(rt.device), "precision": rt.precision,
+        "threads": torch.get_num_threads(), "device": str(rt.device), "dtype": rt.dtype,
         "compile": rt.compile, "torch": torch.__version__, "settings": settings.fingerprint(),
     })
     if rt.main:

@@ -1,4 +1,4 @@
-"""Where a training run computes: the device, the precision, and its place among torchrun's processes.
+"""Where a training run computes: the device, the dtype, and its place among torchrun's processes.
 
 One :class:`Runtime` per process. ``Runtime()`` is the single-process fp32 CPU run train.py has
 always done (the loop then computes exactly what it computed before these options existed).
@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, TypeVar
 from lts.core.errors import LTSError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = ("fp32", "bf16", "fp16")
 T = TypeVar("T")
 
 
@@ -48,7 +48,7 @@ def is_main_process() -> bool:
 @dataclass
 class Runtime:
     device: Any = "cpu"          # a torch.device (or its name)
-    precision: str = "fp32"
+    dtype: str = "fp32"
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -73,19 +73,19 @@ class Runtime:
 
     def describe(self) -> str:
         where = f"{self.device}" + (f", {self.world} processes ({self.backend})" if self.distributed else "")
-        return f"{where}, {self.precision}" + (", torch.compile" if self.compile else "")
+        return f"{where}, {self.dtype}" + (", torch.compile" if self.compile else "")
 
-    # ---- precision
+    # ---- dtype (autocast)
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
+        if self.dtype == "fp32":
             return contextlib.nullcontext()
         import torch
 
-        return torch.autocast(self.device_type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+        return torch.autocast(self.device_type, dtype=torch.bfloat16 if self.dtype == "bf16" else torch.float16)
 
     def make_scaler(self) -> Any:
         """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
-        if self.precision != "fp16":
+        if self.dtype != "fp16":
             return None
         import torch
 
@@ -171,9 +171,9 @@ class Runtime:
             dist.barrier()
 
 
-def resolve(device: str, precision: str, compile: bool = False) -> Runtime:
+def resolve(device: str, dtype: str, compile: bool = False) -> Runtime:
     """The runtime for these settings in this process; LTSError for a device that is not there or a
-    precision it cannot run."""
+    dtype it cannot run."""
     import torch
 
     rank, world, local = launch_env()
@@ -186,10 +186,10 @@ def resolve(device: str, precision: str, compile: bool = False) -> Runtime:
     if device == "mps" and not mps:
         raise LTSError("--device mps: Apple's Metal backend is not available on this machine; use --device cpu, "
                        "or auto")
-    if precision == "fp16" and device == "cpu":
-        raise LTSError("--precision fp16 needs a GPU (cuda or mps): on the CPU use fp32, or bf16")
-    if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
-        raise LTSError("--precision bf16: this GPU has no bfloat16 support; use fp16 (with loss scaling) or fp32")
+    if dtype == "fp16" and device == "cpu":
+        raise LTSError("--dtype fp16 needs a GPU (cuda or mps): on the CPU use fp32, or bf16")
+    if dtype == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+        raise LTSError("--dtype bf16: this GPU has no bfloat16 support; use fp16 (with loss scaling) or fp32")
     if compile and device == "cpu" and not _cxx_compiler():
         raise LTSError("--compile on the CPU needs a C++ compiler (torch.compile's inductor generates C++): install "
                        "one (e.g. apt-get install g++), or leave out --compile")
@@ -202,7 +202,7 @@ def resolve(device: str, precision: str, compile: bool = False) -> Runtime:
         dev = torch.device("cuda", local)
     else:
         dev = torch.device(device)
-    return Runtime(device=dev, precision=precision, rank=rank, world=world, local_rank=local, compile=compile)
+    return Runtime(device=dev, dtype=dtype, rank=rank, world=world, local_rank=local, compile=compile)
 
 
 def _cxx_compiler() -> str | None:

@@ -183,10 +183,10 @@ def test_a_tokenizer_trained_here_is_shared_by_the_ranks(workdir):
 def test_bf16_autocast_on_the_cpu(workdir, one_process):
     out = workdir / "bf16"
     proc = run([sys.executable, "train.py", *common(workdir), "--batch-size", "8", "--device", "cpu",
-                "--precision", "bf16", "--out", str(out)])
+                "--dtype", "bf16", "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = metrics(out)
-    assert m["precision"] == "bf16" and "cpu, bf16" in proc.stdout
+    assert m["dtype"] == "bf16" and "cpu, bf16" in proc.stdout
     # bf16 keeps 8 bits of mantissa: the same run, not the same digits (the fp32 losses within 2 %)
     assert losses(m) == pytest.approx(losses(one_process), rel=0.02)
     assert losses(m) != losses(one_process), "autocast made no difference: was it on?"
