@@ -49,6 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+from _results import add_json_flag, write_result  # noqa: E402
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-optimum", action="store_true", help="leave Hugging Face Optimum out")
     p.add_argument("--optimum-venv", type=Path, default=None,
                    help="Optimum's own venv, made on first use (default optimum-venv in the LTS cache root)")
+    add_json_flag(p, "generation")
     args = p.parse_args(argv)
 
     import onnxruntime
@@ -209,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     all_same = True
     batch_rows = []
+    json_rows = []  # the same figures as the tables, for benchmarks/results/generation.json
     with tempfile.TemporaryDirectory(prefix="lts-bench-onnx-") as cache:
         for n_layer, n_embd in parse_sizes(args.sizes):
             model, params = build_model(n_layer, n_embd, args.vocab)
@@ -261,6 +264,19 @@ def main(argv: list[str] | None = None) -> int:
                       f"{np.percentile(per_token, 90) * 1000:.2f} ms | {tps[name] / tps['torch generate']:.2f}x | "
                       f"{vs_optimum} | {same_text} | {read[name] / 1e6:.1f} | {tps[name] * read[name] / 1e9:.1f} | "
                       f"{read_bw:.1f} / {triad_bw:.1f} | {tps[name] * read[name] / 1e9 / read_bw:.0%} |", flush=True)
+                json_rows.append({
+                    "table": "batch 1", "model": f"{n_layer}x{n_embd}", "params": params, "backend": name,
+                    "tokens_per_s": round(tps[name], 2),
+                    "time_to_first_token_ms": round(statistics.median(firsts) * 1000, 2),
+                    "per_token_p50_ms": round(float(np.percentile(per_token, 50)) * 1000, 3),
+                    "per_token_p90_ms": round(float(np.percentile(per_token, 90)) * 1000, 3),
+                    "vs_torch": round(tps[name] / tps["torch generate"], 3),
+                    "vs_optimum": round(tps[name] / tps[OPTIMUM], 3) if OPTIMUM in tps else None,
+                    "same_tokens": same_text, "mb_read_per_token": round(read[name] / 1e6, 2),
+                    "gb_per_s": round(tps[name] * read[name] / 1e9, 2), "read_bandwidth_gb_s": round(read_bw, 2),
+                    "triad_bandwidth_gb_s": round(triad_bw, 2),
+                    "share_of_read_ceiling": round(tps[name] * read[name] / 1e9 / read_bw, 3),
+                    "onnx_export_s": round(export_s, 1)})
             print(f"<!-- {n_layer}x{n_embd}: ONNX export {export_s:.1f} s (once per model, cached by content hash) -->",
                   flush=True)
             for batch in [int(b) for b in args.batches.split(",") if b.strip()]:
@@ -285,8 +301,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {n_layer}x{n_embd} | {batch} | {by['torch generate'][0]:.1f} | {by['onnxruntime'][0]:.1f} | "
                   f"{by['onnxruntime int8'][0]:.1f} | {by['onnxruntime'][0] / by['torch generate'][0]:.2f}x | "
                   f"{'yes' if same else 'NO'} | {by['onnxruntime'][1] * 1000:.1f} ms |")
+            json_rows.append({
+                "table": "batches", "model": f"{n_layer}x{n_embd}", "batch": batch,
+                **{f"{name} tokens_per_s": round(by[name][0], 2) for name in by},
+                "onnxruntime_vs_torch": round(by["onnxruntime"][0] / by["torch generate"][0], 3),
+                "fp32_rows_same_as_torch": same,
+                "time_to_first_token_ms (onnxruntime)": round(by["onnxruntime"][1] * 1000, 2)})
     print()
     print(f"# load average at end {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    write_result("generation", conditions={
+        "sizes": args.sizes, "vocab": args.vocab, "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens,
+        "rounds": args.rounds, "timed_runs_per_round": args.repeats, "batches": args.batches,
+        "optimum_venv": venv_versions(optimum_python) if optimum_python is not None else None,
+        "greedy": True, "all_fp32_tokens_same": all_same,
+    }, rows=json_rows, threads=args.threads, path=args.json)
     if not all_same:
         print("ERROR: the backends' greedy tokens differ", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+from _results import write_result  # noqa: E402
 
 PROMPTS = ("ROMEO:", "The king", "What is the", "KING HENRY:\nNow", "My lord, I")
 
@@ -70,6 +71,9 @@ def main(argv=None) -> int:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the result as JSON for benchmarks/results_pages.py (default "
+                        "benchmarks/results/int8_quality-<n_layer>x<n_embd>.json)")
     args = p.parse_args(argv)
     if not args.model and not args.train:
         p.error("give a model folder or --train L,E,I,H")
@@ -123,10 +127,22 @@ def main(argv=None) -> int:
     print("| precision | validation perplexity | vs fp32 | greedy tokens equal to fp32 "
           "| tokens/s (median of prompts) |")
     print("|---|---:|---:|---:|---:|")
+    json_rows = []
     for name in graphs:
         same = "—" if name == "fp32" else f"{agree} of {total} ({agree / total:.1%})"
         print(f"| {name} | {ppl[name]:.3f} | {ppl[name] / ppl['fp32'] - 1:+.2%} | {same} | "
               f"{sorted(speeds[name])[len(PROMPTS) // 2]:.0f} |")
+        json_rows.append({"precision": name, "validation perplexity": round(ppl[name], 3),
+                          "vs fp32": f"{ppl[name] / ppl['fp32'] - 1:+.2%}", "greedy tokens equal to fp32": same,
+                          "tokens/s (median of prompts)": round(sorted(speeds[name])[len(PROMPTS) // 2], 1)})
+    shape = f"{metrics.get('n_layer')}x{metrics.get('n_embd')}"
+    write_result(f"int8_quality-{shape}", conditions={
+        "model": f"{shape} (n_inner {metrics.get('n_inner')}, n_head {metrics.get('n_head')})", "vocab": len(tok),
+        "trained_steps": metrics.get("steps"), "tokens_seen": metrics.get("tokens_seen"),
+        "corpus": str(metrics.get("corpus", "?"))[:60], "train_s_here": round(train_s) if args.train else None,
+        "validation": f"{len(windows)} windows of {args.seq_len} tokens, teacher-forced through each graph",
+        "greedy": f"{len(PROMPTS)} prompts x {args.new_tokens} tokens"},
+        rows=json_rows, threads=args.threads, path=args.json)
     return 0
 
 

@@ -35,6 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _results import add_json_flag, write_result  # noqa: E402
+
 from lts.core.arch import ArchConfig
 from lts.core.fileio import write_json  # noqa: E402
 from lts.cost.proxy import non_embedding_params, total_params  # noqa: E402
@@ -137,6 +139,7 @@ def main(argv=None) -> int:
                    help="drop the saved latencies and measure them again (e.g. on a quiet machine); no retraining")
     p.add_argument("--results", default=os.path.join(tempfile.gettempdir(), "lts_proxy_validation.json"))
     p.add_argument("--plot", default=str(REPO / "assets" / "proxy_validation.png"))
+    add_json_flag(p, "proxy_validation")
     args = p.parse_args(argv)
 
     import torch
@@ -276,6 +279,23 @@ def main(argv=None) -> int:
           f"wall {(time.perf_counter() - t0) / 60:.1f} min this invocation; "
           f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}")
+    json_rows = [{"archid": a.archid, "n_layer": a.n_layer, "n_embd": a.n_embd, "n_inner": a.n_inner,
+                  "n_head": a.n_head, "non-emb params": non_embedding_params(a),
+                  "total params (vocab 50257)": total_params(a), "latency ms": round(r["latency_s"] * 1e3, 2),
+                  "val loss (mean)": round(r["final_val_loss"], 4), "val ppl (mean)": round(r["final_val_ppl"], 2),
+                  **{f"ppl seed {s}": round(per_seed[s][j], 2) for s in seeds},
+                  "train s": round(r["train_time_s"], 1)} for j, (a, r) in enumerate(rows)]
+    summary = {f"Spearman rho({name}, -val ppl)": round(rho, 3) for name, rho in rhos.items()}
+    if len(seeds) > 1:
+        summary.update({f"Spearman rho(non_embedding_params, -val ppl), seed {s} alone": round(rho, 3)
+                        for s, rho in seed_rhos.items()})
+    write_result("proxy_validation", conditions={
+        "archs": len(rows), "pick_seed": args.pick_seed, "params_range": f"{args.min_params:g}-{args.max_params:g}",
+        "corpus": args.corpus, "bpe_vocab": len(tok), "steps": args.steps, "batch": args.batch_size,
+        "seq_len": args.seq_len, "tokens_per_model": budget, "lr": args.lr, "warmup_steps": args.warmup_steps,
+        "dropout": 0, "seeds": seeds, "validation_windows": int(val.shape[0]), "latency": lat_name,
+        "latency_seq_len": args.latency_seq_len, "latency_threads": args.latency_threads,
+    }, rows=json_rows, summary=summary, threads=args.threads, path=args.json)
 
     import matplotlib
 

@@ -37,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _results import write_result  # noqa: E402
+
 from lts.core.arch import ArchConfig  # noqa: E402
 from lts.cost.evaluator import EvalResult, Evaluator  # noqa: E402
 from lts.cost.measure import measure  # noqa: E402
@@ -63,7 +65,7 @@ def table(header: list[str], rows: list[list]) -> None:
         print("| " + " | ".join(str(c) for c in r) + " |")
 
 
-def remeasure(run: Path) -> None:
+def remeasure(run: Path, json_path: Path | None = None) -> None:
     job, results, calibration = load_run(run)
     objectives = job.search_settings().objectives
     with open(run / "pareto.csv") as f:
@@ -98,9 +100,23 @@ def remeasure(run: Path) -> None:
             f"{(calibration or 0) * 1e3:.3f} -> {(evaluator.calibration_s or 0) * 1e3:.3f}"]])
     for r in failed:
         print(f"failed: {r.archid} {r.status}")
+    write_result(f"robustness_remeasure-{run.name}", conditions={
+        "run": run.name, "target": settings.target.describe(), "seq_len": settings.seq_len,
+        "latency_mode": settings.latency_mode, "cache": "none (every member measured again)"}, rows=[{
+            "robust members": len(members), "re-measured ok": len(ok), "still non-dominated within noise": len(stay),
+            "share": round(len(stay) / max(1, len(ok)), 3),
+            "latency ms new/old median": round(statistics.median(lat), 3) if lat else None,
+            "latency ms new/old range": [round(min(lat), 3), round(max(lat), 3)] if lat else None,
+            "latency units new/old median": round(statistics.median(units), 3) if units else None,
+            "latency units new/old range": [round(min(units), 3), round(max(units), 3)] if units else None,
+            "memory |diff| MiB median": round(statistics.median(mem), 2) if mem else None,
+            "memory |diff| MiB max": round(max(mem), 2) if mem else None,
+            "calibration ms old": round((calibration or 0) * 1e3, 3),
+            "calibration ms new": round((evaluator.calibration_s or 0) * 1e3, 3),
+            "failed": len(failed)}], threads=settings.target.threads, path=json_path)
 
 
-def compare(run_a: Path, run_b: Path) -> None:
+def compare(run_a: Path, run_b: Path, json_path: Path | None = None) -> None:
     job_a, res_a, cal_a = load_run(run_a)
     job_b, res_b, _ = load_run(run_b)
     objectives = job_a.search_settings().objectives
@@ -124,6 +140,14 @@ def compare(run_a: Path, run_b: Path) -> None:
            [run_b.name, len(res_b), len(fronts[1]), len(robust[1]), f"{hv[1]:.4f}"]])
     print(f"\nhypervolume difference: {abs(hv[0] - hv[1]) / max(hv):.2%}; plain fronts: "
           f"{jaccard(*plain_ids)}; robust fronts: {jaccard(*robust)}")
+    write_result(f"robustness_compare-{run_a.name}-{run_b.name}", conditions={
+        "runs": [run_a.name, run_b.name], "scale": f"{run_a.name}'s calibration",
+        "calibration_ms": round((cal_a or 0) * 1e3, 3), "successful_results": sum(r.ok for r in union)}, rows=[
+        {"run": run.name, "evaluated": len(res), "front": len(f), "robust front": len(rf), "hypervolume": round(h, 4)}
+        for run, res, f, rf, h in zip((run_a, run_b), (res_a, res_b), fronts, robust, hv)], summary={
+        "hypervolume difference": f"{abs(hv[0] - hv[1]) / max(hv):.2%}",
+        "plain fronts": jaccard(*plain_ids), "robust fronts": jaccard(*robust)},
+        threads=job_a.eval_settings().target.threads, path=json_path)
 
 
 def _burn(stop: float) -> None:
@@ -131,7 +155,7 @@ def _burn(stop: float) -> None:
         pass
 
 
-def drift(n_archs: int, seed: int) -> None:
+def drift(n_archs: int, seed: int, json_path: Path | None = None) -> None:
     import random
 
     from lts.cost.measure import MeasureSettings
@@ -178,26 +202,42 @@ def drift(n_archs: int, seed: int) -> None:
     print(f"\nmedian |ratio - 1|: loaded raw {statistics.median(raw_dev):.1%}, loaded relative "
           f"{statistics.median(rel_dev):.1%}; idle again raw {statistics.median(raw_idle):.1%}, relative "
           f"{statistics.median(rel_idle):.1%}")
+    header = ["architecture", "idle latency (ms)", "loaded/idle raw", "loaded/idle relative to reference",
+              "idle again/idle raw", "idle again/idle relative"]
+    write_result("robustness_drift", conditions={
+        "archs": n_archs, "seed": seed, "target": target.describe(), "seq_len": settings.seq_len,
+        "graph": "whole", "loaded": "one busy process competing for a core"},
+        rows=[dict(zip(header, r)) for r in rows], summary={
+        "median |ratio - 1|, loaded raw": f"{statistics.median(raw_dev):.1%}",
+        "median |ratio - 1|, loaded relative": f"{statistics.median(rel_dev):.1%}",
+        "median |ratio - 1|, idle again raw": f"{statistics.median(raw_idle):.1%}",
+        "median |ratio - 1|, idle again relative": f"{statistics.median(rel_idle):.1%}"},
+        threads=target.threads, path=json_path)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("remeasure").add_argument("run", type=Path)
+    r = sub.add_parser("remeasure")
+    r.add_argument("run", type=Path)
     c = sub.add_parser("compare")
     c.add_argument("run_a", type=Path)
     c.add_argument("run_b", type=Path)
     d = sub.add_parser("drift")
     d.add_argument("--archs", type=int, default=8)
     d.add_argument("--seed", type=int, default=0)
+    for s, default in ((r, "robustness_remeasure-RUN"), (c, "robustness_compare-RUN_A-RUN_B"),
+                       (d, "robustness_drift")):
+        s.add_argument("--json", type=Path, default=None, metavar="PATH",
+                       help=f"also write the result as JSON (default benchmarks/results/{default}.json)")
     args = p.parse_args()
     if args.cmd == "remeasure":
-        remeasure(args.run)
+        remeasure(args.run, args.json)
     elif args.cmd == "compare":
-        compare(args.run_a, args.run_b)
+        compare(args.run_a, args.run_b, args.json)
     else:
-        drift(args.archs, args.seed)
+        drift(args.archs, args.seed, args.json)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _results import write_result  # noqa: E402
+
 from lts.core.arch import ArchConfig  # noqa: E402
 from lts.cost.proxy import non_embedding_params  # noqa: E402
 
@@ -162,6 +164,7 @@ def layouts(args) -> int:
           f"torch {torch.__version__}, load avg {os.getloadavg()[0]:.1f}")
     print("\n| model (n_layer, n_embd, n_inner, n_head) | layout | tokens/s | vs 1 x 2 threads | time beyond steady "
           "steps (s) | runs |\n|---|---|---:|---:|---:|---|")
+    json_rows = []
     for arch, results, extra in rows:
         base = statistics.median(results[LAYOUTS[0][0]])
         for name, *_ in LAYOUTS:
@@ -169,6 +172,15 @@ def layouts(args) -> int:
             print(f"| {arch.n_layer}, {arch.n_embd}, {arch.n_inner}, {arch.n_head} | {name} | {v:,.0f} | "
                   f"{v / base:.2f} | {statistics.median(extra[name]):.1f} | "
                   f"{', '.join(f'{x:,.0f}' for x in results[name])} |")
+            json_rows.append({"model (n_layer, n_embd, n_inner, n_head)":
+                              f"{arch.n_layer}, {arch.n_embd}, {arch.n_inner}, {arch.n_head}", "layout": name,
+                              "tokens_per_s": round(v, 1), "vs 1 x 2 threads": round(v / base, 3),
+                              "time beyond steady steps (s)": round(statistics.median(extra[name]), 2),
+                              "runs": [round(x, 1) for x in results[name]]})
+    write_result("train_layouts", conditions={
+        "corpus": args.corpus, "bpe_vocab": args.vocab, "global_batch": args.batch_size, "seq_len": args.seq_len,
+        "steps": args.steps, "repeats": args.repeats, "dropout": 0, "tokens_per_s": "median step after the first 3",
+    }, rows=json_rows, threads=None, path=args.json)
     return 0
 
 
@@ -184,6 +196,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--corpus", default="pydoc", choices=("pydoc", "shakespeare", "auto"))
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the result as JSON for benchmarks/results_pages.py (default "
+                        "benchmarks/results/train_throughput.json; with --layouts train_layouts.json)")
     args = p.parse_args(argv)
     if args.layouts:
         return layouts(args)
@@ -239,11 +254,21 @@ def main(argv=None) -> int:
           f"load avg {os.getloadavg()[0]:.1f}")
     print("\n| model (n_layer, n_embd, n_inner, n_head) | non-emb params | train.py tokens/s | Trainer tokens/s "
           "| ratio | runs (train.py / Trainer) |\n|---|---:|---:|---:|---:|---|")
+    json_rows = []
     for arch, ours, theirs in table:
         a, b = statistics.median(ours), statistics.median(theirs)
         print(f"| {arch.n_layer}, {arch.n_embd}, {arch.n_inner}, {arch.n_head} | {non_embedding_params(arch):,} | "
               f"{a:,.0f} | {b:,.0f} | {a / b:.3f} | {', '.join(f'{v:,.0f}' for v in ours)} / "
               f"{', '.join(f'{v:,.0f}' for v in theirs)} |")
+        json_rows.append({"model (n_layer, n_embd, n_inner, n_head)":
+                          f"{arch.n_layer}, {arch.n_embd}, {arch.n_inner}, {arch.n_head}",
+                          "non-emb params": non_embedding_params(arch), "train.py tokens_per_s": round(a, 1),
+                          "Trainer tokens_per_s": round(b, 1), "ratio": round(a / b, 3),
+                          "runs train.py": [round(v, 1) for v in ours], "runs Trainer": [round(v, 1) for v in theirs]})
+    write_result("train_throughput", conditions={
+        "corpus": args.corpus, "vocab": len(tok), "batch": args.batch_size, "seq_len": args.seq_len,
+        "steps": args.steps, "untimed_steps": args.warmup_steps, "repeats": args.repeats, "dropout": 0,
+    }, rows=json_rows, threads=args.threads, extra_versions=("accelerate",), path=args.json)
     return 0
 
 

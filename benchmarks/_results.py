@@ -1,0 +1,114 @@
+"""Write a benchmark's result as one JSON file for ``benchmarks/results_pages.py`` (the schema is there).
+
+Every benchmark script ends with one call, beside what it prints::
+
+    from _results import add_json_flag, write_result
+    add_json_flag(parser, "generation")               # --json PATH, default benchmarks/results/generation.json
+    ...
+    write_result("generation", conditions={...}, rows=[{...}, ...], threads=2, path=args.json)
+
+The machine (CPU model, cores, OS), the library versions (torch, onnxruntime, transformers, pymoo and
+python), the date and the command line are filled in here, so no script writes them by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "benchmarks" / "results"
+LIBRARIES = ("torch", "onnxruntime", "transformers", "pymoo")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine() -> dict[str, Any]:
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "system": platform.system(),
+            "arch": platform.machine()}
+
+
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Installed versions of the libraries that decide the figures (absent ones are left out)."""
+    out = {"python": platform.python_version()}
+    for name in (*LIBRARIES, *extra):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """How this script was run, repo-relative: ``python benchmarks/generation.py --sizes 6x512``."""
+    argv = list(sys.argv if argv is None else argv)
+    script = Path(argv[0]).resolve() if argv else Path("?")
+    try:
+        script_text = str(script.relative_to(REPO))
+    except ValueError:
+        script_text = argv[0] if argv else "?"
+    return shlex.join(["python", script_text, *argv[1:]])
+
+
+def default_path(name: str) -> Path:
+    return RESULTS_DIR / f"{name}.json"
+
+
+def add_json_flag(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--json PATH``: where the result goes (default benchmarks/results/<name>.json)."""
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help=f"also write the result as JSON for benchmarks/results_pages.py "
+                             f"(default benchmarks/results/{name}.json)")
+
+
+def write_result(name: str, command: str | None = None, conditions: dict[str, Any] | None = None,
+                 rows: list[dict[str, Any]] | None = None, *, table: dict[str, Any] | None = None,
+                 summary: dict[str, Any] | None = None, threads: int | None = None, notes: str | None = None,
+                 extra_versions: tuple[str, ...] = (), path: Path | str | None = None) -> Path:
+    """Write benchmark `name`'s result (schema: benchmarks/results_pages.py) atomically; returns the path."""
+    if rows is None and table is None:
+        raise ValueError("write_result needs rows or a table")
+    data: dict[str, Any] = {
+        "benchmark": name,
+        "command": command or command_line(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "threads": threads,
+        "versions": versions(extra_versions),
+        "conditions": conditions or {},
+    }
+    if rows is not None:
+        data["rows"] = rows
+    if table is not None:
+        data["table"] = table
+    if summary:
+        data["summary"] = summary
+    if notes:
+        data["notes"] = notes
+    out = Path(path) if path is not None else default_path(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
+    os.replace(tmp, out)
+    print(f"# wrote {out}", file=sys.stderr)
+    return out
