@@ -45,6 +45,7 @@ COMMANDS = {
 
 def _evaluate(args: argparse.Namespace) -> int:
     from lts.core.arch import ArchConfig
+    from lts.cost import probes
     from lts.cost.evaluator import EvalSettings, Evaluator
     from lts.cost.objectives import REGISTRY
     from lts.cost.store import default_cache_path
@@ -52,8 +53,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     config = ArchConfig.load(args.config)
     context = min(DEFAULT_CONTEXT, config.n_positions) if args.context is None else args.context
+    # Every registered objective (--no-generation: those measured on the generation graph left out).
+    wanted = [name for name, o in REGISTRY.items()
+              if not (args.no_generation and o.probe is not None and probes.get(o.probe).graph == "kv")]
     settings = EvalSettings.create(latency_mode=args.latency_mode, seq_len=args.seq_len, context=context,
-                                   generation=not args.no_generation, timeout_s=args.timeout,
+                                   objectives=wanted, timeout_s=args.timeout,
                                    target=make_target(args.target, args.threads, args.precision))
     if settings.seq_len > config.n_positions:
         raise LTSError(f"--seq-len {settings.seq_len} exceeds the model's n_positions ({config.n_positions})")

@@ -32,7 +32,7 @@ VERSIONS: dict[str, int] = {
     "graph": 1,
     # lts/cost/measure.py and the Evaluator: what a stored evaluation or shape timing holds (probes, timing
     # loop, memory window, reference graph's role). Bump: every stored evaluation and timing is re-measured.
-    "evaluation": 1,
+    "evaluation": 2,
     # lts/generate/onnx_kv.py: the KV-cache export's interface (inputs/outputs, the torch export wrapper,
     # meta.json). Bump: every ONNX export is redone. (Continues the old FORMAT_VERSION = 2.)
     "onnx_export": 3,

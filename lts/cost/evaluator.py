@@ -28,22 +28,22 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from lts.core import faults
 from lts.core.arch import ArchConfig
 from lts.core.cachekeys import cache_key
 from lts.core.errors import JobFailed, LTSError
 from lts.core.fileio import nan_to_none
-from lts.cost import objectives
-from lts.cost.graph import gpt2_graph_spec, write_onnx
+from lts.cost import objectives, probes
 from lts.cost.measure import REFERENCE, MeasureError, MeasureSettings, measure, measure_reference
-from lts.cost.objectives import REGISTRY, Measurement, Timing
+from lts.cost.objectives import REGISTRY, Measurement, Timing, probes_for
 from lts.cost.store import SQLiteStore, Store, default_cache_path
 from lts.cost.target import CPUTarget, Target, check_measurable
 
 LATENCY_MODES = ("composed", "full")
 DEFAULT_OBJECTIVES = ("non_embedding_params", "onnx_latency_s", "onnx_memory_mb")
+DEFAULT_PROBES = probes_for(DEFAULT_OBJECTIVES)
 
 __all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "TaskOutput",
            "default_cache_path", "run_task"]
@@ -57,23 +57,50 @@ class EvalSettings:
     measure: bool = True  # False: proxy + file size only (deterministic, no child process)
     latency_mode: str = "composed"
     target: Target = field(default_factory=CPUTarget)
-    generation: bool = False  # also the generation graph: decode step latency and generation memory
-    forward: bool = True  # the forward graph's latency and memory (False: a search that needs only generation)
+    # The probes to run (names in lts.cost.probes), derived from the objectives and budgets asked for
+    # (objectives.probes_for); without measuring, only the graph-less ones run (run_probes).
+    probes: tuple[str, ...] = DEFAULT_PROBES
 
     def __post_init__(self) -> None:
         if self.latency_mode not in LATENCY_MODES:
             raise LTSError(f"latency_mode must be one of {LATENCY_MODES}, got {self.latency_mode!r}")
+        if isinstance(self.probes, str):
+            raise LTSError(f"probes must be a sequence of probe names, got {self.probes!r}")
+        object.__setattr__(self, "probes", tuple(sorted({probes.get(n).name for n in self.probes})))
         if self.measure:
             check_measurable()
 
     @classmethod
     def create(cls, measure: bool = True, latency_mode: str = "composed", threads: int | None = None,
-               target: Target | None = None, generation: bool = False, forward: bool = True,
-               **measurement: Any) -> EvalSettings:
-        """Flat keywords: seq_len=, context=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target."""
+               target: Target | None = None, objectives: Iterable[str] | None = None,
+               generation: bool = False, forward: bool = True, **measurement: Any) -> EvalSettings:
+        """Flat keywords: seq_len=, context=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target.
+
+        `objectives` (names; objectives and budgets alike) decide the probes; None: the default objectives'.
+        ``generation=True`` adds every probe on the generation graph, ``forward=False`` drops those on the
+        forward graph and its latency parts (shorthands for callers that do not name objectives).
+        """
         target = target or (CPUTarget() if threads is None else CPUTarget(threads=threads))
+        chosen = DEFAULT_PROBES if objectives is None else probes_for(objectives)
+        chosen = probes.with_graphs(chosen, add=("kv",) if generation else (),
+                                    drop=() if forward else probes.FORWARD_GRAPHS)
         return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), measure, latency_mode,
-                   target, generation, forward)
+                   target, chosen)
+
+    @property
+    def run_probes(self) -> tuple[str, ...]:
+        """The probes that run: all of ``probes`` when measuring, else only the graph-less ones."""
+        return self.probes if self.measure else tuple(n for n in self.probes if not probes.get(n).measured)
+
+    @property
+    def generation(self) -> bool:
+        """True when a probe that runs measures the generation graph (then ``measurement.context`` matters)."""
+        return probes.uses_graph(self.run_probes, "kv")
+
+    @property
+    def forward(self) -> bool:
+        """True when a probe that runs measures the forward graph or its latency parts."""
+        return probes.uses_graph(self.run_probes, *probes.FORWARD_GRAPHS)
 
     @property
     def seq_len(self) -> int:
@@ -94,8 +121,7 @@ class EvalSettings:
     def key(self) -> str:
         """What a whole result depends on (sha1 hex): the above, the mode, and every objective's definition."""
         return cache_key("evaluation", measurement=self.measurement_key(), measure=self.measure,
-                         latency_mode=self.latency_mode, generation=self.generation,
-                         forward=self.forward or not self.measure,  # without measuring, nothing is left out
+                         latency_mode=self.latency_mode, probes=[probes.get(n).definition() for n in self.run_probes],
                          objectives=objectives.definitions())
 
 
@@ -191,7 +217,8 @@ class Evaluator:
     def _timing_key(self, config: ArchConfig, part: str) -> str:
         c = config
         shape = {"base": (c.n_embd, c.vocab_size), "block": (c.n_embd, c.n_inner, c.n_head)}[part]
-        return f"{part}:{shape}:{self.settings.measurement_key()}:{self.hardware['id']}"
+        probe = probes.get(probes.parts_probe(probes.REGISTRY) or "latency")  # its version keys its timings
+        return f"{probe.name}.{probe.version}:{part}:{shape}:{self.settings.measurement_key()}:{self.hardware['id']}"
 
     def cached(self, config: ArchConfig) -> EvalResult | None:
         """The stored success for `config` under these settings and hardware, at this evaluator's calibration."""
@@ -208,7 +235,7 @@ class Evaluator:
         if not result.ok:
             return result
         m = result.measurement
-        if m.timings:
+        if m.timed:
             m = replace(m, calibration_s=self.calibrate())
         return replace(result, values=self._values(result.config, m), measurement=m,
                        cached=result.cached if cached is None else cached)
@@ -247,7 +274,7 @@ class Evaluator:
         if not s.measure:
             return EvalTask(config, s, (), {})
         self.calibrate()
-        if not s.forward:
+        if probes.parts_probe(s.run_probes) is None:  # no latency asked for
             parts: dict[str, Timing | None] = {}
         elif s.latency_mode == "full":
             parts = {"full": None}
@@ -268,10 +295,15 @@ class Evaluator:
                 if out.hardware != self.hardware["id"]:
                     return self.failed(config, f"measured on other hardware ({out.hardware} on {out.node}, not "
                                                f"{self.hardware['id']})", out.seconds, out.hardware, out.node)
-                for p, timing in m.timings.items():
-                    if p in ("base", "block"):
-                        self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))
-                m = replace(m, timings={**task.known, **m.timings}, calibration_s=self.calibration_s)
+                timed = probes.parts_probe(task.settings.run_probes)
+                if timed is not None:  # its new shape timings are stored, and composed with the known ones
+                    new = m.get(timed) or {}
+                    for p, timing in new.items():
+                        if p in ("base", "block"):
+                            self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))
+                    if new or task.known:
+                        m = m.with_result(timed, {**task.known, **new})
+                m = replace(m, calibration_s=self.calibration_s)
             return EvalResult(config.archid, config, self._values(config, m), out.seconds, measurement=m,
                               hardware=out.hardware, node=out.node)
         except Exception as exc:  # noqa: BLE001 - an objective that cannot be computed fails this candidate only
@@ -323,7 +355,7 @@ class EvalTask:
     config: ArchConfig
     settings: EvalSettings
     parts: tuple[str, ...]          # latency parts still to time ("full", or "base"/"block" not stored yet)
-    known: Mapping[str, Timing]     # shape timings already stored, reused
+    known: Mapping[str, Timing]     # shape timings already stored, reused (part of the "parts" probe's result)
 
 
 @dataclass(frozen=True)
@@ -347,10 +379,7 @@ def run_task(task: EvalTask) -> TaskOutput:
     hardware, node = s.target.fingerprint()["id"], platform.node()
     try:
         faults.point("evaluate", config.archid)
-        if not s.measure:
-            m = Measurement(file_bytes=write_onnx(gpt2_graph_spec(config), None))
-        else:
-            m = measure(config, s.measurement, s.target, parts=task.parts, memory=s.forward, generation=s.generation)
+        m = measure(config, s.measurement, s.target, s.run_probes, parts=task.parts)  # unmeasured: graph-less only
         return TaskOutput(m, None, time.perf_counter() - t0, hardware, node)
     except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
         return TaskOutput(None, _reason(exc), time.perf_counter() - t0, hardware, node)

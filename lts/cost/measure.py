@@ -1,5 +1,9 @@
 """Latency and memory of an ONNX graph, measured in an isolated child process.
 
+What is measured is a set of probes (``lts.cost.probes``): :func:`measure` runs the probes it is
+given, each in the child its graph belongs to, and hands each a :class:`ProbeContext` (graphs,
+the peak-memory window, timing beside the reference graph). The built-in ones are described below.
+
 Why a child: a measurement must not share threads, allocator state or imports with the
 search, and a crash or hang in ONNX Runtime must cost one candidate, not the search.
 Children are forked from a small fork server that has numpy and onnxruntime imported
@@ -44,7 +48,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -52,8 +56,9 @@ from lts.core import faults
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.core.procs import ChildError, ChildProcess
+from lts.cost import probes as registry
 from lts.cost.graph import gpt2_graph_spec, gpt2_kv_graph_spec, kv_names, tiled_weights, write_onnx
-from lts.cost.objectives import Measurement, Timing
+from lts.cost.probes import Measurement, Timing
 from lts.cost.target import Target
 
 
@@ -258,58 +263,101 @@ def _prepare_child(conn: Any, config_dict: dict, parts: tuple[str, ...], precisi
     conn.send(("done", out))
 
 
+class ProbeContext:
+    """What a probe's ``run`` gets (``lts.cost.probes``): the candidate, how and where to measure, and services.
+
+    In the measuring child: ``write_graph(part)`` writes a graph ("full", "base", "block", "kv"; the
+    quantized one on an int8 Target) and returns its path (the caller unlinks it); ``session(part)``
+    makes a session of it (the file is gone after); ``peak_memory(work)`` is a peak-memory window
+    around ``work()``; ``time(sess, feeds)`` times a session beside the reference graph under the
+    Target's exclusive lock. ``parts`` are the latency parts to time; ``shared`` holds what one probe
+    leaves for a later one of the same child. A graph-less probe gets a context without a child
+    (``conn`` None): only ``config``, ``settings`` and ``target``.
+    """
+
+    def __init__(self, config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...] = (),
+                 conn: Any = None, scratch: list[str] | None = None, prepared: dict[str, str] | None = None) -> None:
+        self.config, self.settings, self.target, self.parts = config, settings, target, parts
+        self.shared: dict[str, Any] = {}
+        self._conn, self._scratch, self._prepared = conn, scratch or [], prepared
+        self._weights: Any = None
+        self._reference: tuple[Any, dict] | None = None
+
+    @property
+    def weights(self) -> Any:
+        if self._weights is None:
+            self._weights = tiled_weights()
+        return self._weights
+
+    def write_graph(self, part: str) -> Path:
+        path, _ = _write_graph(self._scratch, f"{part}.onnx", self.config, part, self.weights, self._prepared)
+        return path
+
+    def session(self, part: str) -> Any:
+        path = self.write_graph(part)
+        sess = self.target.session(path)
+        path.unlink()
+        return sess
+
+    def peak_memory(self, work: Callable[[], Any]) -> tuple[Any, dict[str, int | None]]:
+        """(what `work` returned, ``{"bytes", "sampled_bytes"}``): its peak resident memory over the RSS just
+        before it (exact where the Target reads the kernel's peak, else the sample), and the parent's sample."""
+        if self._conn is None:
+            raise RuntimeError("peak_memory needs a measuring child (a probe with a graph)")
+        return _peak_memory(self._conn, self.target, work)
+
+    def reference(self) -> tuple[Any, dict]:
+        """The reference graph's session and feeds (made once per child, on first use)."""
+        if self._reference is None:
+            self._reference = _reference(self._scratch, self.settings, self.target, self.weights)
+        return self._reference
+
+    def token_feeds(self) -> dict[str, np.ndarray]:
+        """The forward graph's inputs: ``seq_len`` tokens, batch 1."""
+        return token_feeds(self.settings.seq_len, self.config.vocab_size)
+
+    def feeds_for(self, sess: Any) -> dict[str, np.ndarray]:
+        """Inputs for `sess` (a forward part) at ``seq_len``."""
+        return feeds_for(sess, self.settings.seq_len)
+
+    def decode_feeds(self, past_len: int) -> dict[str, np.ndarray]:
+        """Inputs of one decoding step with `past_len` cached positions."""
+        return decode_feeds(self.config, past_len)
+
+    def generate_to_context(self, sess: Any) -> Any:
+        """Prefill then decode on `sess` up to ``context`` tokens (the generation-memory workload)."""
+        return generate_to_context(sess, self.config, self.settings.context)
+
+    def time(self, sess: Any, feeds: dict[str, np.ndarray]) -> Timing:
+        reference = self.reference()
+        with self.target.lock(exclusive=True):
+            return time_beside_reference(sess, feeds, self.settings, reference)
+
+
 def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
-           memory: bool, generation: bool, scratch: list[str], prepared: dict[str, str] | None = None) -> None:
-    weights = tiled_weights()
-    out: dict[str, Any] = {}
+           probes: tuple[tuple[str, Callable[[ProbeContext], Any]], ...], scratch: list[str],
+           prepared: dict[str, str] | None = None) -> None:
+    """Run `probes` ((name, run) pairs, in order: only the functions travel, pickled by reference) on
+    `config_dict`, or time the reference graph alone (None)."""
     if config_dict is None:  # the calibration: the reference graph alone
-        sess, feeds = _reference(scratch, settings, target, weights)
+        sess, feeds = _reference(scratch, settings, target, tiled_weights())
         loops = []
         for i in range(CALIBRATION_LOOPS):  # spread over a few seconds: one loop can hit a passing slowdown
             if i:
                 time.sleep(CALIBRATION_GAP_S)
             with target.lock(exclusive=True):
                 loops.append(time_session(sess, feeds, settings))
-        out["reference"] = asdict(sorted(loops, key=lambda t: t.median_s)[len(loops) // 2])
-        conn.send(("done", out))
+        conn.send(("done", {"reference": asdict(sorted(loops, key=lambda t: t.median_s)[len(loops) // 2])}))
         return
     config = ArchConfig(**config_dict)
     faults.point("measure", config.archid)
-    if memory:
-        with target.lock(exclusive=False):
-            path, _ = _write_graph(scratch, "model.onnx", config, "full", weights, prepared)
-            feeds = token_feeds(settings.seq_len, config.vocab_size)  # made before the baseline
-            _peak_memory(conn, target, "memory", lambda: target.session(path).run(None, feeds))
-            path.unlink()
-    timings = {}
-    sess = None
-    if generation:  # before any other session exists here, like generate_text.py's first (and only) one
-        with target.lock(exclusive=False):
-            path, _ = _write_graph(scratch, "kv.onnx", config, "kv", weights, prepared)
-            sess = _peak_memory(conn, target, "generation_memory",
-                                lambda: _generate(target.session(path), config, settings.context))
-            path.unlink()
-    reference = _reference(scratch, settings, target, weights) if parts or generation else ()
-    if sess is not None:  # the decoding step, on the session the memory probe built
-        with target.lock(exclusive=True):
-            timings["decode"] = asdict(time_beside_reference(sess, decode_feeds(config, settings.context - 1),
-                                                             settings, reference))
-        del sess
-    for part in parts:
-        path, _ = _write_graph(scratch, f"{part}.onnx", config, part, weights, prepared)
-        sess = target.session(path)
-        path.unlink()
-        feeds = feeds_for(sess, settings.seq_len)
-        with target.lock(exclusive=True):
-            timings[part] = asdict(time_beside_reference(sess, feeds, settings, reference))
-        del sess
-    out["timings"] = timings
-    conn.send(("done", out))
+    ctx = ProbeContext(config, settings, target, parts, conn, scratch, prepared)
+    conn.send(("done", {name: run(ctx) for name, run in probes}))
 
 
-def _peak_memory(conn: Any, target: Target, name: str, work: Callable[[], Any]) -> Any:
+def _peak_memory(conn: Any, target: Target, work: Callable[[], Any]) -> tuple[Any, dict[str, int | None]]:
     """Peak resident memory of `work` over the RSS just before it (the parent samples from outside
-    meanwhile); returns what `work` returned."""
+    meanwhile and sends its figure back); (what `work` returned, {"bytes", "sampled_bytes"})."""
     gc.collect()
     base = target.memory_bytes()
     exact = target.reset_peak_memory()
@@ -317,10 +365,10 @@ def _peak_memory(conn: Any, target: Target, name: str, work: Callable[[], Any]) 
     conn.recv()  # the parent's sampler is running
     result = work()
     peak = target.peak_memory_bytes() if exact else None
-    conn.send(("memory", {"name": name, "peak_delta_bytes": None if peak is None else peak - base}))
-    conn.recv()
+    conn.send(("memory", None if peak is None else peak - base))
+    sampled = conn.recv()
     gc.collect()
-    return result
+    return result, {"bytes": sampled if peak is None else peak - base, "sampled_bytes": sampled}
 
 
 def prefill_feeds(config: ArchConfig, tokens: int) -> dict[str, np.ndarray]:
@@ -343,7 +391,7 @@ PROMPT_TOKENS = 16  # the prefill of the generation-memory probe (a short prompt
 DECODE_STEPS = 3    # decoding steps that end the probe at --context tokens, each feeding back the last presents
 
 
-def _generate(sess: Any, config: ArchConfig, context: int) -> Any:
+def generate_to_context(sess: Any, config: ArchConfig, context: int) -> Any:
     """What a generation to `context` tokens holds at its end: prefill a prompt, then decode to `context`.
 
     The cache of the steps in between is filled in directly (their compute does not change the
@@ -366,39 +414,43 @@ def _generate(sess: Any, config: ArchConfig, context: int) -> Any:
 # ----------------------------------------------------------------------------- in the parent
 
 # Imported once by the fork server; no session is ever made there.
-PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.cost.graph", "lts.cost.measure", "lts.cost.quantize")
+PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.cost.graph", "lts.cost.measure", "lts.cost.probes",
+           "lts.cost.quantize")
 
 
-def measure(config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...] = ("base", "block"),
-            memory: bool = True, generation: bool = False) -> Measurement:
-    """Measure `config` on `target` in a fresh child: peak memory of session + forward, a Timing per part.
+DEFAULT_PROBES = ("file", "latency", "memory")  # the default objectives' (lts.cost.evaluator.DEFAULT_OBJECTIVES)
+_GRAPH_FILES = {"forward": ("full",), "kv": ("kv",)}  # a probe's graph -> the graph files it writes ("parts": parts)
 
-    With `generation`: also, in a second fresh child (a peak is only honest in a process that has
-    not held another model), the generation graph's peak memory (a prefill and decoding to
-    ``settings.context`` tokens) and the Timing of one decoding step at that context ("decode").
-    Raises MeasureError with a one-line reason on failure, timeout or crash.
+
+def measure(config: ArchConfig, settings: MeasureSettings, target: Target, probes: Iterable[str] = DEFAULT_PROBES,
+            parts: tuple[str, ...] = ("base", "block"), *, memory: bool = True,
+            generation: bool = False) -> Measurement:
+    """Run `probes` (names in ``lts.cost.probes``) on `config`: a :class:`Measurement` of their results.
+
+    Graph-less probes run here; those on the forward graph and the latency `parts` ("parts" probes run
+    only when `parts` is not empty) in one fresh child; those on the generation graph in a second
+    fresh child (a peak is only honest in a process that has not held another model). The old
+    keywords still work: ``memory=False`` drops the forward-graph probes, ``generation=True`` adds
+    every generation-graph one. Raises MeasureError with a one-line reason on failure, timeout or crash.
     """
-    peaks, timings = {}, {}
-    if memory or parts:
-        peaks, timings = _measure_in_child(config, settings, target, tuple(parts), memory, False)
-    if generation:
-        more_peaks, more_timings = _measure_in_child(config, settings, target, (), False, True)
-        peaks.update(more_peaks)
-        timings.update(more_timings)
-    memory_bytes, sampled_bytes = peaks.get("memory", (None, None))
-    generation_bytes, generation_sampled = peaks.get("generation_memory", (None, None))
-    file_bytes = write_onnx(gpt2_graph_spec(config), None)  # the size is exact without writing anything
-    return Measurement(file_bytes, memory_bytes, sampled_bytes, timings, generation_memory_bytes=generation_bytes,
-                       generation_memory_sampled_bytes=generation_sampled)
+    names = registry.with_graphs(probes, add=("kv",) if generation else (), drop=() if memory else ("forward",))
+    chosen = [p for p in registry.ordered(names) if p.graph != "parts" or parts]
+    results: dict[str, Any] = {}
+    for graphs in (registry.FORWARD_GRAPHS, ("kv",)):
+        in_child = tuple(p for p in chosen if p.graph in graphs)
+        if in_child:
+            results.update(_measure_in_child(config, settings, target, tuple(parts), in_child))
+    here = ProbeContext(config, settings, target)
+    results.update({p.name: p.run(here) for p in chosen if not p.measured})
+    return Measurement({name: results[name] for name in sorted(results)})
 
 
 def _measure_in_child(config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
-                      memory: bool, generation: bool) -> tuple[dict, dict[str, Timing]]:
-    """({probe: (figure, sampled figure)}, {part: Timing}) from one measuring child."""
-    needed = max(write_onnx(_spec(config, part), None) for part in
-                 ("full" if memory else None, "kv" if generation else None, *parts, "base") if part)
-    peaks: dict[str, tuple[int | None, int]] = {}  # probe -> (exact or sampled figure, sampled figure)
-    with _child_process(config.to_dict(), settings, target, parts, memory, generation, needed,
+                      probes: tuple[Any, ...]) -> dict[str, Any]:
+    """{probe name: result} of `probes` (in order) from one measuring child."""
+    graphs = tuple(dict.fromkeys(g for p in probes for g in (parts if p.graph == "parts" else _GRAPH_FILES[p.graph])))
+    needed = max(write_onnx(_spec(config, part), None) for part in (*graphs, "base"))
+    with _child_process(config.to_dict(), settings, target, parts, probes, graphs, needed,
                         f"lts-measure {config.archid}") as child:
         sampler, base = None, 0
         while True:
@@ -407,19 +459,16 @@ def _measure_in_child(config: ArchConfig, settings: MeasureSettings, target: Tar
                 base, sampler = payload, child.sampler(0.001)
                 child.send("go")
             elif kind == "memory":
-                sampled = max(0, sampler.stop() - base) if sampler else 0
-                exact = payload["peak_delta_bytes"]
-                peaks[payload["name"]] = (exact if exact is not None else sampled, sampled)
-                child.send("ok")
+                child.send(max(0, sampler.stop() - base) if sampler else 0)
             elif kind == "done":
-                return peaks, {k: Timing(**v) for k, v in payload["timings"].items()}
+                return payload
             elif kind == "error":
                 raise MeasureError(payload)
 
 
 def measure_reference(settings: MeasureSettings, target: Target) -> Timing:
     """Time the reference graph alone, now (a run's calibration: its latencies are reported at this speed)."""
-    with _child_process(None, settings, target, (), False, False, 0, "lts-measure reference") as child:
+    with _child_process(None, settings, target, (), (), (), 0, "lts-measure reference") as child:
         kind, payload = child.recv()
         if kind == "error":
             raise MeasureError(payload)
@@ -428,10 +477,10 @@ def measure_reference(settings: MeasureSettings, target: Target) -> Timing:
 
 @contextmanager
 def _child_process(config: dict | None, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
-                   memory: bool, generation: bool, needed_bytes: int, name: str) -> Iterator[ChildProcess]:
-    """The measuring child, with scratch folders this process owns and removes, whatever happens to the child.
-
-    A Target of another precision than fp32 gets its graphs quantized first, by a child of their own.
+                   probes: tuple[Any, ...], graphs: tuple[str, ...], needed_bytes: int,
+                   name: str) -> Iterator[ChildProcess]:
+    """The measuring child running `probes`, with scratch folders this process owns and removes, whatever happens
+    to the child. A Target of another precision than fp32 gets `graphs` quantized first, by a child of their own.
     """
     quantized = config is not None and target.precision != "fp32"
     # room for the quantized graphs beside the one being quantized
@@ -440,13 +489,13 @@ def _child_process(config: dict | None, settings: MeasureSettings, target: Targe
     try:
         prepared = None
         if quantized:
-            graphs = ("full",) * memory + ("kv",) * generation + parts
             with ChildProcess(_prepare_child, (config, graphs, target.precision, scratch), preload=PRELOAD,
                               timeout_s=settings.timeout_s, name=f"{name} ({target.precision})") as child:
                 kind, prepared = child.recv()
                 if kind == "error":
                     raise MeasureError(f"{target.precision} quantization failed: {prepared}")
-        with ChildProcess(_child, (config, settings, target, parts, memory, generation, scratch, prepared),
+        runs = tuple((p.name, p.run) for p in probes)
+        with ChildProcess(_child, (config, settings, target, parts, runs, scratch, prepared),
                           preload=PRELOAD, timeout_s=settings.timeout_s, name=name) as child:
             yield child
     except ChildError as exc:

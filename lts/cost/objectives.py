@@ -9,82 +9,25 @@ the cache key (:func:`definitions`: each entry's declared fields and its ``versi
 objective, or one whose ``version`` was bumped, is never served a stale cached value; editing the
 source of ``compute``, even its comments, changes nothing: bump ``version`` when the value changes).
 
-Adding an objective is one ``register(Objective(...))`` call (here, or in a plugin module);
-if it needs a new kind of measurement, ``lts/cost/measure.py`` gets a probe for it.
+Adding an objective is one ``register(Objective(...))`` call (here, or in a module of its own);
+if it needs a new kind of measurement, one ``register(Probe(...))`` beside it (``lts.cost.probes``):
+at most two files, and which probes and graphs run is derived from the objectives asked for.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 from lts.core import cachekeys
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
+from lts.cost import probes
+from lts.cost.probes import Measurement, Timing
 from lts.cost.proxy import non_embedding_params, total_params
 
 MIB = 2**20
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Median latency (s) of repeated runs, with its spread, and the reference graph's median beside it.
-
-    ``reference_s`` is the latency of a fixed reference graph timed around this one (same process,
-    same moments): ``median_s / reference_s`` is the latency in reference units, which means the
-    same thing whenever it was measured on this hardware (see ``lts.cost.measure``). ``cv`` is the
-    spread of single runs; ``drift`` the relative spread of the reference-unit figure between
-    rounds taken seconds apart (0 when not measured in rounds).
-    """
-
-    median_s: float
-    cv: float
-    repeats: int
-    reference_s: float | None = None
-    drift: float = 0.0
-
-    @property
-    def sigma(self) -> float:
-        """Relative standard deviation of this timing between two measurements: runs' spread and drift."""
-        return math.hypot(self.cv, self.drift)
-
-    @property
-    def std_s(self) -> float:
-        return self.cv * self.median_s
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """What probing a candidate produced (empty fields: that probe did not run).
-
-    ``timings`` maps a graph part ("full", or "base" and "block") to its Timing; memory
-    figures are bytes over the measuring process's baseline. ``calibration_s`` is the reference
-    graph's median at the moment the figures are reported for (the run's calibration): a timing
-    taken at another moment is rescaled by ``calibration_s / reference_s``, so drift of the
-    machine's speed between moments cancels.
-    """
-
-    file_bytes: int | None = None
-    memory_bytes: int | None = None
-    memory_sampled_bytes: int | None = None
-    timings: Mapping[str, Timing] = field(default_factory=dict)
-    calibration_s: float | None = None
-    generation_memory_bytes: int | None = None
-    generation_memory_sampled_bytes: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file_bytes": self.file_bytes, "memory_bytes": self.memory_bytes,
-                "memory_sampled_bytes": self.memory_sampled_bytes,
-                "generation_memory_bytes": self.generation_memory_bytes,
-                "generation_memory_sampled_bytes": self.generation_memory_sampled_bytes,
-                "timings": {p: asdict(t) for p, t in self.timings.items()}}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any], calibration_s: float | None = None) -> Measurement:
-        return cls(d.get("file_bytes"), d.get("memory_bytes"), d.get("memory_sampled_bytes"),
-                   {p: Timing(**t) for p, t in d.get("timings", {}).items()}, calibration_s,
-                   d.get("generation_memory_bytes"), d.get("generation_memory_sampled_bytes"))
 
 
 @dataclass(frozen=True)
@@ -92,9 +35,10 @@ class Objective:
     """One recorded figure. ``direction`` is +1 to minimise, -1 to maximise (applied only by the search).
 
     ``compute(config, measurement)`` returns the value in ``unit`` (NaN when its probe did not run).
-    ``probe`` names what the measuring child must do for it: None (a pure function of the config,
-    deterministic), "file" (the graph's size, deterministic, no child), or a measured probe
-    ("memory", "latency") that runs in an isolated child process on the Target.
+    ``probe`` names the :class:`lts.cost.probes.Probe` whose result it reads (``measurement.get(probe)``):
+    None (a pure function of the config, deterministic), a probe without a graph ("file": deterministic,
+    computed in the parent), or a measured probe ("memory", "latency", ...) that runs in an isolated child
+    process on the Target. Asking for the objective (or a budget on it) is what makes its probe run.
     ``searchable`` entries may be ``--objectives``; the others are recorded beside them.
     Plots show ``value * scale`` in ``display_unit``; the gallery and printouts show ``display(value)``
     (integers with thousands separators, other values scaled and formatted with ``fmt``).
@@ -129,8 +73,10 @@ class Objective:
 
     @property
     def measured(self) -> bool:
-        """True when its value needs a measurement on the Target (noisy, machine-specific)."""
-        return self.probe not in (None, "file")
+        """True when its value needs a measurement on the Target (noisy, machine-specific): its probe has a graph."""
+        if self.probe is None:
+            return False
+        return probes.get(self.probe).measured
 
     @property
     def axis_label(self) -> str:
@@ -223,16 +169,6 @@ def registry_key() -> str:
     return cachekeys.digest(definitions())
 
 
-GENERATION_PROBES = frozenset({"decode", "generation_memory"})  # measured on the generation (KV-cache) graph
-FORWARD_PROBES = frozenset({"latency", "memory"})  # measured on the forward graph
-
-
-def probes_needed(names: Iterable[str] | None = None) -> set[str]:
-    """The measured probes the given objectives (default: all registered) need."""
-    objs = REGISTRY.values() if names is None else (get(n) for n in names)
-    return {o.probe for o in objs if o.measured and o.probe is not None}
-
-
 # ----------------------------------------------------------------------------- the built-in objectives
 
 def _scaled(t: Timing, calibration_s: float | None) -> float:
@@ -244,7 +180,7 @@ def _scaled(t: Timing, calibration_s: float | None) -> float:
 
 def _terms(n_layer: int, m: Measurement) -> list[tuple[Timing, float]] | None:
     """The timed parts of the whole forward and the seconds each adds at ``m.calibration_s`` (None: not timed)."""
-    timings = m.timings
+    timings = m.get("latency") or {}
     if "full" in timings:
         return [(timings["full"], _scaled(timings["full"], m.calibration_s))]
     if "base" not in timings or "block" not in timings:
@@ -280,7 +216,8 @@ def latency_sigma(n_layer: int, m: Measurement) -> float:
 
 def latency_units(n_layer: int, m: Measurement) -> float:
     """The latency in reference-graph units (latency / reference latency): comparable across moments."""
-    parts = [m.timings.get(p) for p in (("full",) if "full" in m.timings else ("base", "block"))]
+    timings = m.get("latency") or {}
+    parts = [timings.get(p) for p in (("full",) if "full" in timings else ("base", "block"))]
     if any(t is None or not t.reference_s for t in parts):
         return math.nan
     units = [t.median_s / t.reference_s for t in parts]  # type: ignore[union-attr]
@@ -297,12 +234,12 @@ def latency_noise(config: ArchConfig, m: Measurement) -> float:
 
 def decode_latency(m: Measurement) -> float:
     """One decoding step at ``--context`` tokens, at the calibration moment (NaN when not timed)."""
-    t = m.timings.get("decode")
+    t = m.get("decode")
     return math.nan if t is None else _scaled(t, m.calibration_s)
 
 
 def decode_noise(config: ArchConfig, m: Measurement) -> float:
-    t = m.timings.get("decode")
+    t = m.get("decode")
     return math.nan if t is None else NOISE_SIGMAS * decode_latency(m) * t.sigma
 
 
@@ -312,6 +249,12 @@ def memory_noise(value_bytes: int | None) -> float:
 
 def _mib(value: int | None) -> float:
     return math.nan if value is None else value / MIB
+
+
+def peak_bytes(m: Measurement, probe: str, figure: str = "bytes") -> int | None:
+    """A peak-memory probe's figure ("bytes", or "sampled_bytes": sampled from outside); None when it did not run."""
+    result = m.get(probe)
+    return None if result is None else result.get(figure)
 
 
 register(Objective(
@@ -333,7 +276,8 @@ register(Objective(
 
 register(Objective(
     "onnx_memory_mb", "MiB", +1, "ONNX Runtime peak memory",
-    compute=lambda c, m: _mib(m.memory_bytes), probe="memory", noise=lambda c, m: memory_noise(m.memory_bytes)))
+    compute=lambda c, m: _mib(peak_bytes(m, "memory")), probe="memory",
+    noise=lambda c, m: memory_noise(peak_bytes(m, "memory"))))
 
 register(Objective(
     "onnx_decode_latency_s", "s", +1, "ONNX Runtime decode step",
@@ -342,12 +286,12 @@ register(Objective(
 
 register(Objective(
     "onnx_generation_memory_mb", "MiB", +1, "ONNX Runtime generation memory",
-    compute=lambda c, m: _mib(m.generation_memory_bytes), probe="generation_memory",
-    noise=lambda c, m: memory_noise(m.generation_memory_bytes)))
+    compute=lambda c, m: _mib(peak_bytes(m, "generation_memory")), probe="generation_memory",
+    noise=lambda c, m: memory_noise(peak_bytes(m, "generation_memory"))))
 
 register(Objective(
     "onnx_file_mb", "MiB", +1, "ONNX file size",
-    compute=lambda c, m: _mib(m.file_bytes), probe="file"))
+    compute=lambda c, m: _mib(m.get("file")), probe="file"))
 
 register(Objective(
     "total_params", "parameters", -1, "total parameters",
@@ -356,9 +300,19 @@ register(Objective(
 
 register(Objective(
     "onnx_memory_sampled_mb", "MiB", +1, "peak memory sampled from outside",
-    compute=lambda c, m: _mib(m.memory_sampled_bytes), probe="memory", searchable=False, gallery=False))
+    compute=lambda c, m: _mib(peak_bytes(m, "memory", "sampled_bytes")), probe="memory", searchable=False,
+    gallery=False))
 
 register(Objective(
     "onnx_generation_memory_sampled_mb", "MiB", +1, "generation memory sampled from outside",
-    compute=lambda c, m: _mib(m.generation_memory_sampled_bytes), probe="generation_memory", searchable=False,
-    gallery=False))
+    compute=lambda c, m: _mib(peak_bytes(m, "generation_memory", "sampled_bytes")), probe="generation_memory",
+    searchable=False, gallery=False))
+
+
+def probes_for(objective_names: Iterable[str], skip_graphs: Iterable[str] = ()) -> tuple[str, ...]:
+    """The probes (sorted names) the given objectives need, plus every graph-less one; those on a graph in
+    `skip_graphs` are left out. Unknown objectives or probes: LTSError."""
+    skip = set(skip_graphs)
+    names = {o.probe for o in map(get, objective_names) if o.probe is not None}
+    chosen = {n for n in names if probes.get(n).graph not in skip}
+    return tuple(sorted(chosen | set(probes.static_probes())))

@@ -16,8 +16,8 @@ from lts.core import fileio
 from lts.core.errors import JobFailed, LTSError
 from lts.core.tables import write_csv
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalSettings, Evaluator
-from lts.cost.objectives import FORWARD_PROBES, GENERATION_PROBES, parse_objectives, probes_needed
 from lts.cost.objectives import get as get_objective
+from lts.cost.objectives import parse_objectives
 from lts.cost.quantize import check_precision
 from lts.cost.store import default_cache_path
 from lts.cost.target import make_target
@@ -94,12 +94,10 @@ class SearchJob:
                               constraints=parse_constraints(self.constraints))
 
     def eval_settings(self) -> EvalSettings:
-        settings = self.search_settings()
-        needed = probes_needed(settings.figures)  # only what an objective or a budget needs
+        settings = self.search_settings()  # its figures (objectives and budgets) decide what is measured
         return EvalSettings.create(measure=settings.needs_measurement, latency_mode=self.latency_mode,
                                    target=make_target(self.target, self.threads, self.precision), seq_len=self.seq_len,
-                                   context=self.context, generation=bool(GENERATION_PROBES & needed),
-                                   forward=bool(FORWARD_PROBES & needed), timeout_s=self.timeout_s)
+                                   context=self.context, objectives=settings.figures, timeout_s=self.timeout_s)
 
     def cache_path(self) -> Path:
         return Path(self.cache) if self.cache else default_cache_path()

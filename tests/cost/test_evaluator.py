@@ -26,11 +26,12 @@ ONE = CPUTarget(threads=1)
 
 def test_measure_reports_memory_file_and_timings():
     out = measure(TINY, MeasureSettings(**MEASURE), ONE, parts=("base", "block", "full"))
-    assert out.file_bytes == write_onnx(gpt2_graph_spec(TINY), None)
-    assert 0 < out.memory_bytes < 500 * 2**20
-    assert out.memory_sampled_bytes > 0
+    assert set(out.results) == {"file", "memory", "latency"}
+    assert out.get("file") == write_onnx(gpt2_graph_spec(TINY), None)
+    assert 0 < out.get("memory")["bytes"] < 500 * 2**20
+    assert out.get("memory")["sampled_bytes"] > 0
     for part in ("base", "block", "full"):
-        t = out.timings[part]
+        t = out.get("latency")[part]
         # The repeat budget is split over the rounds around the reference (rounded up per round).
         assert t.median_s > 0 and 3 <= t.repeats <= 6 and t.reference_s > 0
 
@@ -100,7 +101,7 @@ def test_measure_memory_grows_with_model_size():
     big = measure(ArchConfig(2, 64, 128, 2, vocab_size=200_000, n_positions=64), MeasureSettings(**MEASURE), ONE,
                   parts=())
     # The extra 200k x 64 float32 embedding is ~48 MiB: the peak must see at least that.
-    assert big.memory_bytes - small.memory_bytes > 40 * 2**20
+    assert big.get("memory")["bytes"] - small.get("memory")["bytes"] > 40 * 2**20
 
 
 @pytest.mark.heavy
@@ -108,17 +109,17 @@ def test_generation_probe_times_a_decode_step_and_counts_the_kv_cache():
     """Generation memory holds the weights plus the cache: a longer context costs its KV bytes (about three
     times: the past being read, the present being written and the step's concatenation, at the last step)."""
     cfg = ArchConfig(4, 512, 512, 8, vocab_size=512, n_positions=1024)
-    short = measure(cfg, MeasureSettings(**MEASURE, context=16), ONE, parts=(), memory=False, generation=True)
-    long = measure(cfg, MeasureSettings(**MEASURE, context=1024), ONE, parts=(), memory=False, generation=True)
+    short = measure(cfg, MeasureSettings(**MEASURE, context=16), ONE, ("generation_memory", "decode"))
+    long = measure(cfg, MeasureSettings(**MEASURE, context=1024), ONE, ("generation_memory", "decode"))
     kv_bytes = 2 * cfg.n_layer * 1024 * cfg.n_embd * 4  # keys + values of every layer, float32: 16 MiB
-    assert short.memory_bytes is None and set(short.timings) == {"decode"}
+    assert set(short.results) == {"generation_memory", "decode"} and set(short.timings) == {"decode"}
     weights = write_onnx(gpt2_graph_spec(cfg), None)
-    assert short.generation_memory_bytes > 0.8 * weights
-    grown = long.generation_memory_bytes - short.generation_memory_bytes
+    assert short.get("generation_memory")["bytes"] > 0.8 * weights
+    grown = long.get("generation_memory")["bytes"] - short.get("generation_memory")["bytes"]
     # Seen here: 48 MiB, the same to the byte in repeated runs; bounds 16 MiB either side, far beyond any noise.
     assert 2 * kv_bytes < grown < 4 * kv_bytes, (grown, kv_bytes)
-    assert long.generation_memory_sampled_bytes > 0
-    t = long.timings["decode"]
+    assert long.get("generation_memory")["sampled_bytes"] > 0
+    t = long.get("decode")
     assert t.median_s > 0 and t.reference_s > 0
 
 
@@ -176,7 +177,7 @@ def test_a_failure_never_replaces_a_success(tmp_path):
 def test_cached_latency_is_reported_at_the_current_calibration(tmp_path):
     """A stored latency keeps its reference timing: another moment's calibration rescales it, units stay."""
     first = Evaluator(EvalSettings.create(**FAST), tmp_path / "c.sqlite", calibration_s=1e-3).evaluate(TINY)
-    t = first.measurement.timings
+    t = first.measurement.get("latency")
     assert all(p.reference_s > 0 for p in t.values())
     units = t["base"].median_s / t["base"].reference_s + 2 * t["block"].median_s / t["block"].reference_s
     assert first.onnx_latency_units == pytest.approx(units)
@@ -204,7 +205,7 @@ def test_composed_latency_reuses_shape_timings(tmp_path):
     assert b.ok
     # Re-timing would have stored (and used) fresh, different medians: these are the shallow model's own.
     assert ev.cached_timing(deep, "block") == block and ev.cached_timing(deep, "base") == base
-    assert b.measurement.timings == {"base": base, "block": block}
+    assert b.measurement.get("latency") == {"base": base, "block": block}
     assert b.onnx_latency_s == pytest.approx(1e-3 * (units(base) + 5 * units(block)))
     # A new block shape is timed: its stored timing is new, and the base is still reused.
     wide = ArchConfig(2, 64, 192, 2, vocab_size=512, n_positions=64)

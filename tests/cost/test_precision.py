@@ -56,9 +56,9 @@ def test_int8_target_measures_less_memory_and_keys_apart(tmp_path):
     fp32 = measure(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1), generation=True)
     int8 = measure(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1, precision="int8"), generation=True)
     assert set(int8.timings) == set(fp32.timings) == {"base", "block", "decode"}
-    assert int8.generation_memory_bytes < fp32.generation_memory_bytes - 10_000_000
-    assert int8.memory_bytes < fp32.memory_bytes - 10_000_000
-    assert int8.file_bytes == fp32.file_bytes  # onnx_file_mb stays the fp32 graph's size (documented)
+    assert int8.get("generation_memory")["bytes"] < fp32.get("generation_memory")["bytes"] - 10_000_000
+    assert int8.get("memory")["bytes"] < fp32.get("memory")["bytes"] - 10_000_000
+    assert int8.get("file") == fp32.get("file")  # onnx_file_mb stays the fp32 graph's size (documented)
     keys = {EvalSettings.create(target=make_target("cpu", 1, p)).key() for p in ("fp32", "int8")}
     assert len(keys) == 2, "an int8 figure must never be served for fp32, nor the reverse"
 
