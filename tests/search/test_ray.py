@@ -91,7 +91,7 @@ def test_measured_results_carry_the_fingerprint_of_the_node_that_measured(cluste
     recs = records(tmp_path / "measured" / "run")
     assert len(recs) == 3 and all(r["status"] == "ok" for r in recs)
     assert {r["hardware"] for r in recs} == {cpu_fingerprint()["id"]}
-    assert all(r["values"]["onnx_latency_s"] > 0 and r["measurement"]["timings"] for r in recs)
+    assert all(r["values"]["onnx_latency_s"] > 0 and r["measurement"]["probes"]["latency"]["full"] for r in recs)
     calibration = json.loads((tmp_path / "measured" / "run" / "calibration.json").read_text())
     assert calibration["hardware"]["id"] == cpu_fingerprint()["id"]
 
