@@ -239,11 +239,13 @@ def render_front(models: Path) -> tuple[str, str]:
     for archid, metrics, config in members:
         values = ["—" if metrics.get(k) is None else fmt(metrics[k]) for k, _, fmt in columns]
         shape = [str(config.get(k, "?")) for k in SHAPE]
-        lines.append(f"| [`{archid}`](../../models/{archid}/config.json) | "
+        # No link into models/: a search of the user's own replaces those folders (the README's first command does).
+        lines.append(f"| `{archid}` | "
                      f"{'yes' if metrics.get('robust') else 'noise'} | " + " | ".join([*values, *shape]) + " |")
     lines.append("")
-    status = f"{len(members)} members, run {', '.join(runs)}"
-    return "\n".join(lines), status
+    # The index says where the page comes from, not what models/ holds now: it must not change when a user's
+    # search replaces models/.
+    return "\n".join(lines), "generated from the committed models/"
 
 
 def render_index(statuses: list[tuple[str, str, str]]) -> str:
