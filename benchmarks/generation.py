@@ -49,7 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from _results import add_json_flag, write_result  # noqa: E402
+from _results import add_json_flag, cpu_model, write_result  # noqa: E402
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -58,16 +58,6 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
         layers, embd = part.lower().split("x")
         sizes.append((int(layers), int(embd)))
     return sizes
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def build_model(n_layer: int, n_embd: int, vocab: int = 50257):
@@ -195,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# greedy decode, batch 1: prompt {args.prompt_len} tokens, {args.new_tokens} new tokens; {args.rounds} "
           f"rounds over the backends, each 1 warm-up + {args.repeats} timed runs per backend; {args.threads} threads "
           f"for every backend")
-    print(f"# {cpu_name()}, {os.cpu_count()} cores visible, load average at start "
+    print(f"# {cpu_model()}, {os.cpu_count()} cores visible, load average at start "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; python {platform.python_version()}, "
           f"torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {onnxruntime.__version__}")
     if optimum_python is not None:
