@@ -66,6 +66,12 @@ def digest(data: Any) -> str:
     return hashlib.sha1(canonical(data).encode("ascii")).hexdigest()
 
 
+def check_version(owner: str, version: Any) -> None:
+    """A declared ``version`` (of an objective, a probe) is a positive integer: ValueError naming `owner` if not."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{owner}: version must be a positive integer, got {version!r}")
+
+
 def versions(artifact: str, uses: Iterable[str] = ()) -> dict[str, int]:
     """The versions a key of `artifact` depends on: its own, those of :data:`USES`, and `uses`."""
     names = (artifact, *USES.get(artifact, ()), *uses)

@@ -36,14 +36,12 @@ from lts.core.cachekeys import cache_key
 from lts.core.errors import JobFailed, LTSError
 from lts.core.fileio import nan_to_none
 from lts.cost import objectives, probes
-from lts.cost.measure import REFERENCE, MeasureError, MeasureSettings, measure, measure_reference
-from lts.cost.objectives import REGISTRY, Measurement, Timing, probes_for
+from lts.cost.measure import DEFAULT_PROBES, REFERENCE, MeasureError, MeasureSettings, measure, measure_reference
+from lts.cost.objectives import DEFAULT_OBJECTIVES, REGISTRY, Measurement, Timing, probes_for
 from lts.cost.store import SQLiteStore, Store, default_cache_path
 from lts.cost.target import CPUTarget, Target, check_measurable
 
 LATENCY_MODES = ("composed", "full")
-DEFAULT_OBJECTIVES = ("non_embedding_params", "onnx_latency_s", "onnx_memory_mb")
-DEFAULT_PROBES = probes_for(DEFAULT_OBJECTIVES)
 
 __all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "TaskOutput",
            "default_cache_path", "run_task"]

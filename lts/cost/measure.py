@@ -58,6 +58,7 @@ from lts.core.errors import LTSError
 from lts.core.procs import ChildError, ChildProcess
 from lts.cost import probes as registry
 from lts.cost.graph import gpt2_graph_spec, gpt2_kv_graph_spec, kv_names, tiled_weights, write_onnx
+from lts.cost.objectives import DEFAULT_OBJECTIVES, probes_for
 from lts.cost.probes import Measurement, Timing
 from lts.cost.target import Target
 
@@ -418,7 +419,7 @@ PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.cost.graph", "lts.cost
            "lts.cost.quantize")
 
 
-DEFAULT_PROBES = ("file", "latency", "memory")  # the default objectives' (lts.cost.evaluator.DEFAULT_OBJECTIVES)
+DEFAULT_PROBES = probes_for(DEFAULT_OBJECTIVES)  # what the default search measures
 _GRAPH_FILES = {"forward": ("full",), "kv": ("kv",)}  # a probe's graph -> the graph files it writes ("parts": parts)
 
 

@@ -28,6 +28,7 @@ from lts.cost.probes import Measurement, Timing
 from lts.cost.proxy import non_embedding_params, total_params
 
 MIB = 2**20
+DEFAULT_OBJECTIVES = ("non_embedding_params", "onnx_latency_s", "onnx_memory_mb")  # what a search optimises unless told
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,7 @@ class Objective:
     def __post_init__(self) -> None:
         if self.direction not in (1, -1):
             raise ValueError(f"{self.name}: direction must be +1 (minimise) or -1 (maximise)")
-        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
-            raise ValueError(f"{self.name}: version must be a positive integer, got {self.version!r}")
+        cachekeys.check_version(self.name, self.version)
 
     @property
     def measured(self) -> bool:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from lts.core.arch import ArchConfig
+from lts.core.cachekeys import check_version
 from lts.core.errors import LTSError
 from lts.cost.graph import gpt2_graph_spec, write_onnx
 
@@ -83,7 +84,7 @@ def _legacy_results(fields: Mapping[str, Any]) -> dict[str, Any]:
         if fields.get(f"{prefix}_bytes") is not None:
             results[probe] = {"bytes": fields[f"{prefix}_bytes"],
                               "sampled_bytes": fields.get(f"{prefix}_sampled_bytes")}
-    timings = {p: t if isinstance(t, Timing) else Timing(**t) for p, t in (fields.get("timings") or {}).items()}
+    timings = _timings(fields.get("timings") or {})
     if "decode" in timings:
         results["decode"] = timings.pop("decode")
     if timings:
@@ -173,7 +174,6 @@ class Measurement:
         return cls({name: decode(name, v) for name, v in d["probes"].items()}, calibration_s)
 
 
-
 class ProbeContext(Protocol):
     """What a probe's ``run`` gets; :class:`lts.cost.measure.ProbeContext` is the implementation.
 
@@ -240,8 +240,7 @@ class Probe:
     def __post_init__(self) -> None:
         if self.graph not in GRAPHS:
             raise ValueError(f"{self.name}: graph must be one of {GRAPHS}, got {self.graph!r}")
-        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
-            raise ValueError(f"{self.name}: version must be a positive integer, got {self.version!r}")
+        check_version(self.name, self.version)
 
     @property
     def measured(self) -> bool:
