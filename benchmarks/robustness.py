@@ -41,7 +41,7 @@ from _results import write_result  # noqa: E402
 
 from lts.core.arch import ArchConfig  # noqa: E402
 from lts.cost.evaluator import EvalResult, Evaluator  # noqa: E402
-from lts.cost.measure import measure  # noqa: E402
+from lts.cost.measure import measure_architecture  # noqa: E402
 from lts.search.job import SearchJob  # noqa: E402
 from lts.search.nsga import hypervolume, pareto_front, robust_front  # noqa: E402
 from lts.search.record import RunRecord, load_calibration  # noqa: E402
@@ -171,7 +171,8 @@ def drift(n_archs: int, seed: int, json_path: Path | None = None) -> None:
     settings, target = MeasureSettings(), CPUTarget()
 
     def time_all() -> list:
-        return [measure(c, settings, target, parts=("full",), memory=False).timings["full"] for c in configs]
+        return [measure_architecture(c, settings, target, parts=("full",), memory=False).timings["full"]
+                for c in configs]
 
     idle = time_all()
     stop = time.time() + 3600

@@ -22,10 +22,11 @@ SUBCOMMANDS = ["search", "train", "generate", "compare", "evaluate", "report"]
 SCRIPTS = {"search": "search.py", "train": "train.py", "generate": "generate_text.py", "compare": "benchmark.py"}
 
 # Bad input for each subcommand, refused before anything runs: (arguments, program named, what the line says).
-# search, train, generate and compare name themselves as their scripts do; evaluate and report name the command,
-# as they did (the subcommand only in argparse's errors about their own arguments).
+# search, train, generate, compare and evaluate name themselves `lts NAME`; report names the command (the
+# subcommand only in argparse's errors about its own arguments).
 BAD = {
-    "search-generations": (["search", "--generations", "0"], "search", "generations must be >= 1"),
+    "search-generations": (["search", "--generations", "0"], "search",
+                           "generations (--generations) must be an integer >= 1"),
     "search-flag": (["search", "--no-such-flag"], "search", "unrecognized arguments: --no-such-flag"),
     "train-batch": (["train", "model", "--batch-size", "zero"], "train", "invalid int value: 'zero'"),
     "train-flag": (["train", "model", "--no-such-flag"], "train", "unrecognized arguments: --no-such-flag"),
@@ -33,10 +34,10 @@ BAD = {
     "generate-flag": (["generate", "m", "t", "p", "--no-such-flag"], "generate",
                       "unrecognized arguments: --no-such-flag"),
     "compare-repeats": (["compare", "m", "--repeats", "0", "--out", "bench"], "compare",
-                        "repeats must be an integer >= 1"),
+                        "repeats (--repeats) must be an integer >= 1"),
     "compare-flag": (["compare", "m", "--no-such-flag"], "compare", "unrecognized arguments: --no-such-flag"),
-    "evaluate-missing": (["evaluate", "nope.json"], "", "no config.json at nope.json"),
-    "evaluate-flag": (["evaluate", "nope.json", "--no-such-flag"], "",
+    "evaluate-missing": (["evaluate", "nope.json"], "evaluate", "no config.json at nope.json"),
+    "evaluate-flag": (["evaluate", "nope.json", "--no-such-flag"], "evaluate",
                       "unrecognized arguments: --no-such-flag"),
     "report-missing": (["report", "nope"], "", "run folder not found: nope"),
     "report-flag": (["report", "nope", "--no-such-flag"], "", "unrecognized arguments: --no-such-flag"),

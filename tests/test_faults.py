@@ -443,12 +443,10 @@ class Inputs:
     def train_checkpoint(self, case_dir: Path, args: tuple[str, ...]) -> None:
         """trained.ckpt/ with a meta.json whose fingerprint matches the case's settings, and a state.pt to replace."""
         from lts.core import fileio
-        from lts.core.cli import build_settings, default_preset, load_preset
-        from lts.train.loop import META_FILE, STATE_FILE, TrainSettings
+        from lts.train.loop import META_FILE, STATE_FILE
 
-        script = _load_train_script()
-        ns = script.parse_args(list(args))
-        settings = build_settings(TrainSettings, load_preset(default_preset("train"), required=False), vars(ns))
+        parser, ns = _load_train_script().parse_args(list(args))
+        settings = parser.settings_from(ns)
         ckpt = case_dir / settings.checkpoint_dir
         ckpt.mkdir(parents=True)
         fileio.write_json(ckpt / META_FILE, {"fingerprint": settings.fingerprint(), "train_digest": "0" * 16})

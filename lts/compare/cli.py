@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-from lts.core.cli import ArgumentParser, build_settings, default_preset, load_preset
+from lts.compare.settings import BenchSettings
+from lts.core.cli import ArgumentParser
 from lts.core.errors import LTSError
 
+SETTINGS = BenchSettings  # every setting, declared once (lts.core.settings)
 DESCRIPTION = "Compare language models side by side: loading time, generation time, diversity, memory."
 DEFINITIONS = """\
 columns of results.csv (one row per model x prompt; MB = MiB = 2**20 bytes):
@@ -43,55 +45,26 @@ Offline (HF_HUB_OFFLINE=1) a hub id works only if it is already in the Hugging F
 """
 
 
-def _settings() -> type:
-    from lts.compare.settings import BenchSettings
-
-    return BenchSettings
-
-
-def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
-    """The parsed flags (None where not given); `prog` names the program in usage and errors (default: the script's
-    name)."""
+def parse_args(argv: list[str] | None, prog: str | None = None) -> tuple[ArgumentParser, argparse.Namespace]:
+    """The parser and the parsed flags; `prog` names the program in usage and errors (default: the script's
+    name). Every setting's flag comes from its declaration in :class:`lts.compare.settings.BenchSettings`."""
     p = ArgumentParser(prog=prog, description=DESCRIPTION, epilog=DEFINITIONS,
-                       formatter_class=argparse.RawDescriptionHelpFormatter, settings=_settings, preset="benchmark")
-    p.add_argument("models", nargs="*", metavar="MODEL", help="hub id (gpt2, facebook/opt-125m) or local model folder")
-    p.add_argument("--config", help="YAML preset (default: configs/benchmark.yaml)")
-    p.add_argument("--out", help="folder for results.csv, charts and benchmark.html")
-    p.add_argument("--prompt", action="append", dest="prompts", metavar="TEXT",
-                   help="a prompt (repeat the flag for several); replaces the default prompts")
-    p.add_argument("--prompts-file", help="file of prompts: one per line (blank lines skipped), or a .json list")
-    p.add_argument("--max-new-tokens", type=int, help="tokens generated per prompt")
-    p.add_argument("--repeats", type=int, help="loads and generations per model/prompt; reports median and spread")
-    p.add_argument("--seed", type=int, help="sampling seed")
-    p.add_argument("--dtype", help="float32, float16, bfloat16, or auto (the checkpoint's)")
-    p.add_argument("--device", help="cpu or cuda")
-    p.add_argument("--threads", type=int, help="torch threads in each model's process (0 = torch's default)")
-    p.add_argument("--greedy", dest="do_sample", action="store_const", const=False, help="greedy decoding, no sampling")
-    p.add_argument("--timeout", dest="timeout_s", type=float,
-                   help="seconds per model before it is killed")
-    p.add_argument("--trust-remote-code", action="store_const", const=True,
-                   help="allow models that ship their own Python code (runs that code!)")
-    p.add_argument("--html", action="store_const", const=True, help="also write benchmark.html (table + charts)")
-    p.add_argument("--no-charts", dest="charts", action="store_const", const=False, help="skip the PNG charts")
+                       formatter_class=argparse.RawDescriptionHelpFormatter, settings=BenchSettings, preset="benchmark")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    return p, p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Compare the models in `argv` (default: ``sys.argv[1:]``); 0 when at least one model ran, else 1."""
-    args = parse_args(argv, prog)
+    parser, args = parse_args(argv, prog)
     from lts.compare.runner import run_benchmark, summary_table
-    from lts.compare.settings import BenchSettings
 
-    preset_path = args.config or default_preset("benchmark")
-    preset = load_preset(preset_path, required=args.config is not None)
-    flags = vars(args)
-    flags["models"] = args.models or None
     if args.prompts_file is not None and args.prompts:
         raise LTSError("give --prompt or --prompts-file, not both")
+    preset = parser.preset_of(args)
     if args.prompts_file is not None or args.prompts:  # command-line prompts replace the preset's
         preset = {k: v for k, v in preset.items() if k not in ("prompts", "prompts_file")}
-    settings = build_settings(BenchSettings, preset, flags, source=str(preset_path))
+    settings = parser.settings_from(args, preset=preset)
     result = run_benchmark(settings, progress=False if args.no_progress else None)
 
     print(summary_table(result))

@@ -6,14 +6,14 @@ text and timing figures (see ``lts.compare.runner`` for every column's definitio
 
 from __future__ import annotations
 
-import math
 import statistics
 import string
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 from lts.core.errors import LTSError
 from lts.core.fileio import check_prompts
+from lts.core.settings import Boolean, Choice, Integer, Number, Optional, Settings, Text, Texts, setting
 
 DEFAULT_PROMPTS = (
     "In the near future, robots and humans",
@@ -35,37 +35,39 @@ COLUMNS = (
 
 
 @dataclass(frozen=True)
-class BenchSettings:
-    """Everything a benchmark run depends on (preset < flags; see configs/benchmark.yaml)."""
+class BenchSettings(Settings):
+    """Everything a comparison depends on (``lts compare -h`` lists them; preset < flags)."""
 
-    models: tuple[str, ...] = ()          # hub ids or local model folders
-    prompts: tuple[str, ...] = DEFAULT_PROMPTS
-    prompts_file: str | None = None       # replaces `prompts`: one prompt a line, or a JSON list
-    out: str = "."                        # folder for results.csv and the charts
-    max_new_tokens: int = 50
-    repeats: int = 1                      # loads and generations per model/prompt; median + spread
-    seed: int = 0
-    dtype: str = "float32"                # float32 | float16 | bfloat16 | auto (the checkpoint's)
-    device: str = "cpu"                   # cpu | cuda
-    threads: int = 0                      # torch intra-op threads; 0 = torch's default
-    trust_remote_code: bool = False
-    do_sample: bool = True
-    temperature: float = 1.0
-    top_k: int = 50
-    top_p: float = 1.0
-    warmup_tokens: int = 8                # untimed generate before the timed ones
-    timeout_s: float = 3600.0             # per model (its child process), then it is killed
-    html: bool = False                    # also write benchmark.html (table + charts, self-contained)
-    charts: bool = True
+    models: tuple[str, ...] = setting((), "hub id (gpt2, facebook/opt-125m) or local model folder", Texts(),
+                                      flag="models", nargs="*", metavar="MODEL")
+    prompts: tuple[str, ...] = setting(DEFAULT_PROMPTS, "a prompt (repeat the flag for several); replaces the "
+                                                        "default prompts", Texts(), flag="--prompt", append=True,
+                                       metavar="TEXT")
+    prompts_file: str | None = setting(None, "file of prompts: one per line (blank lines skipped), or a .json list; "
+                                             "replaces the prompts", Optional(Text(nonempty=True)))
+    out: str = setting(".", "folder for results.csv, charts and benchmark.html", Text(nonempty=True))
+    max_new_tokens: int = setting(50, "tokens generated per prompt (EOS suppressed)", Integer(ge=1))
+    repeats: int = setting(1, "loads and generations per model/prompt; the CSV reports median and spread",
+                           Integer(ge=1))
+    seed: int = setting(0, "sampling seed (torch.manual_seed before every generate)", Integer(ge=0))
+    dtype: str = setting("float32", "auto: the checkpoint's dtype", Choice(DTYPES))
+    device: str = setting("cpu", "where the models run", Choice(DEVICES))
+    threads: int = setting(0, "torch threads in each model's process (0: torch's default; the CSV records the "
+                              "number used)", Integer(ge=0))
+    trust_remote_code: bool = setting(False, "allow models that ship their own Python code (runs that code!)",
+                                      Boolean())
+    do_sample: bool = setting(True, "greedy decoding, no sampling", Boolean(), flag="--greedy")
+    temperature: float = setting(1.0, "sampling temperature", Number(gt=0))
+    top_k: int = setting(50, "keep the k most likely tokens; 0 disables", Integer(ge=0))
+    top_p: float = setting(1.0, "nucleus sampling mass in (0, 1]", Number(gt=0, le=1))
+    warmup_tokens: int = setting(8, "tokens of an untimed generate on the first prompt before timing",
+                                 Integer(ge=0))
+    timeout_s: float = setting(3600.0, "seconds per model (its child process) before it is killed and reported "
+                                       "failed", Number(gt=0), flag="--timeout")
+    html: bool = setting(False, "also write benchmark.html (table + charts in one self-contained file)", Boolean())
+    charts: bool = setting(True, "skip the PNG charts", Boolean(), flag="--no-charts")
 
-    def __post_init__(self) -> None:
-        for name in ("models", "prompts"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = (value,)
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                raise LTSError(f"{name} must be a list of strings, got {value!r}")
-            object.__setattr__(self, name, tuple(value))
+    def check(self) -> None:
         if not self.models:
             raise LTSError("no model given: pass one or more hub ids or local model folders")
         for i, m in enumerate(self.models):
@@ -75,28 +77,6 @@ class BenchSettings:
                 raise LTSError(f"model given twice: {m}")
         if self.prompts_file is None:
             check_prompts(self.prompts, "prompts")
-        _check_int("max_new_tokens", self.max_new_tokens, 1)
-        _check_int("repeats", self.repeats, 1)
-        _check_int("seed", self.seed, 0)
-        _check_int("threads", self.threads, 0)
-        _check_int("top_k", self.top_k, 0)
-        _check_int("warmup_tokens", self.warmup_tokens, 0)
-        if self.dtype not in DTYPES:
-            raise LTSError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.device not in DEVICES:
-            raise LTSError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        for name, low, high in (("temperature", 0.0, math.inf), ("top_p", 0.0, 1.0), ("timeout_s", 0.0, math.inf)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low < value <= high):
-                raise LTSError(f"{name} must be a number in ({low}, {high}], got {value!r}")
-        for name in ("trust_remote_code", "do_sample", "html", "charts"):
-            if not isinstance(getattr(self, name), bool):
-                raise LTSError(f"{name} must be true or false, got {getattr(self, name)!r}")
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise LTSError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 # ---------------------------------------------------------------- metrics (pure)

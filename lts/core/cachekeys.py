@@ -68,8 +68,9 @@ def digest(data: Any) -> str:
 
 def check_version(owner: str, version: Any) -> None:
     """A declared ``version`` (of an objective, a probe) is a positive integer: ValueError naming `owner` if not."""
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"{owner}: version must be a positive integer, got {version!r}")
+    from lts.core.settings import Integer
+
+    Integer(ge=1)(f"{owner}: version", version)
 
 
 def versions(artifact: str, uses: Iterable[str] = ()) -> dict[str, int]:

@@ -1,8 +1,8 @@
-"""Shared CLI plumbing: YAML presets + flags -> frozen dataclass, and one-line errors.
+"""Shared CLI plumbing: declared settings + YAML preset + flags -> frozen dataclass, and one-line errors.
 
-Every script follows the same rule: flags default to ``None`` so that a flag
-given on the command line overrides the preset (``--config FILE``, default
-``configs/<script>.yaml``), which overrides the dataclass defaults.
+Every command follows the same rule: a flag given on the command line overrides the preset (``--config FILE``,
+default ``configs/<command>.yaml`` when present), which overrides the declared defaults
+(:mod:`lts.core.settings`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, TypeVar
 import yaml
 
 from lts.core.errors import LTSError
+from lts.core.settings import add_flags, given_flags
 
 T = TypeVar("T")
 
@@ -27,16 +28,21 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line (exit status 2), without the usage dump.
 
-    With ``settings`` (a callable returning the settings dataclass, imported only when needed)
-    and ``preset`` (the preset's name), ``-h`` ends with the value every setting takes when its
-    flag is not given: the default preset's, else the dataclass default. Defaults are declared
-    there, once; help texts do not repeat them.
+    With ``settings`` (a :class:`lts.core.settings.Settings` dataclass) and ``preset`` (the preset's name), the
+    parser has a flag for every declared setting (:func:`lts.core.settings.add_flags`) and ``--config FILE``;
+    :meth:`settings_from` builds the settings from declared defaults < preset < flags, and ``-h`` ends with the
+    value every setting takes when its flag is not given. Defaults are declared once, with the setting.
     """
 
-    def __init__(self, *args: Any, settings: Callable[[], type] | None = None, preset: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings: type | None = None, preset: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings, self.preset = settings, preset
+        if settings is not None:
+            add_flags(self, settings)
+            if preset is not None:
+                self.add_argument("--config", metavar="FILE",
+                                  help=f"YAML preset: keys are the settings' names (default: configs/{preset}.yaml "
+                                       "when present; it holds only what differs from the defaults below)")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see -h)\n")
@@ -47,16 +53,31 @@ class ArgumentParser(argparse.ArgumentParser):
             return text
         path = default_preset(self.preset)
         try:
-            values = effective_defaults(self.settings(), load_preset(path, required=False))
+            values = effective_defaults(self.settings, load_preset(path, required=False))
         except LTSError as exc:
             return text + f"\ndefaults: unavailable ({exc})\n"
         lines = [f"  {k:<22} {'(none)' if v is None else v}" for k, v in values.items()]
-        return text + f"\nsettings when no flag is given ({path.name} over the built-in defaults):\n" + \
-            "\n".join(lines) + "\n"
+        source = f"{path.name} over the declared defaults" if path.is_file() else "the declared defaults"
+        return text + f"\nsettings when no flag is given ({source}):\n" + "\n".join(lines) + "\n"
+
+    def settings_from(self, args: argparse.Namespace, *, preset: Mapping[str, Any] | None = None) -> Any:
+        """The settings: declared defaults < the preset (``--config``, else the default one) < the flags given.
+        `preset`: use this mapping instead of reading the file (a command that edits it first)."""
+        assert self.settings is not None and self.preset is not None
+        path = getattr(args, "config", None) or default_preset(self.preset)
+        if preset is None:
+            preset = self.preset_of(args)
+        return build_settings(self.settings, preset, given_flags(self.settings, args), source=str(path))
+
+    def preset_of(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The preset in force: ``--config FILE`` (which must exist), else configs/<preset>.yaml if present."""
+        assert self.preset is not None
+        config = getattr(args, "config", None)
+        return load_preset(config or default_preset(self.preset), required=config is not None)
 
 
 def effective_defaults(cls: type, preset: Mapping[str, Any]) -> dict[str, Any]:
-    """Each setting's value when no flag is given: the preset's, else the dataclass default (required ones left out)."""
+    """Each setting's value when no flag is given: the preset's, else the declared default (required ones left out)."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
@@ -98,7 +119,7 @@ def load_preset(path: str | os.PathLike | None, *, required: bool) -> dict[str, 
 
 
 def build_settings(cls: type[T], preset: Mapping[str, Any], flags: Mapping[str, Any], *, source: str = "config") -> T:
-    """Dataclass defaults < preset < flags (flags that are None were not given)."""
+    """Declared defaults < preset < flags (flags that are None were not given)."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(preset) - names)
     if unknown:

@@ -35,8 +35,16 @@ from lts.core.arch import ArchConfig
 from lts.core.cachekeys import cache_key
 from lts.core.errors import JobFailed, LTSError
 from lts.core.fileio import nan_to_none
+from lts.core.settings import Choice, Settings, setting
 from lts.cost import objectives, probes
-from lts.cost.measure import DEFAULT_PROBES, REFERENCE, MeasureError, MeasureSettings, measure, measure_reference
+from lts.cost.measure import (
+    DEFAULT_PROBES,
+    REFERENCE,
+    MeasureError,
+    MeasureSettings,
+    measure_architecture,
+    measure_reference,
+)
 from lts.cost.objectives import DEFAULT_OBJECTIVES, REGISTRY, Measurement, Timing, probes_for
 from lts.cost.store import SQLiteStore, Store, default_cache_path
 from lts.cost.target import CPUTarget, Target, check_measurable
@@ -48,28 +56,27 @@ __all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES
 
 
 @dataclass(frozen=True)
-class EvalSettings:
+class EvalSettings(Settings):
     """Everything that changes an evaluation's values (hashed into the cache key)."""
 
     measurement: MeasureSettings = field(default_factory=MeasureSettings)
-    measure: bool = True  # False: proxy + file size only (deterministic, no child process)
-    latency_mode: str = "composed"
+    measured: bool = True  # False: proxy + file size only (deterministic, no child process)
+    latency_mode: str = setting("composed", "composed: base + n_layer x block, timings cached per shape (fast); "
+                                            "full: the whole graph", Choice(LATENCY_MODES))
     target: Target = field(default_factory=CPUTarget)
     # The probes to run (names in lts.cost.probes), derived from the objectives and budgets asked for
     # (objectives.probes_for); without measuring, only the graph-less ones run (run_probes).
     probes: tuple[str, ...] = DEFAULT_PROBES
 
-    def __post_init__(self) -> None:
-        if self.latency_mode not in LATENCY_MODES:
-            raise LTSError(f"latency_mode must be one of {LATENCY_MODES}, got {self.latency_mode!r}")
+    def check(self) -> None:
         if isinstance(self.probes, str):
             raise LTSError(f"probes must be a sequence of probe names, got {self.probes!r}")
         object.__setattr__(self, "probes", tuple(sorted({probes.get(n).name for n in self.probes})))
-        if self.measure:
+        if self.measured:
             check_measurable()
 
     @classmethod
-    def create(cls, measure: bool = True, latency_mode: str = "composed", threads: int | None = None,
+    def create(cls, measured: bool = True, latency_mode: str = "composed", threads: int | None = None,
                target: Target | None = None, objectives: Iterable[str] | None = None,
                generation: bool = False, forward: bool = True, **measurement: Any) -> EvalSettings:
         """Flat keywords: seq_len=, context=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target.
@@ -82,13 +89,13 @@ class EvalSettings:
         chosen = DEFAULT_PROBES if objectives is None else probes_for(objectives)
         chosen = probes.with_graphs(chosen, add=("kv",) if generation else (),
                                     drop=() if forward else probes.FORWARD_GRAPHS)
-        return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), measure, latency_mode,
+        return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), measured, latency_mode,
                    target, chosen)
 
     @property
     def run_probes(self) -> tuple[str, ...]:
         """The probes that run: all of ``probes`` when measuring, else only the graph-less ones."""
-        return self.probes if self.measure else tuple(n for n in self.probes if not probes.get(n).measured)
+        return self.probes if self.measured else tuple(n for n in self.probes if not probes.get(n).measured)
 
     @property
     def generation(self) -> bool:
@@ -118,7 +125,8 @@ class EvalSettings:
 
     def key(self) -> str:
         """What a whole result depends on (sha1 hex): the above, the mode, and every objective's definition."""
-        return cache_key("evaluation", measurement=self.measurement_key(), measure=self.measure,
+        # `measure=`: the key's name from before the field was renamed `measured`, kept so that keys stay.
+        return cache_key("evaluation", measurement=self.measurement_key(), measure=self.measured,
                          latency_mode=self.latency_mode, probes=[probes.get(n).definition() for n in self.run_probes],
                          objectives=objectives.definitions())
 
@@ -200,7 +208,7 @@ class Evaluator:
 
     def calibrate(self) -> float | None:
         """The reference graph's latency now (measured once per evaluator; None when nothing is measured)."""
-        if self.calibration_s is None and self.settings.measure:
+        if self.calibration_s is None and self.settings.measured:
             # Not bound by the candidates' timeout (a tiny --timeout fails candidates, not the run).
             settings = replace(self.settings.measurement, timeout_s=max(self.settings.measurement.timeout_s, 120.0))
             try:
@@ -269,7 +277,7 @@ class Evaluator:
     def task(self, config: ArchConfig) -> EvalTask:
         """What must be computed for `config` (here, on the driver: calibration, shape timings already stored)."""
         s = self.settings
-        if not s.measure:
+        if not s.measured:
             return EvalTask(config, s, (), {})
         self.calibrate()
         if probes.parts_probe(s.run_probes) is None:  # no latency asked for
@@ -289,7 +297,7 @@ class Evaluator:
                 return self.failed(config, out.error, out.seconds, out.hardware, out.node)
             m = out.measurement
             assert m is not None
-            if task.settings.measure:
+            if task.settings.measured:
                 if out.hardware != self.hardware["id"]:
                     return self.failed(config, f"measured on other hardware ({out.hardware} on {out.node}, not "
                                                f"{self.hardware['id']})", out.seconds, out.hardware, out.node)
@@ -377,7 +385,8 @@ def run_task(task: EvalTask) -> TaskOutput:
     hardware, node = s.target.fingerprint()["id"], platform.node()
     try:
         faults.point("evaluate", config.archid)
-        m = measure(config, s.measurement, s.target, s.run_probes, parts=task.parts)  # unmeasured: graph-less only
+        # unmeasured: graph-less probes only
+        m = measure_architecture(config, s.measurement, s.target, s.run_probes, parts=task.parts)
         return TaskOutput(m, None, time.perf_counter() - t0, hardware, node)
     except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
         return TaskOutput(None, _reason(exc), time.perf_counter() - t0, hardware, node)

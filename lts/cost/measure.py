@@ -56,6 +56,7 @@ from lts.core import faults
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.core.procs import ChildError, ChildProcess
+from lts.core.settings import Integer, Number, Settings, setting
 from lts.cost import probes as registry
 from lts.cost.graph import gpt2_graph_spec, gpt2_kv_graph_spec, kv_names, tiled_weights, write_onnx
 from lts.cost.objectives import DEFAULT_OBJECTIVES, probes_for
@@ -64,30 +65,27 @@ from lts.cost.target import Target
 
 
 @dataclass(frozen=True)
-class MeasureSettings:
+class MeasureSettings(Settings):
     """How a graph is measured (with the Target, part of the cache key: change it and results are re-measured)."""
 
-    seq_len: int = 1024
-    context: int = 512  # tokens in the KV cache when a decoding step is timed; generation memory decodes to it
-    warmup: int = 2
-    min_repeats: int = 5
-    max_repeats: int = 30
-    rel_err: float = 0.03
-    min_seconds: float = 0.15  # of timed runs per timing (split over its rounds), however fast the graph
-    max_seconds: float = 1.5
-    timeout_s: float = 300.0
+    seq_len: int = setting(1024, "tokens per timed forward pass (batch 1)", Integer(ge=1))
+    context: int = setting(512, "tokens in the KV cache when a decoding step is timed "
+                                "(onnx_decode_latency_s); generation memory decodes up to it", Integer(ge=1))
+    warmup: int = setting(2, "untimed runs before a timing", Integer(ge=0), flag=False)
+    min_repeats: int = setting(5, "timed runs at least", Integer(ge=1), flag=False)
+    max_repeats: int = setting(30, "timed runs at most", Integer(ge=1), flag=False)
+    rel_err: float = setting(0.03, "stop repeating once the median's standard error is within this fraction",
+                             Number(ge=0), flag=False)
+    min_seconds: float = setting(0.15, "seconds of timed runs at least, however fast the graph (split over its "
+                                       "rounds)", Number(ge=0), flag=False)
+    max_seconds: float = setting(1.5, "seconds of timed runs at most", Number(ge=0), flag=False)
+    timeout_s: float = setting(300.0, "seconds before a measurement is failed", Number(gt=0), flag="--timeout")
 
-    def __post_init__(self) -> None:
-        for name in ("seq_len", "context", "min_repeats", "max_repeats"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise LTSError(f"{name} must be a positive integer, got {v!r}")
+    def check(self) -> None:
         if self.min_repeats > self.max_repeats:
             raise LTSError("min_repeats must not exceed max_repeats")
-        if not 0 <= self.min_seconds <= self.max_seconds:
-            raise LTSError(f"need 0 <= min_seconds <= max_seconds, got {self.min_seconds} and {self.max_seconds}")
-        if self.timeout_s <= 0:
-            raise LTSError(f"timeout must be > 0 seconds, got {self.timeout_s}")
+        if self.min_seconds > self.max_seconds:
+            raise LTSError(f"need min_seconds <= max_seconds, got {self.min_seconds} and {self.max_seconds}")
 
     def key(self) -> dict[str, Any]:
         """Fields that change what is measured (timeout only decides failure, not values)."""
@@ -423,9 +421,9 @@ DEFAULT_PROBES = probes_for(DEFAULT_OBJECTIVES)  # what the default search measu
 _GRAPH_FILES = {"forward": ("full",), "kv": ("kv",)}  # a probe's graph -> the graph files it writes ("parts": parts)
 
 
-def measure(config: ArchConfig, settings: MeasureSettings, target: Target, probes: Iterable[str] = DEFAULT_PROBES,
-            parts: tuple[str, ...] = ("base", "block"), *, memory: bool = True,
-            generation: bool = False) -> Measurement:
+def measure_architecture(config: ArchConfig, settings: MeasureSettings, target: Target,
+                         probes: Iterable[str] = DEFAULT_PROBES, parts: tuple[str, ...] = ("base", "block"), *,
+                         memory: bool = True, generation: bool = False) -> Measurement:
     """Run `probes` (names in ``lts.cost.probes``) on `config`: a :class:`Measurement` of their results.
 
     Graph-less probes run here; those on the forward graph and the latency `parts` ("parts" probes run

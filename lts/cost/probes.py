@@ -5,7 +5,7 @@ A :class:`Probe` is one object: its name (the key of its result in a
 its result. An :class:`~lts.cost.objectives.Objective` names the probe it reads; asking for
 objectives (``--objectives``, budgets, ``lts evaluate``) is all it takes to decide which probes
 run (:func:`probes_for`) and so which graphs are written and which measuring children start
-(:func:`lts.cost.measure.measure`). Nothing maps probes onto flags by hand.
+(:func:`lts.cost.measure.measure_architecture`). Nothing maps probes onto flags by hand.
 
 Graphs (``Probe.graph``):
 

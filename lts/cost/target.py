@@ -21,7 +21,7 @@ import os
 import platform
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -29,7 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 from lts.core import procs
 from lts.core.errors import LTSError
 from lts.core.locks import file_lock
-from lts.cost.quantize import check_precision
+from lts.core.settings import Choice, Integer, Optional, Settings, borrow, setting
+from lts.cost.quantize import PRECISIONS
 
 MEASURED_PLATFORMS = ("linux", "darwin")  # where measured objectives run (tested on Linux; see the README)
 
@@ -119,7 +120,22 @@ def cpu_fingerprint() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class CPUTarget:
+class TargetSettings(Settings):
+    """The three settings that pick a Target, as every command that measures or runs a graph offers them."""
+
+    target: str = setting("cpu", "where graphs are measured (lts/cost/target.py: TARGETS)", Choice(lambda: TARGETS))
+    threads: int | None = setting(None, "ONNX Runtime intra-op threads (none: the target's default, min(4, cores) "
+                                        "on the CPU)", Optional(Integer(ge=1)))
+    precision: str = setting("fp32", "weights of the measured graphs: fp32, or int8 (each graph quantized with "
+                                     "ONNX Runtime's dynamic quantization first, as generate_text.py --precision "
+                                     "int8 runs it)", Choice(PRECISIONS))
+
+    def make(self) -> Target:
+        return make_target(self.target, self.threads, self.precision)
+
+
+@dataclass(frozen=True)
+class CPUTarget(Settings):
     """ONNX Runtime's CPU execution provider, `threads` intra-op threads, sequential execution.
 
     Peak memory: the kernel's high-water mark (``VmHWM`` after ``clear_refs``) where Linux allows
@@ -128,21 +144,14 @@ class CPUTarget:
     whoever runs them, time at the same moment.
     """
 
-    threads: int = field(default_factory=default_threads)
+    threads: int = setting(help="ONNX Runtime intra-op threads", check=Integer(ge=1), factory=default_threads,
+                           flag=False)
     name: str = "cpu"
-    graph_optimization: str = "all"  # ONNX Runtime GraphOptimizationLevel: disable | basic | extended | all
-    memory_probe: str = "auto"  # auto: kernel high-water mark where available; sampled: RSS sampled from outside
-    precision: str = "fp32"  # int8: every measured graph is first quantized (lts.cost.quantize)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
-            raise LTSError(f"threads must be a positive integer, got {self.threads!r}")
-        if self.graph_optimization not in ("disable", "basic", "extended", "all"):
-            raise LTSError(f"graph_optimization must be disable, basic, extended or all, "
-                           f"got {self.graph_optimization!r}")
-        if self.memory_probe not in ("auto", "sampled"):
-            raise LTSError(f"memory_probe must be auto or sampled, got {self.memory_probe!r}")
-        check_precision(self.precision)
+    graph_optimization: str = setting("all", "ONNX Runtime GraphOptimizationLevel",
+                                      Choice(("disable", "basic", "extended", "all")), flag=False)
+    memory_probe: str = setting("auto", "auto: the kernel's high-water mark where available; sampled: RSS sampled "
+                                        "from outside", Choice(("auto", "sampled")), flag=False)
+    precision: str = borrow(TargetSettings, "precision", flag=False)  # int8: every measured graph is first quantized
 
     def providers(self) -> list[Any]:
         return ["CPUExecutionProvider"]

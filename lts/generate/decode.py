@@ -23,8 +23,8 @@ from typing import Any, Callable, Sequence
 
 from lts.core.errors import LTSError
 from lts.core.fileio import load_prompts
-from lts.cost.quantize import check_precision
-from lts.cost.target import TARGETS, make_target
+from lts.core.settings import Boolean, Choice, Integer, Number, Optional, Settings, Text, borrow, setting
+from lts.cost.target import TargetSettings, make_target
 
 log = logging.getLogger(__name__)
 
@@ -33,41 +33,48 @@ DECODE_WINDOW = 64  # steps at the end of a generation whose median is reported 
 
 
 @dataclass(frozen=True)
-class GenerateSettings:
+class GenerateSettings(Settings):
     """What to generate and how. Defaults are those of the Archai reference script:
     sampling, temperature 0.8, top-p 0.95, 128 new tokens (and transformers' implicit top-k 50)."""
 
-    model: str
-    tokenizer: str
-    prompt: str = ""  # or prompts_file
-    prompts_file: str | None = None  # one prompt per line, generated in batches (blank lines skipped)
-    batch_size: int = 8  # with prompts_file: prompts per batch (left-padded, with an attention mask)
-    max_new_tokens: int = 128
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 50  # 0 disables; the reference used transformers' default of 50 without saying so
-    greedy: bool = False
-    seed: int | None = None  # None: a fresh random seed (reported with verbose)
-    num_return_sequences: int = 1
-    backend: str = "torch"
-    precision: str = "fp32"  # --backend onnx: fp32, or int8 (ONNX Runtime's dynamic quantization of the weights)
-    target: str = "cpu"  # --backend onnx: where the graph runs, a name in lts.cost.target.TARGETS
-    stream: bool = False
-    verbose: bool = False
-    threads: int | None = None  # None: torch's default; both backends use the same count
-    truncate_prompt: bool = False  # keep the prompt's last tokens when it does not fit, instead of refusing
-    trust_remote_code: bool = False
-    onnx_cache_dir: str | None = None  # None: onnx/ in lts.core.fileio.cache_root()
+    model: str = setting(help="hub id (gpt2) or model folder", check=Text(), flag="model")
+    tokenizer: str = setting(help="hub id (gpt2) or folder with tokenizer files (often the model folder)",
+                             check=Text(), flag="tokenizer")
+    prompt: str = setting("", "text to continue (or --prompts-file)", Text(), flag="prompt", nargs="?")
+    prompts_file: str | None = setting(None, "a text file with one prompt per line (blank lines skipped), generated "
+                                             "in batches; each prompt's greedy output is what it gets alone",
+                                       Optional(Text(nonempty=True)))
+    batch_size: int = setting(8, "with --prompts-file: prompts per batch, left-padded with an attention mask",
+                              Integer(ge=1))
+    max_new_tokens: int = setting(128, "tokens to generate", Integer(ge=1))
+    temperature: float = setting(0.8, "sampling temperature > 0", Number())
+    top_p: float = setting(0.95, "nucleus sampling mass in (0, 1]", Number(gt=0, le=1))
+    top_k: int = setting(50, "keep the k most likely tokens; 0 disables (the reference script used transformers' "
+                             "default of 50 without saying so)", Integer(ge=0))
+    greedy: bool = setting(False, "always take the most likely token", Boolean())
+    seed: int | None = setting(None, "same seed => same text (none: a fresh random seed, reported with --verbose)",
+                               Optional(Integer(ge=0)))
+    num_return_sequences: int = setting(1, "sequences to sample", Integer(ge=1), flag=("-n", "--num-return-sequences"))
+    backend: str = setting("torch", "torch: transformers' generate; onnx: ONNX Runtime with a KV cache (exported "
+                                    "once, cached)", Choice(BACKENDS))
+    precision: str = borrow(TargetSettings, "precision", help="with --backend onnx: int8 quantizes the weight "
+                            "matrices (ONNX Runtime dynamic quantization; cached beside the fp32 graph)")
+    target: str = borrow(TargetSettings, "target", help="with --backend onnx: where the graph runs (the Target the "
+                         "search measures on)")
+    stream: bool = setting(False, "print tokens as they come", Boolean())
+    verbose: bool = setting(False, "report load time, time to first token and tokens/s on stderr", Boolean(),
+                            flag=("-v", "--verbose"))
+    threads: int | None = borrow(TargetSettings, "threads", help="CPU threads for either backend (none: torch's "
+                                 "default)")
+    truncate_prompt: bool = setting(False, "keep the prompt's last tokens when it does not fit the context "
+                                           "(default: refuse)", Boolean())
+    trust_remote_code: bool = setting(False, "allow code shipped with the model to run (only for sources you "
+                                             "trust)", Boolean())
+    onnx_cache_dir: str | None = setting(None, "where ONNX exports are kept (none: onnx/ in the cache root: "
+                                               "$LTS_CACHE_DIR, else $XDG_CACHE_HOME/lts, else ~/.cache/lts)",
+                                         Optional(Text(nonempty=True)))
 
-    def __post_init__(self) -> None:
-        def integer(value: Any) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        for name in ("model", "tokenizer", "prompt"):
-            if not isinstance(getattr(self, name), str):
-                raise LTSError(f"{name} must be a string, got {getattr(self, name)!r}")
-        if self.prompts_file is not None and not isinstance(self.prompts_file, str):
-            raise LTSError(f"--prompts-file must be a path, got {self.prompts_file!r}")
+    def check(self) -> None:
         if not self.model.strip():
             raise LTSError("no model given: pass a hub id (gpt2) or a model folder")
         if not self.tokenizer.strip():
@@ -76,43 +83,20 @@ class GenerateSettings:
             raise LTSError("give a prompt or --prompts-file, not both")
         if self.prompts_file is None and not self.prompt.strip():
             raise LTSError("the prompt is empty: give some text to continue (or --prompts-file FILE)")
-        if not integer(self.batch_size) or self.batch_size < 1:
-            raise LTSError(f"--batch-size must be an integer >= 1, got {self.batch_size!r}")
         if self.prompts_file is not None and self.num_return_sequences > 1:
             raise LTSError("--prompts-file generates one sequence per prompt: use --num-return-sequences 1")
         if self.prompts_file is not None and self.stream:
             raise LTSError("--stream prints one sequence as it comes: it does not go with --prompts-file")
-        if not integer(self.max_new_tokens) or self.max_new_tokens <= 0:
-            raise LTSError(f"--max-new-tokens must be a positive integer, got {self.max_new_tokens!r}")
-        for name in ("temperature", "top_p"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                raise LTSError(f"--{name.replace('_', '-')} must be a number, got {value!r}")
         if not self.greedy and self.temperature <= 0:
             raise LTSError(f"--temperature must be > 0 when sampling, got {self.temperature} "
                            f"(use --greedy for deterministic decoding)")
-        if not 0 < self.top_p <= 1:
-            raise LTSError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if not integer(self.top_k) or self.top_k < 0:
-            raise LTSError(f"--top-k must be an integer >= 0 (0 disables it), got {self.top_k!r}")
-        if self.seed is not None and (not integer(self.seed) or self.seed < 0):
-            raise LTSError(f"--seed must be an integer >= 0, got {self.seed!r}")
-        if not integer(self.num_return_sequences) or self.num_return_sequences < 1:
-            raise LTSError(f"--num-return-sequences must be an integer >= 1, got {self.num_return_sequences!r}")
         if self.greedy and self.num_return_sequences > 1:
             raise LTSError("--greedy gives one answer: --num-return-sequences > 1 needs sampling")
         if self.stream and self.num_return_sequences > 1:
             raise LTSError("--stream prints one sequence as it comes: use --num-return-sequences 1")
-        if self.backend not in BACKENDS:
-            raise LTSError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        check_precision(self.precision)
         if self.precision != "fp32" and self.backend != "onnx":
             raise LTSError(f"--precision {self.precision} needs --backend onnx (the torch backend runs the model "
                            "as it is stored)")
-        if self.target not in TARGETS:
-            raise LTSError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
-        if self.threads is not None and (not integer(self.threads) or self.threads < 1):
-            raise LTSError(f"--threads must be an integer >= 1, got {self.threads!r}")
 
 
 @dataclass

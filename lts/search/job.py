@@ -8,19 +8,20 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lts.core import fileio
 from lts.core.errors import JobFailed, LTSError
+from lts.core.settings import Check, Choice, Integer, Optional, Settings, Text, borrow, setting
 from lts.core.tables import write_csv
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalSettings, Evaluator
+from lts.cost.measure import MeasureSettings
 from lts.cost.objectives import get as get_objective
-from lts.cost.objectives import parse_objectives
-from lts.cost.quantize import check_precision
+from lts.cost.objectives import objectives_help, parse_objectives
 from lts.cost.store import default_cache_path
-from lts.cost.target import make_target
+from lts.cost.target import TargetSettings
 from lts.search.constraints import check_possible, feasible, parse_constraints, total_violation
 from lts.search.executors import make_executor
 from lts.search.htmlreport import RUN_INFO, write_report
@@ -35,51 +36,90 @@ RESUMABLE_OVERRIDES = {"generations", "workers", "engine", "ray_address", "timeo
                        "cache"}
 
 
+class _Objectives(Check):
+    """Two or more registered objective names: a comma-separated text, or a list (kept as the text)."""
+
+    def __call__(self, label: str, value: Any) -> Any:
+        value = ",".join(value) if isinstance(value, (list, tuple)) else value
+        if not isinstance(value, str):
+            raise LTSError(f"{label} must be comma-separated objective names, got {value!r}")
+        parse_objectives(value)
+        return value
+
+    def describe(self) -> str:
+        return "two or more objective names, comma-separated (or a list)"
+
+
+class _Constraints(Check):
+    """Budgets, NAME<=VALUE or NAME>=VALUE: a list (one text is a list of one), kept in their canonical form."""
+
+    def __call__(self, label: str, value: Any) -> Any:
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)):
+            raise LTSError(f"{label} must be a list like [onnx_memory_mb<=300], got {value!r}")
+        return [str(c) for c in parse_constraints(value)]
+
+    def describe(self) -> str:
+        return "a list of NAME<=VALUE or NAME>=VALUE"
+
+
+class _Mapping(Check):
+    def __call__(self, label: str, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise LTSError(f"{label} must be a mapping, got {type(value).__name__}")
+        return value
+
+    def describe(self) -> str:
+        return "a mapping (see lts/search/space.py)"
+
+
 @dataclass(frozen=True)
-class SearchJob:
-    """Every setting of a search run (configs/search.yaml mirrors these keys)."""
+class SearchJob(Settings):
+    """Every setting of a search run: ``lts search -h`` lists them with their defaults, ``--config FILE`` takes
+    them as YAML keys."""
 
-    generations: int = 6
-    population: int = 36
-    seed: int = 1
-    seq_len: int = 1024
-    context: int = 512  # tokens in the KV cache for onnx_decode_latency_s / onnx_generation_memory_mb
-    threads: int | None = None  # None: the target's default, min(4, cores) on the CPU
-    target: str = "cpu"  # where graphs are measured: a name in lts.cost.target.TARGETS
-    precision: str = "fp32"  # int8: latency and memory are measured on the int8-quantized graphs
-    objectives: str = ",".join(DEFAULT_OBJECTIVES)
-    constraints: list[str] = field(default_factory=list)  # budgets, e.g. ["onnx_generation_memory_mb<=300"]
-    models_dir: str = "models"
-    assets_dir: str = "assets"
-    runs_dir: str = "runs"
-    run_dir: str | None = None  # None: <runs_dir>/<date>-<time>-seed<seed>-<pid>
-    workers: int = 1
-    engine: str = "local"
-    ray_address: str | None = None
-    ray_hardware: str | None = None  # fingerprint id of the Ray nodes that measure (None: this machine's kind)
-    latency_mode: str = "composed"
-    timeout_s: float = 300.0
-    cache: str | None = None  # None: evaluations.sqlite in lts.core.fileio.cache_root()
-    space: dict[str, Any] = field(default_factory=dict)
+    generations: int = borrow(SearchSettings, "generations")
+    population: int = borrow(SearchSettings, "population")
+    seed: int = borrow(SearchSettings, "seed")
+    seq_len: int = borrow(MeasureSettings, "seq_len")
+    context: int = borrow(MeasureSettings, "context")
+    threads: int | None = borrow(TargetSettings, "threads")
+    target: str = borrow(TargetSettings, "target")
+    precision: str = borrow(TargetSettings, "precision")
+    objectives: str = setting(",".join(DEFAULT_OBJECTIVES), objectives_help, _Objectives())
+    constraints: list[str] = setting(
+        help="a budget on any objective, NAME<=VALUE or NAME>=VALUE, in its unit or display unit (e.g. "
+             "onnx_generation_memory_mb<=300, onnx_decode_latency_s<=20ms); repeatable; replaces the preset's "
+             "constraints", check=_Constraints(), factory=list, flag="--constraint", append=True,
+        metavar="NAME<=VALUE")
+    models_dir: str = setting("models", "where the front goes, one folder per archid", Text(nonempty=True),
+                              flag=("--out", "--models-dir"))
+    assets_dir: str = setting("assets", "where the Pareto plots go", Text(nonempty=True))
+    runs_dir: str = setting("runs", "parent of the default run folders", Text(nonempty=True))
+    run_dir: str | None = setting(None, "folder for evaluations.csv, pareto.csv, checkpoint (default "
+                                        "<runs_dir>/<date>-<time>-seed<seed>-<pid>)", Optional(Text(nonempty=True)))
+    workers: int = setting(1, "evaluations in flight at once (timing stays one at a time)", Integer(ge=1))
+    engine: str = setting("local", "where evaluations run (ray: pip install .[distributed])",
+                          Choice(("local", "ray")))
+    ray_address: str | None = setting(None, "Ray cluster to join (with engine ray): HOST:PORT as `ray start "
+                                            "--head` prints it, or auto; none: start Ray on this machine",
+                                      Optional(Text(nonempty=True)))
+    ray_hardware: str | None = setting(None, "with engine ray: the hardware fingerprint id of the nodes that measure "
+                                             "(none: this machine's, or the cluster's only kind); a mixed cluster "
+                                             "lists its ids", Optional(Text(nonempty=True)), metavar="ID")
+    latency_mode: str = borrow(EvalSettings, "latency_mode")
+    timeout_s: float = borrow(MeasureSettings, "timeout_s")
+    cache: str | None = setting(None, "SQLite cache of evaluations (none: evaluations.sqlite in the cache root: "
+                                      "$LTS_CACHE_DIR, else $XDG_CACHE_HOME/lts, else ~/.cache/lts)",
+                                Optional(Text(nonempty=True)))
+    space: dict[str, Any] = setting(help="the search space (YAML only): n_layer, n_embd, n_inner, n_head as a list "
+                                         "or {start, stop, step} (stop exclusive), vocab_size, n_positions (a key "
+                                         "left out: Archai's LTS space)",
+                                    check=_Mapping(), factory=lambda: SearchSpace().to_dict(), flag=False)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.objectives, (list, tuple)):
-            object.__setattr__(self, "objectives", ",".join(self.objectives))
-        parse_objectives(self.objectives)
-        if isinstance(self.constraints, str):
-            object.__setattr__(self, "constraints", [self.constraints])
-        if not isinstance(self.constraints, (list, tuple)):
-            raise LTSError(f"constraints must be a list like [onnx_memory_mb<=300], got {self.constraints!r}")
-        object.__setattr__(self, "constraints", [str(c) for c in parse_constraints(self.constraints)])
-        check_precision(self.precision, "precision")
-        if self.workers < 1:
-            raise LTSError(f"workers must be >= 1, got {self.workers}")
-        if self.engine not in ("local", "ray"):
-            raise LTSError(f"engine must be local or ray, got {self.engine!r}")
-        if not isinstance(self.space, dict):
-            raise LTSError(f"space must be a mapping, got {type(self.space).__name__}")
+    def check(self) -> None:
         space, settings, evaluation = self.search_space(), self.search_settings(), self.eval_settings()  # fail early
-        if evaluation.measure and self.seq_len > space.n_positions:  # only a timed forward uses it
+        if evaluation.measured and self.seq_len > space.n_positions:  # only a timed forward uses it
             raise LTSError(f"seq_len {self.seq_len} exceeds the space's n_positions ({space.n_positions})")
         if evaluation.generation and self.context > space.n_positions:  # only a decoding step uses it
             raise LTSError(f"context {self.context} exceeds the space's n_positions ({space.n_positions})")
@@ -95,8 +135,9 @@ class SearchJob:
 
     def eval_settings(self) -> EvalSettings:
         settings = self.search_settings()  # its figures (objectives and budgets) decide what is measured
-        return EvalSettings.create(measure=settings.needs_measurement, latency_mode=self.latency_mode,
-                                   target=make_target(self.target, self.threads, self.precision), seq_len=self.seq_len,
+        return EvalSettings.create(measured=settings.needs_measurement, latency_mode=self.latency_mode,
+                                   target=TargetSettings(self.target, self.threads, self.precision).make(),
+                                   seq_len=self.seq_len,
                                    context=self.context, objectives=settings.figures, timeout_s=self.timeout_s)
 
     def cache_path(self) -> Path:

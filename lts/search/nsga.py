@@ -38,6 +38,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from lts.core import faults, fileio
 from lts.core.arch import GENES
 from lts.core.errors import LTSError, first_line
+from lts.core.settings import Integer, Settings, setting
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
 from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import parse_objectives
@@ -53,26 +54,16 @@ FAILED_G = 1e6  # a failed candidate's violation of each budget
 
 
 @dataclass(frozen=True)
-class SearchSettings:
+class SearchSettings(Settings):
     """What defines a search (saved in the run folder; a resumed run keeps it)."""
 
-    generations: int = 6
-    population: int = 36
-    seed: int = 1
+    generations: int = setting(6, "NSGA-II generations, the initial population included", Integer(ge=1))
+    population: int = setting(36, "candidates per generation (NSGA-II needs parents to mate)", Integer(ge=2))
+    seed: int = setting(1, "random seed: same seed, same candidates", Integer(ge=0))
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     constraints: tuple[Constraint, ...] = ()
 
-    def __post_init__(self) -> None:
-        for name in ("generations", "population"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise LTSError(f"{name} must be an integer, got {v!r}")
-        if self.generations < 1:
-            raise LTSError(f"generations must be >= 1, got {self.generations}")
-        if self.population < 2:
-            raise LTSError(f"population must be >= 2 (NSGA-II needs parents to mate), got {self.population}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise LTSError(f"seed must be a non-negative integer, got {self.seed!r}")
+    def check(self) -> None:
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
         object.__setattr__(self, "constraints", parse_constraints(self.constraints))
 

@@ -62,7 +62,17 @@ class SearchSpace:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        """The space as its YAML reads: an evenly spaced choice of three or more as {start, stop, step}."""
+        def plain(v: Any) -> Any:
+            if not isinstance(v, tuple):
+                return v
+            steps = {b - a for a, b in zip(v, v[1:])}
+            if len(v) >= 3 and len(steps) == 1:
+                step = steps.pop()
+                return {"start": v[0], "stop": v[-1] + step, **({"step": step} if step != 1 else {})}
+            return list(v)
+
+        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
 
     @property
     def xl(self) -> np.ndarray:

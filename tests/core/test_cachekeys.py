@@ -59,8 +59,8 @@ def test_a_bump_changes_the_keys_of_its_artifact_and_of_those_built_from_it(monk
     from lts.train.shards import shard_key
 
     def keys() -> dict[str, str]:
-        return {"fp32": EvalSettings.create(measure=False, threads=1).key(),
-                "int8": EvalSettings.create(measure=False, target=CPUTarget(threads=1, precision="int8")).key(),
+        return {"fp32": EvalSettings.create(measured=False, threads=1).key(),
+                "int8": EvalSettings.create(measured=False, target=CPUTarget(threads=1, precision="int8")).key(),
                 "export": cache_key("onnx_export", x=1), "copy": cache_key("int8", x=1),
                 "shards": shard_key({"vocab_size": 5}, {"data": ["a.txt"], "name": "a"})}
 
@@ -86,7 +86,7 @@ def test_no_key_reads_source_code(monkeypatch):
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, n_positions=16, vocab_size=32))
-    settings = EvalSettings.create(measure=False, threads=1)
+    settings = EvalSettings.create(measured=False, threads=1)
     before = (settings.key(), settings.measurement_key(), objectives.registry_key(), model_content_hash(model),
               shard_key({"vocab_size": 32}, {"data": None}))
 
@@ -118,7 +118,7 @@ def test_an_objective_edited_in_comments_only_keeps_its_key_and_a_version_bump_c
     from lts.cost.evaluator import EvalSettings
     from lts.cost.objectives import Objective, register, unregister
 
-    settings = EvalSettings.create(measure=False, threads=1)
+    settings = EvalSettings.create(measured=False, threads=1)
     obj = register(Objective("heads_test", "heads", +1, "heads", compute=_heads))
     try:
         key = settings.key()
@@ -133,14 +133,14 @@ def test_an_objective_edited_in_comments_only_keeps_its_key_and_a_version_bump_c
 
 
 def test_keys_are_the_same_in_another_process():
-    code = ("import json; from lts.cost.evaluator import EvalSettings; s = EvalSettings.create(measure=False, "
+    code = ("import json; from lts.cost.evaluator import EvalSettings; s = EvalSettings.create(measured=False, "
             "threads=1); print(json.dumps([s.key(), s.measurement_key()]))")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                            env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     from lts.cost.evaluator import EvalSettings
 
-    here = EvalSettings.create(measure=False, threads=1)
+    here = EvalSettings.create(measured=False, threads=1)
     assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout) == [here.key(), here.measurement_key()]
 
 

@@ -12,7 +12,7 @@ from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
 from lts.cost.graph import gpt2_graph_spec, write_onnx
-from lts.cost.measure import MeasureError, MeasureSettings, measure
+from lts.cost.measure import MeasureError, MeasureSettings, measure_architecture
 from lts.cost.objectives import parse_objectives
 from lts.cost.proxy import non_embedding_params
 from lts.cost.target import CPUTarget
@@ -25,7 +25,7 @@ ONE = CPUTarget(threads=1)
 
 
 def test_measure_reports_memory_file_and_timings():
-    out = measure(TINY, MeasureSettings(**MEASURE), ONE, parts=("base", "block", "full"))
+    out = measure_architecture(TINY, MeasureSettings(**MEASURE), ONE, parts=("base", "block", "full"))
     assert set(out.results) == {"file", "memory", "latency"}
     assert out.get("file") == write_onnx(gpt2_graph_spec(TINY), None)
     assert 0 < out.get("memory")["bytes"] < 500 * 2**20
@@ -97,9 +97,9 @@ def test_timing_statistics_against_numpy_on_scripted_runs(monkeypatch):
 
 @pytest.mark.heavy
 def test_measure_memory_grows_with_model_size():
-    small = measure(TINY, MeasureSettings(**MEASURE), ONE, parts=())
-    big = measure(ArchConfig(2, 64, 128, 2, vocab_size=200_000, n_positions=64), MeasureSettings(**MEASURE), ONE,
-                  parts=())
+    small = measure_architecture(TINY, MeasureSettings(**MEASURE), ONE, parts=())
+    big = measure_architecture(ArchConfig(2, 64, 128, 2, vocab_size=200_000, n_positions=64),
+                               MeasureSettings(**MEASURE), ONE, parts=())
     # The extra 200k x 64 float32 embedding is ~48 MiB: the peak must see at least that.
     assert big.get("memory")["bytes"] - small.get("memory")["bytes"] > 40 * 2**20
 
@@ -109,8 +109,8 @@ def test_generation_probe_times_a_decode_step_and_counts_the_kv_cache():
     """Generation memory holds the weights plus the cache: a longer context costs its KV bytes (about three
     times: the past being read, the present being written and the step's concatenation, at the last step)."""
     cfg = ArchConfig(4, 512, 512, 8, vocab_size=512, n_positions=1024)
-    short = measure(cfg, MeasureSettings(**MEASURE, context=16), ONE, ("generation_memory", "decode"))
-    long = measure(cfg, MeasureSettings(**MEASURE, context=1024), ONE, ("generation_memory", "decode"))
+    short = measure_architecture(cfg, MeasureSettings(**MEASURE, context=16), ONE, ("generation_memory", "decode"))
+    long = measure_architecture(cfg, MeasureSettings(**MEASURE, context=1024), ONE, ("generation_memory", "decode"))
     kv_bytes = 2 * cfg.n_layer * 1024 * cfg.n_embd * 4  # keys + values of every layer, float32: 16 MiB
     assert set(short.results) == {"generation_memory", "decode"} and set(short.timings) == {"decode"}
     weights = write_onnx(gpt2_graph_spec(cfg), None)
@@ -139,9 +139,9 @@ def test_generation_objectives_only_when_asked(tmp_path):
 
 def test_measure_failures_are_reasons_not_crashes():
     with pytest.raises(MeasureError, match="timeout"):
-        measure(TINY, MeasureSettings(**{**MEASURE, "timeout_s": 0.001}), ONE)
+        measure_architecture(TINY, MeasureSettings(**{**MEASURE, "timeout_s": 0.001}), ONE)
     with pytest.raises(MeasureError):  # more tokens than positions: ONNX Runtime fails the Gather
-        measure(TINY, MeasureSettings(**{**MEASURE, "seq_len": 65}), ONE, parts=("base",))
+        measure_architecture(TINY, MeasureSettings(**{**MEASURE, "seq_len": 65}), ONE, parts=("base",))
 
 
 @pytest.mark.heavy
@@ -215,8 +215,8 @@ def test_composed_latency_reuses_shape_timings(tmp_path):
 
 
 def test_unmeasured_settings_are_deterministic(tmp_path):
-    r1 = Evaluator(EvalSettings.create(measure=False)).evaluate(TINY)
-    r2 = Evaluator(EvalSettings.create(measure=False)).evaluate(TINY)
+    r1 = Evaluator(EvalSettings.create(measured=False)).evaluate(TINY)
+    r2 = Evaluator(EvalSettings.create(measured=False)).evaluate(TINY)
     assert r1.onnx_file_mb == r2.onnx_file_mb > 0 and math.isnan(r1.onnx_latency_s)
 
 
@@ -300,6 +300,6 @@ def test_killed_measuring_process_is_a_reason(tmp_path, monkeypatch):
 
 def _measure_or_error(cfg):
     try:
-        return measure(cfg, MeasureSettings(seq_len=512), ONE)
+        return measure_architecture(cfg, MeasureSettings(seq_len=512), ONE)
     except MeasureError as exc:
         return exc

@@ -11,7 +11,7 @@ import pytest
 
 from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
-from lts.cost.measure import MeasureSettings, measure
+from lts.cost.measure import MeasureSettings, measure_architecture
 from lts.cost.target import CPUTarget, check_measurable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,8 +59,8 @@ def test_a_model_larger_than_a_64mb_dev_shm_is_measured(tmp_path):
 def test_sampled_memory_probe_works_without_the_kernel_peak_counter():
     """Where /proc is missing (macOS) the peak comes from sampling the child's RSS from outside (psutil)."""
     settings = MeasureSettings(seq_len=16, min_repeats=2, max_repeats=3, warmup=1)
-    exact = measure(BIG_VOCAB, settings, CPUTarget(threads=1), parts=())
-    sampled = measure(BIG_VOCAB, settings, CPUTarget(threads=1, memory_probe="sampled"), parts=())
+    exact = measure_architecture(BIG_VOCAB, settings, CPUTarget(threads=1), parts=())
+    sampled = measure_architecture(BIG_VOCAB, settings, CPUTarget(threads=1, memory_probe="sampled"), parts=())
     peak, exact_peak = sampled.get("memory"), exact.get("memory")
     assert peak["bytes"] == peak["sampled_bytes"]  # the sampled figure is the result
     assert peak["bytes"] > 40 * 2**20 and exact_peak["bytes"] > 40 * 2**20  # both see the embeddings

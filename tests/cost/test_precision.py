@@ -11,7 +11,7 @@ from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost import measure as measure_module
 from lts.cost.evaluator import EvalSettings, Evaluator
-from lts.cost.measure import MeasureSettings, measure
+from lts.cost.measure import MeasureSettings, measure_architecture
 from lts.cost.target import CPUTarget, make_target
 
 # Blocks much larger than the embeddings: weights dominate memory, and int8 quarters them.
@@ -53,8 +53,8 @@ def test_prepared_graphs_are_quantized_by_onnxruntime(tmp_path):
 
 @pytest.mark.heavy
 def test_int8_target_measures_less_memory_and_keys_apart(tmp_path):
-    fp32 = measure(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1), generation=True)
-    int8 = measure(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1, precision="int8"), generation=True)
+    fp32 = measure_architecture(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1), generation=True)
+    int8 = measure_architecture(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1, precision="int8"), generation=True)
     assert set(int8.timings) == set(fp32.timings) == {"base", "block", "decode"}
     assert int8.get("generation_memory")["bytes"] < fp32.get("generation_memory")["bytes"] - 10_000_000
     assert int8.get("memory")["bytes"] < fp32.get("memory")["bytes"] - 10_000_000

@@ -166,8 +166,8 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize("case, content, flags, message", [
     ("empty file", "", [], "no prompts in"),
     ("blank lines only", "\n  \n\t\n", [], "no prompts in"),
-    ("batch size 0", "hello\n", ["--batch-size", "0"], "--batch-size must be an integer >= 1"),
-    ("batch size -3", "hello\n", ["--batch-size", "-3"], "--batch-size must be an integer >= 1"),
+    ("batch size 0", "hello\n", ["--batch-size", "0"], "batch_size (--batch-size) must be an integer >= 1"),
+    ("batch size -3", "hello\n", ["--batch-size", "-3"], "batch_size (--batch-size) must be an integer >= 1"),
     ("too long", "hello\n\n" + "word " * 200 + "\n", [], "prompt 2 of"),
     ("not utf-8", b"\xff\xfe\x00bad", [], "not UTF-8 text"),
     ("with --stream", "hello\n", ["--stream"], "does not go with --prompts-file"),

@@ -101,7 +101,7 @@ def test_measured_budget_turns_on_the_generation_graph_and_context_is_checked():
     with pytest.raises(LTSError, match="context 2048 exceeds"):
         SearchJob(context=2048, objectives="non_embedding_params,onnx_decode_latency_s")
     SearchJob(context=2048)  # not used by the default objectives: nothing to refuse
-    with pytest.raises(LTSError, match="context must be a positive integer"):
+    with pytest.raises(LTSError, match=r"context \(--context\) must be an integer >= 1"):
         SearchJob(context=0)
 
 
