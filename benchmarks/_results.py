@@ -75,7 +75,7 @@ def default_path(name: str) -> Path:
 def add_json_flag(parser: argparse.ArgumentParser, name: str) -> None:
     """``--json PATH``: where the result goes (default benchmarks/results/<name>.json)."""
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
-                        help=f"also write the result as JSON for benchmarks/results_pages.py "
+                        help=f"where the JSON result for benchmarks/results_pages.py goes "
                              f"(default benchmarks/results/{name}.json)")
 
 
