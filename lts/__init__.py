@@ -9,8 +9,51 @@ Subpackages: ``lts.core`` (shared: ArchConfig, errors, files, CLI, hub, processe
 NSGA-II, report, job), ``lts.train``, ``lts.generate``, ``lts.compare`` (benchmark.py).
 """
 
+import importlib.abc
+import importlib.util
+import sys
+from typing import Any
+
 from lts.core.arch import ArchConfig, archid_of
 from lts.core.errors import LTSError
+
+
+class _RegisterWithTransformers(importlib.abc.MetaPathFinder):
+    """Registers the per-layer GPT-2 model type (``lts.core.hf``) as soon as transformers is imported, so that
+    ``AutoModelForCausalLM.from_pretrained`` loads a per-layer model folder in any process that imported ``lts``
+    (before or after transformers), without importing transformers (and torch) for ``import lts`` itself."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "transformers":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_register(module: Any) -> None:
+            exec_module(module)
+            _register()
+
+        loader.exec_module = exec_then_register
+        return spec
+
+
+def _register() -> None:
+    """Never breaks the import of transformers: a transformers (or torch) that cannot take the registration
+    simply does not know the per-layer type (``lts.core.hf`` says so when a command needs it)."""
+    try:
+        import lts.core.hf  # noqa: F401 - registers on import
+    except Exception:  # noqa: BLE001 - e.g. no torch, or a transformers too old for the config class
+        pass
+
+
+if "transformers" in sys.modules:
+    _register()
+elif not any(isinstance(f, _RegisterWithTransformers) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWithTransformers())
 
 __all__ = ["ArchConfig", "LTSError", "archid_of"]
 __version__ = "0.1.0"

@@ -241,6 +241,10 @@ def load_config(name: str | os.PathLike, trust_remote_code: bool = False) -> Any
     path = Path(str(name)).expanduser()
     if path.is_dir() and not (path / "config.json").is_file():
         raise LTSError(f"{name} is not a model folder: it has no config.json")
+    if path.is_dir():
+        per_layer = per_layer_config(path / "config.json")
+        if per_layer is not None:
+            return per_layer
 
     def load(source: str, local_files_only: bool) -> Any:
         try:
@@ -255,6 +259,30 @@ def load_config(name: str | os.PathLike, trust_remote_code: bool = False) -> Any
             raise LTSError(f"model {str(name)!r}: cannot read its config.json ({first_line(exc)})") from None
 
     return _resolve(name, "model", load)
+
+
+def per_layer_config(path: Path) -> Any:
+    """The per-layer GPT-2 config (``lts.core.hf``) of a config.json with per-layer ``n_inner`` / ``n_head`` lists,
+    as ``model_type`` ``lts_gpt2`` or a plain ``gpt2`` written by hand; None for any other config. Its
+    architecture is checked first (a list whose length is not n_layer, a head count that does not divide
+    n_embd: one line, exit 2)."""
+    import json
+
+    from lts.core.arch import PER_LAYER, PER_LAYER_MODEL_TYPE, ArchConfig
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # AutoConfig says what is wrong with it
+    if not isinstance(data, dict) or data.get("model_type") not in ("gpt2", PER_LAYER_MODEL_TYPE):
+        return None
+    if data.get("model_type") == "gpt2" and not any(isinstance(data.get(k), list) for k in PER_LAYER):
+        return None
+    arch = ArchConfig.from_dict(data, source=str(path))
+    from lts.core.hf import PerLayerGPT2Config
+
+    fields = {k: v for k, v in data.items() if k not in ("model_type", "architectures", "transformers_version")}
+    return PerLayerGPT2Config(**{**fields, **arch.to_dict()})
 
 
 def is_causal_lm_config(config: Any) -> bool:

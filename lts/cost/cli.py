@@ -90,7 +90,7 @@ def evaluate(args: EvaluateSettings) -> int:
     c = evaluator.conditions()
     width = max(len(name) for name in [*REGISTRY, "eval_seconds"]) + 2
     print(f"{'archid':<{width}}{result.archid}")
-    print(f"{'config':<{width}}" + " ".join(f"{k}={v}" for k, v in config.to_dict().items()))
+    print(f"{'config':<{width}}" + " ".join(f"{k}={config.describe(k)}" for k in config.to_dict()))
     for name, objective in REGISTRY.items():
         shown = objective.display(result[name])
         unit = "" if objective.integer else (objective.display_unit or objective.unit)

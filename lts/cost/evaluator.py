@@ -221,8 +221,11 @@ class Evaluator:
         return (archid, self.settings.key(), self.hardware["id"])
 
     def _timing_key(self, config: ArchConfig, part: str) -> str:
-        c = config
-        shape = {"base": (c.n_embd, c.vocab_size), "block": (c.n_embd, c.n_inner, c.n_head)}[part]
+        if part == "base":
+            shape: tuple[int, ...] = (config.n_embd, config.vocab_size)
+        else:  # keyed by the block's shape: every architecture with a block of that shape shares its timing
+            block, _ = config.block_parts()[part]
+            shape = (block.n_embd, block.n_inner, block.n_head)
         probe = probes.get(probes.parts_probe(probes.REGISTRY) or "latency")  # its version keys its timings
         return f"{probe.name}.{probe.version}:{part}:{shape}:{self.settings.measurement_key()}:{self.hardware['id']}"
 
@@ -285,7 +288,7 @@ class Evaluator:
         elif s.latency_mode == "full":
             parts = {"full": None}
         else:
-            parts = {p: self.cached_timing(config, p) for p in ("base", "block")}
+            parts = {p: self.cached_timing(config, p) for p in ("base", *config.block_parts())}
         return EvalTask(config, s, tuple(p for p, t in parts.items() if t is None),
                         {p: t for p, t in parts.items() if t is not None})
 
@@ -305,7 +308,7 @@ class Evaluator:
                 if timed is not None:  # its new shape timings are stored, and composed with the known ones
                     new = m.get(timed) or {}
                     for p, timing in new.items():
-                        if p in ("base", "block"):
+                        if p == "base" or p in config.block_parts():
                             self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))
                     if new or task.known:
                         m = m.with_result(timed, {**task.known, **new})
@@ -332,7 +335,7 @@ class Evaluator:
         return values
 
     def cached_timing(self, config: ArchConfig, part: str) -> Timing | None:
-        """The stored timing of `config`'s "base" or "block" shape under these settings, if any."""
+        """The stored timing of `config`'s "base" or block part (``config.block_parts()``) under these settings."""
         raw = self.cache.get("timings", (self._timing_key(config, part),))
         return Timing(**json.loads(raw)) if raw else None
 

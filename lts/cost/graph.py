@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lts.core.arch import ArchConfig
+from lts.core.arch import ArchConfig, Block
 
 OPSET = 18
 WeightFn = Callable[[str, tuple[int, ...]], np.ndarray]
@@ -33,9 +33,9 @@ WeightFn = Callable[[str, tuple[int, ...]], np.ndarray]
 
 def weight_shapes(config: ArchConfig) -> dict[str, tuple[int, ...]]:
     """HF state-dict names and shapes of every GPT-2 parameter (Conv1D weights are (in, out))."""
-    d, f, v, p = config.n_embd, config.n_inner, config.vocab_size, config.n_positions
+    d, v, p = config.n_embd, config.vocab_size, config.n_positions
     shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (v, d), "transformer.wpe.weight": (p, d)}
-    for i in range(config.n_layer):
+    for i, f in enumerate(config.layer_values("n_inner")):
         b = f"transformer.h.{i}."
         shapes.update({
             b + "ln_1.weight": (d,), b + "ln_1.bias": (d,),
@@ -122,6 +122,36 @@ class GraphSpec:
     weights: tuple[tuple[str, tuple[int, ...]], ...]
 
 
+def part_spec(config: ArchConfig, part: str) -> GraphSpec:
+    """A graph of `config` by part name: "kv" (the generation graph), "full", "base", or one of
+    ``config.block_parts()`` ("block", or a per-layer architecture's ``block:<n_inner>x<n_head>``)."""
+    if part == "kv":
+        return gpt2_kv_graph_spec(config)
+    if part.startswith("block:"):
+        block, _ = config.block_parts()[part]
+        return gpt2_graph_spec(block_config(config, block), "block")
+    return gpt2_graph_spec(config, part)
+
+
+def block_config(config: ArchConfig, block: Block) -> ArchConfig:
+    """A one-layer architecture with `config`'s embeddings and `block`'s shape: its "block" graph is that block."""
+    return ArchConfig(1, block.n_embd, block.n_inner, block.n_head, config.vocab_size, config.n_positions)
+
+
+class _LayerConsts:
+    """Per-layer constants (shapes that hold n_inner or the head count), made once per distinct value. A
+    homogeneous architecture's keep the names they always had, so its graph is byte for byte what it was."""
+
+    def __init__(self, g: _Graph, config: ArchConfig) -> None:
+        self.g, self.per_layer, self.made = g, config.per_layer, {}
+
+    def __call__(self, name: str, key: int, value: np.ndarray) -> str:
+        full = f"{name}_{key}" if self.per_layer else name
+        if full not in self.made:
+            self.made[full] = self.g.const(full, value)
+        return full
+
+
 def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     """The candidate's graph, or one of the two pieces its latency is composed of.
 
@@ -130,13 +160,16 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
                   (1, 1, d): one transformer block, weights named as layer 0.
     part="base":  input_ids (1, S) -> logits (1, 1, vocab) + max of the mask: embeddings,
                   causal mask, final LayerNorm and tied LM head, no blocks.
-    full ~= base + n_layer * block.
+    full ~= base + the sum of its blocks (a per-layer architecture's "block" is each of
+    :func:`block_config`'s one-layer architectures).
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    d, h = config.n_embd, config.n_head
-    hd = d // h
+    if part == "block" and config.per_layer:
+        raise ValueError("a per-layer architecture has a block of each shape: build block_config(config, block)'s")
+    d = config.n_embd
     g = _Graph()
+    per = _LayerConsts(g, config)
     shapes = weight_shapes(config)
     w = lambda name: g.weight(name, shapes[name])  # noqa: E731
 
@@ -147,14 +180,18 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     shape_sd = g.const("shape_sd", i64(-1, d))          # (S, d) for the Gemms
     shape_bsd = g.const("shape_bsd", i64(1, -1, d))     # (1, S, d)
     shape_bs3d = g.const("shape_bs3d", i64(1, -1, 3 * d))
-    shape_bsf = g.const("shape_bsf", i64(1, -1, config.n_inner))
-    shape_sf = g.const("shape_sf", i64(-1, config.n_inner))
-    shape_heads = g.const("shape_heads", i64(1, -1, h, hd))
-    shape_hshd = g.const("shape_hshd", i64(h, -1, hd))
-    shape_1hds = g.const("shape_1hds", i64(1, h, hd, -1))
+    blocks = config.blocks()
+    f0, h0 = (blocks[0].n_inner, blocks[0].n_head) if blocks else (0, 1)  # made where a homogeneous graph had them
+    if not config.per_layer:
+        per("shape_bsf", f0, i64(1, -1, f0))
+        per("shape_sf", f0, i64(-1, f0))
+        per("shape_heads", h0, i64(1, -1, h0, d // h0))
+        per("shape_hshd", h0, i64(h0, -1, d // h0))
+        per("shape_1hds", h0, i64(1, h0, d // h0, -1))
     c_neg = g.const("c_neg", np.array(np.finfo(np.float32).min, np.float32))
     c_zero = g.const("c_zero", np.array(0.0, np.float32))
-    c_scale = g.const("c_scale", np.array(1.0 / math.sqrt(math.sqrt(hd)), np.float32))  # on q and k, like SDPA export
+    if not config.per_layer:  # on q and k, like the SDPA export
+        per("c_scale", h0, np.array(1.0 / math.sqrt(math.sqrt(d // h0)), np.float32))
     c_half = g.const("c_half", np.array(0.5, np.float32))
     c_one = g.const("c_one", np.array(1.0, np.float32))
     c_three = g.const("c_three", np.array(3.0, np.float32))
@@ -182,7 +219,15 @@ def gpt2_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
         mask = g.op("Where", allowed, c_zero, c_neg)
 
     n_blocks = {"full": config.n_layer, "block": 1, "base": 0}[part]
-    for i in range(n_blocks):
+    for i, block in enumerate(blocks[:n_blocks]):
+        f, h = block.n_inner, block.n_head
+        hd = d // h
+        shape_bsf = per("shape_bsf", f, i64(1, -1, f))
+        shape_sf = per("shape_sf", f, i64(-1, f))
+        shape_heads = per("shape_heads", h, i64(1, -1, h, hd))
+        shape_hshd = per("shape_hshd", h, i64(h, -1, hd))
+        shape_1hds = per("shape_1hds", h, i64(1, h, hd, -1))
+        c_scale = per("c_scale", h, np.array(1.0 / math.sqrt(math.sqrt(hd)), np.float32))
         b = f"transformer.h.{i}."
         ln1 = g.op("LayerNormalization", x, w(b + "ln_1.weight"), w(b + "ln_1.bias"), axis=-1, epsilon=1e-5)
         qkv = g.op("Gemm", g.op("Reshape", ln1, shape_sd), w(b + "attn.c_attn.weight"), w(b + "attn.c_attn.bias"))
@@ -254,18 +299,22 @@ def gpt2_kv_graph_spec(config: ArchConfig) -> GraphSpec:
     This is the graph the search times for ``onnx_decode_latency_s`` and ``onnx_generation_memory_mb``
     and the one ``generate_text.py --backend onnx`` runs for a GPT-2 model, filled with its weights.
     """
-    d, h, n = config.n_embd, config.n_head, config.n_layer
-    hd = d // h
+    d, n = config.n_embd, config.n_layer
+    heads = config.layer_values("n_head")
     g = _Graph()
+    per = _LayerConsts(g, config)
     shapes = weight_shapes(config)
     w = lambda name: g.weight(name, shapes[name])  # noqa: E731
     i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
     c_0, c_1, c_2 = (g.const(f"c_{k}", np.array(k, np.int64)) for k in (0, 1, 2))  # scalars
-    shape_heads = g.const("shape_heads", i64(0, 0, h, hd))  # (B, S, d) -> (B, S, H, D); 0 copies the dim
+    h0 = heads[0] if heads else 1
+    if not config.per_layer:  # where a homogeneous graph always had them
+        per("shape_heads", h0, i64(0, 0, h0, d // h0))  # (B, S, d) -> (B, S, H, D); 0 copies the dim
     shape_model = g.const("shape_model", i64(0, 0, d))      # (B, S, H, D) -> (B, S, d)
     c_neg = g.const("c_neg", np.array(np.finfo(np.float32).min, np.float32))
     c_zero = g.const("c_zero", np.array(0.0, np.float32))
-    c_scale = g.const("c_scale", np.array(1.0 / math.sqrt(hd), np.float32))
+    if not config.per_layer:
+        per("c_scale", h0, np.array(1.0 / math.sqrt(d // h0), np.float32))
     c_half = g.const("c_half", np.array(0.5, np.float32))
     c_one = g.const("c_one", np.array(1.0, np.float32))
     c_three = g.const("c_three", np.array(3.0, np.float32))
@@ -275,7 +324,8 @@ def gpt2_kv_graph_spec(config: ArchConfig) -> GraphSpec:
     past_names, present_names = kv_names(n)
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
               helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total"])]
-    inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", h, "past", hd]) for name in past_names]
+    inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", h, "past", d // h])
+               for name, h in zip(past_names, (h for h in heads for _ in range(2)))]
     seq = g.op("Gather", g.op("Shape", "input_ids"), c_1, axis=0)              # S
     past_len = g.op("Gather", g.op("Shape", past_names[0]), c_2, axis=0)       # P
     total = g.op("Add", past_len, seq)                                         # P + S
@@ -294,7 +344,10 @@ def gpt2_kv_graph_spec(config: ArchConfig) -> GraphSpec:
     mask = g.op("Where", g.op("And", causal, keep), c_zero, c_neg)             # (B, 1, S, P+S)
 
     outputs_kv = []
-    for i in range(n):
+    for i, h in enumerate(heads):
+        hd = d // h
+        shape_heads = per("shape_heads", h, i64(0, 0, h, hd))
+        c_scale = per("c_scale", h, np.array(1.0 / math.sqrt(hd), np.float32))
         b = f"transformer.h.{i}."
         ln1 = g.op("LayerNormalization", x, w(b + "ln_1.weight"), w(b + "ln_1.bias"), axis=-1, epsilon=1e-5)
         qkv = g.op("Add", g.op("MatMul", ln1, w(b + "attn.c_attn.weight")), w(b + "attn.c_attn.bias"))
@@ -320,8 +373,8 @@ def gpt2_kv_graph_spec(config: ArchConfig) -> GraphSpec:
     # Tied LM head on the last position only: Gemm with transB reads wte as stored (no transposed copy).
     g.nodes.append(helper.make_node("Gemm", [last, "transformer.wte.weight"], ["logits"], transB=1))
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", config.vocab_size])]
-    outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", h, "total", hd])
-                for name in outputs_kv]
+    outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", h, "total", d // h])
+                for name, h in zip(outputs_kv, (h for h in heads for _ in range(2)))]
     graph = helper.make_graph(g.nodes, f"lts_{config.archid}_kv", inputs, outputs, initializer=g.small)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lts")
     model.ir_version = 8

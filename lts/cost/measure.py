@@ -58,7 +58,7 @@ from lts.core.errors import LTSError
 from lts.core.procs import ChildError, ChildProcess
 from lts.core.settings import Integer, Number, Settings, setting
 from lts.cost import probes as registry
-from lts.cost.graph import gpt2_graph_spec, gpt2_kv_graph_spec, kv_names, tiled_weights, write_onnx
+from lts.cost.graph import kv_names, part_spec, tiled_weights, write_onnx
 from lts.cost.objectives import DEFAULT_OBJECTIVES, probes_for
 from lts.cost.probes import Measurement, Timing
 from lts.cost.target import Target
@@ -216,8 +216,8 @@ def scratch_dirs(needed_bytes: int) -> list[str]:
 
 
 def _spec(config: ArchConfig, part: str) -> Any:
-    """"kv": the generation graph (KV cache); else a part of the full-forward graph."""
-    return gpt2_kv_graph_spec(config) if part == "kv" else gpt2_graph_spec(config, part)
+    """"kv": the generation graph (KV cache); else a part of the full-forward graph (graph.part_spec)."""
+    return part_spec(config, part)
 
 
 def _write_graph(scratch: list[str], name: str, config: ArchConfig, part: str, weights: Any,
@@ -378,11 +378,11 @@ def prefill_feeds(config: ArchConfig, tokens: int) -> dict[str, np.ndarray]:
 
 def decode_feeds(config: ArchConfig, past_len: int, batch: int = 1) -> dict[str, np.ndarray]:
     """One new token and a KV cache of `past_len` positions (filled: untouched pages would not count as memory)."""
-    hd = config.n_embd // config.n_head
     rng = np.random.default_rng(0)
     feeds = {"input_ids": np.full((batch, 1), 1, np.int64), "attention_mask": np.ones((batch, past_len + 1), np.int64)}
-    for name in kv_names(config.n_layer)[0]:
-        feeds[name] = rng.standard_normal((batch, config.n_head, past_len, hd), dtype=np.float32)
+    heads = [h for h in config.layer_values("n_head") for _ in ("key", "value")]
+    for name, h in zip(kv_names(config.n_layer)[0], heads):
+        feeds[name] = rng.standard_normal((batch, h, past_len, config.n_embd // h), dtype=np.float32)
     return feeds
 
 

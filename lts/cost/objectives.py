@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from lts.core import cachekeys
 from lts.core.arch import ArchConfig
@@ -178,26 +178,31 @@ def _scaled(t: Timing, calibration_s: float | None) -> float:
     return t.median_s * calibration_s / t.reference_s
 
 
-def _terms(n_layer: int, m: Measurement) -> list[tuple[Timing, float]] | None:
-    """The timed parts of the whole forward and the seconds each adds at ``m.calibration_s`` (None: not timed)."""
-    timings = m.get("latency") or {}
+def _counted_parts(config: ArchConfig, timings: Mapping[str, Timing]) -> list[tuple[Timing, int]] | None:
+    """The timed parts of the whole forward with how many times each counts (None: one is missing)."""
     if "full" in timings:
-        return [(timings["full"], _scaled(timings["full"], m.calibration_s))]
-    if "base" not in timings or "block" not in timings:
+        return [(timings["full"], 1)]
+    wanted = [("base", 1), *((part, n) for part, (_, n) in config.block_parts().items())]
+    if any(part not in timings for part, _ in wanted):
         return None
-    b, k = timings["base"], timings["block"]
-    return [(b, _scaled(b, m.calibration_s)), (k, n_layer * _scaled(k, m.calibration_s))]
+    return [(timings[part], n) for part, n in wanted]
 
 
-def compose_latency(n_layer: int, m: Measurement) -> tuple[float, float]:
+def _terms(config: ArchConfig, m: Measurement) -> list[tuple[Timing, float]] | None:
+    """The timed parts of the whole forward and the seconds each adds at ``m.calibration_s`` (None: not timed)."""
+    parts = _counted_parts(config, m.get("latency") or {})
+    return None if parts is None else [(t, n * _scaled(t, m.calibration_s)) for t, n in parts]
+
+
+def compose_latency(config: ArchConfig, m: Measurement) -> tuple[float, float]:
     """(median seconds, coefficient of variation) of the whole forward from its timed parts.
 
-    "full" when the whole graph was timed; else ``base + n_layer * block`` (the embeddings + mask +
-    LM head graph, and one block; each timed once per shape and cached). Each part is rescaled to
-    ``m.calibration_s`` by the reference timed beside it (drift between moments cancels). One block
-    timing scales with depth, so its spread does too.
+    "full" when the whole graph was timed; else ``base`` + the sum of the layers' blocks (the embeddings +
+    mask + LM head graph, and one block graph per block shape, ``config.block_parts()``; each timed once per
+    shape and cached). Each part is rescaled to ``m.calibration_s`` by the reference timed beside it (drift
+    between moments cancels). One block timing scales with the layers of its shape, so its spread does too.
     """
-    terms = _terms(n_layer, m)
+    terms = _terms(config, m)
     if terms is None:
         return math.nan, math.nan
     latency = sum(v for _, v in terms)
@@ -205,23 +210,21 @@ def compose_latency(n_layer: int, m: Measurement) -> tuple[float, float]:
     return latency, std / latency if latency > 0 else math.nan
 
 
-def latency_sigma(n_layer: int, m: Measurement) -> float:
+def latency_sigma(config: ArchConfig, m: Measurement) -> float:
     """Relative standard deviation of the latency between measurements (single runs' spread and drift)."""
-    terms = _terms(n_layer, m)
+    terms = _terms(config, m)
     if terms is None:
         return math.nan
     latency = sum(v for _, v in terms)
     return math.sqrt(sum((t.sigma * v) ** 2 for t, v in terms)) / latency if latency > 0 else math.nan
 
 
-def latency_units(n_layer: int, m: Measurement) -> float:
+def latency_units(config: ArchConfig, m: Measurement) -> float:
     """The latency in reference-graph units (latency / reference latency): comparable across moments."""
-    timings = m.get("latency") or {}
-    parts = [timings.get(p) for p in (("full",) if "full" in timings else ("base", "block"))]
-    if any(t is None or not t.reference_s for t in parts):
+    parts = _counted_parts(config, m.get("latency") or {})
+    if parts is None or any(not t.reference_s for t, _ in parts):
         return math.nan
-    units = [t.median_s / t.reference_s for t in parts]  # type: ignore[union-attr]
-    return units[0] if len(units) == 1 else units[0] + n_layer * units[1]
+    return sum(n * t.median_s / t.reference_s for t, n in parts)
 
 
 NOISE_SIGMAS = 2.0  # latency ties: within two standard deviations (runs' spread and drift between rounds)
@@ -229,7 +232,7 @@ MEMORY_NOISE_BYTES = MIB  # memory ties: within 1 MiB + 1 % (allocator granulari
 
 
 def latency_noise(config: ArchConfig, m: Measurement) -> float:
-    return NOISE_SIGMAS * compose_latency(config.n_layer, m)[0] * latency_sigma(config.n_layer, m)
+    return NOISE_SIGMAS * compose_latency(config, m)[0] * latency_sigma(config, m)
 
 
 def decode_latency(m: Measurement) -> float:
@@ -263,16 +266,16 @@ register(Objective(
 
 register(Objective(
     "onnx_latency_s", "s", +1, "ONNX Runtime latency",
-    compute=lambda c, m: compose_latency(c.n_layer, m)[0], probe="latency", display_unit="ms", scale=1e3,
+    compute=lambda c, m: compose_latency(c, m)[0], probe="latency", display_unit="ms", scale=1e3,
     noise=latency_noise))
 
 register(Objective(
     "onnx_latency_cv", "", +1, "latency CV",
-    compute=lambda c, m: compose_latency(c.n_layer, m)[1], probe="latency", searchable=False, fmt=".3f"))
+    compute=lambda c, m: compose_latency(c, m)[1], probe="latency", searchable=False, fmt=".3f"))
 
 register(Objective(
     "onnx_latency_units", "reference units", +1, "latency / reference graph latency",
-    compute=lambda c, m: latency_units(c.n_layer, m), probe="latency", searchable=False, fmt=".3f", gallery=False))
+    compute=lambda c, m: latency_units(c, m), probe="latency", searchable=False, fmt=".3f", gallery=False))
 
 register(Objective(
     "onnx_memory_mb", "MiB", +1, "ONNX Runtime peak memory",

@@ -11,8 +11,12 @@ def non_embedding_params(config: ArchConfig) -> int:
     Per block: ln_1 and ln_2 (2d each), c_attn (3d^2 + 3d), attn c_proj (d^2 + d),
     c_fc (d*n_inner + n_inner), mlp c_proj (n_inner*d + d); plus ln_f (2d).
     """
-    d, f = config.n_embd, config.n_inner
-    return config.n_layer * (4 * d * d + 2 * d * f + f + 9 * d) + 2 * d
+    return sum(block_params(b.n_embd, b.n_inner) for b in config.blocks()) + 2 * config.n_embd
+
+
+def block_params(d: int, f: int) -> int:
+    """One block's parameters (the head count moves none: it splits c_attn's output)."""
+    return 4 * d * d + 2 * d * f + f + 9 * d
 
 
 def embedding_params(config: ArchConfig) -> int:

@@ -73,7 +73,8 @@ def direct_arch(model: Any) -> Any:
     from lts.core.arch import ArchConfig
 
     c = model.config
-    if getattr(c, "model_type", None) != "gpt2" or type(model).__name__ != "GPT2LMHeadModel":
+    kinds = {("gpt2", "GPT2LMHeadModel"), ("lts_gpt2", "PerLayerGPT2LMHeadModel")}  # per layer: the same blocks
+    if (getattr(c, "model_type", None), type(model).__name__) not in kinds:
         return None
     standard = (c.activation_function == "gelu_new" and c.layer_norm_epsilon == 1e-5 and c.scale_attn_weights
                 and not c.scale_attn_by_inverse_layer_idx and not c.reorder_and_upcast_attn
@@ -100,7 +101,7 @@ def write_direct_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
     write_onnx(gpt2_kv_graph_spec(arch), out_dir / MODEL_FILE, state_dict_weights(model.state_dict()))
     past, present = kv_names(arch.n_layer)
     meta = {"format": VERSIONS["onnx_export"], "builder": "lts", "n_layers": arch.n_layer,
-            "kv_layout": [(arch.n_head, arch.n_embd // arch.n_head)] * arch.n_layer, "vocab_size": arch.vocab_size,
+            "kv_layout": [(h, arch.n_embd // h) for h in arch.layer_values("n_head")], "vocab_size": arch.vocab_size,
             "inputs": ["input_ids", "attention_mask", *past], "outputs": ["logits", *present],
             "export_seconds": round(time.perf_counter() - t0, 3)}
     fileio.write_json(out_dir / META_FILE, meta)

@@ -245,12 +245,18 @@ def resolve_tokenizer(settings: TrainSettings, texts: Callable[[], Iterable[str]
 
 
 def build_model_config(model_dir: Path, arch: ArchConfig, vocab_size: int, eos_id: int, dropout: float | None) -> Any:
-    """The folder's GPT2Config with vocab_size set to the tokenizer's; every other arch field as written."""
+    """The folder's config (GPT2Config, or the per-layer one) with vocab_size set to the tokenizer's; every other
+    arch field as written."""
     from transformers import GPT2Config
 
-    config = GPT2Config.from_pretrained(model_dir)
-    config.vocab_size = vocab_size
-    config.n_inner = arch.n_inner  # explicit (None would mean 4*n_embd in HF; ArchConfig already resolved it)
+    config_class = GPT2Config
+    if arch.per_layer:  # a plain config.json with lists, or one saved as lts_gpt2: the registered per-layer type
+        from lts.core.hf import PerLayerGPT2Config as config_class  # type: ignore[assignment]
+    data = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    data = {k: v for k, v in data.items() if k not in ("model_type", "architectures", "transformers_version")}
+    config = config_class(**{**data, **arch.to_dict(), "vocab_size": vocab_size, "bos_token_id": eos_id,
+                             "eos_token_id": eos_id})
+    config.n_inner = arch.to_dict()["n_inner"]  # explicit (None would mean 4*n_embd in HF; ArchConfig resolved it)
     config.bos_token_id = config.eos_token_id = eos_id
     config.tie_word_embeddings = True
     if dropout is not None:
@@ -591,7 +597,7 @@ def _silent(_: str) -> None:
 
 def _train(settings: TrainSettings, arch: ArchConfig, rt: Runtime, log: Log) -> dict[str, Any]:
     import torch
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
 
     from lts.cost.proxy import non_embedding_params, total_params
     from lts.train.data import Batches, eval_windows
@@ -625,14 +631,15 @@ def _train(settings: TrainSettings, arch: ArchConfig, rt: Runtime, log: Log) -> 
         log(f"vocab_size {arch.vocab_size} -> {vocab} to match the tokenizer (all other architecture fields as in "
             f"{settings.model_dir / 'config.json'})")
     torch.manual_seed(settings.seed)
-    model = GPT2LMHeadModel(config)  # the same initial weights on every rank
+    model = AutoModelForCausalLM.from_config(config)  # GPT2LMHeadModel or the per-layer one; same weights per rank
     if rt.rank:
         torch.manual_seed(settings.seed * 100_003 + rt.rank)  # its own dropout stream; rank 0 keeps the seed's
     shaped = dataclasses.replace(arch, vocab_size=vocab)
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params == total_params(shaped), (n_params, total_params(shaped))
-    log(f"model: {arch.archid} n_layer={arch.n_layer} n_embd={arch.n_embd} n_inner={arch.n_inner} "
-        f"n_head={arch.n_head} vocab={vocab}: {non_embedding_params(shaped):,} non-embedding / {n_params:,} params")
+    log(f"model: {arch.archid} n_layer={arch.n_layer} n_embd={arch.n_embd} n_inner={arch.describe('n_inner')} "
+        f"n_head={arch.describe('n_head')} vocab={vocab}: {non_embedding_params(shaped):,} non-embedding / "
+        f"{n_params:,} params")
     per = f"{settings.batch_size}" + (f" x {rt.world} processes" if rt.distributed else "") + \
         (f" x {settings.grad_accum} accumulated" if settings.grad_accum > 1 else "")
     log(f"training: {settings.max_steps} steps x {per} x {settings.seq_len} tokens = "
@@ -659,7 +666,7 @@ def _train(settings: TrainSettings, arch: ArchConfig, rt: Runtime, log: Log) -> 
                          save_checkpoint=lambda s: _save_checkpoint(ckpt, s, meta))
     metrics.update({
         "archid_source": arch.archid, "archid_trained": shaped.archid, "n_layer": arch.n_layer,
-        "n_embd": arch.n_embd, "n_inner": arch.n_inner, "n_head": arch.n_head, "vocab_size": vocab,
+        **{k: v for k, v in arch.to_dict().items() if k not in ("vocab_size", "n_positions")}, "vocab_size": vocab,
         "non_embedding_params": non_embedding_params(shaped), "total_params": n_params,
         "corpus": tokens.corpus, "train_tokens": int(len(tokens.train)), "val_tokens": int(len(tokens.validation)),
         "val_tokens_per_eval": int(val[:, 1:].size), "tokenizer": tokens.tokenizer_source,

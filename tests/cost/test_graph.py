@@ -17,10 +17,12 @@ from lts.cost.graph import (
     write_onnx,
 )
 
+PER_LAYER = ArchConfig(3, 64, (96, 160, 64), (4, 2, 8), vocab_size=300, n_positions=48)  # the LTS paper's kind
+
 
 def _torch_model(cfg: ArchConfig, seed: int = 0) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(cfg.to_gpt2_config()).eval()
+    model = cfg.to_model().eval()
     with torch.no_grad():
         for p in model.parameters():  # non-trivial LayerNorm/bias values too
             p.normal_(0, 0.1)
@@ -28,7 +30,7 @@ def _torch_model(cfg: ArchConfig, seed: int = 0) -> GPT2LMHeadModel:
 
 
 @pytest.mark.parametrize("cfg", [ArchConfig(2, 64, 96, 4, vocab_size=300, n_positions=48),
-                                 ArchConfig(3, 48, 160, 2, vocab_size=257, n_positions=40)])
+                                 ArchConfig(3, 48, 160, 2, vocab_size=257, n_positions=40), PER_LAYER])
 def test_written_graph_matches_transformers_logits(tmp_path, cfg):
     model = _torch_model(cfg)
     path = tmp_path / "m.onnx"
@@ -53,11 +55,11 @@ def test_streamed_file_equals_protobuf_serialisation(tmp_path):
     assert onnx.load(path) == build_gpt2_graph(cfg, weights)
 
 
-def test_graph_holds_exactly_the_models_weights():
-    cfg = ArchConfig(2, 64, 128, 2, vocab_size=500, n_positions=32)
+@pytest.mark.parametrize("cfg", [ArchConfig(2, 64, 128, 2, vocab_size=500, n_positions=32), PER_LAYER])
+def test_graph_holds_exactly_the_models_weights(cfg):
     names = dict(gpt2_graph_spec(cfg).weights)
     with torch.device("meta"):
-        model = GPT2LMHeadModel(cfg.to_gpt2_config())
+        model = cfg.to_model()
     state = {k: tuple(v.shape) for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to wte
     assert names == state == weight_shapes(cfg)
 
@@ -82,7 +84,7 @@ def test_parts_have_the_right_interfaces(tmp_path):
 
 
 @pytest.mark.parametrize("cfg", [ArchConfig(2, 64, 96, 4, vocab_size=300, n_positions=48),
-                                 ArchConfig(3, 48, 160, 2, vocab_size=257, n_positions=40)])
+                                 ArchConfig(3, 48, 160, 2, vocab_size=257, n_positions=40), PER_LAYER])
 def test_kv_graph_matches_transformers_with_a_cache(tmp_path, cfg):
     """Prefill, then decode steps feeding back the presents: logits and cache as transformers' own."""
     model = _torch_model(cfg)
@@ -96,8 +98,8 @@ def test_kv_graph_matches_transformers_with_a_cache(tmp_path, cfg):
     assert [o.name for o in sess.get_outputs()] == ["logits", *present_names]
     batch, prompt = 2, 7
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(batch, prompt))
-    hd = cfg.n_embd // cfg.n_head
-    past = [np.zeros((batch, cfg.n_head, 0, hd), np.float32) for _ in past_names]
+    heads = [h for h in cfg.layer_values("n_head") for _ in ("key", "value")]
+    past = [np.zeros((batch, h, 0, cfg.n_embd // h), np.float32) for h in heads]
     feed_ids, seen = ids, ids
     for _ in range(5):
         mask = np.ones((batch, past[0].shape[2] + feed_ids.shape[1]), np.int64)
@@ -110,11 +112,11 @@ def test_kv_graph_matches_transformers_with_a_cache(tmp_path, cfg):
             np.testing.assert_allclose(v, out.past_key_values.layers[layer].values.numpy(), atol=2e-4, rtol=1e-4)
         feed_ids = logits.argmax(-1)[:, None].astype(np.int64)
         seen = np.concatenate([seen, feed_ids], axis=1)
-    assert past[0].shape == (batch, cfg.n_head, prompt + 4, hd)
+    assert [p.shape for p in past] == [(batch, h, prompt + 4, cfg.n_embd // h) for h in heads]
 
 
-def test_kv_graph_holds_exactly_the_models_weights():
-    cfg = ArchConfig(2, 64, 128, 2, vocab_size=500, n_positions=32)
+@pytest.mark.parametrize("cfg", [ArchConfig(2, 64, 128, 2, vocab_size=500, n_positions=32), PER_LAYER])
+def test_kv_graph_holds_exactly_the_models_weights(cfg):
     assert dict(gpt2_kv_graph_spec(cfg).weights) == weight_shapes(cfg)
 
 
