@@ -418,5 +418,6 @@ def _check_model_folder(folder: Path, spec: str) -> Path:
     if not has_weights(folder):
         raise LTSError(f"{spec} has no weights (*.safetensors or pytorch_model.bin): train it first, e.g. train.py")
     check_config_file(folder, spec)
+    per_layer_config(folder / "config.json")  # a per-layer GPT-2's architecture is checked here (one line)
     check_weight_files(folder, spec)
     return folder.resolve()

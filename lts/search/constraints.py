@@ -14,13 +14,11 @@ whole space before anything runs: if no architecture of the space meets them all
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from lts.core.arch import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.objectives import REGISTRY, Measurement
 from lts.cost.objectives import get as get_objective
@@ -121,12 +119,11 @@ def total_violation(result: Any, constraints: Sequence[Constraint]) -> float:
 def check_possible(constraints: Sequence[Constraint], space: Any) -> None:
     """One line when the config-only budgets (no measurement needed) exclude every architecture of the space."""
     static = [c for c in constraints if REGISTRY[c.name].probe is None]
-    if not static or space.size > ENUMERABLE:
+    if not static or space.per_layer or space.size > ENUMERABLE:
         return
     ranges: dict[str, list[float]] = {c.name: [math.inf, -math.inf] for c in static}
     empty = Measurement()
-    for genes in itertools.product(*(range(int(u) + 1) for u in space.xu)):
-        config: ArchConfig = space.decode(genes)
+    for config in space.configs():
         values = {c.name: REGISTRY[c.name].value(config, empty) for c in static}
         if all(c.met(values[c.name]) for c in static):
             return

@@ -119,7 +119,7 @@ def write_report(run_dir: str | os.PathLike, models_dir: str | os.PathLike | Non
         ]
 
     def hover(rs: Sequence[EvalResult]) -> tuple[list[list[Any]], str]:
-        custom = [[r.archid, *(getattr(r.config, f) for f in ARCH_FIELDS),
+        custom = [[r.archid, *(r.config.describe(f) for f in ARCH_FIELDS),
                    *(_display(n, r[n]) for n in custom_names)] for r in rs]
         lines = ["<b>%{customdata[0]}</b>", "n_layer %{customdata[1]}, n_embd %{customdata[2]}, "
                  "n_inner %{customdata[3]}, n_head %{customdata[4]}"]
@@ -227,7 +227,7 @@ def _front_table(front: Sequence[EvalResult], robust: set, objectives: Sequence[
     for r in front:
         config = models / r.archid / "config.json"
         link = os.path.relpath(config.resolve(), run_dir.resolve()) if config.is_file() else None
-        cells = [html.escape(r.archid), *(str(getattr(r.config, f)) for f in ARCH_FIELDS),
+        cells = [html.escape(r.archid), *(r.config.describe(f) for f in ARCH_FIELDS),
                  *(get_objective(n).display(r[n]) for n in objectives), "yes" if r.archid in robust else "noise",
                  f'<a href="{html.escape(Path(link).as_posix())}">config.json</a>' if link else "(not in models/)"]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -238,7 +238,7 @@ def _failed_table(failed: Sequence[EvalResult]) -> str:
     if not failed:
         return "<p>No candidate failed.</p>"
     rows = ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-        r.archid, *(getattr(r.config, f) for f in ARCH_FIELDS), r.status.removeprefix("failed: "))) + "</tr>"
+        r.archid, *(r.config.describe(f) for f in ARCH_FIELDS), r.status.removeprefix("failed: "))) + "</tr>"
         for r in failed]
     return _table("failed", ["archid", *ARCH_FIELDS, "reason"], rows)
 

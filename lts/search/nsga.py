@@ -1,7 +1,8 @@
 """NSGA-II over the GPT-2 space with pymoo's ask/tell, checkpointed every generation.
 
-pymoo owns the search (sampling, SBX/PM on integer genes, binary tournament, survival by
-non-dominated rank and crowding, hypervolume); this module only decodes genes into
+pymoo owns the search (its mixed-variable NSGA-II over the space's named Integer genes: random
+sampling, SBX/PM with rounding, binary tournament, survival by non-dominated rank and crowding;
+hypervolume); this module only decodes genes into
 ArchConfigs, evaluates them through the Evaluator (cache first), and records every
 candidate with its generation. Every result is appended to the run's record
 (``lts.search.record``) the moment it exists. A checkpoint (the pickled algorithm, whose
@@ -21,22 +22,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
 from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.evaluator import Evaluator as PymooEvaluator
+from pymoo.core.mixed import MixedVariableMating, MixedVariableSampling
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 from pymoo.core.termination import NoTermination
 from pymoo.indicators.hv import HV
-from pymoo.operators.crossover.sbx import SBX
-from pymoo.operators.mutation.pm import PM
-from pymoo.operators.repair.rounding import RoundingRepair
-from pymoo.operators.sampling.rnd import IntegerRandomSampling
+from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.problems.static import StaticProblem
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from lts.core import faults, fileio
-from lts.core.arch import GENES
 from lts.core.errors import LTSError, first_line
 from lts.core.settings import Integer, Settings, setting
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
@@ -78,20 +76,23 @@ class SearchSettings(Settings):
 
 
 class LTSProblem(Problem):
-    """Integer genes = indices into the space's choices; constraints: the evaluation succeeded, then the budgets."""
+    """The space's named Integer genes (indices into its choices); constraints: the evaluation succeeded, then
+    the budgets."""
 
     def __init__(self, space: SearchSpace, objectives: Sequence[str], constraints: Sequence[Constraint] = ()) -> None:
-        super().__init__(n_var=len(GENES), n_obj=len(objectives), n_ieq_constr=1 + len(constraints),
-                         xl=space.xl, xu=space.xu, vtype=int)
+        super().__init__(vars=space.variables(), n_obj=len(objectives), n_ieq_constr=1 + len(constraints))
         self.space = space
         self.objective_names = tuple(objectives)
 
 
 class SpaceRepair(Repair):
-    """Round/clip genes and make n_embd divisible by n_head, so every X decodes as it is."""
+    """Round/clip genes and make n_embd divisible by every head count, so every X decodes as it is."""
 
     def _do(self, problem: Any, X: np.ndarray, **kwargs: Any) -> np.ndarray:
-        return np.array([problem.space.repair(x) for x in X], dtype=float)
+        space = problem.space if hasattr(problem, "space") else None
+        if space is None:  # a sub-problem of the mating (one variable type): repaired as a whole later
+            return X
+        return np.array([space.repair(x) for x in X], dtype=object)
 
 
 class ArchDuplicates(DuplicateElimination):
@@ -115,14 +116,17 @@ class ArchDuplicates(DuplicateElimination):
 
 
 def make_algorithm(space: SearchSpace, settings: SearchSettings) -> NSGA2:
-    """NSGA-II for integer genes (pymoo's recipe: real-coded SBX/PM + rounding)."""
+    """pymoo's NSGA-II over named variables (its mixed-variable recipe: Integer genes get SBX and polynomial
+    mutation with rounding), parents by NSGA-II's binary tournament; duplicates by archid."""
+    duplicates = ArchDuplicates(space)
+    repair = SpaceRepair()
     return NSGA2(
         pop_size=settings.population,
-        sampling=IntegerRandomSampling(),
-        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
-        repair=SpaceRepair(),
-        eliminate_duplicates=ArchDuplicates(space),
+        sampling=MixedVariableSampling(),
+        mating=MixedVariableMating(selection=TournamentSelection(func_comp=binary_tournament), repair=repair,
+                                   eliminate_duplicates=duplicates),
+        repair=repair,
+        eliminate_duplicates=duplicates,
     )
 
 
@@ -299,7 +303,7 @@ def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluato
             by_id[r.archid] = r
             algorithm.eliminate_duplicates.seen.add(r.archid)
             state.log.append({"generation": gen, **r.config.to_dict(), "archid": r.archid,
-                              "genes": " ".join(str(int(v)) for v in c)})
+                              "genes": " ".join(str(int(c[g])) for g in space.genes)})
         F, G = objective_matrix(done, settings.objectives, settings.constraints)
         PymooEvaluator().eval(StaticProblem(problem, F=F, G=G), pop)
         algorithm.tell(infills=pop)

@@ -199,7 +199,7 @@ def gallery_markdown(front: Sequence[EvalResult], robust: set[str] | None = None
     for r in sorted(front, key=lambda r: r["non_embedding_params"]):
         c = r.config
         flag = ["yes" if r.archid in robust else "noise"] if robust is not None else []
-        cells = [f"`{r.archid}`", *flag, *(o.display(r[o.name]) for o in shown), c.n_layer, c.n_embd, c.n_inner,
-                 c.n_head]
+        cells = [f"`{r.archid}`", *flag, *(o.display(r[o.name]) for o in shown),
+                 *(c.describe(f) for f in ("n_layer", "n_embd", "n_inner", "n_head"))]  # per layer: 512x2,768
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"

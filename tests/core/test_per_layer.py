@@ -113,3 +113,45 @@ def test_a_homogeneous_model_is_a_plain_gpt2():
     c = ArchConfig(2, 64, [96, 96], [4, 4], vocab_size=120, n_positions=32)
     config = c.to_gpt2_config()
     assert type(config).__name__ == "GPT2Config" and config.model_type == "gpt2" and config.n_head == 4
+
+
+BAD_FILES = {  # a user's config.json that the family cannot express: refused (the space repairs only its own)
+    "length": ({"n_inner": [256, 512]}, "n_inner has 2 entries, one per layer is 3 (n_layer)"),
+    "divides": ({"n_head": [2, 3, 2]}, "n_embd=128 is not divisible by n_head[1]=3"),
+    "mix": ({"n_embd": [128, 128, 128], "n_head": [2, 4, 8]}, "n_embd must be one integer for every layer"),
+}
+COMMANDS = {
+    "evaluate": lambda folder: ["-m", "lts", "evaluate", folder],
+    "train": lambda folder: [REPO / "train.py", folder, "--out", "out", "--corpus", "pydoc"],
+    "generate": lambda folder: [REPO / "generate_text.py", folder, folder.parent / "tok", "hello", "--backend",
+                                "onnx"],
+    "compare": lambda folder: [REPO / "benchmark.py", folder, "--out", "bench", "--no-progress"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("bad", list(BAD_FILES))
+def test_a_config_the_family_cannot_express_is_one_line_and_exit_2(tmp_path, command, bad):
+    from clirun import run_cli
+
+    fields, message = BAD_FILES[bad]
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = {"model_type": "gpt2", "n_layer": 3, "n_embd": 128, "n_inner": [256, 256, 512], "n_head": [2, 4, 8],
+              "vocab_size": 100, "n_positions": 64, **fields}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")  # an empty but valid file
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", eos_token="[UNK]").save_pretrained(
+        tmp_path / "tok")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = run_cli(COMMANDS[command](folder), cwd=tmp_path, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+                   timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert message in lines[0] and "Traceback" not in proc.stderr, lines[0]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "nothing written"
