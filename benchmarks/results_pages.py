@@ -17,6 +17,7 @@ Pages (each from the JSON files whose name is the page's prefix, or the prefix +
     proxy.md          benchmarks/results/proxy_validation*.json  benchmarks/proxy_validation.py
     robustness.md     benchmarks/results/robustness*.json        benchmarks/robustness.py
     int8.md           benchmarks/results/int8_quality*.json      benchmarks/int8_quality.py
+    heterogeneity.md  benchmarks/results/heterogeneity*.json     benchmarks/heterogeneity.py
     README.md         the index
 
 A page with no JSON yet says so in one line and gives the command that writes it.
@@ -81,6 +82,10 @@ PAGES = (
     Page("int8", "INT8 quality", ("int8_quality",),
          ("python benchmarks/int8_quality.py --train 4,256,1024,4 --steps 1200",),
          "validation perplexity and greedy tokens, fp32 vs int8 weights"),
+    Page("heterogeneity", "Homogeneous vs per-layer search", ("heterogeneity",),
+         ("python benchmarks/heterogeneity.py",),
+         "the LTS paper's ranges searched with one block shape for every layer and with a shape per layer, "
+         "equal budgets, both fronts on one scale"),
 )
 
 FRONT_COLUMNS = (  # metrics.json key, header, format
