@@ -1,9 +1,11 @@
 """Architectures (ArchConfig) and their ids: the vocabulary every subpackage shares.
 
 One vocabulary everywhere: Hugging Face GPT-2 field names (``n_layer, n_embd,
-n_inner, n_head, vocab_size, n_positions``). A config is frozen; its archid is a
-hash of its canonical JSON, so the same architecture has the same id on every
-machine, forever.
+n_inner, n_head, vocab_size, n_positions``); ``n_inner`` and ``n_head`` may hold one
+value per layer (the LTS paper's space). A config is frozen; its archid is a hash of
+its canonical JSON, so the same architecture has the same id on every machine,
+forever. The architecture owns what the rest composes: its blocks (what a cost is the
+sum of), its transformers config and model, and how people read it.
 """
 
 from __future__ import annotations
