@@ -15,7 +15,7 @@ Pages (each from the JSON files whose name is the page's prefix, or the prefix +
     training.md       benchmarks/results/train_throughput*.json  benchmarks/train_throughput.py
                       benchmarks/results/train_layouts*.json     benchmarks/train_throughput.py --layouts
     proxy.md          benchmarks/results/proxy_validation*.json  benchmarks/proxy_validation.py
-    robustness.md     benchmarks/results/robustness*.json        benchmarks/robustness.py
+    robustness.md     benchmarks/results/robustness_{remeasure,compare,drift}*.json  benchmarks/robustness.py
     int8.md           benchmarks/results/int8_quality*.json      benchmarks/int8_quality.py
     heterogeneity.md  benchmarks/results/heterogeneity*.json     benchmarks/heterogeneity.py
     README.md         the index
@@ -75,7 +75,7 @@ PAGES = (
          "train.py's loop vs transformers' Trainer; processes, threads and --compile on the CPU"),
     Page("proxy", "Proxy validation", ("proxy_validation",), ("python benchmarks/proxy_validation.py --seeds 0,1",),
          "does the training-free proxy rank architectures as training does"),
-    Page("robustness", "Robustness of the front", ("robustness",),
+    Page("robustness", "Robustness of the front", ("robustness_remeasure", "robustness_compare", "robustness_drift"),
          ("python benchmarks/robustness.py remeasure RUN", "python benchmarks/robustness.py compare RUN_A RUN_B",
           "python benchmarks/robustness.py drift"),
          "re-measured fronts, two runs on one scale, latency under a slowdown"),
