@@ -71,7 +71,27 @@ def test_a_per_layer_search_trains_and_generates(tmp_path):
         texts[backend, precision] = g.stdout
     assert texts["torch", "fp32"] == texts["onnx", "fp32"]  # the search's own graph, greedy: the same tokens
     assert texts["onnx", "int8"].startswith("def main(")
+    (tmp_path / "prompts.txt").write_text("def main(\nimport os\nclass A:\n")
+    batched = {}
+    for backend in ("torch", "onnx"):  # batches, left-padded: each prompt gets what it gets alone
+        g = run_cli([str(REPO / "generate_text.py"), str(trained), str(trained), "--prompts-file", "prompts.txt",
+                     "--batch-size", "2", "--greedy", "--max-new-tokens", "8", "--backend", backend], cwd=tmp_path,
+                    env=env, timeout=600)
+        assert g.returncode == 0, g.stderr[-3000:]
+        batched[backend] = g.stdout
+    assert batched["torch"] == batched["onnx"] and batched["onnx"].count("=== prompt") == 3
     b = run_cli([str(REPO / "benchmark.py"), str(trained), "--out", str(tmp_path / "bench"), "--max-new-tokens", "4",
                  "--no-charts", "--no-progress"], cwd=tmp_path, env=env, timeout=600)
     assert b.returncode == 0, b.stderr[-3000:]
     assert "ok" in (tmp_path / "bench" / "results.csv").read_text()
+
+
+def test_a_budget_holds_in_a_per_layer_search(tmp_path):
+    """Budgets are per-layer-blind: every front member of a (deterministic) per-layer search meets its budget."""
+    (tmp_path / "paper.yaml").write_text(PER_LAYER_SPACE)
+    search(tmp_path, "--config", "paper.yaml", "--generations", 2, "--population", 8, "--objectives",
+           "non_embedding_params,onnx_file_mb", "--constraint", "non_embedding_params<=40000", check=True)
+    front = rows(tmp_path / "run" / "pareto.csv")
+    assert front and all(int(r["non_embedding_params"]) <= 40000 for r in front)
+    assert any(r["n_inner"].startswith("[") or r["n_head"].startswith("[") for r in rows(tmp_path / "run" /
+                                                                                          "evaluations.csv"))
