@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable
 from lts.core.errors import LTSError
 
 KEY = "lts.setting"  # the field metadata key holding a setting's Spec
+AUTO = ("__auto__",)  # flags of a setting declared with flag=True: --its-name, filled in by spec_of
 
 
 class Check:
@@ -221,17 +222,19 @@ def setting(default: Any = dataclasses.MISSING, help: str | Callable[[], str] = 
             metavar: str | None = None, nargs: str | None = None, append: bool = False, const: Any = None) -> Any:
     """Declare a setting: a dataclass field with its help and check. `flag`: True for ``--the-name``, a name or
     names (``"-n", "--num-return-sequences"``; a name without dashes is a positional argument), False for none."""
-    flags = (flag,) if isinstance(flag, str) else tuple(flag) if isinstance(flag, tuple) else (() if not flag else None)
-    spec = Spec(help, check or Check(), flags if flags is not None else ("__auto__",), group, metavar, nargs, append,
-                const)
+    spec = Spec(help, check or Check(), _flags(flag), group, metavar, nargs, append, const)
     extra: dict[str, Any] = {"default_factory": factory} if factory is not None else {"default": default}
     return dataclasses.field(metadata={KEY: spec}, **extra)
+
+
+def _flags(flag: bool | str | tuple[str, ...]) -> tuple[str, ...]:
+    return (flag,) if isinstance(flag, str) else tuple(flag) if isinstance(flag, tuple) else AUTO if flag else ()
 
 
 def spec_of(field: dataclasses.Field) -> Spec | None:
     """The field's Spec with its flag filled in (``--field-name`` when declared with ``flag=True``)."""
     spec = field.metadata.get(KEY)
-    if spec is not None and spec.flags == ("__auto__",):
+    if spec is not None and spec.flags == AUTO:
         spec = dataclasses.replace(spec, flags=("--" + field.name.replace("_", "-"),))
     return spec
 
@@ -262,9 +265,7 @@ def borrow(cls: type, name: str, *, default: Any = dataclasses.MISSING, optional
     if optional:
         changes.setdefault("check", Optional(spec.check))
     if "flag" in changes:
-        flag = changes.pop("flag")
-        changes["flags"] = (flag,) if isinstance(flag, str) else tuple(flag) if isinstance(flag, tuple) else (
-            ("__auto__",) if flag else ())
+        changes["flags"] = _flags(changes.pop("flag"))
     spec = dataclasses.replace(spec, **changes)
     if default is not dataclasses.MISSING:
         return dataclasses.field(default=default, metadata={KEY: spec})
