@@ -96,6 +96,28 @@ def test_measured_results_carry_the_fingerprint_of_the_node_that_measured(cluste
     assert calibration["hardware"]["id"] == cpu_fingerprint()["id"]
 
 
+def test_a_per_layer_search_measures_on_the_cluster(cluster, tmp_path):
+    """Per-layer candidates travel to the nodes and come back with one timed block per distinct block shape."""
+    import yaml
+
+    cfg = tmp_path / "paper.yaml"
+    space = {**yaml.safe_load(TINY_SPACE)["space"], "per_layer": True}
+    cfg.write_text(yaml.safe_dump({"space": space, "seq_len": 32, "threads": 1,
+                                   "objectives": "non_embedding_params,onnx_latency_s"}))
+    proc = search(tmp_path, "paper", "--config", str(cfg), "--generations", "1", "--population", "4",
+                  "--no-progress", "--engine", "ray", "--ray-address", cluster.address)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = records(tmp_path / "paper" / "run")
+    assert len(recs) == 4 and all(r["status"] == "ok" and r["values"]["onnx_latency_s"] > 0 for r in recs)
+    per_layer = [r for r in recs if isinstance(r["config"]["n_inner"], list) or isinstance(r["config"]["n_head"], list)]
+    assert per_layer, "the seeded sample holds no per-layer candidate"
+    for r in per_layer:
+        c = r["config"]
+        layers = [c[k] if isinstance(c[k], list) else [c[k]] * c["n_layer"] for k in ("n_inner", "n_head")]
+        shapes = set(zip(*layers))
+        assert set(r["measurement"]["probes"]["latency"]) == {"base", *(f"block:{f}x{h}" for f, h in shapes)}
+
+
 def test_a_worker_killed_mid_search_loses_nothing(cluster, tmp_path):
     """SIGKILL the Ray worker process running a measurement: the candidate is tried again, the search finishes."""
     cfg = _measured_config(tmp_path)
