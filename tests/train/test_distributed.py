@@ -261,3 +261,18 @@ def test_compile_trains_like_eager(workdir, one_process):
     m = metrics(out)
     assert m["compile"] is True and "torch.compile" in proc.stdout
     assert losses(m) == pytest.approx(losses(one_process), rel=1e-3)
+
+
+def test_a_per_layer_model_trains_on_two_processes_as_on_one(workdir):
+    """The LTS paper's kind (n_inner, n_head per layer): torchrun's two ranks reach one process's losses."""
+    per_layer = ArchConfig(n_layer=2, n_embd=48, n_inner=[96, 64], n_head=[4, 2], n_positions=128)
+    per_layer.to_gpt2_config().save_pretrained(workdir / "per_layer")
+    args = [str(workdir / "per_layer"), *common(workdir)[1:], "--max-steps", "6", "--eval-every", "3"]
+    one = run([sys.executable, "train.py", *args, "--batch-size", "8", "--out", str(workdir / "pl_one")])
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run([*torchrun(2), "train.py", *args, "--batch-size", "4", "--out", str(workdir / "pl_two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = metrics(workdir / "pl_one"), metrics(workdir / "pl_two")
+    assert a["n_inner"] == b["n_inner"] == [96, 64] and a["n_head"] == [4, 2]
+    assert json.loads((workdir / "pl_two" / "config.json").read_text())["model_type"] == "lts_gpt2"
+    assert losses(a) == pytest.approx(losses(b), rel=SAME_MATH) and len(losses(a)) == 2
