@@ -89,10 +89,7 @@ class SpaceRepair(Repair):
     """Round/clip genes and make n_embd divisible by every head count, so every X decodes as it is."""
 
     def _do(self, problem: Any, X: np.ndarray, **kwargs: Any) -> np.ndarray:
-        space = problem.space if hasattr(problem, "space") else None
-        if space is None:  # a sub-problem of the mating (one variable type): repaired as a whole later
-            return X
-        return np.array([space.repair(x) for x in X], dtype=object)
+        return np.array([problem.space.repair(x) for x in X], dtype=object)
 
 
 class ArchDuplicates(DuplicateElimination):
