@@ -24,6 +24,7 @@ from lts.core.errors import LTSError
 ARCH_FIELDS = ("n_layer", "n_embd", "n_inner", "n_head", "vocab_size", "n_positions")
 GENES = ("n_layer", "n_embd", "n_inner", "n_head")
 PER_LAYER = ("n_inner", "n_head")  # the fields that may hold one value per layer
+HF_BOOKKEEPING = ("model_type", "architectures", "transformers_version")  # config.json keys that are no setting
 PER_LAYER_MODEL_TYPE = "lts_gpt2"  # the model type a per-layer architecture is saved as (lts.core.hf registers it)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
-from lts.core.arch import PER_LAYER, PER_LAYER_MODEL_TYPE
+from lts.core.arch import HF_BOOKKEEPING, PER_LAYER, PER_LAYER_MODEL_TYPE
 
 try:  # transformers 5's configs are strict dataclasses
     from huggingface_hub.dataclasses import strict
@@ -35,8 +35,7 @@ class PerLayerGPT2Config(GPT2Config):
 
     def layer_config(self, i: int) -> GPT2Config:
         """A plain GPT2Config for layer `i`: this config with that layer's ``n_inner`` and ``n_head``."""
-        values = {k: v for k, v in self.to_dict().items() if k not in ("model_type", "architectures",
-                                                                         "transformers_version")}
+        values = {k: v for k, v in self.to_dict().items() if k not in HF_BOOKKEEPING}
         for name in PER_LAYER:
             value = values.get(name)
             values[name] = value[i] if isinstance(value, (list, tuple)) else value

@@ -268,7 +268,7 @@ def per_layer_config(path: Path) -> Any:
     n_embd: one line, exit 2)."""
     import json
 
-    from lts.core.arch import PER_LAYER, PER_LAYER_MODEL_TYPE, ArchConfig
+    from lts.core.arch import HF_BOOKKEEPING, PER_LAYER, PER_LAYER_MODEL_TYPE, ArchConfig
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -281,7 +281,7 @@ def per_layer_config(path: Path) -> Any:
     arch = ArchConfig.from_dict(data, source=str(path))
     from lts.core.hf import PerLayerGPT2Config
 
-    fields = {k: v for k, v in data.items() if k not in ("model_type", "architectures", "transformers_version")}
+    fields = {k: v for k, v in data.items() if k not in HF_BOOKKEEPING}
     return PerLayerGPT2Config(**{**fields, **arch.to_dict()})
 
 

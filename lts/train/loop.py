@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from lts.core import fileio, hub
-from lts.core.arch import ArchConfig
+from lts.core.arch import HF_BOOKKEEPING, ArchConfig
 from lts.core.errors import LTSError
 from lts.core.settings import Boolean, Choice, Integer, Number, Optional, Settings, Text, Texts, setting
 from lts.train.runtime import DEVICES, DTYPES, Runtime, is_main_process, launch_env, resolve
@@ -253,7 +253,7 @@ def build_model_config(model_dir: Path, arch: ArchConfig, vocab_size: int, eos_i
     if arch.per_layer:  # a plain config.json with lists, or one saved as lts_gpt2: the registered per-layer type
         from lts.core.hf import PerLayerGPT2Config as config_class  # type: ignore[assignment]
     data = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    data = {k: v for k, v in data.items() if k not in ("model_type", "architectures", "transformers_version")}
+    data = {k: v for k, v in data.items() if k not in HF_BOOKKEEPING}
     config = config_class(**{**data, **arch.to_dict(), "vocab_size": vocab_size, "bos_token_id": eos_id,
                              "eos_token_id": eos_id})
     config.n_inner = arch.to_dict()["n_inner"]  # explicit (None would mean 4*n_embd in HF; ArchConfig resolved it)
