@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, TypeVar
 import yaml
 
 from lts.core.errors import LTSError
-from lts.core.settings import add_flags, given_flags
+from lts.core.settings import add_flags, declared_default, given_flags
 
 T = TypeVar("T")
 
@@ -78,12 +78,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def effective_defaults(cls: type, preset: Mapping[str, Any]) -> dict[str, Any]:
     """Each setting's value when no flag is given: the preset's, else the declared default (required ones left out)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
+    out = {f.name: declared_default(cls, f.name) for f in dataclasses.fields(cls)
+           if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
     out.update({k: v for k, v in preset.items() if k in out})
     return out
 
