@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lts.core.arch import ArchConfig  # noqa: E402
+from lts.families.gpt2 import ArchConfig  # noqa: E402
 
 ARCHS = [  # (n_layer, n_embd, n_inner, n_head): distinct block shapes, small to the largest
     (1, 128, 128, 2), (2, 192, 384, 4), (10, 128, 960, 2), (3, 256, 512, 4), (4, 320, 640, 8),
@@ -54,7 +54,7 @@ def export_reference(cfg: ArchConfig, path: Path) -> float:
     from transformers import GPT2LMHeadModel
 
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(cfg.to_gpt2_config()).eval()
+    model = GPT2LMHeadModel(cfg.to_hf_config()).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():  # random values everywhere: nothing to fold away
             p.normal_(1.0 if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")) else 0.0, 0.02)
@@ -127,12 +127,13 @@ print(json.dumps({k: float(np.median(v)) for k, v in times.items()}))
 
 def paired_latency(cfg: ArchConfig, export: Path, tmp: Path, seq_len: int, threads: int, rounds: int) -> dict:
     """Median seconds of the export, LTS's whole graph and its two parts, timed round-robin in one process."""
-    from lts.cost.graph import gpt2_graph_spec, tiled_weights, write_onnx
+    from lts.core.onnxgraph import tiled_weights, write_onnx
+    from lts.families.gpt2.graph import forward_graph_spec
 
     paths = {"export": str(export)}
     for part in ("full", "base", "block"):
         paths[part] = str(tmp / f"paired-{part}.onnx")
-        write_onnx(gpt2_graph_spec(cfg, part), paths[part], tiled_weights())
+        write_onnx(forward_graph_spec(cfg, part), paths[part], tiled_weights())
     out = subprocess.run([sys.executable, "-c", PAIRED, str(REPO), json.dumps(paths), str(seq_len), str(threads),
                           str(rounds)], capture_output=True, text=True, check=True)
     for part in ("full", "base", "block"):
@@ -193,7 +194,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from lts.cost.evaluator import EvalSettings, Evaluator
-    from lts.cost.graph import gpt2_graph_spec, tiled_weights, write_onnx
+    from lts.core.onnxgraph import tiled_weights, write_onnx
+    from lts.families.gpt2.graph import forward_graph_spec
     from lts.cost.target import cpu_fingerprint as hardware_fingerprint
     from lts.cost.target import default_threads
 
@@ -229,7 +231,7 @@ def main() -> int:
                    "file_mb": res.onnx_file_mb}
             # Memory, independently: the very file LTS measured, in a fresh process, RSS sampled from outside.
             own = Path(tmp) / f"{cfg.archid}.onnx"
-            write_onnx(gpt2_graph_spec(cfg), own, tiled_weights())
+            write_onnx(forward_graph_spec(cfg), own, tiled_weights())
             row["own_memory_mb"] = measure_reference(own, args.seq_len, threads, 1)["memory_mb"]
             own.unlink()
             if not args.skip_reference:

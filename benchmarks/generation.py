@@ -64,12 +64,12 @@ def build_model(n_layer: int, n_embd: int, vocab: int = 50257):
     import torch
     from transformers import GPT2LMHeadModel
 
-    from lts.core.arch import ArchConfig
+    from lts.families.gpt2 import ArchConfig
 
     n_head = 8 if n_embd % 8 == 0 else 4
     cfg = ArchConfig(n_layer, n_embd, 4 * n_embd, n_head, vocab_size=vocab, n_positions=1024)
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(cfg.to_gpt2_config(bos_token_id=vocab - 1, eos_token_id=vocab - 1)).eval()
+    model = GPT2LMHeadModel(cfg.to_hf_config(bos_token_id=vocab - 1, eos_token_id=vocab - 1)).eval()
     return model, sum(p.numel() for p in model.parameters())
 
 

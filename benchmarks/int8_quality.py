@@ -36,11 +36,11 @@ PROMPTS = ("ROMEO:", "The king", "What is the", "KING HENRY:\nNow", "My lord, I"
 
 
 def train(spec: str, steps: int, out: Path) -> None:
-    from lts.core.arch import ArchConfig
+    from lts.families.gpt2 import ArchConfig
 
     n_layer, n_embd, n_inner, n_head = (int(v) for v in spec.split(","))
     arch_dir = out.parent / "arch"
-    ArchConfig(n_layer, n_embd, n_inner, n_head).to_gpt2_config().save_pretrained(arch_dir)
+    ArchConfig(n_layer, n_embd, n_inner, n_head).to_hf_config().save_pretrained(arch_dir)
     cmd = [sys.executable, str(REPO / "train.py"), str(arch_dir), "--out", str(out), "--max-steps", str(steps),
            "--batch-size", "8", "--seq-len", "128", "--eval-every", str(steps), "--warmup-steps", "50",
            "--tokenizer-vocab", "4096", "--lr", "2e-3", "--dropout", "0", "--no-progress"]

@@ -46,13 +46,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lts.core.arch import ArchConfig  # noqa: E402
+from lts.families.gpt2 import ArchConfig  # noqa: E402
 from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator  # noqa: E402
-from lts.cost.graph import gpt2_kv_graph_spec, tiled_weights, write_onnx  # noqa: E402
+from lts.core.onnxgraph import tiled_weights
+from lts.families.gpt2.graph import kv_graph_spec, write_onnx  # noqa: E402
 from lts.cost.measure import MeasureSettings, decode_feeds, prefill_feeds, time_session  # noqa: E402
 from lts.cost.target import CPUTarget  # noqa: E402
 from lts.search.nsga import pareto_front  # noqa: E402
-from lts.search.space import SearchSpace  # noqa: E402
+from lts.families.gpt2.space import SearchSpace  # noqa: E402
 
 PROMPT_TOKENS = 16
 
@@ -98,7 +99,7 @@ def evaluate(configs: list[ArchConfig], context: int) -> list[EvalResult]:
 
 def _kv_session(config: ArchConfig, target: CPUTarget, folder: str):
     path = Path(folder) / f"{config.archid}.onnx"
-    write_onnx(gpt2_kv_graph_spec(config), path, tiled_weights())
+    write_onnx(kv_graph_spec(config), path, tiled_weights())
     sess = target.session(path)
     path.unlink()
     return sess
@@ -193,7 +194,7 @@ def fidelity(args: argparse.Namespace) -> None:
             ev = evaluate([config], args.context)[0]
             folder = Path(tmp) / config.archid
             torch.manual_seed(0)
-            GPT2LMHeadModel(config.to_gpt2_config()).save_pretrained(folder)
+            GPT2LMHeadModel(config.to_hf_config()).save_pretrained(folder)
             for f in tok_dir.iterdir():
                 shutil.copy(f, folder / f.name)
             prompt = " ".join(["the"] * PROMPT_TOKENS)

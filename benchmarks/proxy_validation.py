@@ -37,10 +37,9 @@ sys.path.insert(0, str(REPO))
 
 from _results import add_json_flag, write_result  # noqa: E402
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.core.fileio import write_json  # noqa: E402
-from lts.cost.proxy import non_embedding_params, total_params  # noqa: E402
-from lts.search.space import SearchSpace  # noqa: E402
+from lts.families.gpt2.space import SearchSpace  # noqa: E402
 
 
 def pick_archs(n: int, min_params: float, max_params: float, seed: int, pool: int = 4000) -> list[ArchConfig]:
@@ -48,9 +47,9 @@ def pick_archs(n: int, min_params: float, max_params: float, seed: int, pool: in
     space = SearchSpace()
     rng = np.random.default_rng(seed)
     cands = {c.archid: c for c in (space.sample(rng) for _ in range(pool))}
-    cands = sorted((c for c in cands.values() if min_params <= non_embedding_params(c) <= max_params),
+    cands = sorted((c for c in cands.values() if min_params <= c.non_embedding_params() <= max_params),
                    key=non_embedding_params)
-    logs = np.log([non_embedding_params(c) for c in cands])
+    logs = np.log([c.non_embedding_params() for c in cands])
     picked: list[ArchConfig] = []
     for target in np.linspace(logs[0], logs[-1], n):
         order = np.argsort(np.abs(logs - target))
@@ -83,7 +82,7 @@ def torch_latency_s(arch: ArchConfig, seq_len: int, threads: int, repeats: int =
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        model = GPT2LMHeadModel(arch.to_gpt2_config()).eval()
+        model = GPT2LMHeadModel(arch.to_hf_config()).eval()
         x = torch.randint(0, arch.vocab_size, (1, seq_len))
         times = []
         with torch.no_grad():
@@ -184,7 +183,7 @@ def main(argv=None) -> int:
           f"({epochs:.2f} epochs), AdamW lr {args.lr:g} (0.9/0.95, wd 0.1, cosine, {args.warmup_steps} warm-up), "
           f"dropout 0, seeds {seeds}, {args.threads} threads; "
           f"validation: {val.shape[0]} x {args.seq_len} tokens of held-out plays")
-    print(f"{len(archs)} architectures, {non_embedding_params(archs[0]):,}-{non_embedding_params(archs[-1]):,} "
+    print(f"{len(archs)} architectures, {(archs[0]).non_embedding_params():,}-{(archs[-1]).non_embedding_params():,} "
           f"non-embedding params", flush=True)
 
     tmp = tempfile.TemporaryDirectory(prefix="lts_proxy_")
@@ -200,13 +199,13 @@ def main(argv=None) -> int:
             if run is None:
                 trained_arch = dataclasses.replace(arch, vocab_size=len(tok))
                 arch_dir = tmpdir / arch.archid
-                arch.to_gpt2_config().save_pretrained(arch_dir)
+                arch.to_hf_config().save_pretrained(arch_dir)
                 config = build_model_config(arch_dir, arch, len(tok), tok.eos_token_id, 0.0)
                 torch.manual_seed(seed)
                 from transformers import GPT2LMHeadModel
 
                 model = GPT2LMHeadModel(config)
-                assert sum(p.numel() for p in model.parameters()) == total_params(trained_arch)
+                assert sum(p.numel() for p in model.parameters()) == trained_arch.total_params()
                 m = train_loop(model, batches, val, settings, log=lambda s: None, desc=key)
                 run = {"final_val_loss": m["final_val_loss"], "final_val_ppl": m["final_val_ppl"],
                        "best_val_ppl": m["best_val_ppl"], "train_time_s": m["train_time_s"],
@@ -226,7 +225,7 @@ def main(argv=None) -> int:
                 write_json(results_path, saved)
             lat = saved["latency"][arch.archid]
             print(f"[seed {seed}, {i}/{len(archs)}] {arch.archid} L{arch.n_layer} d{arch.n_embd} f{arch.n_inner} "
-                  f"h{arch.n_head}: {non_embedding_params(arch):,} non-emb, val ppl {run['final_val_ppl']:.2f}, "
+                  f"h{arch.n_head}: {arch.non_embedding_params():,} non-emb, val ppl {run['final_val_ppl']:.2f}, "
                   f"{run['train_time_s']:.0f} s ({run['tokens_per_s']:,.0f} tok/s), latency "
                   f"{lat['latency_s'] * 1e3:.1f} ms [{lat['measure']}]  (elapsed {time.perf_counter() - t0:.0f} s)",
                   flush=True)
@@ -245,8 +244,8 @@ def main(argv=None) -> int:
     lat_name = ("onnx_latency_s (lts.cost.evaluator)" if measures == {"lts"} else
                 "torch forward latency" if measures == {"torch"} else "latency (mixed measures!)")
     cols = {
-        "non_embedding_params": [non_embedding_params(a) for a, _ in rows],
-        "total_params (vocab 50257)": [total_params(a) for a, _ in rows],
+        "non_embedding_params": [a.non_embedding_params() for a, _ in rows],
+        "total_params (vocab 50257)": [a.total_params() for a, _ in rows],
         f"total_params (trained vocab {len(tok)})": [total_params(dataclasses.replace(a, vocab_size=len(tok)))
                                                      for a, _ in rows],
         lat_name: [r["latency_s"] for _, r in rows],
@@ -262,8 +261,8 @@ def main(argv=None) -> int:
           + "".join(f" ppl seed {s} |" for s in seeds) + " train s |")
     print("|---|" + "---:|" * (9 + len(seeds)))
     for j, (a, r) in enumerate(rows):
-        print(f"| {a.archid} | {a.n_layer} | {a.n_embd} | {a.n_inner} | {a.n_head} | {non_embedding_params(a):,} | "
-              f"{total_params(a):,} | {r['latency_s'] * 1e3:.1f} | {r['final_val_loss']:.4f} | "
+        print(f"| {a.archid} | {a.n_layer} | {a.n_embd} | {a.n_inner} | {a.n_head} | {a.non_embedding_params():,} | "
+              f"{a.total_params():,} | {r['latency_s'] * 1e3:.1f} | {r['final_val_loss']:.4f} | "
               f"{r['final_val_ppl']:.2f} |" + "".join(f" {per_seed[s][j]:.2f} |" for s in seeds)
               + f" {r['train_time_s']:.0f} |")
     print(f"\n| proxy | Spearman rho(proxy, -val ppl){' (ppl = exp mean loss over seeds)' if len(seeds) > 1 else ''} |"
@@ -280,8 +279,8 @@ def main(argv=None) -> int:
           f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}")
     json_rows = [{"archid": a.archid, "n_layer": a.n_layer, "n_embd": a.n_embd, "n_inner": a.n_inner,
-                  "n_head": a.n_head, "non-emb params": non_embedding_params(a),
-                  "total params (vocab 50257)": total_params(a), "latency ms": round(r["latency_s"] * 1e3, 2),
+                  "n_head": a.n_head, "non-emb params": a.non_embedding_params(),
+                  "total params (vocab 50257)": a.total_params(), "latency ms": round(r["latency_s"] * 1e3, 2),
                   "val loss (mean)": round(r["final_val_loss"], 4), "val ppl (mean)": round(r["final_val_ppl"], 2),
                   **{f"ppl seed {s}": round(per_seed[s][j], 2) for s in seeds},
                   "train s": round(r["train_time_s"], 1)} for j, (a, r) in enumerate(rows)]

@@ -40,8 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from _results import write_result  # noqa: E402
 
-from lts.core.arch import ArchConfig  # noqa: E402
-from lts.cost.proxy import non_embedding_params  # noqa: E402
+from lts.families.gpt2 import ArchConfig  # noqa: E402
 
 
 class TimedBatches:
@@ -134,7 +133,7 @@ def layouts(args) -> int:
     for spec in args.archs.split(";"):
         n_layer, n_embd, n_inner, n_head = (int(v) for v in spec.split(","))
         arch = ArchConfig(n_layer, n_embd, n_inner, n_head)
-        arch.to_gpt2_config().save_pretrained(work / spec)
+        arch.to_hf_config().save_pretrained(work / spec)
         results: dict[str, list[float]] = {name: [] for name, *_ in LAYOUTS}
         extra: dict[str, list[float]] = {name: [] for name, *_ in LAYOUTS}
         for r in range(args.repeats):
@@ -232,7 +231,7 @@ def main(argv=None) -> int:
         n_layer, n_embd, n_inner, n_head = (int(v) for v in spec.split(","))
         arch = ArchConfig(n_layer, n_embd, n_inner, n_head, vocab_size=len(tok))
         with tempfile.TemporaryDirectory() as tmp:
-            arch.to_gpt2_config().save_pretrained(tmp)
+            arch.to_hf_config().save_pretrained(tmp)
             config = build_model_config(Path(tmp), arch, len(tok), tok.eos_token_id, 0.0)
 
         def fresh(config=config):
@@ -257,12 +256,12 @@ def main(argv=None) -> int:
     json_rows = []
     for arch, ours, theirs in table:
         a, b = statistics.median(ours), statistics.median(theirs)
-        print(f"| {arch.n_layer}, {arch.n_embd}, {arch.n_inner}, {arch.n_head} | {non_embedding_params(arch):,} | "
+        print(f"| {arch.n_layer}, {arch.n_embd}, {arch.n_inner}, {arch.n_head} | {arch.non_embedding_params():,} | "
               f"{a:,.0f} | {b:,.0f} | {a / b:.3f} | {', '.join(f'{v:,.0f}' for v in ours)} / "
               f"{', '.join(f'{v:,.0f}' for v in theirs)} |")
         json_rows.append({"model (n_layer, n_embd, n_inner, n_head)":
                           f"{arch.n_layer}, {arch.n_embd}, {arch.n_inner}, {arch.n_head}",
-                          "non-emb params": non_embedding_params(arch), "train.py tokens_per_s": round(a, 1),
+                          "non-emb params": arch.non_embedding_params(), "train.py tokens_per_s": round(a, 1),
                           "Trainer tokens_per_s": round(b, 1), "ratio": round(a / b, 3),
                           "runs train.py": [round(v, 1) for v in ours], "runs Trainer": [round(v, 1) for v in theirs]})
     write_result("train_throughput", conditions={

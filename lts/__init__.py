@@ -4,8 +4,9 @@ Training-free: quality is estimated by the non-embedding parameter count, cost i
 measured on this machine from the model's ONNX graph, and NSGA-II (pymoo) finds
 the Pareto front.
 
-Subpackages: ``lts.core`` (shared: ArchConfig, errors, files, CLI, hub, processes),
-``lts.cost`` (objectives, graph, Target, measurement, evaluator), ``lts.search`` (space,
+Subpackages: ``lts.core`` (shared: errors, files, settings and CLI, hub, processes, ONNX graph writing),
+``lts.families`` (what an architecture is: the Family and Arch protocols; GPT-2 in ``lts.families.gpt2``),
+``lts.cost`` (objectives, Target, measurement, evaluator), ``lts.search`` (space,
 NSGA-II, report, job), ``lts.train``, ``lts.generate``, ``lts.compare`` (benchmark.py).
 """
 
@@ -14,14 +15,16 @@ import importlib.util
 import sys
 from typing import Any
 
-from lts.core.arch import ArchConfig, archid_of
 from lts.core.errors import LTSError
+from lts.families import archid_of, load_arch
+from lts.families.gpt2 import ArchConfig
 
 
 class _RegisterWithTransformers(importlib.abc.MetaPathFinder):
-    """Registers the per-layer GPT-2 model type (``lts.core.hf``) as soon as transformers is imported, so that
-    ``AutoModelForCausalLM.from_pretrained`` loads a per-layer model folder in any process that imported ``lts``
-    (before or after transformers), without importing transformers (and torch) for ``import lts`` itself."""
+    """Registers the families' own model types (the per-layer GPT-2's, ``lts.families.gpt2.hf``) as soon as
+    transformers is imported, so that ``AutoModelForCausalLM.from_pretrained`` loads such a model folder in any
+    process that imported ``lts`` (before or after transformers), without importing transformers (and torch)
+    for ``import lts`` itself."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "transformers":
@@ -43,9 +46,11 @@ class _RegisterWithTransformers(importlib.abc.MetaPathFinder):
 
 def _register() -> None:
     """Never breaks the import of transformers: a transformers (or torch) that cannot take the registration
-    simply does not know the per-layer type (``lts.core.hf`` says so when a command needs it)."""
+    simply does not know the per-layer type (``lts.families.gpt2.hf`` says so when a command needs it)."""
+    from lts.families import register_with_transformers
+
     try:
-        import lts.core.hf  # noqa: F401 - registers on import
+        register_with_transformers()
     except Exception:  # noqa: BLE001 - e.g. no torch, or a transformers too old for the config class
         pass
 
@@ -55,5 +60,5 @@ if "transformers" in sys.modules:
 elif not any(isinstance(f, _RegisterWithTransformers) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWithTransformers())
 
-__all__ = ["ArchConfig", "LTSError", "archid_of"]
+__all__ = ["ArchConfig", "LTSError", "archid_of", "load_arch"]
 __version__ = "0.1.0"

@@ -55,12 +55,12 @@ def _make_tiny_model(out: Path, tokenizer_dir: Path, n_layer: int = 2, n_embd: i
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from lts.core.arch import ArchConfig
+    from lts.families.gpt2 import ArchConfig
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     cfg = ArchConfig(n_layer, n_embd, n_inner, n_head, vocab_size=len(tok), n_positions=128)
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(cfg.to_gpt2_config(bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
+    model = GPT2LMHeadModel(cfg.to_hf_config(bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out

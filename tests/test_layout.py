@@ -10,12 +10,13 @@ PACKAGE = REPO / "lts"
 # Which subpackages each one may import (besides itself). `core` is the shared base.
 ALLOWED = {
     "core": set(),
-    "cost": {"core"},
-    "search": {"core", "cost"},
-    "train": {"core", "cost"},
-    "generate": {"core", "cost"},
-    "compare": {"core", "generate"},
-    "testing": {"core", "cost", "search"},  # the Protocols' contract suites, for third-party implementations
+    "families": {"core"},  # what an architecture is (GPT-2 and its graphs, spaces, transformers classes)
+    "cost": {"core", "families"},
+    "search": {"core", "cost", "families"},
+    "train": {"core", "cost", "families"},
+    "generate": {"core", "cost", "families"},
+    "compare": {"core", "generate", "families"},
+    "testing": {"core", "cost", "search", "families"},  # the Protocols' contract suites, for third-party implementations
 }
 
 

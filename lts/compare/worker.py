@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lts.compare.settings import BenchSettings, diversity, median_spread
-from lts.core.hub import per_layer_config
+from lts.core.hub import family_config
 from lts.core.procs import MIB, peak_rss_bytes, rss_bytes
 from lts.generate.decode import TimingStreamer, check_vocab, model_vocab_size
 
@@ -41,9 +41,9 @@ def load_model(folder: str, settings: BenchSettings) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code, "local_files_only": True}
     if any(Path(folder).glob("*.safetensors")):
         kwargs["use_safetensors"] = True
-    per_layer = per_layer_config(Path(folder) / "config.json")  # a per-layer GPT-2, written as lts_gpt2 or by hand
-    if per_layer is not None:
-        kwargs["config"] = per_layer
+    config = family_config(Path(folder) / "config.json")  # e.g. a per-layer GPT-2, written as lts_gpt2 or by hand
+    if config is not None:
+        kwargs["config"] = config
     tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=settings.trust_remote_code, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
     model.to(settings.device)

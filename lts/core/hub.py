@@ -242,9 +242,9 @@ def load_config(name: str | os.PathLike, trust_remote_code: bool = False) -> Any
     if path.is_dir() and not (path / "config.json").is_file():
         raise LTSError(f"{name} is not a model folder: it has no config.json")
     if path.is_dir():
-        per_layer = per_layer_config(path / "config.json")
-        if per_layer is not None:
-            return per_layer
+        config = family_config(path / "config.json")
+        if config is not None:
+            return config
 
     def load(source: str, local_files_only: bool) -> Any:
         try:
@@ -261,28 +261,20 @@ def load_config(name: str | os.PathLike, trust_remote_code: bool = False) -> Any
     return _resolve(name, "model", load)
 
 
-def per_layer_config(path: Path) -> Any:
-    """The per-layer GPT-2 config (``lts.core.hf``) of a config.json with per-layer ``n_inner`` / ``n_head`` lists,
-    as ``model_type`` ``lts_gpt2`` or a plain ``gpt2`` written by hand; None for any other config. Its
-    architecture is checked first (a list whose length is not n_layer, a head count that does not divide
-    n_embd: one line, exit 2)."""
-    import json
+# Readers of config.json files that transformers cannot read alone (a per-layer GPT-2 written by hand with
+# n_inner / n_head lists): each takes the file and returns a transformers config, or None when it is not one
+# of its own, and raises LTSError (one line) when it is one with a wrong architecture. ``lts.families`` adds
+# its reader when it is imported, which ``import lts`` does (core imports nothing above it).
+CONFIG_READERS: list[Callable[[Path], Any]] = []
 
-    from lts.core.arch import HF_BOOKKEEPING, PER_LAYER, PER_LAYER_MODEL_TYPE, ArchConfig
 
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # AutoConfig says what is wrong with it
-    if not isinstance(data, dict) or data.get("model_type") not in ("gpt2", PER_LAYER_MODEL_TYPE):
-        return None
-    if data.get("model_type") == "gpt2" and not any(isinstance(data.get(k), list) for k in PER_LAYER):
-        return None
-    arch = ArchConfig.from_dict(data, source=str(path))
-    from lts.core.hf import PerLayerGPT2Config
-
-    fields = {k: v for k, v in data.items() if k not in HF_BOOKKEEPING}
-    return PerLayerGPT2Config(**{**fields, **arch.to_dict()})
+def family_config(path: Path) -> Any:
+    """The transformers config of `path` when a reader of :data:`CONFIG_READERS` knows it, else None."""
+    for read in CONFIG_READERS:
+        config = read(path)
+        if config is not None:
+            return config
+    return None
 
 
 def is_causal_lm_config(config: Any) -> bool:
@@ -418,6 +410,6 @@ def _check_model_folder(folder: Path, spec: str) -> Path:
     if not has_weights(folder):
         raise LTSError(f"{spec} has no weights (*.safetensors or pytorch_model.bin): train it first, e.g. train.py")
     check_config_file(folder, spec)
-    per_layer_config(folder / "config.json")  # a per-layer GPT-2's architecture is checked here (one line)
+    family_config(folder / "config.json")  # e.g. a per-layer GPT-2's architecture is checked here (one line)
     check_weight_files(folder, spec)
     return folder.resolve()

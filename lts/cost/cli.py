@@ -58,13 +58,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 def evaluate(args: EvaluateSettings) -> int:
-    from lts.core.arch import ArchConfig
     from lts.cost import probes
     from lts.cost.evaluator import Evaluator
     from lts.cost.objectives import REGISTRY
     from lts.cost.store import default_cache_path
+    from lts.families import load_arch, to_record
 
-    config = ArchConfig.load(args.model)
+    config = load_arch(args.model)
     context = args.context
     if context is None:
         context = min(declared_default(MeasureSettings, "context"), config.n_positions)
@@ -83,14 +83,15 @@ def evaluate(args: EvaluateSettings) -> int:
     evaluator = Evaluator(settings, cache)
     result = evaluator.evaluate(config)
     if args.json:
-        out = {"archid": result.archid, "config": config.to_dict(), **result.objectives(), "cached": result.cached,
+        out = {"archid": result.archid, "config": to_record(config), **result.objectives(), "cached": result.cached,
                "conditions": evaluator.conditions()}
         print(json.dumps(nan_to_none(out), indent=2))
         return 0 if result.ok else 1
     c = evaluator.conditions()
     width = max(len(name) for name in [*REGISTRY, "eval_seconds"]) + 2
     print(f"{'archid':<{width}}{result.archid}")
-    print(f"{'config':<{width}}" + " ".join(f"{k}={config.describe(k)}" for k in config.to_dict()))
+    fields = {**config.columns(), "vocab_size": config.vocab_size, "n_positions": config.n_positions}
+    print(f"{'config':<{width}}" + " ".join(f"{k}={v}" for k, v in fields.items()))
     for name, objective in REGISTRY.items():
         shown = objective.display(result[name])
         unit = "" if objective.integer else (objective.display_unit or objective.unit)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping
 
 from lts.core import faults
-from lts.core.arch import ArchConfig
+from lts.families import DEFAULT_FAMILY, Arch, arch_from_dict, to_record
 from lts.core.cachekeys import cache_key
 from lts.core.errors import JobFailed, LTSError
 from lts.core.fileio import nan_to_none
@@ -136,7 +136,7 @@ class EvalResult:
     """One architecture's objectives (``values``, keyed by objective name) and how they were obtained."""
 
     archid: str
-    config: ArchConfig
+    config: Arch
     values: Mapping[str, Any]
     eval_seconds: float = 0.0
     status: str = "ok"
@@ -174,7 +174,7 @@ class EvalResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready (NaN as null): values, how they were obtained, and the raw measurement behind them."""
-        return {"archid": self.archid, "config": self.config.to_dict(), "values": nan_to_none(self.values),
+        return {"archid": self.archid, "config": to_record(self.config), "values": nan_to_none(self.values),
                 "eval_seconds": self.eval_seconds, "status": self.status, "measurement": self.measurement.to_json(),
                 "calibration_s": self.measurement.calibration_s, "hardware": self.hardware, "node": self.node}
 
@@ -183,7 +183,7 @@ class EvalResult:
         """The result as recorded (values as they were computed then)."""
         values = {k: (math.nan if v is None else v) for k, v in d["values"].items()}
         m = Measurement.from_json(d.get("measurement") or {}, d.get("calibration_s"))
-        return cls(d["archid"], ArchConfig(**d["config"]), values, d["eval_seconds"], d["status"], cached, m,
+        return cls(d["archid"], arch_from_dict(d["config"], source="a stored evaluation"), values, d["eval_seconds"], d["status"], cached, m,
                    d.get("hardware", ""), d.get("node", ""))
 
 
@@ -220,16 +220,15 @@ class Evaluator:
     def _result_key(self, archid: str) -> tuple[str, str, str]:
         return (archid, self.settings.key(), self.hardware["id"])
 
-    def _timing_key(self, config: ArchConfig, part: str) -> str:
-        if part == "base":
-            shape: tuple[int, ...] = (config.n_embd, config.vocab_size)
-        else:  # keyed by the block's shape: every architecture with a block of that shape shares its timing
-            block, _ = config.block_parts()[part]
-            shape = (block.n_embd, block.n_inner, block.n_head)
+    def _timing_key(self, config: Arch, part: str) -> str:
+        # keyed by the part's shape: every architecture with a block of that shape shares its timing
+        shape = config.part_key(part)
+        if config.family.name != DEFAULT_FAMILY:
+            part = f"{config.family.name}:{part}"
         probe = probes.get(probes.parts_probe(probes.REGISTRY) or "latency")  # its version keys its timings
         return f"{probe.name}.{probe.version}:{part}:{shape}:{self.settings.measurement_key()}:{self.hardware['id']}"
 
-    def cached(self, config: ArchConfig) -> EvalResult | None:
+    def cached(self, config: Arch) -> EvalResult | None:
         """The stored success for `config` under these settings and hardware, at this evaluator's calibration."""
         raw = self.cache.get("results", self._result_key(config.archid))
         if not raw:
@@ -249,7 +248,7 @@ class Evaluator:
         return replace(result, values=self._values(result.config, m), measurement=m,
                        cached=result.cached if cached is None else cached)
 
-    def evaluate(self, config: ArchConfig) -> EvalResult:
+    def evaluate(self, config: Arch) -> EvalResult:
         """Return the cached result, or compute, store and return it. Never raises for a failed evaluation."""
         hit = self.cached(config)
         if hit is not None:
@@ -263,7 +262,7 @@ class Evaluator:
         if result.ok and not result.cached:
             self.cache.put("results", self._result_key(result.archid), json.dumps(result.to_json()))
 
-    def compute(self, config: ArchConfig) -> EvalResult:
+    def compute(self, config: Arch) -> EvalResult:
         """Evaluate without looking at the results store (shape timings are still reused).
 
         Never raises: whatever goes wrong (a measurement error, a crash or hang of the measuring
@@ -277,7 +276,7 @@ class Evaluator:
             return self.failed(config, _reason(exc))
         return self.finish(t, run_task(t))
 
-    def task(self, config: ArchConfig) -> EvalTask:
+    def task(self, config: Arch) -> EvalTask:
         """What must be computed for `config` (here, on the driver: calibration, shape timings already stored)."""
         s = self.settings
         if not s.measured:
@@ -318,12 +317,12 @@ class Evaluator:
         except Exception as exc:  # noqa: BLE001 - an objective that cannot be computed fails this candidate only
             return self.failed(config, _reason(exc), out.seconds, out.hardware, out.node)
 
-    def failed(self, config: ArchConfig, reason: str, seconds: float = 0.0, hardware: str = "",
+    def failed(self, config: Arch, reason: str, seconds: float = 0.0, hardware: str = "",
                node: str = "") -> EvalResult:
         return EvalResult(config.archid, config, self._values(config, Measurement(), safe=True), seconds,
                           f"failed: {reason.strip()[:300]}", hardware=hardware, node=node)
 
-    def _values(self, config: ArchConfig, m: Measurement, safe: bool = False) -> dict[str, Any]:
+    def _values(self, config: Arch, m: Measurement, safe: bool = False) -> dict[str, Any]:
         values = {}
         for name, o in REGISTRY.items():
             try:
@@ -334,7 +333,7 @@ class Evaluator:
                 values[name] = math.nan
         return values
 
-    def cached_timing(self, config: ArchConfig, part: str) -> Timing | None:
+    def cached_timing(self, config: Arch, part: str) -> Timing | None:
         """The stored timing of `config`'s "base" or block part (``config.block_parts()``) under these settings."""
         raw = self.cache.get("timings", (self._timing_key(config, part),))
         return Timing(**json.loads(raw)) if raw else None
@@ -361,7 +360,7 @@ class Evaluator:
 class EvalTask:
     """One candidate's work, ready to run anywhere: the config, the settings, what to measure, what is known."""
 
-    config: ArchConfig
+    config: Arch
     settings: EvalSettings
     parts: tuple[str, ...]          # latency parts still to time ("full", or "base"/"block" not stored yet)
     known: Mapping[str, Timing]     # shape timings already stored, reused (part of the "parts" probe's result)

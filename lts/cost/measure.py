@@ -53,12 +53,13 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from lts.core import faults
-from lts.core.arch import ArchConfig
+from lts.families import Arch, arch_from_dict, to_record
+from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.core.procs import ChildError, ChildProcess
 from lts.core.settings import Integer, Number, Settings, setting
 from lts.cost import probes as registry
-from lts.cost.graph import kv_names, part_spec, tiled_weights, write_onnx
+from lts.core.onnxgraph import kv_names, tiled_weights, write_onnx
 from lts.cost.objectives import DEFAULT_OBJECTIVES, probes_for
 from lts.cost.probes import Measurement, Timing
 from lts.cost.target import Target
@@ -215,12 +216,12 @@ def scratch_dirs(needed_bytes: int) -> list[str]:
     return dirs
 
 
-def _spec(config: ArchConfig, part: str) -> Any:
-    """"kv": the generation graph (KV cache); else a part of the full-forward graph (graph.part_spec)."""
-    return part_spec(config, part)
+def _spec(config: Arch, part: str) -> Any:
+    """"kv": the generation graph (KV cache); else a part of the full-forward graph (``Arch.graph_spec``)."""
+    return config.graph_spec(part)
 
 
-def _write_graph(scratch: list[str], name: str, config: ArchConfig, part: str, weights: Any,
+def _write_graph(scratch: list[str], name: str, config: Arch, part: str, weights: Any,
                  prepared: dict[str, str] | None = None) -> tuple[Path, int]:
     """Write `part` of `config` into the first scratch folder with room; (path, bytes). A graph in
     `prepared` (part -> path: quantized beforehand, :func:`_prepare_child`) is used as it is."""
@@ -250,7 +251,7 @@ def _prepare_child(conn: Any, config_dict: dict, parts: tuple[str, ...], precisi
     memory must not stay in the measuring child, whose peaks count); sends {part: path}."""
     from lts.cost.quantize import quantize_model
 
-    config = ArchConfig(**config_dict)
+    config = arch_from_dict(config_dict)
     weights = tiled_weights()
     out = {}
     for part in parts:
@@ -274,7 +275,7 @@ class ProbeContext:
     (``conn`` None): only ``config``, ``settings`` and ``target``.
     """
 
-    def __init__(self, config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...] = (),
+    def __init__(self, config: Arch, settings: MeasureSettings, target: Target, parts: tuple[str, ...] = (),
                  conn: Any = None, scratch: list[str] | None = None, prepared: dict[str, str] | None = None) -> None:
         self.config, self.settings, self.target, self.parts = config, settings, target, parts
         self.shared: dict[str, Any] = {}
@@ -348,7 +349,7 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
                 loops.append(time_session(sess, feeds, settings))
         conn.send(("done", {"reference": asdict(sorted(loops, key=lambda t: t.median_s)[len(loops) // 2])}))
         return
-    config = ArchConfig(**config_dict)
+    config = arch_from_dict(config_dict)
     faults.point("measure", config.archid)
     ctx = ProbeContext(config, settings, target, parts, conn, scratch, prepared)
     conn.send(("done", {name: run(ctx) for name, run in probes}))
@@ -370,19 +371,19 @@ def _peak_memory(conn: Any, target: Target, work: Callable[[], Any]) -> tuple[An
     return result, {"bytes": sampled if peak is None else peak - base, "sampled_bytes": sampled}
 
 
-def prefill_feeds(config: ArchConfig, tokens: int) -> dict[str, np.ndarray]:
+def prefill_feeds(config: Arch, tokens: int) -> dict[str, np.ndarray]:
     """A prompt of `tokens` tokens and an empty KV cache: the first call of a generation."""
     return {**decode_feeds(config, 0), "input_ids": token_feeds(tokens, config.vocab_size)["input_ids"],
             "attention_mask": np.ones((1, tokens), np.int64)}
 
 
-def decode_feeds(config: ArchConfig, past_len: int, batch: int = 1) -> dict[str, np.ndarray]:
+def decode_feeds(config: Arch, past_len: int, batch: int = 1) -> dict[str, np.ndarray]:
     """One new token and a KV cache of `past_len` positions (filled: untouched pages would not count as memory)."""
     rng = np.random.default_rng(0)
     feeds = {"input_ids": np.full((batch, 1), 1, np.int64), "attention_mask": np.ones((batch, past_len + 1), np.int64)}
-    heads = [h for h in config.layer_values("n_head") for _ in ("key", "value")]
-    for name, h in zip(kv_names(config.n_layer)[0], heads):
-        feeds[name] = rng.standard_normal((batch, h, past_len, config.n_embd // h), dtype=np.float32)
+    layout = config.kv_layout()
+    for name, (h, hd) in zip(kv_names(len(layout))[0], (pair for pair in layout for _ in ("key", "value"))):
+        feeds[name] = rng.standard_normal((batch, h, past_len, hd), dtype=np.float32)
     return feeds
 
 
@@ -390,7 +391,7 @@ PROMPT_TOKENS = 16  # the prefill of the generation-memory probe (a short prompt
 DECODE_STEPS = 3    # decoding steps that end the probe at --context tokens, each feeding back the last presents
 
 
-def generate_to_context(sess: Any, config: ArchConfig, context: int) -> Any:
+def generate_to_context(sess: Any, config: Arch, context: int) -> Any:
     """What a generation to `context` tokens holds at its end: prefill a prompt, then decode to `context`.
 
     The cache of the steps in between is filled in directly (their compute does not change the
@@ -401,7 +402,7 @@ def generate_to_context(sess: Any, config: ArchConfig, context: int) -> Any:
     sess.run(None, prefill_feeds(config, prompt))
     steps = min(DECODE_STEPS, context - prompt)
     if steps:
-        past_names = kv_names(config.n_layer)[0]
+        past_names = kv_names(len(config.kv_layout()))[0]
         feeds = decode_feeds(config, context - steps)
         for _ in range(steps):
             _, *presents = sess.run(None, feeds)
@@ -413,7 +414,7 @@ def generate_to_context(sess: Any, config: ArchConfig, context: int) -> Any:
 # ----------------------------------------------------------------------------- in the parent
 
 # Imported once by the fork server; no session is ever made there.
-PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.cost.graph", "lts.cost.measure", "lts.cost.probes",
+PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.core.onnxgraph", "lts.families.gpt2.graph", "lts.cost.measure", "lts.cost.probes",
            "lts.cost.quantize")
 
 
@@ -421,7 +422,7 @@ DEFAULT_PROBES = probes_for(DEFAULT_OBJECTIVES)  # what the default search measu
 _GRAPH_FILES = {"forward": ("full",), "kv": ("kv",)}  # a probe's graph -> the graph files it writes ("parts": parts)
 
 
-def measure_architecture(config: ArchConfig, settings: MeasureSettings, target: Target,
+def measure_architecture(config: Arch, settings: MeasureSettings, target: Target,
                          probes: Iterable[str] = DEFAULT_PROBES, parts: tuple[str, ...] = ("base", "block"), *,
                          memory: bool = True, generation: bool = False) -> Measurement:
     """Run `probes` (names in ``lts.cost.probes``) on `config`: a :class:`Measurement` of their results.
@@ -444,12 +445,12 @@ def measure_architecture(config: ArchConfig, settings: MeasureSettings, target: 
     return Measurement({name: results[name] for name in sorted(results)})
 
 
-def _measure_in_child(config: ArchConfig, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
+def _measure_in_child(config: Arch, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
                       probes: tuple[Any, ...]) -> dict[str, Any]:
     """{probe name: result} of `probes` (in order) from one measuring child."""
     graphs = tuple(dict.fromkeys(g for p in probes for g in (parts if p.graph == "parts" else _GRAPH_FILES[p.graph])))
     needed = max(write_onnx(_spec(config, part), None) for part in (*graphs, "base"))
-    with _child_process(config.to_dict(), settings, target, parts, probes, graphs, needed,
+    with _child_process(to_record(config), settings, target, parts, probes, graphs, needed,
                         f"lts-measure {config.archid}") as child:
         sampler, base = None, 0
         while True:

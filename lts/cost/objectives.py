@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from lts.core import cachekeys
-from lts.core.arch import ArchConfig
+from lts.families import Arch
 from lts.core.errors import LTSError
 from lts.cost import probes
 from lts.cost.probes import Measurement, Timing
-from lts.cost.proxy import non_embedding_params, total_params
 
 MIB = 2**20
 DEFAULT_OBJECTIVES = ("non_embedding_params", "onnx_latency_s", "onnx_memory_mb")  # what a search optimises unless told
@@ -55,7 +54,7 @@ class Objective:
     unit: str
     direction: int
     label: str
-    compute: Callable[[ArchConfig, Measurement], float]
+    compute: Callable[[Arch, Measurement], float]
     probe: str | None = None
     searchable: bool = True
     display_unit: str = ""
@@ -63,7 +62,7 @@ class Objective:
     fmt: str = ".1f"
     integer: bool = False
     gallery: bool = True
-    noise: Callable[[ArchConfig, Measurement], float] | None = None
+    noise: Callable[[Arch, Measurement], float] | None = None
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -98,11 +97,11 @@ class Objective:
             return f"{int(value):,}"
         return format(value * self.scale, self.fmt)
 
-    def value(self, config: ArchConfig, measurement: Measurement) -> float | int:
+    def value(self, config: Arch, measurement: Measurement) -> float | int:
         v = self.compute(config, measurement)
         return int(v) if self.integer and v is not None and not (isinstance(v, float) and math.isnan(v)) else v
 
-    def tolerance(self, config: ArchConfig, measurement: Measurement) -> float:
+    def tolerance(self, config: Arch, measurement: Measurement) -> float:
         """The noise of this value for `config` (0 for exact values, NaN when it cannot be told)."""
         return 0.0 if self.noise is None else float(self.noise(config, measurement))
 
@@ -178,7 +177,7 @@ def _scaled(t: Timing, calibration_s: float | None) -> float:
     return t.median_s * calibration_s / t.reference_s
 
 
-def _counted_parts(config: ArchConfig, timings: Mapping[str, Timing]) -> list[tuple[Timing, int]] | None:
+def _counted_parts(config: Arch, timings: Mapping[str, Timing]) -> list[tuple[Timing, int]] | None:
     """The timed parts of the whole forward with how many times each counts (None: one is missing)."""
     if "full" in timings:
         return [(timings["full"], 1)]
@@ -188,13 +187,13 @@ def _counted_parts(config: ArchConfig, timings: Mapping[str, Timing]) -> list[tu
     return [(timings[part], n) for part, n in wanted]
 
 
-def _terms(config: ArchConfig, m: Measurement) -> list[tuple[Timing, float]] | None:
+def _terms(config: Arch, m: Measurement) -> list[tuple[Timing, float]] | None:
     """The timed parts of the whole forward and the seconds each adds at ``m.calibration_s`` (None: not timed)."""
     parts = _counted_parts(config, m.get("latency") or {})
     return None if parts is None else [(t, n * _scaled(t, m.calibration_s)) for t, n in parts]
 
 
-def compose_latency(config: ArchConfig, m: Measurement) -> tuple[float, float]:
+def compose_latency(config: Arch, m: Measurement) -> tuple[float, float]:
     """(median seconds, coefficient of variation) of the whole forward from its timed parts.
 
     "full" when the whole graph was timed; else ``base`` + the sum of the layers' blocks (the embeddings +
@@ -210,7 +209,7 @@ def compose_latency(config: ArchConfig, m: Measurement) -> tuple[float, float]:
     return latency, std / latency if latency > 0 else math.nan
 
 
-def latency_sigma(config: ArchConfig, m: Measurement) -> float:
+def latency_sigma(config: Arch, m: Measurement) -> float:
     """Relative standard deviation of the latency between measurements (single runs' spread and drift)."""
     terms = _terms(config, m)
     if terms is None:
@@ -219,7 +218,7 @@ def latency_sigma(config: ArchConfig, m: Measurement) -> float:
     return math.sqrt(sum((t.sigma * v) ** 2 for t, v in terms)) / latency if latency > 0 else math.nan
 
 
-def latency_units(config: ArchConfig, m: Measurement) -> float:
+def latency_units(config: Arch, m: Measurement) -> float:
     """The latency in reference-graph units (latency / reference latency): comparable across moments."""
     parts = _counted_parts(config, m.get("latency") or {})
     if parts is None or any(not t.reference_s for t, _ in parts):
@@ -231,7 +230,7 @@ NOISE_SIGMAS = 2.0  # latency ties: within two standard deviations (runs' spread
 MEMORY_NOISE_BYTES = MIB  # memory ties: within 1 MiB + 1 % (allocator granularity, page rounding)
 
 
-def latency_noise(config: ArchConfig, m: Measurement) -> float:
+def latency_noise(config: Arch, m: Measurement) -> float:
     return NOISE_SIGMAS * compose_latency(config, m)[0] * latency_sigma(config, m)
 
 
@@ -241,7 +240,7 @@ def decode_latency(m: Measurement) -> float:
     return math.nan if t is None else _scaled(t, m.calibration_s)
 
 
-def decode_noise(config: ArchConfig, m: Measurement) -> float:
+def decode_noise(config: Arch, m: Measurement) -> float:
     t = m.get("decode")
     return math.nan if t is None else NOISE_SIGMAS * decode_latency(m) * t.sigma
 
@@ -262,7 +261,7 @@ def peak_bytes(m: Measurement, probe: str, figure: str = "bytes") -> int | None:
 
 register(Objective(
     "non_embedding_params", "parameters", -1, "non-embedding parameters",
-    compute=lambda c, m: non_embedding_params(c), display_unit="millions", scale=1e-6, fmt=".2f", integer=True))
+    compute=lambda c, m: c.non_embedding_params(), display_unit="millions", scale=1e-6, fmt=".2f", integer=True))
 
 register(Objective(
     "onnx_latency_s", "s", +1, "ONNX Runtime latency",
@@ -298,7 +297,7 @@ register(Objective(
 
 register(Objective(
     "total_params", "parameters", -1, "total parameters",
-    compute=lambda c, m: total_params(c), searchable=False, display_unit="millions", scale=1e-6, fmt=".2f",
+    compute=lambda c, m: c.total_params(), searchable=False, display_unit="millions", scale=1e-6, fmt=".2f",
     integer=True, gallery=False))
 
 register(Objective(

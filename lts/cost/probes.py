@@ -38,10 +38,10 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from lts.core.arch import ArchConfig
+from lts.families import Arch
 from lts.core.cachekeys import check_version
 from lts.core.errors import LTSError
-from lts.cost.graph import gpt2_graph_spec, write_onnx
+from lts.core.onnxgraph import write_onnx
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class ProbeContext(Protocol):
     a later one of the same child.
     """
 
-    config: ArchConfig
+    config: Arch
     settings: Any
     target: Any
     parts: tuple[str, ...]
@@ -313,7 +313,7 @@ def parts_probe(names: Iterable[str]) -> str | None:
 
 def _file(ctx: ProbeContext) -> int:
     """Bytes of the fp32 forward graph (exact without writing anything)."""
-    return write_onnx(gpt2_graph_spec(ctx.config), None)
+    return write_onnx(ctx.config.graph_spec("full"), None)
 
 
 def _forward_memory(ctx: ProbeContext) -> dict[str, int | None]:

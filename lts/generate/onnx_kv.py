@@ -1,9 +1,9 @@
 """A causal LM as an ONNX graph with a KV cache, cached by content hash, decoded with ONNX Runtime.
 
-A standard GPT-2 gets the very graph the search measures (``lts.cost.graph.gpt2_kv_graph_spec``,
+A model of a family LTS searches gets the very graph the search measures (its ``graph_spec("kv")``,
 the ``onnx_decode_latency_s`` and ``onnx_generation_memory_mb`` objectives) filled with its
-weights: written directly, in milliseconds. Other families (OPT, GPT-Neo, ...) are exported with
-torch's exporter. Both have the same interface; one graph serves both phases of generation::
+weights: written directly, in milliseconds (``lts.families.arch_of_hf_model`` says when; for GPT-2,
+the standard block). Other models (OPT, GPT-Neo, ...) are exported with torch's exporter. Both have the same interface; one graph serves both phases of generation::
 
     inputs : input_ids (B, S) int64, attention_mask (B, P+S) int64 (0 = left padding),
              past_key_i / past_value_i (B, H, P, D) float32, i < n_layers
@@ -62,46 +62,30 @@ def default_cache_dir() -> Path:
 
 
 def direct_arch(model: Any) -> Any:
-    """The ArchConfig when `model` is a GPT-2 that LTS's own generation graph computes exactly, else None.
+    """The architecture when `model` is one that its family's own generation graph computes exactly (the graph
+    the search measures: ``Arch.graph_spec("kv")``), else None: the torch exporter serves it."""
+    from lts.families import arch_of_hf_model
 
-    That graph (``lts.cost.graph.gpt2_kv_graph_spec``) is the one the search measures; it covers
-    the standard GPT-2 block (tanh GELU, eps 1e-5, 1/sqrt(d) attention scaling, tied head, fp32).
-    Any other variant or family goes through the torch exporter.
-    """
-    import torch
-
-    from lts.core.arch import ArchConfig
-
-    c = model.config
-    kinds = {("gpt2", "GPT2LMHeadModel"), ("lts_gpt2", "PerLayerGPT2LMHeadModel")}  # per layer: the same blocks
-    if (getattr(c, "model_type", None), type(model).__name__) not in kinds:
+    if _needs_external_data(model):
         return None
-    standard = (c.activation_function == "gelu_new" and c.layer_norm_epsilon == 1e-5 and c.scale_attn_weights
-                and not c.scale_attn_by_inverse_layer_idx and not c.reorder_and_upcast_attn
-                and not getattr(c, "add_cross_attention", False) and c.tie_word_embeddings
-                and all(p.dtype == torch.float32 for p in model.parameters()))
-    if not standard or _needs_external_data(model):
-        return None
-    try:
-        return ArchConfig.from_gpt2_config(c)
-    except LTSError:
-        return None
+    return arch_of_hf_model(model)
 
 
 def write_direct_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
-    """Write LTS's generation graph for the GPT-2 `model`, filled with its weights (no torch export)."""
-    from lts.cost.graph import gpt2_kv_graph_spec, kv_names, state_dict_weights, write_onnx
+    """Write LTS's generation graph for `model`, filled with its weights (no torch export)."""
+    from lts.core.onnxgraph import kv_names, state_dict_weights, write_onnx
 
     arch = direct_arch(model)
     if arch is None:
-        raise LTSError(f"{type(model).__name__} is not a standard GPT-2: it needs the torch exporter")
+        raise LTSError(f"{type(model).__name__} is not a model LTS's own graphs compute: it needs the torch exporter")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    write_onnx(gpt2_kv_graph_spec(arch), out_dir / MODEL_FILE, state_dict_weights(model.state_dict()))
-    past, present = kv_names(arch.n_layer)
-    meta = {"format": VERSIONS["onnx_export"], "builder": "lts", "n_layers": arch.n_layer,
-            "kv_layout": [(h, arch.n_embd // h) for h in arch.layer_values("n_head")], "vocab_size": arch.vocab_size,
+    write_onnx(arch.graph_spec("kv"), out_dir / MODEL_FILE, state_dict_weights(model.state_dict()))
+    layout = arch.kv_layout()
+    past, present = kv_names(len(layout))
+    meta = {"format": VERSIONS["onnx_export"], "builder": "lts", "n_layers": len(layout),
+            "kv_layout": [list(pair) for pair in layout], "vocab_size": arch.vocab_size,
             "inputs": ["input_ids", "attention_mask", *past], "outputs": ["logits", *present],
             "export_seconds": round(time.perf_counter() - t0, 3)}
     fileio.write_json(out_dir / META_FILE, meta)

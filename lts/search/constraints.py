@@ -119,7 +119,7 @@ def total_violation(result: Any, constraints: Sequence[Constraint]) -> float:
 def check_possible(constraints: Sequence[Constraint], space: Any) -> None:
     """One line when the config-only budgets (no measurement needed) exclude every architecture of the space."""
     static = [c for c in constraints if REGISTRY[c.name].probe is None]
-    if not static or space.per_layer or space.size > ENUMERABLE:
+    if not static or space.size > ENUMERABLE:
         return
     ranges: dict[str, list[float]] = {c.name: [math.inf, -math.inf] for c in static}
     empty = Measurement()

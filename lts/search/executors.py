@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, T
 from lts.core.errors import LTSError
 
 if TYPE_CHECKING:
-    from lts.core.arch import ArchConfig
+    from lts.families import Arch
     from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
     from lts.cost.measure import MeasureSettings
     from lts.cost.objectives import Timing
@@ -81,7 +81,7 @@ class Executor(Protocol):
     def describe(self) -> str:
         """Where the evaluations ran, in one line."""
 
-    def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]:
+    def evaluate(self, evaluator: Evaluator, configs: Sequence[Arch]) -> Iterator[tuple[int, EvalResult]]:
         """``(index, result)`` for every position of `configs`, as each finishes (see the class docstring)."""
 
     def close(self) -> None:
@@ -105,7 +105,7 @@ class LocalExecutor:
     def describe(self) -> str:
         return f"local, {self.workers} worker(s)"
 
-    def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]:
+    def evaluate(self, evaluator: Evaluator, configs: Sequence[Arch]) -> Iterator[tuple[int, EvalResult]]:
         return self.map(evaluator.compute, configs)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
@@ -262,7 +262,7 @@ class RayExecutor:
         return self.ray.get(ref.remote(settings, target))
 
     # ---- evaluating
-    def evaluate(self, evaluator: Evaluator, configs: Sequence[ArchConfig]) -> Iterator[tuple[int, EvalResult]]:
+    def evaluate(self, evaluator: Evaluator, configs: Sequence[Arch]) -> Iterator[tuple[int, EvalResult]]:
         from lts.cost.evaluator import run_task
         from lts.cost.measure import MeasureError
 

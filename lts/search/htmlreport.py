@@ -32,10 +32,10 @@ from lts.cost.objectives import get as get_objective
 from lts.search.constraints import parse_constraints
 from lts.search.nsga import hypervolume, pareto_front, robust_front
 from lts.search.record import CALIBRATION, RunRecord
+from lts.search.report import arch_fields
 
 REPORT = "report.html"
 RUN_INFO = "run.json"  # command line, wall time, library versions: written by a search when it ends
-ARCH_FIELDS = ("n_layer", "n_embd", "n_inner", "n_head")
 
 
 def _read_json(path: Path, what: str, required: bool = True) -> dict[str, Any]:
@@ -107,6 +107,7 @@ def write_report(run_dir: str | os.PathLike, models_dir: str | os.PathLike | Non
     figures: list[tuple[str, Any]] = []
     # ---- scatters: every pair (and 3-D for three objectives)
     custom_names = list(dict.fromkeys([*objectives, *(c.name for c in constraints)]))
+    fields = arch_fields(results)
 
     def groups() -> list[tuple[str, list[EvalResult], dict[str, Any]]]:
         return [
@@ -119,13 +120,12 @@ def write_report(run_dir: str | os.PathLike, models_dir: str | os.PathLike | Non
         ]
 
     def hover(rs: Sequence[EvalResult]) -> tuple[list[list[Any]], str]:
-        custom = [[r.archid, *(r.config.describe(f) for f in ARCH_FIELDS),
+        custom = [[r.archid, *(r.config.columns().get(f, "") for f in fields),
                    *(_display(n, r[n]) for n in custom_names)] for r in rs]
-        lines = ["<b>%{customdata[0]}</b>", "n_layer %{customdata[1]}, n_embd %{customdata[2]}, "
-                 "n_inner %{customdata[3]}, n_head %{customdata[4]}"]
+        lines = ["<b>%{customdata[0]}</b>", ", ".join(f"{f} %{{customdata[{1 + k}]}}" for k, f in enumerate(fields))]
         for k, n in enumerate(custom_names):
             fmt = ",.0f" if get_objective(n).integer else ".4g"
-            lines.append(f"{get_objective(n).label}: %{{customdata[{5 + k}]:{fmt}}} {_unit(n)}")
+            lines.append(f"{get_objective(n).label}: %{{customdata[{1 + len(fields) + k}]:{fmt}}} {_unit(n)}")
         return custom, "<br>".join(lines) + "<extra></extra>"
 
     pairs = [(a, b) for i, a in enumerate(objectives) for b in objectives[i + 1:]]
@@ -222,12 +222,13 @@ def _summary(job: dict, results: list, ok: list, front: list, robust: set, hv: f
 
 def _front_table(front: Sequence[EvalResult], robust: set, objectives: Sequence[str], models: Path,
                  run_dir: Path) -> str:
-    head = ["archid", *ARCH_FIELDS, *(get_objective(n).header for n in objectives), "robust", "config"]
+    fields = arch_fields(front)
+    head = ["archid", *fields, *(get_objective(n).header for n in objectives), "robust", "config"]
     rows = []
     for r in front:
         config = models / r.archid / "config.json"
         link = os.path.relpath(config.resolve(), run_dir.resolve()) if config.is_file() else None
-        cells = [html.escape(r.archid), *(r.config.describe(f) for f in ARCH_FIELDS),
+        cells = [html.escape(r.archid), *(html.escape(r.config.columns().get(f, "")) for f in fields),
                  *(get_objective(n).display(r[n]) for n in objectives), "yes" if r.archid in robust else "noise",
                  f'<a href="{html.escape(Path(link).as_posix())}">config.json</a>' if link else "(not in models/)"]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -237,10 +238,11 @@ def _front_table(front: Sequence[EvalResult], robust: set, objectives: Sequence[
 def _failed_table(failed: Sequence[EvalResult]) -> str:
     if not failed:
         return "<p>No candidate failed.</p>"
+    fields = arch_fields(failed)
     rows = ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-        r.archid, *(r.config.describe(f) for f in ARCH_FIELDS), r.status.removeprefix("failed: "))) + "</tr>"
+        r.archid, *(r.config.columns().get(f, "") for f in fields), r.status.removeprefix("failed: "))) + "</tr>"
         for r in failed]
-    return _table("failed", ["archid", *ARCH_FIELDS, "reason"], rows)
+    return _table("failed", ["archid", *fields, "reason"], rows)
 
 
 def _table(name: str, head: Sequence[str], rows: Sequence[str]) -> str:

@@ -28,7 +28,7 @@ from lts.search.htmlreport import RUN_INFO, write_report
 from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, read_run_state, robust_front, run_search
 from lts.search.record import load_calibration, save_calibration
 from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, read_manifest, write_models
-from lts.search.space import SearchSpace
+from lts.search.space import Space, space_from_dict, space_to_dict
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
@@ -112,10 +112,11 @@ class SearchJob(Settings):
     cache: str | None = setting(None, "SQLite cache of evaluations (none: evaluations.sqlite in the cache root: "
                                       "$LTS_CACHE_DIR, else $XDG_CACHE_HOME/lts, else ~/.cache/lts)",
                                 Optional(Text(nonempty=True)))
-    space: dict[str, Any] = setting(help="the search space (YAML only): n_layer, n_embd, n_inner, n_head as a list "
-                                         "or {start, stop, step} (stop exclusive), vocab_size, n_positions (a key "
-                                         "left out: Archai's LTS space)",
-                                    check=_Mapping(), factory=lambda: SearchSpace().to_dict(), flag=False)
+    space: dict[str, Any] = setting(help="the search space (YAML only): family (default gpt2), then its fields; "
+                                         "gpt2's: n_layer, n_embd, n_inner, n_head as a list or {start, stop, step} "
+                                         "(stop exclusive), vocab_size, n_positions, per_layer (a key left out: "
+                                         "Archai's LTS space)",
+                                    check=_Mapping(), factory=lambda: space_to_dict(space_from_dict({})), flag=False)
 
     def check(self) -> None:
         space, settings, evaluation = self.search_space(), self.search_settings(), self.eval_settings()  # fail early
@@ -125,8 +126,8 @@ class SearchJob(Settings):
             raise LTSError(f"context {self.context} exceeds the space's n_positions ({space.n_positions})")
         check_possible(settings.constraints, space)
 
-    def search_space(self) -> SearchSpace:
-        return SearchSpace.from_dict(self.space)
+    def search_space(self) -> Space:
+        return space_from_dict(self.space)
 
     def search_settings(self) -> SearchSettings:
         return SearchSettings(generations=self.generations, population=self.population, seed=self.seed,

@@ -43,7 +43,7 @@ from lts.cost.objectives import parse_objectives
 from lts.search.constraints import Constraint, feasible, parse_constraints, violations
 from lts.search.executors import Executor
 from lts.search.record import RunRecord
-from lts.search.space import SearchSpace
+from lts.search.space import Space
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pkl"
@@ -79,7 +79,7 @@ class LTSProblem(Problem):
     """The space's named Integer genes (indices into its choices); constraints: the evaluation succeeded, then
     the budgets."""
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[str], constraints: Sequence[Constraint] = ()) -> None:
+    def __init__(self, space: Space, objectives: Sequence[str], constraints: Sequence[Constraint] = ()) -> None:
         super().__init__(vars=space.variables(), n_obj=len(objectives), n_ieq_constr=1 + len(constraints))
         self.space = space
         self.objective_names = tuple(objectives)
@@ -95,7 +95,7 @@ class SpaceRepair(Repair):
 class ArchDuplicates(DuplicateElimination):
     """Duplicates by archid, against the offspring, the population and every past candidate."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: Space) -> None:
         super().__init__()
         self.space = space
         self.seen: set[str] = set()
@@ -112,7 +112,7 @@ class ArchDuplicates(DuplicateElimination):
         return is_duplicate
 
 
-def make_algorithm(space: SearchSpace, settings: SearchSettings) -> NSGA2:
+def make_algorithm(space: Space, settings: SearchSettings) -> NSGA2:
     """pymoo's NSGA-II over named variables (its mixed-variable recipe: Integer genes get SBX and polynomial
     mutation with rounding), parents by NSGA-II's binary tournament; duplicates by archid."""
     duplicates = ArchDuplicates(space)
@@ -238,7 +238,7 @@ def read_run_state(run_dir: Path) -> RunState:
     return state
 
 
-def run_search(space: SearchSpace, settings: SearchSettings, evaluator: Evaluator, executor: Executor, run_dir: Path,
+def run_search(space: Space, settings: SearchSettings, evaluator: Evaluator, executor: Executor, run_dir: Path,
                resume: bool = False, progress: bool = True) -> tuple[list[EvalResult], list[EvalResult], RunState]:
     """Run (or resume) the search; return (all results in order, the Pareto front, final state)."""
     from tqdm.auto import tqdm

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from lts.core import faults, fileio
-from lts.core.arch import ArchConfig
 from lts.core.locks import file_lock
 from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import REGISTRY
 from lts.cost.objectives import get as get_objective
+from lts.families import load_arch
 
 FRONT_MARKER = "lts_search_front"
 MANIFEST = "front.json"
@@ -94,9 +94,9 @@ def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict
                                           "conditions": conditions, "run": run_id, FRONT_MARKER: True})
             if not _same_arch(final, r.archid):
                 with fileio.atomic_dir(final, replace=True) as tmp:
-                    r.config.to_gpt2_config().save_pretrained(tmp)
+                    r.config.to_hf_config().save_pretrained(tmp)
                     fileio.write_json(tmp / "metrics.json", metrics)
-                    assert ArchConfig.load(tmp).archid == r.archid, "saving must never change an archid"
+                    assert load_arch(tmp).archid == r.archid, "saving must never change an archid"
             fileio.write_json(final / "metrics.json", metrics)  # atomic; config.json is already right
             faults.point("models", r.archid)
             out.append(final)
@@ -113,9 +113,14 @@ def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict
 
 
 
+def arch_fields(results: Sequence[EvalResult]) -> list[str]:
+    """The architecture columns of `results`: their family's ``columns()`` (GPT-2's n_layer, n_embd, ...)."""
+    return list(dict.fromkeys(k for r in results for k in r.config.columns()))
+
+
 def _same_arch(folder: Path, archid: str) -> bool:
     try:
-        return ArchConfig.load(folder).archid == archid
+        return load_arch(folder).archid == archid
     except Exception:
         return False
 
@@ -193,13 +198,13 @@ def gallery_markdown(front: Sequence[EvalResult], robust: set[str] | None = None
     measured noise are ties ("yes"), or owes its place to differences within noise ("noise").
     """
     shown = [o for o in REGISTRY.values() if o.gallery and any(o.display(r[o.name]) for r in front)]  # measured ones
-    header = ["archid", *(["robust"] if robust is not None else []), *(o.header for o in shown),
-              "n_layer", "n_embd", "n_inner", "n_head"]
+    fields = arch_fields(front)
+    header = ["archid", *(["robust"] if robust is not None else []), *(o.header for o in shown), *fields]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for r in sorted(front, key=lambda r: r["non_embedding_params"]):
         c = r.config
         flag = ["yes" if r.archid in robust else "noise"] if robust is not None else []
         cells = [f"`{r.archid}`", *flag, *(o.display(r[o.name]) for o in shown),
-                 *(c.describe(f) for f in ("n_layer", "n_embd", "n_inner", "n_head"))]  # per layer: 512x2,768
+                 *(c.columns().get(f, "") for f in fields)]  # per layer: 512x2,768
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"

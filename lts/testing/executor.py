@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.cost.measure import MeasureError, MeasureSettings
 from lts.cost.objectives import Timing

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.store import Store
 

@@ -15,7 +15,6 @@ computes the same steps as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from lts.core import fileio, hub
-from lts.core.arch import HF_BOOKKEEPING, ArchConfig
+from lts.families import HF_BOOKKEEPING, Arch, arch_from_dict, load_arch, with_fields
 from lts.core.errors import LTSError
 from lts.core.settings import Boolean, Choice, Integer, Number, Optional, Settings, Text, Texts, setting
 from lts.train.runtime import DEVICES, DTYPES, Runtime, is_main_process, launch_env, resolve
@@ -145,7 +144,7 @@ class TrainSettings(Settings):
 # ---------------------------------------------------------------------------- pieces
 
 
-def check_inputs(settings: TrainSettings) -> ArchConfig:
+def check_inputs(settings: TrainSettings) -> Arch:
     """Validate everything that can be checked without torch (fast, one clear error).
 
     Under torchrun, the output and checkpoint are rank 0's (on its machine): the other ranks
@@ -156,7 +155,7 @@ def check_inputs(settings: TrainSettings) -> ArchConfig:
     model_dir = settings.model_dir
     if not model_dir.exists():
         raise LTSError(f"model folder not found: {model_dir}")
-    arch = ArchConfig.load(model_dir)
+    arch = load_arch(model_dir)
     if settings.seq_len > arch.n_positions:
         raise LTSError(f"--seq-len {settings.seq_len} is larger than n_positions={arch.n_positions} of {model_dir}")
     world = launch_env()[1]
@@ -244,25 +243,18 @@ def resolve_tokenizer(settings: TrainSettings, texts: Callable[[], Iterable[str]
                  f"{time.perf_counter() - t0:.1f} s; no hub and no --tokenizer)"), True
 
 
-def build_model_config(model_dir: Path, arch: ArchConfig, vocab_size: int, eos_id: int, dropout: float | None) -> Any:
-    """The folder's config (GPT2Config, or the per-layer one) with vocab_size set to the tokenizer's; every other
-    arch field as written."""
-    from transformers import GPT2Config
-
-    config_class = GPT2Config
-    if arch.per_layer:  # a plain config.json with lists, or one saved as lts_gpt2: the registered per-layer type
-        from lts.core.hf import PerLayerGPT2Config as config_class  # type: ignore[assignment]
+def build_model_config(model_dir: Path, arch: Arch, vocab_size: int, eos_id: int, dropout: float | None) -> Any:
+    """The folder's config (its family's: GPT2Config, or the per-layer one for a per-layer GPT-2, written by hand
+    or by LTS) with vocab_size set to the tokenizer's; every other field as written."""
     data = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    data = {k: v for k, v in data.items() if k not in HF_BOOKKEEPING}
-    config = config_class(**{**data, **arch.to_dict(), "vocab_size": vocab_size, "bos_token_id": eos_id,
-                             "eos_token_id": eos_id})
-    config.n_inner = arch.to_dict()["n_inner"]  # explicit (None would mean 4*n_embd in HF; ArchConfig resolved it)
-    config.bos_token_id = config.eos_token_id = eos_id
-    config.tie_word_embeddings = True
+    shaped = with_fields(arch, vocab_size=vocab_size)
+    fields = {k: v for k, v in data.items() if k not in HF_BOOKKEEPING}
+    fields.update(shaped.to_dict(), bos_token_id=eos_id, eos_token_id=eos_id, tie_word_embeddings=True)
     if dropout is not None:
-        config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = float(dropout)
-    got = ArchConfig.from_gpt2_config(config)
-    assert got == dataclasses.replace(arch, vocab_size=vocab_size), (got, arch)
+        fields.update(dict.fromkeys(arch.family.dropout_fields, float(dropout)))
+    config = shaped.to_hf_config(**fields)
+    got = arch_from_dict(config.to_dict(), source="the model config")
+    assert got == shaped, (got, shaped)
     return config
 
 
@@ -595,11 +587,10 @@ def _silent(_: str) -> None:
     pass
 
 
-def _train(settings: TrainSettings, arch: ArchConfig, rt: Runtime, log: Log) -> dict[str, Any]:
+def _train(settings: TrainSettings, arch: Arch, rt: Runtime, log: Log) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lts.cost.proxy import non_embedding_params, total_params
     from lts.train.data import Batches, eval_windows
     from lts.train.shards import stream_digest
 
@@ -634,12 +625,11 @@ def _train(settings: TrainSettings, arch: ArchConfig, rt: Runtime, log: Log) -> 
     model = AutoModelForCausalLM.from_config(config)  # GPT2LMHeadModel or the per-layer one; same weights per rank
     if rt.rank:
         torch.manual_seed(settings.seed * 100_003 + rt.rank)  # its own dropout stream; rank 0 keeps the seed's
-    shaped = dataclasses.replace(arch, vocab_size=vocab)
+    shaped = with_fields(arch, vocab_size=vocab)
     n_params = sum(p.numel() for p in model.parameters())
-    assert n_params == total_params(shaped), (n_params, total_params(shaped))
-    log(f"model: {arch.archid} n_layer={arch.n_layer} n_embd={arch.n_embd} n_inner={arch.describe('n_inner')} "
-        f"n_head={arch.describe('n_head')} vocab={vocab}: {non_embedding_params(shaped):,} non-embedding / "
-        f"{n_params:,} params")
+    assert n_params == shaped.total_params(), (n_params, shaped.total_params())
+    log(f"model: {arch.archid} " + " ".join(f"{k}={v}" for k, v in arch.columns().items()) +
+        f" vocab={vocab}: {shaped.non_embedding_params():,} non-embedding / {n_params:,} params")
     per = f"{settings.batch_size}" + (f" x {rt.world} processes" if rt.distributed else "") + \
         (f" x {settings.grad_accum} accumulated" if settings.grad_accum > 1 else "")
     log(f"training: {settings.max_steps} steps x {per} x {settings.seq_len} tokens = "
@@ -665,9 +655,9 @@ def _train(settings: TrainSettings, arch: ArchConfig, rt: Runtime, log: Log) -> 
     metrics = train_loop(model, batches, val, settings, state=state, log=log, desc=arch.archid, runtime=rt,
                          save_checkpoint=lambda s: _save_checkpoint(ckpt, s, meta))
     metrics.update({
-        "archid_source": arch.archid, "archid_trained": shaped.archid, "n_layer": arch.n_layer,
+        "archid_source": arch.archid, "archid_trained": shaped.archid,
         **{k: v for k, v in arch.to_dict().items() if k not in ("vocab_size", "n_positions")}, "vocab_size": vocab,
-        "non_embedding_params": non_embedding_params(shaped), "total_params": n_params,
+        "non_embedding_params": shaped.non_embedding_params(), "total_params": n_params,
         "corpus": tokens.corpus, "train_tokens": int(len(tokens.train)), "val_tokens": int(len(tokens.validation)),
         "val_tokens_per_eval": int(val[:, 1:].size), "tokenizer": tokens.tokenizer_source,
         "threads": torch.get_num_threads(), "device": str(rt.device), "dtype": rt.dtype,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
-from lts.cost.graph import gpt2_graph_spec, write_onnx
+from lts.core.onnxgraph import write_onnx
+from lts.families.gpt2.graph import forward_graph_spec
 from lts.cost.measure import MeasureError, MeasureSettings, measure_architecture
 from lts.cost.objectives import parse_objectives
-from lts.cost.proxy import non_embedding_params
 from lts.cost.target import CPUTarget
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ ONE = CPUTarget(threads=1)
 def test_measure_reports_memory_file_and_timings():
     out = measure_architecture(TINY, MeasureSettings(**MEASURE), ONE, parts=("base", "block", "full"))
     assert set(out.results) == {"file", "memory", "latency"}
-    assert out.get("file") == write_onnx(gpt2_graph_spec(TINY), None)
+    assert out.get("file") == write_onnx(forward_graph_spec(TINY), None)
     assert 0 < out.get("memory")["bytes"] < 500 * 2**20
     assert out.get("memory")["sampled_bytes"] > 0
     for part in ("base", "block", "full"):
@@ -113,7 +113,7 @@ def test_generation_probe_times_a_decode_step_and_counts_the_kv_cache():
     long = measure_architecture(cfg, MeasureSettings(**MEASURE, context=1024), ONE, ("generation_memory", "decode"))
     kv_bytes = 2 * cfg.n_layer * 1024 * cfg.n_embd * 4  # keys + values of every layer, float32: 16 MiB
     assert set(short.results) == {"generation_memory", "decode"} and set(short.timings) == {"decode"}
-    weights = write_onnx(gpt2_graph_spec(cfg), None)
+    weights = write_onnx(forward_graph_spec(cfg), None)
     assert short.get("generation_memory")["bytes"] > 0.8 * weights
     grown = long.get("generation_memory")["bytes"] - short.get("generation_memory")["bytes"]
     # Seen here: 48 MiB, the same to the byte in repeated runs; bounds 16 MiB either side, far beyond any noise.
@@ -153,7 +153,7 @@ def test_only_successes_are_cached_and_a_failure_is_tried_again(tmp_path):
 
     first = Evaluator(EvalSettings.create(**FAST), cache, calibration_s=1e-3).evaluate(TINY)  # tried again
     assert first.ok and not first.cached
-    assert first.non_embedding_params == non_embedding_params(TINY)
+    assert first.non_embedding_params == TINY.non_embedding_params()
     assert first.onnx_latency_s > 0 and first.onnx_memory_mb > 0 and first.onnx_file_mb > 0
     again = Evaluator(EvalSettings.create(**FAST, timeout_s=0.001), cache, calibration_s=1e-3).evaluate(TINY)
     assert again.cached and again.values == first.values  # a success is served whatever the timeout
@@ -234,7 +234,7 @@ def _cli(*args, cwd=REPO):
 @pytest.mark.heavy
 def test_cli_evaluate_json_and_text(tmp_path):
     folder = tmp_path / TINY.archid
-    TINY.to_gpt2_config().save_pretrained(folder)
+    TINY.to_hf_config().save_pretrained(folder)
     r = _cli("evaluate", folder, "--seq-len", 32, "--threads", 1, "--json", "--cache", tmp_path / "c.sqlite")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.cost import objectives
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.cost.objectives import Objective, objectives_help, parse_objectives, register, unregister
@@ -74,7 +74,7 @@ def test_a_registered_objective_flows_to_csv_gallery_plots_help_and_printout(dum
 @pytest.mark.heavy
 def test_evaluate_printout_lists_every_registered_objective(tmp_path):
     folder = tmp_path / TINY.archid
-    TINY.to_gpt2_config().save_pretrained(folder)
+    TINY.to_hf_config().save_pretrained(folder)
     r = subprocess.run([sys.executable, "-m", "lts", "evaluate", str(folder), "--seq-len", "16", "--threads", "1",
                         "--no-cache"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr

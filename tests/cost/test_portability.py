@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.measure import MeasureSettings, measure_architecture
 from lts.cost.target import CPUTarget, check_measurable
@@ -41,7 +41,7 @@ def test_a_model_larger_than_a_64mb_dev_shm_is_measured(tmp_path):
         pytest.skip(why)
     config = ArchConfig(2, 512, 2048, 8)  # the full 50257-token vocabulary: a ~130 MB graph
     folder = tmp_path / config.archid
-    config.to_gpt2_config().save_pretrained(folder)
+    config.to_hf_config().save_pretrained(folder)
     script = (f"mount -t tmpfs -o size=64m tmpfs /dev/shm && "
               f"{sys.executable} -m lts evaluate {folder} --seq-len 64 --threads 1 --no-cache --json && "
               f"df -k /dev/shm | tail -1 && ls -A /dev/shm | wc -l")

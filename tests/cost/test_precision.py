@@ -7,7 +7,7 @@ import json
 import onnx
 import pytest
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost import measure as measure_module
 from lts.cost.evaluator import EvalSettings, Evaluator

@@ -9,11 +9,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost import objectives, probes
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, EvalSettings, Evaluator
-from lts.cost.graph import gpt2_graph_spec, write_onnx
+from lts.core.onnxgraph import write_onnx
+from lts.families.gpt2.graph import forward_graph_spec
 from lts.cost.measure import ProbeContext
 from lts.cost.objectives import Measurement, Objective, Timing
 from lts.cost.probes import Probe
@@ -53,7 +54,7 @@ def _nodes_here(tmp_path: Path) -> int:
     import onnx
 
     path = tmp_path / "full.onnx"
-    write_onnx(gpt2_graph_spec(TINY), path)
+    write_onnx(forward_graph_spec(TINY), path)
     return len(onnx.load(str(path), load_external_data=False).graph.node)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from clirun import load_script, main_in_process
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "generate_text.py"
@@ -37,11 +37,12 @@ def test_kv_graph_padded_rows_compute_what_each_row_computes_alone(tmp_path):
     """Prefill of left-padded prompts, then decode steps: each row's logits (and its unpadded cache) as alone."""
     import onnxruntime as ort
 
-    from lts.cost.graph import gpt2_kv_graph_spec, kv_names, random_weights, write_onnx
+    from lts.core.onnxgraph import kv_names, random_weights, write_onnx
+    from lts.families.gpt2.graph import kv_graph_spec
 
     cfg = ArchConfig(2, 64, 96, 4, vocab_size=300, n_positions=48)
     path = tmp_path / "kv.onnx"
-    write_onnx(gpt2_kv_graph_spec(cfg), path, random_weights(seed=3, std=0.2))
+    write_onnx(kv_graph_spec(cfg), path, random_weights(seed=3, std=0.2))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     past_names = kv_names(cfg.n_layer)[0]
     hd = cfg.n_embd // cfg.n_head

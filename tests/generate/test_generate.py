@@ -261,9 +261,9 @@ def test_gpt2_runs_the_searchs_own_decode_graph_without_an_export(tiny_model_dir
     import onnx
     import torch
 
-    from lts.core.arch import ArchConfig
+    from lts.families.gpt2 import ArchConfig
     from lts.core.hub import load_causal_lm
-    from lts.cost.graph import gpt2_kv_graph_spec
+    from lts.families.gpt2.graph import kv_graph_spec
     from lts.generate.onnx_kv import META_FILE, MODEL_FILE, cached_kv_onnx
 
     model = load_causal_lm(tiny_model_dir)
@@ -276,10 +276,10 @@ def test_gpt2_runs_the_searchs_own_decode_graph_without_an_export(tiny_model_dir
     meta = json.loads((folder / META_FILE).read_text())
     assert built and meta["builder"] == "lts"
     graph = onnx.load(folder / MODEL_FILE).graph
-    spec = gpt2_kv_graph_spec(ArchConfig.from_gpt2_config(model.config)).model.graph
+    spec = kv_graph_spec(ArchConfig.from_hf_config(model.config)).model.graph
     assert [n.op_type for n in graph.node] == [n.op_type for n in spec.node]  # the very graph, its weights in it
-    assert {i.name for i in graph.initializer} >= {name for name, _ in gpt2_kv_graph_spec(
-        ArchConfig.from_gpt2_config(model.config)).weights}
+    assert {i.name for i in graph.initializer} >= {name for name, _ in kv_graph_spec(
+        ArchConfig.from_hf_config(model.config)).weights}
 
 
 @pytest.mark.heavy

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from searchrun import DETERMINISTIC, rows, search, tiny_space
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.evaluator import EvalResult
-from lts.cost.proxy import non_embedding_params
 from lts.search.constraints import Constraint, check_possible, parse_constraint, parse_constraints, total_violation
 from lts.search.job import SearchJob
 from lts.search.nsga import objective_matrix, pareto_front
-from lts.search.space import SearchSpace
+from lts.families.gpt2.space import SearchSpace
 
 
 def test_parse_in_the_unit_or_the_display_unit():
@@ -54,7 +53,7 @@ def test_violation_is_relative_and_signed():
 
 
 def _result(params_config: ArchConfig, memory: float, ok: bool = True) -> EvalResult:
-    values = {"non_embedding_params": non_embedding_params(params_config), "onnx_memory_mb": memory}
+    values = {"non_embedding_params": params_config.non_embedding_params(), "onnx_memory_mb": memory}
     return EvalResult(params_config.archid, params_config, values, status="ok" if ok else "failed: x")
 
 
@@ -82,7 +81,7 @@ def test_front_holds_only_feasible_members_and_g_has_one_column_per_budget():
 
 def test_config_only_budgets_are_proven_possible_or_refused_before_anything_runs():
     check_possible(parse_constraints(["non_embedding_params>=1000"]), SPACE)
-    most = max(non_embedding_params(SPACE.decode(x)) for x in np.ndindex(3, 2, 2, 1))
+    most = max(SPACE.decode(x).non_embedding_params() for x in np.ndindex(3, 2, 2, 1))
     with pytest.raises(LTSError, match="impossible budget.*non_embedding_params spans"):
         check_possible(parse_constraints([f"non_embedding_params>={most + 1}"]), SPACE)
     with pytest.raises(LTSError, match="impossible budget"):  # each alone is possible, not both

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from searchrun import DETERMINISTIC, TINY_SPACE, concurrent_searches, rows, search
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import Measurement, Timing
 from lts.search.nsga import robust_front

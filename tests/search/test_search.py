@@ -41,10 +41,10 @@ def test_short_measured_search_writes_every_output(tmp_path):
 
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from lts.core.arch import ArchConfig
+    from lts.families.gpt2 import ArchConfig
 
     for folder in folders:
-        assert ArchConfig.load(folder).archid == folder.name  # the name is the id of the contents
+        assert load_arch(folder).archid == folder.name  # the name is the id of the contents
         cfg = AutoConfig.from_pretrained(folder)
         model = AutoModelForCausalLM.from_config(cfg)
         assert model.config.n_inner == cfg.n_inner and model.config.n_embd == cfg.n_embd
@@ -93,7 +93,7 @@ def test_search_uses_pymoo_selection_and_survival():
     from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
     import lts.search.nsga as s
-    from lts.search.space import SearchSpace
+    from lts.families.gpt2.space import SearchSpace
 
     algo = s.make_algorithm(SearchSpace(), s.SearchSettings())
     assert isinstance(algo.survival, RankAndCrowding)
@@ -102,7 +102,7 @@ def test_search_uses_pymoo_selection_and_survival():
 
 def test_hypervolume_equals_the_area_computed_by_hand():
     """Three members and one dominated point, params maximised: the normalised area up to (1.1, 1.1) by hand."""
-    from lts.core.arch import ArchConfig
+    from lts.families.gpt2 import ArchConfig
     from lts.cost.evaluator import EvalResult
     from lts.search.nsga import hypervolume, pareto_front
 
@@ -127,7 +127,7 @@ def test_pareto_front_is_non_dominated_and_complete():
 
     from lts.cost.evaluator import EvalResult
     from lts.search.nsga import pareto_front
-    from lts.search.space import SearchSpace
+    from lts.families.gpt2.space import SearchSpace
 
     rng = np.random.default_rng(0)
     space = SearchSpace()

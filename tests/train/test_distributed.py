@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 import pytest
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 
 pytestmark = pytest.mark.heavy  # whole searches, clusters or process groups: seconds each
 
@@ -66,7 +66,7 @@ def workdir(tmp_path_factory, tiny_text, tiny_tokenizer_dir) -> Path:
     import shutil
 
     d = tmp_path_factory.mktemp("dist")
-    ARCH.to_gpt2_config().save_pretrained(d / "arch")
+    ARCH.to_hf_config().save_pretrained(d / "arch")
     shutil.copytree(tiny_tokenizer_dir, d / "tok")
     paras = tiny_text[:80_000].split("\n\n")
     (d / "a.txt").write_text("\n\n".join(paras[: len(paras) // 2]), encoding="utf-8")
@@ -266,7 +266,7 @@ def test_compile_trains_like_eager(workdir, one_process):
 def test_a_per_layer_model_trains_on_two_processes_as_on_one(workdir):
     """The LTS paper's kind (n_inner, n_head per layer): torchrun's two ranks reach one process's losses."""
     per_layer = ArchConfig(n_layer=2, n_embd=48, n_inner=[96, 64], n_head=[4, 2], n_positions=128)
-    per_layer.to_gpt2_config().save_pretrained(workdir / "per_layer")
+    per_layer.to_hf_config().save_pretrained(workdir / "per_layer")
     args = [str(workdir / "per_layer"), *common(workdir)[1:], "--max-steps", "6", "--eval-every", "3"]
     one = run([sys.executable, "train.py", *args, "--batch-size", "8", "--out", str(workdir / "pl_one")])
     assert one.returncode == 0, one.stderr[-3000:]

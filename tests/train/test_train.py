@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lts.core.arch import ArchConfig
+from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
-from lts.cost.proxy import non_embedding_params, total_params
 from lts.train.data import Batches, split_tail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +34,7 @@ def run_train(*args, timeout=120) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, tiny_text) -> Path:
     d = tmp_path_factory.mktemp("train")
-    ARCH.to_gpt2_config().save_pretrained(d / "arch")  # config.json only: no tokenizer beside it
+    ARCH.to_hf_config().save_pretrained(d / "arch")  # config.json only: no tokenizer beside it
     paras = tiny_text[:80_000].split("\n\n")
     (d / "a.txt").write_text("\n\n".join(paras[: len(paras) // 2]), encoding="utf-8")
     (d / "b.txt").write_text("\n\n".join(paras[len(paras) // 2:]), encoding="utf-8")
@@ -72,12 +71,12 @@ def test_trained_model_has_the_searched_shape_and_loads(reference, workdir):
     assert config["vocab_size"] == len(tok) == 320
     model = AutoModelForCausalLM.from_pretrained(out)
     assert isinstance(model, GPT2LMHeadModel)
-    shaped = ArchConfig.from_gpt2_config(model.config)
+    shaped = ArchConfig.from_hf_config(model.config)
     assert shaped == ArchConfig(2, 48, 96, 4, vocab_size=320, n_positions=128)
     counted_non_emb = sum(p.numel() for n, p in model.named_parameters()
                           if not n.startswith(("transformer.wte", "transformer.wpe", "lm_head")))
-    assert counted_non_emb == non_embedding_params(ARCH)  # vocab does not enter it
-    assert sum(p.numel() for p in model.parameters()) == total_params(shaped)
+    assert counted_non_emb == ARCH.non_embedding_params()  # vocab does not enter it
+    assert sum(p.numel() for p in model.parameters()) == shaped.total_params()
     assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # tied, as configured
 
     text = "The return statement"

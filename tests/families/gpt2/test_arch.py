@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from lts.core.arch import ArchConfig, archid_of
+from lts.families.gpt2 import ArchConfig, archid_of
 from lts.core.errors import LTSError
 
 
@@ -16,7 +16,7 @@ def test_archid_pinned():
 
 
 def test_archid_stable_across_processes():
-    code = "from lts.core.arch import ArchConfig; print(ArchConfig(7, 512, 896, 8).archid)"
+    code = "from lts.families.gpt2 import ArchConfig; print(ArchConfig(7, 512, 896, 8).archid)"
     out = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
            for _ in range(2)}
     assert out == {ArchConfig(7, 512, 896, 8).archid}
@@ -33,9 +33,9 @@ def test_archid_ignores_non_architecture_keys_and_numpy_types():
 
 def test_gpt2_config_roundtrip():
     cfg = ArchConfig(4, 256, 640, 8, vocab_size=1000, n_positions=128)
-    hf = cfg.to_gpt2_config()
+    hf = cfg.to_hf_config()
     assert (hf.n_layer, hf.n_embd, hf.n_inner, hf.n_head, hf.vocab_size, hf.n_positions) == (4, 256, 640, 8, 1000, 128)
-    assert ArchConfig.from_gpt2_config(hf) == cfg
+    assert ArchConfig.from_hf_config(hf) == cfg
 
 
 @pytest.mark.parametrize("bad", [

@@ -18,7 +18,8 @@ from typing import Any
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
-from lts.core.arch import HF_BOOKKEEPING, PER_LAYER, PER_LAYER_MODEL_TYPE
+from lts.families import HF_BOOKKEEPING
+from lts.families.gpt2 import PER_LAYER, PER_LAYER_MODEL_TYPE
 
 try:  # transformers 5's configs are strict dataclasses
     from huggingface_hub.dataclasses import strict

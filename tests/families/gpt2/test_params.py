@@ -1,9 +1,7 @@
 import numpy as np
 import torch
 from transformers import GPT2LMHeadModel
-
-from lts.cost.proxy import embedding_params, non_embedding_params, total_params
-from lts.search.space import SearchSpace
+from lts.families.gpt2.space import SearchSpace
 
 
 def _count(model: GPT2LMHeadModel) -> tuple[int, int]:
@@ -21,11 +19,11 @@ def test_closed_form_equals_real_model_for_50_random_configs():
     assert len(configs) >= 50
     for cfg in configs:
         with torch.device("meta"):  # real module structure, no memory
-            model = GPT2LMHeadModel(cfg.to_gpt2_config())
+            model = GPT2LMHeadModel(cfg.to_hf_config())
         non_emb, total = _count(model)
-        assert non_embedding_params(cfg) == non_emb, cfg
-        assert total_params(cfg) == total, cfg
-        assert embedding_params(cfg) == total - non_emb
+        assert cfg.non_embedding_params() == non_emb, cfg
+        assert cfg.total_params() == total, cfg
+        assert cfg.embedding_params() == total - non_emb
 
 
 def test_untied_head_would_be_counted_wrongly():
@@ -34,6 +32,6 @@ def test_untied_head_would_be_counted_wrongly():
     space = SearchSpace()
     cfg = space.sample(np.random.default_rng(0))
     with torch.device("meta"):
-        model = GPT2LMHeadModel(cfg.to_gpt2_config(tie_word_embeddings=False))
+        model = GPT2LMHeadModel(cfg.to_hf_config(tie_word_embeddings=False))
     naive = sum(p.numel() for n, p in model.named_parameters() if "wte" not in n and "wpe" not in n)
-    assert naive - non_embedding_params(cfg) == cfg.vocab_size * cfg.n_embd
+    assert naive - cfg.non_embedding_params() == cfg.vocab_size * cfg.n_embd

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lts.core.errors import LTSError
-from lts.search.space import SearchSpace
+from lts.families.gpt2.space import SearchSpace
 
 
 def test_default_space_is_archais():
@@ -67,7 +67,7 @@ def test_the_lts_paper_preset_is_the_papers_space():
 
     import yaml
 
-    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "search-lts-paper.yaml").read_text())
+    data = yaml.safe_load((Path(__file__).resolve().parents[3] / "configs" / "search-lts-paper.yaml").read_text())
     s = SearchSpace.from_dict(data["space"])
     assert s.per_layer and s.n_layer == tuple(range(2, 17)) and s.n_embd == tuple(range(128, 1025, 64))
     assert s.n_inner[0] == 256 and s.n_inner[-1] == 4096 and s.n_head == (2, 4, 8) and s.vocab_size == 50257

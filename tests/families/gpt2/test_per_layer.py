@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lts.core.arch import ArchConfig, Block
+from lts.families import load_arch
+from lts.families.gpt2 import ArchConfig, Block
 from lts.core.errors import LTSError
-from lts.cost.proxy import non_embedding_params, total_params
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_homogeneous_architectures_keep_their_ids():
@@ -24,7 +24,7 @@ def test_homogeneous_architectures_keep_their_ids():
     folders = [p for p in (REPO / "models").iterdir() if (p / "config.json").is_file()]
     assert folders, "models/ holds no front"
     for folder in folders:
-        config = ArchConfig.load(folder)
+        config = load_arch(folder)
         assert config.archid == folder.name and not config.per_layer
 
 
@@ -70,8 +70,8 @@ def test_parameter_count_is_exact(seed):
         model = c.to_model()
     params = dict(model.named_parameters())
     embeddings = {"transformer.wte.weight", "transformer.wpe.weight"}
-    assert sum(p.numel() for k, p in params.items() if k not in embeddings) == non_embedding_params(c)
-    assert sum(p.numel() for p in params.values()) == total_params(c)
+    assert sum(p.numel() for k, p in params.items() if k not in embeddings) == c.non_embedding_params()
+    assert sum(p.numel() for p in params.values()) == c.total_params()
 
 
 def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -111,7 +111,7 @@ def test_a_saved_per_layer_model_loads_with_auto_classes_once_lts_is_imported(tm
 
 def test_a_homogeneous_model_is_a_plain_gpt2():
     c = ArchConfig(2, 64, [96, 96], [4, 4], vocab_size=120, n_positions=32)
-    config = c.to_gpt2_config()
+    config = c.to_hf_config()
     assert type(config).__name__ == "GPT2Config" and config.model_type == "gpt2" and config.n_head == 4
 
 

@@ -5,17 +5,9 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from lts.core.arch import ArchConfig
-from lts.cost.graph import (
-    build_gpt2_graph,
-    gpt2_graph_spec,
-    gpt2_kv_graph_spec,
-    kv_names,
-    state_dict_weights,
-    tiled_weights,
-    weight_shapes,
-    write_onnx,
-)
+from lts.families.gpt2 import ArchConfig
+from lts.core.onnxgraph import build_model, kv_names, state_dict_weights, tiled_weights, write_onnx
+from lts.families.gpt2.graph import forward_graph_spec, kv_graph_spec, weight_shapes
 
 PER_LAYER = ArchConfig(3, 64, (96, 160, 64), (4, 2, 8), vocab_size=300, n_positions=48)  # the LTS paper's kind
 
@@ -34,8 +26,8 @@ def _torch_model(cfg: ArchConfig, seed: int = 0) -> GPT2LMHeadModel:
 def test_written_graph_matches_transformers_logits(tmp_path, cfg):
     model = _torch_model(cfg)
     path = tmp_path / "m.onnx"
-    n_bytes = write_onnx(gpt2_graph_spec(cfg), path, state_dict_weights(model.state_dict()))
-    assert n_bytes == path.stat().st_size == write_onnx(gpt2_graph_spec(cfg), None)
+    n_bytes = write_onnx(forward_graph_spec(cfg), path, state_dict_weights(model.state_dict()))
+    assert n_bytes == path.stat().st_size == write_onnx(forward_graph_spec(cfg), None)
     onnx.checker.check_model(onnx.load(path))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for seq in (1, 17, cfg.n_positions):
@@ -51,13 +43,13 @@ def test_streamed_file_equals_protobuf_serialisation(tmp_path):
     cfg = ArchConfig(1, 32, 64, 2, vocab_size=100, n_positions=16)
     weights = tiled_weights(period=1000)
     path = tmp_path / "m.onnx"
-    write_onnx(gpt2_graph_spec(cfg), path, weights)
-    assert onnx.load(path) == build_gpt2_graph(cfg, weights)
+    write_onnx(forward_graph_spec(cfg), path, weights)
+    assert onnx.load(path) == build_model(forward_graph_spec(cfg), weights)
 
 
 @pytest.mark.parametrize("cfg", [ArchConfig(2, 64, 128, 2, vocab_size=500, n_positions=32), PER_LAYER])
 def test_graph_holds_exactly_the_models_weights(cfg):
-    names = dict(gpt2_graph_spec(cfg).weights)
+    names = dict(forward_graph_spec(cfg).weights)
     with torch.device("meta"):
         model = cfg.to_model()
     state = {k: tuple(v.shape) for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to wte
@@ -67,7 +59,7 @@ def test_graph_holds_exactly_the_models_weights(cfg):
 def test_parts_have_the_right_interfaces(tmp_path):
     cfg = ArchConfig(3, 64, 96, 4, vocab_size=200, n_positions=32)
     for part, n_weights in (("base", 4), ("block", 12)):  # base: wte, wpe, ln_f
-        spec = gpt2_graph_spec(cfg, part)
+        spec = forward_graph_spec(cfg, part)
         assert len(spec.weights) == n_weights
         path = tmp_path / f"{part}.onnx"
         write_onnx(spec, path)
@@ -80,7 +72,7 @@ def test_parts_have_the_right_interfaces(tmp_path):
             out = sess.run(None, {"input_ids": np.zeros((1, 9), np.int64)})[0]
             assert out.shape == (1, 1, 200)
     with pytest.raises(ValueError):
-        gpt2_graph_spec(cfg, "nope")
+        forward_graph_spec(cfg, "nope")
 
 
 @pytest.mark.parametrize("cfg", [ArchConfig(2, 64, 96, 4, vocab_size=300, n_positions=48),
@@ -89,7 +81,7 @@ def test_kv_graph_matches_transformers_with_a_cache(tmp_path, cfg):
     """Prefill, then decode steps feeding back the presents: logits and cache as transformers' own."""
     model = _torch_model(cfg)
     path = tmp_path / "kv.onnx"
-    spec = gpt2_kv_graph_spec(cfg)
+    spec = kv_graph_spec(cfg)
     assert write_onnx(spec, path, state_dict_weights(model.state_dict())) == path.stat().st_size
     onnx.checker.check_model(onnx.load(path))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -117,7 +109,7 @@ def test_kv_graph_matches_transformers_with_a_cache(tmp_path, cfg):
 
 @pytest.mark.parametrize("cfg", [ArchConfig(2, 64, 128, 2, vocab_size=500, n_positions=32), PER_LAYER])
 def test_kv_graph_holds_exactly_the_models_weights(cfg):
-    assert dict(gpt2_kv_graph_spec(cfg).weights) == weight_shapes(cfg)
+    assert dict(kv_graph_spec(cfg).weights) == weight_shapes(cfg)
 
 
 def test_stand_in_weights_are_never_alike():
@@ -125,6 +117,6 @@ def test_stand_in_weights_are_never_alike():
     model share weights (8x896/128: generation memory 138 MiB instead of 193), unlike any trained model."""
     cfg = ArchConfig(4, 64, 128, 2, vocab_size=100, n_positions=16)
     weights = tiled_weights(period=1000)
-    spec = gpt2_kv_graph_spec(cfg)
+    spec = kv_graph_spec(cfg)
     tensors = [weights(n, s) for n, s in spec.weights if not n.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight"))]
     assert len({t.tobytes() for t in tensors}) == len(tensors)
