@@ -193,11 +193,11 @@ def main() -> int:
     ap.add_argument("--json", help="also write the rows to this JSON file")
     args = ap.parse_args()
 
-    from lts.cost.evaluator import EvalSettings, Evaluator
     from lts.core.onnxgraph import tiled_weights, write_onnx
-    from lts.families.gpt2.graph import forward_graph_spec
+    from lts.cost.evaluator import EvalSettings, Evaluator
     from lts.cost.target import cpu_fingerprint as hardware_fingerprint
     from lts.cost.target import default_threads
+    from lts.families.gpt2.graph import forward_graph_spec
 
     threads = args.threads or default_threads()
     archs = [ArchConfig(*a) for a in ARCHS[: args.archs]]

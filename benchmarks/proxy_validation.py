@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from _results import add_json_flag, write_result  # noqa: E402
 
-from lts.families.gpt2 import ArchConfig
 from lts.core.fileio import write_json  # noqa: E402
+from lts.families.gpt2 import ArchConfig
 from lts.families.gpt2.space import SearchSpace  # noqa: E402
 
 
@@ -48,13 +48,13 @@ def pick_archs(n: int, min_params: float, max_params: float, seed: int, pool: in
     rng = np.random.default_rng(seed)
     cands = {c.archid: c for c in (space.sample(rng) for _ in range(pool))}
     cands = sorted((c for c in cands.values() if min_params <= c.non_embedding_params() <= max_params),
-                   key=non_embedding_params)
+                   key=ArchConfig.non_embedding_params)
     logs = np.log([c.non_embedding_params() for c in cands])
     picked: list[ArchConfig] = []
     for target in np.linspace(logs[0], logs[-1], n):
         order = np.argsort(np.abs(logs - target))
         picked.append(next(cands[i] for i in order if cands[i] not in picked))
-    return sorted(picked, key=non_embedding_params)
+    return sorted(picked, key=ArchConfig.non_embedding_params)
 
 
 def spearman(x, y) -> float:
@@ -246,7 +246,7 @@ def main(argv=None) -> int:
     cols = {
         "non_embedding_params": [a.non_embedding_params() for a, _ in rows],
         "total_params (vocab 50257)": [a.total_params() for a, _ in rows],
-        f"total_params (trained vocab {len(tok)})": [total_params(dataclasses.replace(a, vocab_size=len(tok)))
+        f"total_params (trained vocab {len(tok)})": [dataclasses.replace(a, vocab_size=len(tok)).total_params()
                                                      for a, _ in rows],
         lat_name: [r["latency_s"] for _, r in rows],
     }

@@ -39,13 +39,13 @@ sys.path.insert(0, str(REPO))
 
 from _results import write_result  # noqa: E402
 
-from lts.families.gpt2 import ArchConfig  # noqa: E402
 from lts.cost.evaluator import EvalResult, Evaluator  # noqa: E402
 from lts.cost.measure import measure_architecture  # noqa: E402
+from lts.families.gpt2 import ArchConfig  # noqa: E402
+from lts.families.gpt2.space import SearchSpace  # noqa: E402
 from lts.search.job import SearchJob  # noqa: E402
 from lts.search.nsga import hypervolume, pareto_front, robust_front  # noqa: E402
 from lts.search.record import RunRecord, load_calibration  # noqa: E402
-from lts.families.gpt2.space import SearchSpace  # noqa: E402
 
 
 def machine() -> str:

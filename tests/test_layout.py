@@ -16,7 +16,7 @@ ALLOWED = {
     "train": {"core", "cost", "families"},
     "generate": {"core", "cost", "families"},
     "compare": {"core", "generate", "families"},
-    "testing": {"core", "cost", "search", "families"},  # the Protocols' contract suites, for third-party implementations
+    "testing": {"core", "cost", "search", "families"},  # the Protocols' contract suites, for third-parties
 }
 
 

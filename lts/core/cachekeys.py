@@ -27,7 +27,8 @@ from typing import Any, Iterable
 # One integer per kind of artifact. Bump one (by one) when what that artifact holds changes for the
 # same inputs; every key of that kind (and of the kinds that USE it) then changes, so old entries miss.
 VERSIONS: dict[str, int] = {
-    # lts/cost/graph.py: the ONNX graphs LTS writes itself (forward parts, KV graph, how weights fill them).
+    # lts/core/onnxgraph.py and each family's graph writer (lts/families/gpt2/graph.py): the ONNX graphs LTS
+    # writes itself (forward parts, KV graph, how weights fill them).
     # Bump: every evaluation is re-measured and every directly written ONNX export is rewritten.
     "graph": 1,
     # lts/cost/measure.py and the Evaluator: what a stored evaluation or shape timing holds (probes, timing

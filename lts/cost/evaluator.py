@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping
 
 from lts.core import faults
-from lts.families import DEFAULT_FAMILY, Arch, arch_from_dict, to_record
 from lts.core.cachekeys import cache_key
 from lts.core.errors import JobFailed, LTSError
 from lts.core.fileio import nan_to_none
@@ -48,6 +47,7 @@ from lts.cost.measure import (
 from lts.cost.objectives import DEFAULT_OBJECTIVES, REGISTRY, Measurement, Timing, probes_for
 from lts.cost.store import SQLiteStore, Store, default_cache_path
 from lts.cost.target import CPUTarget, Target, check_measurable
+from lts.families import DEFAULT_FAMILY, Arch, arch_from_dict, to_record
 
 LATENCY_MODES = ("composed", "full")
 
@@ -183,7 +183,8 @@ class EvalResult:
         """The result as recorded (values as they were computed then)."""
         values = {k: (math.nan if v is None else v) for k, v in d["values"].items()}
         m = Measurement.from_json(d.get("measurement") or {}, d.get("calibration_s"))
-        return cls(d["archid"], arch_from_dict(d["config"], source="a stored evaluation"), values, d["eval_seconds"], d["status"], cached, m,
+        config = arch_from_dict(d["config"], source="a stored evaluation")
+        return cls(d["archid"], config, values, d["eval_seconds"], d["status"], cached, m,
                    d.get("hardware", ""), d.get("node", ""))
 
 

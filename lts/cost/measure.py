@@ -53,16 +53,16 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from lts.core import faults
-from lts.families import Arch, arch_from_dict, to_record
-from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
+from lts.core.onnxgraph import kv_names, tiled_weights, write_onnx
 from lts.core.procs import ChildError, ChildProcess
 from lts.core.settings import Integer, Number, Settings, setting
 from lts.cost import probes as registry
-from lts.core.onnxgraph import kv_names, tiled_weights, write_onnx
 from lts.cost.objectives import DEFAULT_OBJECTIVES, probes_for
 from lts.cost.probes import Measurement, Timing
 from lts.cost.target import Target
+from lts.families import Arch, arch_from_dict, to_record
+from lts.families.gpt2 import ArchConfig
 
 
 @dataclass(frozen=True)
@@ -414,8 +414,8 @@ def generate_to_context(sess: Any, config: Arch, context: int) -> Any:
 # ----------------------------------------------------------------------------- in the parent
 
 # Imported once by the fork server; no session is ever made there.
-PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.core.onnxgraph", "lts.families.gpt2.graph", "lts.cost.measure", "lts.cost.probes",
-           "lts.cost.quantize")
+PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.core.onnxgraph", "lts.families.gpt2.graph",
+           "lts.cost.measure", "lts.cost.probes", "lts.cost.quantize")
 
 
 DEFAULT_PROBES = probes_for(DEFAULT_OBJECTIVES)  # what the default search measures

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from lts.core import cachekeys
-from lts.families import Arch
 from lts.core.errors import LTSError
 from lts.cost import probes
 from lts.cost.probes import Measurement, Timing
+from lts.families import Arch
 
 MIB = 2**20
 DEFAULT_OBJECTIVES = ("non_embedding_params", "onnx_latency_s", "onnx_memory_mb")  # what a search optimises unless told

@@ -38,10 +38,10 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from lts.families import Arch
 from lts.core.cachekeys import check_version
 from lts.core.errors import LTSError
 from lts.core.onnxgraph import write_onnx
+from lts.families import Arch
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,18 @@
 """Model families: what an architecture is, behind one protocol, so the rest of LTS never reads its fields.
 
-A family is one package here, ``lts/families/<name>/``, whose ``FAMILY`` object is a :class:`Family`;
-every package in this folder is discovered (nothing else to register). An architecture of a family is an
-:class:`Arch`: a frozen value whose id, parameter count, block parts, ONNX graphs, KV-cache layout,
-transformers config and model, and readable columns come from its own methods. The search asks the family
-for its space (``family.space(...)``), the evaluator, the store, the report, train.py, generate_text.py and
-benchmark.py ask the architecture. GPT-2 (``lts.families.gpt2``: Archai's space and the LTS paper's per-layer
-one) is the only family today; :doc:`docs/extending.md` says what a new one writes.
+A family is one package here, ``lts/families/<name>/``, whose ``FAMILY`` object is a :class:`Family`; every
+package in this folder is discovered (nothing else to register). A family kept outside LTS is an installed
+package that names its ``FAMILY`` under the entry-point group ``lts.families`` (``toy = toy_family:FAMILY``).
+An architecture of a family is an :class:`Arch`: a frozen value whose id, parameter count, block parts, ONNX
+graphs, KV-cache layout, transformers config and model, and readable columns come from its own methods. The
+search asks the family for its space (``family.space(...)``); the evaluator, the store, the report, train.py,
+generate_text.py and benchmark.py ask the architecture. GPT-2 (``lts.families.gpt2``: Archai's space and the
+LTS paper's per-layer one) is the only family LTS ships; docs/extending.md says what a new one writes.
 
 This module holds the protocols, the registry and the family-neutral readers:
 
     family(name)                  -> the Family called `name` ("gpt2")
-    family_of_config(data)        -> the Family whose config a config.json dict is (by its model_type)
+    family_of_config(data)        -> the Family of a config.json or record dict (its family, else model_type)
     to_record(arch)               -> the dict another process reads back with arch_from_dict
     arch_from_dict(data, source=) -> an Arch from a config.json / record dict (one line when it is not one)
     load_arch(path)               -> the same from a config.json or a model folder
@@ -23,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import pkgutil
@@ -85,6 +87,7 @@ class Family(Protocol):
     """A model family: its name, the config.json ``model_type`` values it reads, its architectures and space."""
 
     name: str  # the archid prefix, and the ``family:`` of a space
+    title: str  # as people write it ("GPT-2")
     model_types: tuple[str, ...]  # config.json model_type values it reads (the first is what it writes)
     dropout_fields: tuple[str, ...]  # its transformers config's dropout probabilities (train.py --dropout sets them)
 
@@ -104,17 +107,26 @@ class Family(Protocol):
         """Make its own model types known to transformers' Auto classes (nothing when it has none)."""
 
 
+ENTRY_POINTS = "lts.families"  # the entry-point group of families installed beside LTS
+
+
 @functools.cache
 def _registry() -> dict[str, Family]:
     found: dict[str, Family] = {}
+
+    def add(fam: Any, where: str, name: str | None = None) -> None:
+        if not isinstance(fam, Family) or (name is not None and fam.name != name):
+            raise TypeError(f"{where} must be a Family{f' named {name!r}' if name else ''}, got {fam!r}")
+        if fam.name in found:
+            raise TypeError(f"{where}: a model family named {fam.name!r} is already known")
+        found[fam.name] = fam
+
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         module = importlib.import_module(f"{__name__}.{info.name}")
-        fam = getattr(module, "FAMILY", None)
-        if fam is None:
-            continue
-        if not isinstance(fam, Family) or fam.name != info.name:
-            raise TypeError(f"{module.__name__}.FAMILY must be a Family named {info.name!r}, got {fam!r}")
-        found[fam.name] = fam
+        if hasattr(module, "FAMILY"):
+            add(module.FAMILY, f"{module.__name__}.FAMILY", info.name)
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
+        add(ep.load(), f"entry point {ep.name} = {ep.value}")
     return found
 
 
@@ -141,8 +153,8 @@ def family_of_config(data: Mapping[str, Any], *, source: str = "config") -> Fami
     for fam in families():
         if model_type in fam.model_types:
             return fam
-    known = ", ".join(repr(t) for fam in families() for t in fam.model_types)
-    raise LTSError(f"{source}: model_type is {model_type!r}; LTS searches and measures {known} only")
+    known = "; ".join(f"{fam.title} ({', '.join(map(repr, fam.model_types))})" for fam in families() if fam.model_types)
+    raise LTSError(f"{source}: model_type is {model_type!r}; the model families LTS knows are {known}")
 
 
 def to_record(arch: Arch) -> dict[str, Any]:
@@ -187,10 +199,11 @@ def hf_config_of_file(path: Path) -> Any | None:
         return None  # transformers says what is wrong with it
     if not isinstance(data, dict):
         return None
-    for fam in families():
-        if data.get("model_type", DEFAULT_FAMILY) in fam.model_types:
-            return fam.hf_config(data, source=str(path))
-    return None
+    try:
+        fam = family_of_config(data, source=str(path))
+    except LTSError:
+        return None  # not a family's: transformers reads it (or says why not)
+    return fam.hf_config(data, source=str(path))
 
 
 def arch_of_hf_model(model: Any) -> Arch | None:
@@ -216,6 +229,6 @@ def archid_of(arch: Arch) -> str:
     return f"{arch.family.name}_" + hashlib.sha1(canonical.encode("utf-8")).hexdigest()[:12]
 
 
-__all__ = ["Arch", "DEFAULT_FAMILY", "Family", "HF_BOOKKEEPING", "arch_from_dict", "arch_of_hf_model", "archid_of", "families",
-           "family", "family_of_config", "hf_config_of_file", "load_arch", "register_with_transformers", "to_record",
-           "with_fields"]
+__all__ = ["Arch", "DEFAULT_FAMILY", "Family", "HF_BOOKKEEPING", "arch_from_dict", "arch_of_hf_model", "archid_of",
+           "families", "family", "family_of_config", "hf_config_of_file", "load_arch", "register_with_transformers",
+           "to_record", "with_fields"]

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, T
 from lts.core.errors import LTSError
 
 if TYPE_CHECKING:
-    from lts.families import Arch
     from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
     from lts.cost.measure import MeasureSettings
     from lts.cost.objectives import Timing
     from lts.cost.target import Target
+    from lts.families import Arch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

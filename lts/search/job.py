@@ -70,7 +70,7 @@ class _Mapping(Check):
         return value
 
     def describe(self) -> str:
-        return "a mapping (see lts/search/space.py)"
+        return "a mapping (see docs/extending.md, search spaces)"
 
 
 @dataclass(frozen=True)

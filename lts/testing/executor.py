@@ -16,12 +16,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 
-from lts.families.gpt2 import ArchConfig
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.cost.measure import MeasureError, MeasureSettings
 from lts.cost.objectives import Timing
 from lts.cost.store import SQLiteStore
 from lts.cost.target import CPUTarget, Target
+from lts.families.gpt2 import ArchConfig
 from lts.search.executors import Executor
 
 RAISES = ArchConfig(1, 40, 80, 2)  # its task raises where it runs

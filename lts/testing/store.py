@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import pytest
 
-from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.store import Store
+from lts.families.gpt2 import ArchConfig
 
 StoreFactory = Callable[[Any], Store]
 

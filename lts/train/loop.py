@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from lts.core import fileio, hub
-from lts.families import HF_BOOKKEEPING, Arch, arch_from_dict, load_arch, with_fields
 from lts.core.errors import LTSError
 from lts.core.settings import Boolean, Choice, Integer, Number, Optional, Settings, Text, Texts, setting
+from lts.families import HF_BOOKKEEPING, Arch, arch_from_dict, load_arch, with_fields
 from lts.train.runtime import DEVICES, DTYPES, Runtime, is_main_process, launch_env, resolve
 
 if TYPE_CHECKING:

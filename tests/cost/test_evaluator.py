@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
-from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
 from lts.core.onnxgraph import write_onnx
-from lts.families.gpt2.graph import forward_graph_spec
+from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
 from lts.cost.measure import MeasureError, MeasureSettings, measure_architecture
 from lts.cost.objectives import parse_objectives
 from lts.cost.target import CPUTarget
+from lts.families.gpt2 import ArchConfig
+from lts.families.gpt2.graph import forward_graph_spec
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ArchConfig(2, 64, 128, 2, vocab_size=512, n_positions=64)

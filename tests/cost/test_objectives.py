@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from lts.families.gpt2 import ArchConfig
 from lts.cost import objectives
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.cost.objectives import Objective, objectives_help, parse_objectives, register, unregister
 from lts.cost.target import TARGETS, CPUTarget, Target, cpu_fingerprint, make_target
+from lts.families.gpt2 import ArchConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ArchConfig(2, 64, 128, 2, vocab_size=512, n_positions=64)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.measure import MeasureSettings, measure_architecture
 from lts.cost.target import CPUTarget, check_measurable
+from lts.families.gpt2 import ArchConfig
 
 REPO = Path(__file__).resolve().parents[2]
 BIG_VOCAB = ArchConfig(2, 64, 128, 2, vocab_size=200_000, n_positions=64)  # ~49 MiB of embeddings

@@ -7,12 +7,12 @@ import json
 import onnx
 import pytest
 
-from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost import measure as measure_module
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.cost.measure import MeasureSettings, measure_architecture
 from lts.cost.target import CPUTarget, make_target
+from lts.families.gpt2 import ArchConfig
 
 # Blocks much larger than the embeddings: weights dominate memory, and int8 quarters them.
 BIG_BLOCKS = ArchConfig(2, 256, 1024, 4, vocab_size=256, n_positions=64)

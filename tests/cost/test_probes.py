@@ -9,15 +9,15 @@ from typing import Any, Iterator
 
 import pytest
 
-from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
+from lts.core.onnxgraph import write_onnx
 from lts.cost import objectives, probes
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, EvalSettings, Evaluator
-from lts.core.onnxgraph import write_onnx
-from lts.families.gpt2.graph import forward_graph_spec
 from lts.cost.measure import ProbeContext
 from lts.cost.objectives import Measurement, Objective, Timing
 from lts.cost.probes import Probe
+from lts.families.gpt2 import ArchConfig
+from lts.families.gpt2.graph import forward_graph_spec
 
 TINY = ArchConfig(2, 64, 128, 2, vocab_size=512, n_positions=64)
 FAST = dict(seq_len=16, min_repeats=3, max_repeats=5, min_seconds=0, threads=1)

@@ -261,8 +261,8 @@ def test_gpt2_runs_the_searchs_own_decode_graph_without_an_export(tiny_model_dir
     import onnx
     import torch
 
-    from lts.families.gpt2 import ArchConfig
     from lts.core.hub import load_causal_lm
+    from lts.families.gpt2 import ArchConfig
     from lts.families.gpt2.graph import kv_graph_spec
     from lts.generate.onnx_kv import META_FILE, MODEL_FILE, cached_kv_onnx
 

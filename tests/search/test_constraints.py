@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from searchrun import DETERMINISTIC, rows, search, tiny_space
 
-from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
 from lts.cost.evaluator import EvalResult
+from lts.families.gpt2 import ArchConfig
+from lts.families.gpt2.space import SearchSpace
 from lts.search.constraints import Constraint, check_possible, parse_constraint, parse_constraints, total_violation
 from lts.search.job import SearchJob
 from lts.search.nsga import objective_matrix, pareto_front
-from lts.families.gpt2.space import SearchSpace
 
 
 def test_parse_in_the_unit_or_the_display_unit():

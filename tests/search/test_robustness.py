@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from searchrun import DETERMINISTIC, TINY_SPACE, concurrent_searches, rows, search
 
-from lts.families.gpt2 import ArchConfig
 from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import Measurement, Timing
+from lts.families.gpt2 import ArchConfig
 from lts.search.nsga import robust_front
 from lts.search.report import MANIFEST, read_manifest, write_models
 

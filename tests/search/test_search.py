@@ -41,7 +41,7 @@ def test_short_measured_search_writes_every_output(tmp_path):
 
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from lts.families.gpt2 import ArchConfig
+    from lts.families import load_arch
 
     for folder in folders:
         assert load_arch(folder).archid == folder.name  # the name is the id of the contents
@@ -102,8 +102,8 @@ def test_search_uses_pymoo_selection_and_survival():
 
 def test_hypervolume_equals_the_area_computed_by_hand():
     """Three members and one dominated point, params maximised: the normalised area up to (1.1, 1.1) by hand."""
-    from lts.families.gpt2 import ArchConfig
     from lts.cost.evaluator import EvalResult
+    from lts.families.gpt2 import ArchConfig
     from lts.search.nsga import hypervolume, pareto_front
 
     def result(params, latency):
@@ -126,8 +126,8 @@ def test_pareto_front_is_non_dominated_and_complete():
     import numpy as np
 
     from lts.cost.evaluator import EvalResult
-    from lts.search.nsga import pareto_front
     from lts.families.gpt2.space import SearchSpace
+    from lts.search.nsga import pareto_front
 
     rng = np.random.default_rng(0)
     space = SearchSpace()

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lts.families.gpt2 import ArchConfig
 from lts.core.errors import LTSError
+from lts.families.gpt2 import ArchConfig
 from lts.train.data import Batches, split_tail
 
 REPO = Path(__file__).resolve().parents[2]

@@ -231,6 +231,7 @@ class GPT2Family:
     per-layer ``lts_gpt2`` ones it writes."""
 
     name = "gpt2"
+    title = "GPT-2"
     model_types = ("gpt2", PER_LAYER_MODEL_TYPE)
     dropout_fields = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
 
@@ -246,7 +247,9 @@ class GPT2Family:
         """The per-layer config (``hf.py``) of a config.json whose ``n_inner`` / ``n_head`` are lists, written as
         ``lts_gpt2`` or by hand as ``gpt2``, after its architecture is checked (a list whose length is not n_layer,
         a head count that does not divide n_embd: one line); None for a homogeneous one (transformers reads it)."""
-        if data.get("model_type") == "gpt2" and not any(isinstance(data.get(k), list) for k in PER_LAYER):
+        if data.get("model_type") not in self.model_types:
+            return None  # not a config.json of GPT-2's (e.g. a record)
+        if data["model_type"] == "gpt2" and not any(isinstance(data.get(k), list) for k in PER_LAYER):
             return None
         arch = ArchConfig.from_dict(data, source=source)
         from lts.families.gpt2.hf import PerLayerGPT2Config

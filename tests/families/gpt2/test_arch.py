@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from lts.families.gpt2 import ArchConfig, archid_of
 from lts.core.errors import LTSError
+from lts.families.gpt2 import ArchConfig, archid_of
 
 
 def test_archid_pinned():

@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from lts.families.gpt2 import ArchConfig
 from lts.core.onnxgraph import build_model, kv_names, state_dict_weights, tiled_weights, write_onnx
+from lts.families.gpt2 import ArchConfig
 from lts.families.gpt2.graph import forward_graph_spec, kv_graph_spec, weight_shapes
 
 PER_LAYER = ArchConfig(3, 64, (96, 160, 64), (4, 2, 8), vocab_size=300, n_positions=48)  # the LTS paper's kind

@@ -1,6 +1,7 @@
 import numpy as np
 import torch
 from transformers import GPT2LMHeadModel
+
 from lts.families.gpt2.space import SearchSpace
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lts.core.errors import LTSError
 from lts.families import load_arch
 from lts.families.gpt2 import ArchConfig, Block
-from lts.core.errors import LTSError
 
 REPO = Path(__file__).resolve().parents[3]
 
