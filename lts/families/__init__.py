@@ -69,8 +69,10 @@ class Arch(Protocol):
         """What the timing of `part` ("base" or one of :meth:`block_parts`) depends on: the shape-timing key."""
 
     def graph_spec(self, part: str = "full") -> Any:
-        """Its ONNX graph without weights (``lts.core.onnxgraph.GraphSpec``): "full" (the forward to next-token
-        logits), "base" (embeddings + head), a block part, or "kv" (the generation graph with a KV cache)."""
+        """Its ONNX graph without weights (``lts.core.onnxgraph.GraphSpec``), by part: "full" (``input_ids`` (1, S)
+        -> next-token ``logits``), "base" (the same without blocks), a block part (``hidden`` (1, S, d) and an
+        additive causal ``mask`` (1, 1, S, S) -> the last position), or "kv" (the generation graph: ``input_ids``,
+        ``attention_mask`` and ``past_key_i``/``past_value_i`` -> ``logits`` and the presents)."""
 
     def kv_layout(self) -> list[tuple[int, int]]:
         """(heads, head_dim) of each layer's KV cache, in layer order: what the "kv" graph's past inputs hold."""
