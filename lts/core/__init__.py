@@ -1,2 +1,2 @@
-"""The shared core every subpackage uses: ArchConfig + archid, errors, atomic writes, CLI plumbing,
-hub access, child processes and CSV cells. Nothing here imports another LTS subpackage."""
+"""The shared core every subpackage uses: errors, atomic writes, cache keys, settings and CLI plumbing, hub
+access, child processes, writing ONNX graphs, CSV cells. Nothing here imports another LTS subpackage."""

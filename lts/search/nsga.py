@@ -1,9 +1,9 @@
-"""NSGA-II over the GPT-2 space with pymoo's ask/tell, checkpointed every generation.
+"""NSGA-II over a family's search space with pymoo's ask/tell, checkpointed every generation.
 
 pymoo owns the search (its mixed-variable NSGA-II over the space's named Integer genes: random
 sampling, SBX/PM with rounding, binary tournament, survival by non-dominated rank and crowding;
 hypervolume); this module only decodes genes into
-ArchConfigs, evaluates them through the Evaluator (cache first), and records every
+architectures (``lts.search.space.Space.decode``), evaluates them through the Evaluator (cache first), and records every
 candidate with its generation. Every result is appended to the run's record
 (``lts.search.record``) the moment it exists. A checkpoint (the pickled algorithm, whose
 random generator it carries, plus the run log) is written atomically after each generation;
@@ -86,7 +86,7 @@ class LTSProblem(Problem):
 
 
 class SpaceRepair(Repair):
-    """Round/clip genes and make n_embd divisible by every head count, so every X decodes as it is."""
+    """The space's own repair (GPT-2's: round, clip, a head count that divides n_embd), so every X decodes as it is."""
 
     def _do(self, problem: Any, X: np.ndarray, **kwargs: Any) -> np.ndarray:
         return np.array([problem.space.repair(x) for x in X], dtype=object)
