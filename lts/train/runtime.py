@@ -107,6 +107,11 @@ class Runtime:
         dist.init_process_group(backend=self.backend)
         try:
             yield self
+            # Every rank is done with its collectives before any tears the group down: a rank that destroys
+            # its gloo pairs while a peer still talks to it can take that peer down (SIGABRT, "terminate
+            # called without an active exception", seen once under load in CI). Not after an error: a rank
+            # that failed must not wait for peers that may be blocked elsewhere.
+            dist.barrier()
         finally:
             dist.destroy_process_group()
 
