@@ -102,6 +102,12 @@ class EvalSettings(Settings):
         """True when a probe that runs measures the generation graph (then ``measurement.context`` matters)."""
         return probes.uses_graph(self.run_probes, "kv")
 
+    def per_candidate(self) -> tuple[str, ...]:
+        """The probes that run that measure each candidate's own graph (not composed from stored parts): those
+        on the forward and generation graphs, and the latency parts when ``latency_mode`` is "full"."""
+        whole = ("forward", "kv", "parts") if self.latency_mode == "full" else ("forward", "kv")
+        return tuple(n for n in self.run_probes if probes.get(n).graph in whole)
+
     @property
     def forward(self) -> bool:
         """True when a probe that runs measures the forward graph or its latency parts."""

@@ -25,7 +25,15 @@ from lts.cost.target import TargetSettings
 from lts.search.constraints import check_possible, feasible, parse_constraints, total_violation
 from lts.search.executors import make_executor
 from lts.search.htmlreport import RUN_INFO, write_report
-from lts.search.nsga import CHECKPOINT, SearchSettings, hypervolume, read_run_state, robust_front, run_search
+from lts.search.nsga import (
+    CHECKPOINT,
+    EXHAUSTIVE_LIMIT,
+    SearchSettings,
+    hypervolume,
+    read_run_state,
+    robust_front,
+    run_search,
+)
 from lts.search.record import load_calibration, save_calibration
 from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, read_manifest, write_models
 from lts.search.space import Space, space_from_dict, space_to_dict
@@ -81,6 +89,7 @@ class SearchJob(Settings):
     generations: int = borrow(SearchSettings, "generations")
     population: int = borrow(SearchSettings, "population")
     seed: int = borrow(SearchSettings, "seed")
+    strategy: str = borrow(SearchSettings, "strategy")
     seq_len: int = borrow(MeasureSettings, "seq_len")
     context: int = borrow(MeasureSettings, "context")
     threads: int | None = borrow(TargetSettings, "threads")
@@ -125,13 +134,15 @@ class SearchJob(Settings):
         if evaluation.generation and self.context > space.n_positions:  # only a decoding step uses it
             raise LTSError(f"context {self.context} exceeds the space's n_positions ({space.n_positions})")
         check_possible(settings.constraints, space)
+        if settings.strategy == "exhaustive":
+            check_exhaustive(settings, evaluation, space)
 
     def search_space(self) -> Space:
         return space_from_dict(self.space)
 
     def search_settings(self) -> SearchSettings:
         return SearchSettings(generations=self.generations, population=self.population, seed=self.seed,
-                              objectives=parse_objectives(self.objectives),
+                              strategy=self.strategy, objectives=parse_objectives(self.objectives),
                               constraints=parse_constraints(self.constraints))
 
     def eval_settings(self) -> EvalSettings:
@@ -271,6 +282,31 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     )
 
 
+def check_exhaustive(settings: SearchSettings, evaluation: EvalSettings, space: Space) -> None:
+    """One line when an exhaustive search would measure every candidate whole (hours for thousands of them) or
+    list a space too large to list."""
+    per = set(evaluation.per_candidate())
+    whole = [name for name in settings.figures if get_objective(name).probe in per]
+    if whole:
+        listed = ", ".join(whole)
+        why = "measured per candidate" + (" (--latency-mode full)" if evaluation.latency_mode == "full" else "")
+        raise LTSError(f"--strategy exhaustive costs every architecture from measured parts, but {listed} "
+                       f"{'is' if len(whole) == 1 else 'are'} {why}; choose objectives and budgets among "
+                       f"{', '.join(composable_objectives())}, or --strategy nsga2")
+    if space.size > EXHAUSTIVE_LIMIT:
+        raise LTSError(f"--strategy exhaustive: the space holds about {space.size:.3g} architectures, more than the "
+                       f"{EXHAUSTIVE_LIMIT:,} it lists; use --strategy nsga2")
+
+
+def composable_objectives() -> list[str]:
+    """Searchable objectives computed from the config or composed from stored part timings."""
+    from lts.cost import probes
+    from lts.cost.objectives import REGISTRY
+
+    return [o.name for o in REGISTRY.values() if o.searchable and (o.probe is None or probes.get(o.probe).graph
+                                                                      in (None, "parts"))]
+
+
 def run_info(seconds: float, engine: str) -> dict[str, Any]:
     """How the run was made, for its report: the command line, wall time, where it ran, library versions."""
     import platform
@@ -328,9 +364,11 @@ def _models_readme(job: SearchJob, conditions: dict[str, Any], gallery: str, run
     calib = conditions.get("calibration_ms")
     return (
         "# Pareto front of the last search\n\n"
-        f"Written by `python search.py` (seed {job.seed}, population {job.population}, "
-        f"{job.generations} generations, objectives `{job.objectives}`).\n"
-        f"Measured with {conditions['describe']}, batch 1, seq_len {conditions['seq_len']}, "
+        + (f"Written by `python search.py --strategy exhaustive` (every architecture of the space, objectives "
+           f"`{job.objectives}`).\n" if job.strategy == "exhaustive" else
+           f"Written by `python search.py` (seed {job.seed}, population {job.population}, "
+           f"{job.generations} generations, objectives `{job.objectives}`).\n")
+        + f"Measured with {conditions['describe']}, batch 1, seq_len {conditions['seq_len']}, "
         f"latency mode `{conditions['latency_mode']}`"
         + (f", latencies at the speed of the run's calibration (reference graph {calib} ms)" if calib else "")
         + ".\n`robust`: yes when the member stays non-dominated with differences within measured noise "

@@ -26,6 +26,7 @@ from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
 from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.evaluator import Evaluator as PymooEvaluator
 from pymoo.core.mixed import MixedVariableMating, MixedVariableSampling
+from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 from pymoo.core.termination import NoTermination
@@ -36,7 +37,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from lts.core import faults, fileio
 from lts.core.errors import LTSError, first_line
-from lts.core.settings import Integer, Settings, setting
+from lts.core.settings import Choice, Integer, Settings, setting
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
 from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import parse_objectives
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pkl"
 FAILED_F = 1e30  # objective value given to failed candidates (also marked infeasible)
 FAILED_G = 1e6  # a failed candidate's violation of each budget
+STRATEGIES = ("nsga2", "exhaustive")
+EXHAUSTIVE_LIMIT = 100_000  # the most architectures --strategy exhaustive lists
+EXHAUSTIVE_BATCH = 512  # architectures per batch of an exhaustive run (progress, checkpoint)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class SearchSettings(Settings):
     generations: int = setting(6, "NSGA-II generations, the initial population included", Integer(ge=1))
     population: int = setting(36, "candidates per generation (NSGA-II needs parents to mate)", Integer(ge=2))
     seed: int = setting(1, "random seed: same seed, same candidates", Integer(ge=0))
+    strategy: str = setting("nsga2", "nsga2: NSGA-II, generations x population candidates; exhaustive: every "
+                                     "architecture of the space, for the exact front (objectives and budgets "
+                                     "composed from measured parts or computed: no per-candidate measurement)",
+                            Choice(STRATEGIES))
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     constraints: tuple[Constraint, ...] = ()
 
@@ -112,9 +120,47 @@ class ArchDuplicates(DuplicateElimination):
         return is_duplicate
 
 
-def make_algorithm(space: Space, settings: SearchSettings) -> NSGA2:
+class Exhaustive:
+    """Every architecture of the space once, in batches: the search loop's algorithm for the exact front.
+
+    It offers what the loop uses of pymoo's NSGA-II (``ask`` a population of genes, ``tell`` it, ``problem``,
+    ``eliminate_duplicates.seen``), so an exhaustive run has the same record, checkpoints, resume and report.
+    Gene combinations that decode to the same architecture are listed once.
+    """
+
+    def __init__(self, space: Space, settings: SearchSettings, batch: int = EXHAUSTIVE_BATCH) -> None:
+        if space.size > EXHAUSTIVE_LIMIT:
+            raise LTSError(f"--strategy exhaustive: the space holds about {space.size:.3g} architectures, more than "
+                           f"the {EXHAUSTIVE_LIMIT:,} it lists; use --strategy nsga2")
+        self.problem = LTSProblem(space, settings.objectives, settings.constraints)
+        self.eliminate_duplicates = ArchDuplicates(space)
+        genes, seen = [], set()
+        for arch in space.configs():
+            if arch.archid not in seen:
+                seen.add(arch.archid)
+                genes.append(space.encode(arch))
+        self.genes, self.batch, self.asked = genes, batch, 0
+
+    @property
+    def generations(self) -> int:
+        """Batches in all."""
+        return math.ceil(len(self.genes) / self.batch)
+
+    def ask(self) -> Population:
+        X = self.genes[self.asked:self.asked + self.batch]
+        self.asked += len(X)
+        return Population.new("X", np.array(X, dtype=object))
+
+    def tell(self, infills: Population) -> None:
+        pass
+
+
+def make_algorithm(space: Space, settings: SearchSettings) -> NSGA2 | Exhaustive:
     """pymoo's NSGA-II over named variables (its mixed-variable recipe: Integer genes get SBX and polynomial
-    mutation with rounding), parents by NSGA-II's binary tournament; duplicates by archid."""
+    mutation with rounding), parents by NSGA-II's binary tournament; duplicates by archid. With ``strategy``
+    exhaustive: :class:`Exhaustive`."""
+    if settings.strategy == "exhaustive":
+        return Exhaustive(space, settings)
     duplicates = ArchDuplicates(space)
     repair = SpaceRepair()
     return NSGA2(
@@ -209,8 +255,8 @@ def hypervolume(front: Sequence[EvalResult], everything: Sequence[EvalResult], o
 class RunState:
     """Everything a checkpoint holds."""
 
-    algorithm: NSGA2
-    generation: int = 0  # generations completed
+    algorithm: NSGA2 | Exhaustive
+    generation: int = 0  # generations (an exhaustive run's batches) completed
     log: list[dict[str, Any]] = field(default_factory=list)  # one row per candidate, in order
     finished: bool = False
 
@@ -233,7 +279,7 @@ def read_run_state(run_dir: Path) -> RunState:
             state = pickle.load(f)
     except Exception as exc:  # a corrupt/foreign file is user input here
         raise LTSError(f"cannot read checkpoint {path}: {first_line(exc)}") from None
-    if not isinstance(state, RunState) or not isinstance(state.algorithm, NSGA2):
+    if not isinstance(state, RunState) or not isinstance(state.algorithm, (NSGA2, Exhaustive)):
         raise LTSError(f"cannot read checkpoint {path}: it holds a {type(state).__name__}, not an LTS search state")
     return state
 
@@ -251,9 +297,13 @@ def run_search(space: Space, settings: SearchSettings, evaluator: Evaluator, exe
         algorithm = state.algorithm
     else:
         algorithm = make_algorithm(space, settings)
-        algorithm.setup(LTSProblem(space, settings.objectives, settings.constraints), termination=NoTermination(),
-                        seed=settings.seed, verbose=False)
+        if isinstance(algorithm, NSGA2):
+            algorithm.setup(LTSProblem(space, settings.objectives, settings.constraints),
+                            termination=NoTermination(), seed=settings.seed, verbose=False)
         state = RunState(algorithm)
+        save_checkpoint(run_dir, state)  # a run killed in its first generation resumes too (it re-asks it)
+    exhaustive = isinstance(algorithm, Exhaustive)
+    generations = algorithm.generations if exhaustive else settings.generations
     problem = algorithm.problem
     by_id: dict[str, EvalResult] = {}
     for row in state.log:  # results of finished generations: from the run's record, never re-measured
@@ -263,7 +313,7 @@ def run_search(space: Space, settings: SearchSettings, evaluator: Evaluator, exe
                            f"{record.path.name}")
         by_id[row["archid"]] = hit
 
-    while state.generation < settings.generations:
+    while state.generation < generations:
         gen = state.generation
         pop = algorithm.ask()
         if pop is None or len(pop) == 0:
@@ -283,7 +333,7 @@ def run_search(space: Space, settings: SearchSettings, evaluator: Evaluator, exe
                 results[i] = hit
             else:
                 todo.append(i)
-        bar = tqdm(total=len(configs), desc=f"gen {gen + 1}/{settings.generations}", unit="arch",
+        bar = tqdm(total=len(configs), desc=f"{'batch' if exhaustive else 'gen'} {gen + 1}/{generations}", unit="arch",
                    disable=not progress, leave=True, dynamic_ncols=True)
         bar.update(len(configs) - len(todo))
         for j, res in executor.evaluate(evaluator, [configs[i] for i in todo]):
@@ -312,7 +362,7 @@ def run_search(space: Space, settings: SearchSettings, evaluator: Evaluator, exe
         bar.set_postfix(front=len(front), hv=f"{hypervolume(front, everything, settings.objectives):.4f}",
                         failed=sum(not r.ok for r in done), **extra)
         bar.close()
-        state.finished = state.generation >= settings.generations
+        state.finished = state.generation >= generations
         save_checkpoint(run_dir, state)
 
     everything = [by_id[row["archid"]] for row in state.log]
