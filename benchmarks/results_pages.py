@@ -18,6 +18,7 @@ Pages (each from the JSON files whose name is the page's prefix, or the prefix +
     robustness.md     benchmarks/results/robustness_{remeasure,compare,drift}*.json  benchmarks/robustness.py
     int8.md           benchmarks/results/int8_quality*.json      benchmarks/int8_quality.py
     heterogeneity.md  benchmarks/results/heterogeneity*.json     benchmarks/heterogeneity.py
+    search-quality.md benchmarks/results/search_quality*.json    benchmarks/search_quality.py
     README.md         the index
 
 A page with no JSON yet says so in one line and gives the command that writes it.
@@ -86,6 +87,9 @@ PAGES = (
          ("python benchmarks/heterogeneity.py",),
          "the LTS paper's ranges searched with one block shape for every layer and with a shape per layer, "
          "equal budgets, both fronts on one scale"),
+    Page("search-quality", "Search quality", ("search_quality",), ("python benchmarks/search_quality.py",),
+         "NSGA-II and random search at the default budget against the exact front of Archai's space "
+         "(search.py --strategy exhaustive): hypervolume ratio, exact-front members found"),
 )
 
 FRONT_COLUMNS = (  # metrics.json key, header, format

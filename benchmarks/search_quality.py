@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Search quality as a number: NSGA-II and random search at the default budget, on the exact front's scale.
+
+    python benchmarks/search_quality.py                       # Archai's space, seeds 1-5, 216 candidates each
+    python benchmarks/search_quality.py --seeds 1,2 --budget 6x36,12x36
+
+1. The exact front: ``search.py --strategy exhaustive`` over the space (default: Archai's 5,880 architectures),
+   objectives composed from measured parts (default ``non_embedding_params,onnx_latency_s``: the latency of
+   every architecture is its embeddings-and-head part plus its blocks, 14 + 588 part timings). Timed: the
+   whole table and front.
+2. NSGA-II as users run it (``search.py``, seeds given, each budget GENERATIONSxPOPULATION; default 6x36 =
+   216 candidates, search.py's defaults) and random search (the same number of distinct architectures drawn
+   uniformly, same seeds), all sharing the exhaustive run's store, so every architecture has one value.
+3. On the exact front's scale: each run's front is taken over the values of the architectures it evaluated
+   (those of the exhaustive table), its hypervolume (pymoo, objectives normalised over the whole space,
+   reference 1.1) divided by the exact front's, and how many exact-front members it evaluated.
+
+Writes benchmarks/results/search_quality.json. The fronts of ``--strategy exhaustive`` and NSGA-II are
+composed latencies, as a search reports them; docs/measuring.md gives the composition's fidelity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+from _results import add_json_flag, write_result  # noqa: E402
+
+from lts.search.job import SearchJob, run_job  # noqa: E402
+from lts.search.nsga import hypervolume, pareto_front  # noqa: E402
+from lts.search.record import RunRecord  # noqa: E402
+from lts.search.space import space_from_dict  # noqa: E402
+
+
+def run(tmp: Path, name: str, cache: Path, args: argparse.Namespace, **job: object) -> tuple[list, float]:
+    """One search.py run (run_job) in `tmp`; (its results in order, seconds)."""
+    spec = SearchJob(objectives=args.objectives, seq_len=args.seq_len, threads=args.threads, run_dir=str(tmp / name),
+                     models_dir=str(tmp / f"models-{name}"), assets_dir=str(tmp / "assets"), cache=str(cache),
+                     **job)
+    t0 = time.perf_counter()
+    run_job(spec, progress=args.progress)
+    return [r for _, r in RunRecord(tmp / name).read()], time.perf_counter() - t0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated seeds (default %(default)s)")
+    p.add_argument("--budget", default="6x36", help="comma-separated GENERATIONSxPOPULATION (default %(default)s)")
+    p.add_argument("--objectives", default="non_embedding_params,onnx_latency_s",
+                   help="composable objectives (default %(default)s)")
+    p.add_argument("--seq-len", type=int, default=1024, help="tokens per timed forward (default %(default)s)")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--progress", action="store_true", help="progress bars")
+    add_json_flag(p, "search_quality")
+    args = p.parse_args()
+    objectives = tuple(args.objectives.split(","))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    budgets = [tuple(int(v) for v in b.split("x")) for b in args.budget.split(",")]
+    space = space_from_dict({})
+    with tempfile.TemporaryDirectory(prefix="lts-search-quality-") as tmp_name:
+        tmp = Path(tmp_name)
+        cache = tmp / "cache.sqlite"
+        print(f"exact front: every architecture of the space ({space.size:,} gene combinations) ...", flush=True)
+        table, exhaustive_s = run(tmp, "exhaustive", cache, args, strategy="exhaustive")
+        ok = [r for r in table if r.ok]
+        by_id = {r.archid: r for r in ok}
+        exact = pareto_front(ok, objectives)
+        exact_ids = {r.archid for r in exact}
+        hv_exact = hypervolume(exact, ok, objectives)
+        print(f"  {len(table):,} architectures ({len(table) - len(ok)} failed), front {len(exact)}, "
+              f"hypervolume {hv_exact:.4f}, {exhaustive_s:.0f} s", flush=True)
+        rows = [{"strategy": "exhaustive", "seed": "-", "candidates": len(table), "front": len(exact),
+                 "hypervolume": round(hv_exact, 4), "hypervolume / exact": 1.0,
+                 "exact-front members found": len(exact), "seconds": round(exhaustive_s, 1)}]
+
+        def scored(strategy: str, seed: int, archids: list[str], seconds: float) -> None:
+            mine = [by_id[a] for a in dict.fromkeys(archids) if a in by_id]
+            front = pareto_front(mine, objectives)
+            hv = hypervolume(front, ok, objectives)  # normalised over the whole space, as the exact front's
+            rows.append({"strategy": strategy, "seed": seed, "candidates": len(mine), "front": len(front),
+                         "hypervolume": round(hv, 4), "hypervolume / exact": round(hv / hv_exact, 4),
+                         "exact-front members found": len(exact_ids & set(archids)),
+                         "seconds": round(seconds, 1)})
+            print("  " + "  ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+
+        for generations, population in budgets:
+            label = f"NSGA-II {generations}x{population}"
+            for seed in seeds:
+                results, seconds = run(tmp, f"nsga-{generations}x{population}-{seed}", cache, args,
+                                       generations=generations, population=population, seed=seed)
+                scored(label, seed, [r.archid for r in results], seconds)
+            for seed in seeds:  # random search: as many distinct architectures, drawn uniformly
+                rng = np.random.default_rng(seed)
+                drawn: dict[str, None] = {}
+                while len(drawn) < generations * population:
+                    drawn[space.sample(rng).archid] = None
+                scored(f"random {generations * population}", seed, list(drawn), 0.0)
+    summary = {"exact_front": len(exact), "architectures": len(table), "exhaustive_seconds": round(exhaustive_s, 1)}
+    for label in dict.fromkeys(r["strategy"] for r in rows[1:]):
+        ratios = [r["hypervolume / exact"] for r in rows if r["strategy"] == label]
+        found = [r["exact-front members found"] for r in rows if r["strategy"] == label]
+        key = label.lower().replace(" ", "_").replace("-", "")
+        summary[f"{key}_hv_ratio_mean"] = round(float(np.mean(ratios)), 4)
+        summary[f"{key}_hv_ratio_min"] = round(float(np.min(ratios)), 4)
+        summary[f"{key}_exact_members_found_mean"] = round(float(np.mean(found)), 1)
+    write_result("search_quality", conditions={
+        "space": "Archai's LTS space (search.py's default): 5,880 architectures", "objectives": args.objectives,
+        "latency": "composed: base + blocks, timings per shape", "seq_len": args.seq_len, "seeds": args.seeds,
+        "budgets": args.budget, "hypervolume": "pymoo HV, objectives normalised over every architecture of the "
+        "space, reference 1.1; ratio to the exact front's"},
+        rows=rows, summary=summary, threads=args.threads, path=args.json)
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
