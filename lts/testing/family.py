@@ -3,9 +3,9 @@
 
 What the rest of LTS relies on, each one test: an architecture is frozen, hashable and reads back from its
 record and from the config.json it saves with the same archid; its columns are text; its parameter count is
-exactly the built model's; every graph part it names is a valid ONNX graph (weights filled in) with the inputs its kind promises, and
-"full" holds the same weights as "base" plus its blocks; the generation graph's cache matches ``kv_layout``; its
-space lists, samples, decodes and encodes consistently.
+exactly the built model's; every graph part it names is a valid ONNX graph (weights filled in) with the inputs
+its kind promises, and "full" holds the weights of "base" plus its blocks; the generation graph runs on a cache
+shaped by ``kv_layout``; its space lists, samples, decodes and encodes consistently.
 """
 
 from __future__ import annotations
