@@ -77,7 +77,7 @@ class FamilyContract:
             assert isinstance(arch.part_key("base"), tuple)
 
     def test_the_generation_graph_runs_with_the_cache_of_kv_layout(self, archs: list[Arch]) -> None:
-        """A prefill of 3 tokens on an empty cache shaped by ``kv_layout``: logits (1, V) and presents of 3 positions."""
+        """A prefill of 3 tokens on an empty cache shaped by ``kv_layout``: logits (1, V), presents of 3 positions."""
         import onnxruntime as ort
 
         for arch in archs[:: max(1, len(archs) // 6)]:
