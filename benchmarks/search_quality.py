@@ -2,7 +2,7 @@
 """Search quality as a number: NSGA-II and random search at the default budget, on the exact front's scale.
 
     python benchmarks/search_quality.py                       # Archai's space, seeds 1-5, 216 candidates each
-    python benchmarks/search_quality.py --seeds 1,2 --budget 6x36,12x36
+    python benchmarks/search_quality.py --budget 6x36,12x36,24x36,6x72,12x72 --cache sq.sqlite
 
 1. The exact front: ``search.py --strategy exhaustive`` over the space (default: Archai's 5,880 architectures),
    objectives composed from measured parts (default ``non_embedding_params,onnx_latency_s``: the latency of
@@ -58,6 +58,9 @@ def main() -> int:
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per timed forward (default %(default)s)")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--progress", action="store_true", help="progress bars")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="the store to use and keep (default: a temporary one); one kept from an earlier run serves "
+                        "the table from it, and the row says how many architectures were measured now")
     add_json_flag(p, "search_quality")
     args = p.parse_args()
     objectives = tuple(args.objectives.split(","))
@@ -66,7 +69,7 @@ def main() -> int:
     space = space_from_dict({})
     with tempfile.TemporaryDirectory(prefix="lts-search-quality-") as tmp_name:
         tmp = Path(tmp_name)
-        cache = tmp / "cache.sqlite"
+        cache = args.cache or tmp / "cache.sqlite"
         print(f"exact front: every architecture of the space ({space.size:,} gene combinations) ...", flush=True)
         table, exhaustive_s = run(tmp, "exhaustive", cache, args, strategy="exhaustive")
         ok = [r for r in table if r.ok]
@@ -76,7 +79,8 @@ def main() -> int:
         hv_exact = hypervolume(exact, ok, objectives)
         print(f"  {len(table):,} architectures ({len(table) - len(ok)} failed), front {len(exact)}, "
               f"hypervolume {hv_exact:.4f}, {exhaustive_s:.0f} s", flush=True)
-        rows = [{"strategy": "exhaustive", "seed": "-", "candidates": len(table), "front": len(exact),
+        rows = [{"strategy": "exhaustive", "seed": "-", "candidates": len(table),
+                 "measured now": sum(not r.cached for r in table), "front": len(exact),
                  "hypervolume": round(hv_exact, 4), "hypervolume / exact": 1.0,
                  "exact-front members found": len(exact), "seconds": round(exhaustive_s, 1)}]
 
@@ -84,7 +88,8 @@ def main() -> int:
             mine = [by_id[a] for a in dict.fromkeys(archids) if a in by_id]
             front = pareto_front(mine, objectives)
             hv = hypervolume(front, ok, objectives)  # normalised over the whole space, as the exact front's
-            rows.append({"strategy": strategy, "seed": seed, "candidates": len(mine), "front": len(front),
+            rows.append({"strategy": strategy, "seed": seed, "candidates": len(mine), "measured now": "-",
+                         "front": len(front),
                          "hypervolume": round(hv, 4), "hypervolume / exact": round(hv / hv_exact, 4),
                          "exact-front members found": len(exact_ids & set(archids)),
                          "seconds": round(seconds, 1)})

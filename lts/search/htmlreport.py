@@ -33,6 +33,7 @@ from lts.search.constraints import parse_constraints
 from lts.search.nsga import hypervolume, pareto_front, robust_front
 from lts.search.record import CALIBRATION, RunRecord
 from lts.search.report import arch_fields
+from lts.search.verify import with_verified
 
 REPORT = "report.html"
 RUN_INFO = "run.json"  # command line, wall time, library versions: written by a search when it ends
@@ -67,6 +68,8 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[tuple[int, EvalResult]
         by_id[result.archid] = (generation, result)  # a candidate tried again (after a failure): its last result
     if not by_id:
         raise LTSError(f"{record.path} holds no evaluation")
+    whole = with_verified([r for _, r in by_id.values()], run_dir)  # the front's figures as written to models/
+    by_id = {r.archid: (g, r) for (g, _), r in zip(by_id.values(), whole)}
     return job, list(by_id.values()), _read_json(run_dir / CALIBRATION, "calibration", required=False), \
         _read_json(run_dir / RUN_INFO, "run info", required=False)
 

@@ -37,6 +37,7 @@ from lts.search.nsga import (
 from lts.search.record import load_calibration, save_calibration
 from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, read_manifest, write_models
 from lts.search.space import Space, space_from_dict, space_to_dict
+from lts.search.verify import measure_front_whole
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
@@ -167,6 +168,7 @@ class JobOutcome:
     files: dict[str, Any]
     seconds: float
     n_robust: int = 0
+    n_whole: int = 0  # front members whose latency was timed whole (lts.search.verify)
     n_feasible: int = 0
     engine: str = "local"
 
@@ -241,6 +243,7 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
         save_calibration(run_dir, evaluator.calibration_s, evaluator.conditions())
         results, front, state = run_search(space, settings, evaluator, executor, run_dir, resume=resume,
                                            progress=progress)
+        results, front, composed = measure_front_whole(results, settings, evaluator, executor, run_dir, progress)
         engine = executor.describe()
     finally:
         executor.close()
@@ -267,7 +270,7 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
     gallery = gallery_markdown(front, robust)
     fileio.write_text(run_dir / "gallery.md", gallery)
     model_dirs = write_models(front, models_dir, conditions, run_id, started, robust,
-                              lambda members: _models_readme(job, conditions, gallery, run_id, members))
+                              lambda members: _models_readme(job, conditions, gallery, run_id, members), composed)
     plots = plot_fronts(results, front, settings.objectives, assets_dir, conditions, robust)
     report = record_page()
     seconds = time.perf_counter() - t0
@@ -278,7 +281,7 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
         files={"evaluations": run_dir / "evaluations.csv", "pareto": run_dir / "pareto.csv",
                "gallery": run_dir / "gallery.md", "models": model_dirs, "plots": plots,
                "cache": job.cache_path(), "record": run_dir / "evaluations.jsonl", "report": report},
-        seconds=seconds, n_robust=len(robust), n_feasible=n_feasible, engine=engine,
+        seconds=seconds, n_robust=len(robust), n_feasible=n_feasible, engine=engine, n_whole=len(composed),
     )
 
 

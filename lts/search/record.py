@@ -27,8 +27,8 @@ CALIBRATION = "calibration.json"
 class RunRecord:
     """Append-only JSON lines of results in a run folder."""
 
-    def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.path = Path(run_dir) / RECORD
+    def __init__(self, run_dir: str | os.PathLike, name: str = RECORD) -> None:
+        self.path = Path(run_dir) / name
 
     def append(self, result: EvalResult, generation: int) -> None:
         line = json.dumps({"generation": generation, "cached": result.cached, **result.to_json()}) + "\n"

@@ -75,12 +75,15 @@ def _marked_members(models_dir: Path) -> dict[str, str]:
 
 
 def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict[str, Any], run_id: str,
-                 started: dict[str, str], robust: set[str], readme: Callable[[dict[str, str]], str]) -> list[Path]:
+                 started: dict[str, str], robust: set[str], readme: Callable[[dict[str, str]], str],
+                 composed: dict[str, dict[str, Any]] | None = None) -> list[Path]:
     """Swap `front` into models/<archid>/{config.json, metrics.json} as a whole (see the module docstring).
 
     `started` is :func:`read_manifest` as this run found it when it started; `readme(members)`
-    renders models/README.md for the new manifest.
+    renders models/README.md for the new manifest. `composed`: per member timed whole, the figures the
+    search had composed (metrics.json keeps them beside the whole ones).
     """
+    composed = composed or {}
     models_dir.mkdir(parents=True, exist_ok=True)
     faults.point("front")  # before the lock: the tests hold concurrent runs here so that both truly overlap
     ours = {r.archid for r in front}
@@ -91,6 +94,7 @@ def write_models(front: Sequence[EvalResult], models_dir: Path, conditions: dict
         for r in front:
             final = models_dir / r.archid
             metrics = fileio.nan_to_none({"archid": r.archid, **r.objectives(), "robust": r.archid in robust,
+                                          **({"composed": composed[r.archid]} if r.archid in composed else {}),
                                           "conditions": conditions, "run": run_id, FRONT_MARKER: True})
             if not _same_arch(final, r.archid):
                 with fileio.atomic_dir(final, replace=True) as tmp:

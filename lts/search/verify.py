@@ -1,0 +1,126 @@
+"""The front a search writes is measured whole.
+
+A search composes each candidate's latency from parts (the embeddings-and-head graph plus its blocks, each block
+shape timed once and shared: ``--latency-mode composed``): fast, and close to the whole graph's latency, but a
+sum of parts. What it writes to ``models/`` is measured whole: before the front is written, every member's
+whole forward graph is timed (``--latency-mode full``, in a fresh child, stored like any evaluation), the front
+is taken again with those figures, and a candidate that joins it is timed whole too, until the front no longer
+changes. Each member's ``metrics.json`` carries the whole figures and, under ``composed``, what the search
+composed. The whole timings are appended to ``<run>/verified.jsonl`` the moment they exist, so a run killed
+while verifying resumes without timing a member twice, and the report reads the same figures.
+
+Nothing is re-timed when the search measured whole already (``--latency-mode full``) or did not time latency.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from lts.cost import probes
+from lts.cost.evaluator import EvalResult, Evaluator
+from lts.cost.objectives import REGISTRY
+from lts.search.executors import Executor
+from lts.search.nsga import SearchSettings, pareto_front
+from lts.search.record import RunRecord
+
+log = logging.getLogger(__name__)
+VERIFIED = "verified.jsonl"
+
+
+def parts_probe(evaluator: Evaluator) -> str | None:
+    """The probe whose figures a composed search sums from parts (None: nothing to measure whole)."""
+    s = evaluator.settings
+    if not s.measured or s.latency_mode != "composed":
+        return None
+    return probes.parts_probe(s.run_probes)
+
+
+def composed_objectives(probe: str) -> tuple[str, ...]:
+    """The objectives read from the parts probe: what whole timing replaces."""
+    return tuple(name for name, o in REGISTRY.items() if o.probe == probe)
+
+
+def whole_evaluator(evaluator: Evaluator) -> Evaluator:
+    """An evaluator that times the whole graph, sharing the search's store, calibration and hardware."""
+    s = evaluator.settings
+    keep = tuple(n for n in s.run_probes if probes.get(n).graph in (None, "parts"))
+    return Evaluator(replace(s, latency_mode="full", probes=keep), store=evaluator.cache,
+                     calibration_s=evaluator.calibration_s, hardware=evaluator.hardware,
+                     time_reference=evaluator.time_reference)
+
+
+def merged(result: EvalResult, whole: EvalResult | None, probe: str) -> EvalResult:
+    """`result` with the figures of its whole timing (unchanged when there is none or it failed)."""
+    if whole is None or not whole.ok or not result.ok:
+        return result
+    values = dict(result.values)
+    values.update({name: whole.values.get(name) for name in composed_objectives(probe)})
+    measurement = result.measurement.with_result(probe, whole.measurement.get(probe))
+    return replace(result, values=values, measurement=measurement)
+
+
+def read_verified(run_dir: Path) -> dict[str, EvalResult]:
+    """The whole timings a run made, by archid (the report reads them too)."""
+    return RunRecord(run_dir, VERIFIED).load()
+
+
+def with_verified(results: Sequence[EvalResult], run_dir: Path) -> list[EvalResult]:
+    """`results` with the whole figures the run measured for its front (as written to models/)."""
+    whole = read_verified(run_dir)
+    probe = probes.parts_probe(probes.REGISTRY)
+    if not whole or probe is None:
+        return list(results)
+    return [merged(r, whole.get(r.archid), probe) for r in results]
+
+
+def measure_front_whole(results: Sequence[EvalResult], settings: SearchSettings, evaluator: Evaluator,
+                        executor: Executor, run_dir: Path, progress: bool = True
+                        ) -> tuple[list[EvalResult], list[EvalResult], dict[str, dict[str, Any]]]:
+    """(the results with the front's whole figures, the front taken with them, each member's composed figures).
+
+    Members are timed whole until the front no longer changes; a member whose whole timing fails keeps its
+    composed figures (and has none listed as composed: it was not measured whole).
+    """
+    probe = parts_probe(evaluator)
+    front = pareto_front(results, settings.objectives, settings.constraints)
+    if probe is None:
+        return list(results), front, {}
+    from tqdm.auto import tqdm
+
+    record = RunRecord(run_dir, VERIFIED)
+    whole = {a: r for a, r in record.load().items() if r.ok}  # timed before a kill (a failure is tried again)
+    timer = whole_evaluator(evaluator)
+    current = list(results)
+    while True:
+        current = [merged(r, whole.get(r.archid), probe) for r in results]
+        front = pareto_front(current, settings.objectives, settings.constraints)
+        todo = [r.config for r in front if r.archid not in whole]
+        if not todo:
+            break
+        bar = tqdm(total=len(todo), desc="front, timed whole", unit="arch", disable=not progress, leave=True,
+                   dynamic_ncols=True)
+        missing = []
+        for config in todo:
+            hit = timer.cached(config)
+            if hit is None:
+                missing.append(config)
+                continue
+            record.append(hit, 0)
+            whole[hit.archid] = hit
+            bar.update(1)
+        for _, res in executor.evaluate(timer, missing):
+            record.append(res, 0)
+            timer.store(res)
+            whole[res.archid] = res
+            bar.update(1)
+            if not res.ok:
+                log.warning("%s: timing the whole graph failed (%s); its composed figures stay", res.archid,
+                            res.status)
+        bar.close()
+    by_id = {r.archid: r for r in results}
+    composed = {r.archid: {name: by_id[r.archid][name] for name in composed_objectives(probe)}
+                for r in front if r.archid in whole and whole[r.archid].ok}
+    return current, front, composed

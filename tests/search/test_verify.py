@@ -1,0 +1,48 @@
+"""The front written to models/ is timed whole (lts.search.verify), its composed figures kept beside."""
+
+from __future__ import annotations
+
+import json
+
+from searchrun import DETERMINISTIC, rows, search, tiny_space
+
+from lts.search.nsga import pareto_front
+from lts.search.record import RunRecord
+from lts.search.verify import VERIFIED, read_verified, with_verified
+
+LATENCY = "non_embedding_params,onnx_latency_s"
+ARGS = ("--generations", 2, "--population", 6, "--seq-len", 32, "--threads", 1, "--objectives", LATENCY)
+
+
+def test_the_front_written_is_timed_whole_and_taken_with_those_figures(tmp_path):
+    r = search(tmp_path, "--config", tiny_space(tmp_path), *ARGS, check=True)
+    run = tmp_path / "run"
+    whole = read_verified(run)
+    members = {p.name for p in (tmp_path / "models").iterdir() if p.is_dir()}
+    assert members and members <= set(whole)  # every member was timed whole
+    assert all(w.ok and "full" in w.measurement.get("latency") for w in whole.values())
+    for archid in members:
+        metrics = json.loads((tmp_path / "models" / archid / "metrics.json").read_text())
+        assert metrics["onnx_latency_s"] == whole[archid]["onnx_latency_s"]  # what models/ says is the whole figure
+        assert set(metrics["composed"]) == {"onnx_latency_s", "onnx_latency_cv", "onnx_latency_units"}
+        assert metrics["composed"]["onnx_latency_s"] > 0 and metrics["composed"]["onnx_latency_s"] != \
+            metrics["onnx_latency_s"]  # two measurements of a float never agree to the last bit
+    # the front is the one the whole figures give (the rest of the candidates with their composed ones)
+    results = with_verified(list(RunRecord(run).load().values()), run)
+    assert {x.archid for x in pareto_front(results, LATENCY.split(","))} == members
+    assert {row["archid"] for row in rows(run / "pareto.csv")} == members
+    assert f"timed whole : the latency of the front's {len(members)} members" in r.stdout
+
+    again = search(tmp_path, "--config", tiny_space(tmp_path), *ARGS, name="again", check=True)
+    assert "from cache" in again.stdout
+    lines = [json.loads(line) for line in (tmp_path / "again" / VERIFIED).read_text().splitlines()]
+    assert lines and all(line["cached"] for line in lines)  # a whole timing is stored: never made twice
+    assert {p.name for p in (tmp_path / "models").iterdir() if p.is_dir()} == members
+
+
+def test_a_search_that_times_whole_or_not_at_all_times_nothing_again(tmp_path):
+    for name, args in (("full", (*ARGS, "--latency-mode", "full")), ("static", ("--objectives", DETERMINISTIC))):
+        search(tmp_path, "--config", tiny_space(tmp_path), *args, name=name, check=True)
+        assert not (tmp_path / name / VERIFIED).exists()
+        folders = [p for p in (tmp_path / "models").iterdir() if p.is_dir()]
+        assert folders and all("composed" not in json.loads((f / "metrics.json").read_text()) for f in folders)
