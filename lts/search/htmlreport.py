@@ -33,7 +33,7 @@ from lts.search.constraints import parse_constraints
 from lts.search.nsga import hypervolume, pareto_front, robust_front
 from lts.search.record import CALIBRATION, RunRecord
 from lts.search.report import arch_fields
-from lts.search.verify import with_verified
+from lts.search.verify import read_verified, whole_front
 
 REPORT = "report.html"
 RUN_INFO = "run.json"  # command line, wall time, library versions: written by a search when it ends
@@ -68,8 +68,6 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[tuple[int, EvalResult]
         by_id[result.archid] = (generation, result)  # a candidate tried again (after a failure): its last result
     if not by_id:
         raise LTSError(f"{record.path} holds no evaluation")
-    whole = with_verified([r for _, r in by_id.values()], run_dir)  # the front's figures as written to models/
-    by_id = {r.archid: (g, r) for (g, _), r in zip(by_id.values(), whole)}
     return job, list(by_id.values()), _read_json(run_dir / CALIBRATION, "calibration", required=False), \
         _read_json(run_dir / RUN_INFO, "run info", required=False)
 
@@ -100,9 +98,10 @@ def write_report(run_dir: str | os.PathLike, models_dir: str | os.PathLike | Non
             get_objective(name)
     except LTSError as exc:
         raise LTSError(f"{run_dir / 'job.json'} is corrupt: {exc}") from None
-    results = [r for _, r in entries]
+    # the front as written to models/: its members' whole figures (lts.search.verify), the rest as composed
+    results, front = whole_front([r for _, r in entries], read_verified(run_dir), objectives, constraints)
+    entries = [(g, r) for (g, _), r in zip(entries, results)]
     ok = [r for r in results if r.ok]
-    front = pareto_front(results, objectives, constraints)
     robust = robust_front(front, objectives)
     front_ids = {r.archid for r in front}
     models = Path(models_dir if models_dir is not None else job.get("models_dir") or "models")

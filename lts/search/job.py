@@ -27,8 +27,8 @@ from lts.search.executors import make_executor
 from lts.search.htmlreport import RUN_INFO, write_report
 from lts.search.nsga import (
     CHECKPOINT,
-    EXHAUSTIVE_LIMIT,
     SearchSettings,
+    check_listable,
     hypervolume,
     read_run_state,
     robust_front,
@@ -296,9 +296,7 @@ def check_exhaustive(settings: SearchSettings, evaluation: EvalSettings, space: 
         raise LTSError(f"--strategy exhaustive costs every architecture from measured parts, but {listed} "
                        f"{'is' if len(whole) == 1 else 'are'} {why}; choose objectives and budgets among "
                        f"{', '.join(composable_objectives())}, or --strategy nsga2")
-    if space.size > EXHAUSTIVE_LIMIT:
-        raise LTSError(f"--strategy exhaustive: the space holds about {space.size:.3g} architectures, more than the "
-                       f"{EXHAUSTIVE_LIMIT:,} it lists; use --strategy nsga2")
+    check_listable(space)
 
 
 def composable_objectives() -> list[str]:

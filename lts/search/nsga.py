@@ -120,6 +120,13 @@ class ArchDuplicates(DuplicateElimination):
         return is_duplicate
 
 
+def check_listable(space: Space) -> None:
+    """One line when a space is too large for --strategy exhaustive."""
+    if space.size > EXHAUSTIVE_LIMIT:
+        raise LTSError(f"--strategy exhaustive: the space holds about {space.size:.3g} architectures, more than the "
+                       f"{EXHAUSTIVE_LIMIT:,} it lists; use --strategy nsga2")
+
+
 class Exhaustive:
     """Every architecture of the space once, in batches: the search loop's algorithm for the exact front.
 
@@ -129,9 +136,7 @@ class Exhaustive:
     """
 
     def __init__(self, space: Space, settings: SearchSettings, batch: int = EXHAUSTIVE_BATCH) -> None:
-        if space.size > EXHAUSTIVE_LIMIT:
-            raise LTSError(f"--strategy exhaustive: the space holds about {space.size:.3g} architectures, more than "
-                           f"the {EXHAUSTIVE_LIMIT:,} it lists; use --strategy nsga2")
+        check_listable(space)
         self.problem = LTSProblem(space, settings.objectives, settings.constraints)
         self.eliminate_duplicates = ArchDuplicates(space)
         genes, seen = [], set()
