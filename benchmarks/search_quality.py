@@ -8,9 +8,11 @@
    objectives composed from measured parts (default ``non_embedding_params,onnx_latency_s``: the latency of
    every architecture is its embeddings-and-head part plus its blocks, 14 + 588 part timings). Timed: the
    whole table and front.
-2. NSGA-II as users run it (``search.py``, seeds given, each budget GENERATIONSxPOPULATION; default 6x36 =
-   216 candidates, search.py's defaults) and random search (the same number of distinct architectures drawn
-   uniformly, same seeds), all sharing the exhaustive run's store, so every architecture has one value.
+2. NSGA-II as users run it (search.py's loop, ``lts.search.nsga.run_search``, seeds given, each budget
+   GENERATIONSxPOPULATION; default 6x36 = 216 candidates, search.py's defaults; the front's whole timing that
+   search.py does after the search changes nothing of it and is left out) and random search (the same number of
+   distinct architectures drawn uniformly, same seeds), all sharing the exhaustive run's store, so every
+   architecture has one value.
 3. On the exact front's scale: each run's front is taken over the values of the architectures it evaluated
    (those of the exhaustive table), its hypervolume (pymoo, objectives normalised over the whole space,
    reference 1.1) divided by the exact front's, and how many exact-front members it evaluated.
@@ -33,20 +35,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from _results import add_json_flag, write_result  # noqa: E402
 
+from lts.cost.evaluator import Evaluator  # noqa: E402
+from lts.search.executors import LocalExecutor  # noqa: E402
 from lts.search.job import SearchJob, run_job  # noqa: E402
-from lts.search.nsga import hypervolume, pareto_front  # noqa: E402
+from lts.search.nsga import hypervolume, pareto_front, run_search  # noqa: E402
 from lts.search.record import RunRecord  # noqa: E402
 from lts.search.space import space_from_dict  # noqa: E402
 
 
-def run(tmp: Path, name: str, cache: Path, args: argparse.Namespace, **job: object) -> tuple[list, float]:
-    """One search.py run (run_job) in `tmp`; (its results in order, seconds)."""
-    spec = SearchJob(objectives=args.objectives, seq_len=args.seq_len, threads=args.threads, run_dir=str(tmp / name),
+def job(tmp: Path, name: str, cache: Path, args: argparse.Namespace, **settings: object) -> SearchJob:
+    return SearchJob(objectives=args.objectives, seq_len=args.seq_len, threads=args.threads, run_dir=str(tmp / name),
                      models_dir=str(tmp / f"models-{name}"), assets_dir=str(tmp / "assets"), cache=str(cache),
-                     **job)
+                     **settings)
+
+
+def run(tmp: Path, name: str, cache: Path, args: argparse.Namespace, **settings: object) -> tuple[list, float]:
+    """One search.py run (run_job: the exact front, timed whole) in `tmp`; (its results in order, seconds)."""
     t0 = time.perf_counter()
-    run_job(spec, progress=args.progress)
+    run_job(job(tmp, name, cache, args, **settings), progress=args.progress)
     return [r for _, r in RunRecord(tmp / name).read()], time.perf_counter() - t0
+
+
+def search(tmp: Path, name: str, cache: Path, args: argparse.Namespace, **settings: object) -> tuple[list, float]:
+    """One NSGA-II search (search.py's loop), its evaluations from the shared store; (results, seconds)."""
+    spec = job(tmp, name, cache, args, **settings)
+    evaluator = Evaluator(spec.eval_settings(), cache)
+    t0 = time.perf_counter()
+    results, _, _ = run_search(spec.search_space(), spec.search_settings(), evaluator, LocalExecutor(1),
+                               tmp / name, progress=args.progress)
+    return results, time.perf_counter() - t0
 
 
 def main() -> int:
@@ -98,8 +115,8 @@ def main() -> int:
         for generations, population in budgets:
             label = f"NSGA-II {generations}x{population}"
             for seed in seeds:
-                results, seconds = run(tmp, f"nsga-{generations}x{population}-{seed}", cache, args,
-                                       generations=generations, population=population, seed=seed)
+                results, seconds = search(tmp, f"nsga-{generations}x{population}-{seed}", cache, args,
+                                          generations=generations, population=population, seed=seed)
                 scored(label, seed, [r.archid for r in results], seconds)
             for seed in seeds:  # random search: as many distinct architectures, drawn uniformly
                 rng = np.random.default_rng(seed)
