@@ -118,6 +118,8 @@ def main() -> int:
                 results, seconds = search(tmp, f"nsga-{generations}x{population}-{seed}", cache, args,
                                           generations=generations, population=population, seed=seed)
                 scored(label, seed, [r.archid for r in results], seconds)
+            if any(r["strategy"] == f"random {generations * population}" for r in rows):
+                continue  # another budget of the same size drew these already
             for seed in seeds:  # random search: as many distinct architectures, drawn uniformly
                 rng = np.random.default_rng(seed)
                 drawn: dict[str, None] = {}
