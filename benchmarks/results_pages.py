@@ -88,8 +88,8 @@ PAGES = (
          "the LTS paper's ranges searched with one block shape for every layer and with a shape per layer, "
          "equal budgets, both fronts on one scale"),
     Page("search-quality", "Search quality", ("search_quality",), ("python benchmarks/search_quality.py",),
-         "NSGA-II and random search at equal budgets (the default, 216, and larger) against the exact front of Archai's space "
-         "(search.py --strategy exhaustive): hypervolume ratio, exact-front members found"),
+         "NSGA-II and random search at equal budgets (the default, 216, and larger) against the exact front "
+         "of Archai's space (search.py --strategy exhaustive): hypervolume ratio, exact-front members found"),
 )
 
 FRONT_COLUMNS = (  # metrics.json key, header, format
