@@ -10,9 +10,9 @@ composed. The whole timings are appended to ``<run>/verified.jsonl`` the moment 
 while verifying resumes without timing a member twice, and the report reads the same figures.
 
 Only the members are timed, and the front is re-taken among them only: composition is not unbiased (on the
-default space's exact front it read 7 % below the whole graph, median), so a timed member compared with
+default space's exact front it read below the whole graph for most members), so a timed member compared with
 untimed candidates' composed figures would lose to them for that bias alone, and timing each newcomer in turn
-would walk through much of the space.
+would walk through much of the space (it did, on Archai's space, before this was so).
 
 Nothing is re-timed when the search measured whole already (``--latency-mode full``) or did not time latency.
 """
