@@ -213,6 +213,16 @@ class Evaluator:
         self.calibration_s = calibration_s
         self.time_reference = time_reference or measure_reference
 
+    def whole(self) -> Evaluator | None:
+        """An evaluator that times the whole graph where this one composes latency from parts (same store,
+        calibration and hardware), or None when this one times whole already or times no latency."""
+        s = self.settings
+        if not s.measured or s.latency_mode != "composed" or probes.parts_probe(s.run_probes) is None:
+            return None
+        keep = tuple(n for n in s.run_probes if probes.get(n).graph in (None, "parts"))
+        return Evaluator(replace(s, latency_mode="full", probes=keep), store=self.cache,
+                         calibration_s=self.calibration_s, hardware=self.hardware, time_reference=self.time_reference)
+
     def calibrate(self) -> float | None:
         """The reference graph's latency now (measured once per evaluator; None when nothing is measured)."""
         if self.calibration_s is None and self.settings.measured:

@@ -35,26 +35,11 @@ log = logging.getLogger(__name__)
 VERIFIED = "verified.jsonl"
 
 
-def parts_probe(evaluator: Evaluator) -> str | None:
-    """The probe whose figures a composed search sums from parts (None: nothing to measure whole)."""
-    s = evaluator.settings
-    if not s.measured or s.latency_mode != "composed":
-        return None
-    return probes.parts_probe(s.run_probes)
 
 
 def composed_objectives(probe: str) -> tuple[str, ...]:
     """The objectives read from the parts probe: what whole timing replaces."""
     return tuple(name for name, o in REGISTRY.items() if o.probe == probe)
-
-
-def whole_evaluator(evaluator: Evaluator) -> Evaluator:
-    """An evaluator that times the whole graph, sharing the search's store, calibration and hardware."""
-    s = evaluator.settings
-    keep = tuple(n for n in s.run_probes if probes.get(n).graph in (None, "parts"))
-    return Evaluator(replace(s, latency_mode="full", probes=keep), store=evaluator.cache,
-                     calibration_s=evaluator.calibration_s, hardware=evaluator.hardware,
-                     time_reference=evaluator.time_reference)
 
 
 def merged(result: EvalResult, whole: EvalResult | None, probe: str) -> EvalResult:
@@ -92,14 +77,14 @@ def measure_front_whole(results: Sequence[EvalResult], settings: SearchSettings,
     A member whose whole timing fails keeps its composed figures (and has none listed as composed: it was not
     measured whole).
     """
-    probe = parts_probe(evaluator)
-    if probe is None:
+    timer = evaluator.whole()
+    probe = probes.parts_probe(evaluator.settings.run_probes)
+    if timer is None or probe is None:
         return list(results), pareto_front(results, settings.objectives, settings.constraints), {}
     from tqdm.auto import tqdm
 
     record = RunRecord(run_dir, VERIFIED)
     whole = {a: r for a, r in record.load().items() if r.ok}  # timed before a kill (a failure is tried again)
-    timer = whole_evaluator(evaluator)
     todo = [r.config for r in pareto_front(results, settings.objectives, settings.constraints)
             if r.archid not in whole]
     bar = tqdm(total=len(todo), desc="front, timed whole", unit="arch", disable=not progress or not todo,

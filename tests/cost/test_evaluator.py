@@ -244,8 +244,14 @@ def test_cli_evaluate_json_and_text(tmp_path):
         assert data[key] > 0, key
     assert data["conditions"]["seq_len"] == 32 and data["conditions"]["threads"] == 1
     assert data["conditions"]["hardware"]["cores"] >= 1
+    # latency composed from parts, and the whole graph timed too (as a search's front is): both given
+    assert set(data["composed"]) == {"onnx_latency_s", "onnx_latency_cv", "onnx_latency_units"}
+    assert data["composed"]["onnx_latency_s"] > 0 and data["composed"]["onnx_latency_s"] != data["onnx_latency_s"]
     r = _cli("evaluate", folder / "config.json", "--seq-len", 32, "--threads", 1, "--cache", tmp_path / "c.sqlite")
     assert r.returncode == 0 and TINY.archid in r.stdout and "(from cache)" in r.stdout
+    assert "(composed from parts: " in r.stdout
+    full = _cli("evaluate", folder, "--seq-len", 32, "--threads", 1, "--json", "--latency-mode", "full", "--no-cache")
+    assert full.returncode == 0 and "composed" not in json.loads(full.stdout)  # timed whole already
 
 
 @pytest.mark.parametrize("content", [
