@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 def evaluate(args: EvaluateSettings) -> int:
     from lts.cost import probes
-    from lts.cost.evaluator import Evaluator
+    from lts.cost.evaluator import Evaluator, parts_objectives
     from lts.cost.objectives import REGISTRY
     from lts.cost.store import default_cache_path
     from lts.families import load_arch, to_record
@@ -88,10 +88,8 @@ def evaluate(args: EvaluateSettings) -> int:
     if timer is not None and result.ok:
         whole = timer.evaluate(config)
         if whole.ok:
-            names = [n for n, o in REGISTRY.items() if o.probe == probes.parts_probe(settings.run_probes)]
-            composed = {n: result[n] for n in names}
-            result = replace(result, values={**result.values, **{n: whole[n] for n in names}},
-                             cached=result.cached and whole.cached)
+            composed = {n: result[n] for n in parts_objectives()}
+            result = replace(result.with_whole(whole), cached=result.cached and whole.cached)
     if args.json:
         out = {"archid": result.archid, "config": to_record(config), **result.objectives(), "cached": result.cached,
                **({"composed": composed} if composed else {}), "conditions": evaluator.conditions()}

@@ -52,6 +52,7 @@ from lts.families import DEFAULT_FAMILY, Arch, arch_from_dict, to_record
 LATENCY_MODES = ("composed", "full")
 
 __all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "TaskOutput",
+           "parts_objectives",
            "default_cache_path", "run_task"]
 
 
@@ -174,6 +175,16 @@ class EvalResult:
         out.update(eval_seconds=self.eval_seconds, status=self.status)
         return out
 
+    def with_whole(self, whole: EvalResult | None) -> EvalResult:
+        """This (composed) result with the latency figures of `whole`, the same architecture timed as one graph
+        (``Evaluator.whole()``); unchanged when there is none or either failed."""
+        probe = probes.parts_probe(probes.REGISTRY)
+        if whole is None or not whole.ok or not self.ok or probe is None:
+            return self
+        values = {**self.values, **{name: whole.values.get(name) for name in parts_objectives()}}
+        measurement = self.measurement.with_result(probe, whole.measurement.get(probe))
+        return replace(self, values=values, measurement=measurement)
+
     def to_row(self) -> dict[str, Any]:
         return {"archid": self.archid, **self.config.to_dict(), **self.objectives(), "cached": self.cached,
                 "hardware": self.hardware, "node": self.node}
@@ -192,6 +203,12 @@ class EvalResult:
         config = arch_from_dict(d["config"], source="a stored evaluation")
         return cls(d["archid"], config, values, d["eval_seconds"], d["status"], cached, m,
                    d.get("hardware", ""), d.get("node", ""))
+
+
+def parts_objectives() -> tuple[str, ...]:
+    """The objectives read from the latency parts probe: what a composed latency is and a whole timing replaces."""
+    probe = probes.parts_probe(probes.REGISTRY)
+    return tuple(name for name, o in REGISTRY.items() if probe is not None and o.probe == probe)
 
 
 class Evaluator:

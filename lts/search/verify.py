@@ -20,36 +20,16 @@ Nothing is re-timed when the search measured whole already (``--latency-mode ful
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from lts.cost import probes
-from lts.cost.evaluator import EvalResult, Evaluator
-from lts.cost.objectives import REGISTRY
+from lts.cost.evaluator import EvalResult, Evaluator, parts_objectives
 from lts.search.executors import Executor
 from lts.search.nsga import SearchSettings, pareto_front
 from lts.search.record import RunRecord
 
 log = logging.getLogger(__name__)
 VERIFIED = "verified.jsonl"
-
-
-
-
-def composed_objectives(probe: str) -> tuple[str, ...]:
-    """The objectives read from the parts probe: what whole timing replaces."""
-    return tuple(name for name, o in REGISTRY.items() if o.probe == probe)
-
-
-def merged(result: EvalResult, whole: EvalResult | None, probe: str) -> EvalResult:
-    """`result` with the figures of its whole timing (unchanged when there is none or it failed)."""
-    if whole is None or not whole.ok or not result.ok:
-        return result
-    values = dict(result.values)
-    values.update({name: whole.values.get(name) for name in composed_objectives(probe)})
-    measurement = result.measurement.with_result(probe, whole.measurement.get(probe))
-    return replace(result, values=values, measurement=measurement)
 
 
 def read_verified(run_dir: Path) -> dict[str, EvalResult]:
@@ -61,11 +41,10 @@ def whole_front(results: Sequence[EvalResult], whole: dict[str, EvalResult], obj
                 constraints: Sequence[Any] = ()) -> tuple[list[EvalResult], list[EvalResult]]:
     """(`results` with the whole figures of those timed whole, the front written): the front of `results` as
     the search composed them, taken again among its members with their whole figures."""
-    probe = probes.parts_probe(probes.REGISTRY)
-    if not whole or probe is None:
+    if not whole:
         return list(results), pareto_front(results, objectives, constraints)
     members = {r.archid for r in pareto_front(results, objectives, constraints)}
-    current = [merged(r, whole.get(r.archid), probe) for r in results]
+    current = [r.with_whole(whole.get(r.archid)) for r in results]
     return current, pareto_front([r for r in current if r.archid in members], objectives, constraints)
 
 
@@ -78,8 +57,7 @@ def measure_front_whole(results: Sequence[EvalResult], settings: SearchSettings,
     measured whole).
     """
     timer = evaluator.whole()
-    probe = probes.parts_probe(evaluator.settings.run_probes)
-    if timer is None or probe is None:
+    if timer is None:
         return list(results), pareto_front(results, settings.objectives, settings.constraints), {}
     from tqdm.auto import tqdm
 
@@ -108,6 +86,6 @@ def measure_front_whole(results: Sequence[EvalResult], settings: SearchSettings,
     bar.close()
     current, front = whole_front(results, whole, settings.objectives, settings.constraints)
     by_id = {r.archid: r for r in results}
-    composed = {r.archid: {name: by_id[r.archid][name] for name in composed_objectives(probe)}
+    composed = {r.archid: {name: by_id[r.archid][name] for name in parts_objectives()}
                 for r in front if r.archid in whole and whole[r.archid].ok}
     return current, front, composed
