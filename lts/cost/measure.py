@@ -216,11 +216,6 @@ def scratch_dirs(needed_bytes: int) -> list[str]:
     return dirs
 
 
-def _spec(config: Arch, part: str) -> Any:
-    """"kv": the generation graph (KV cache); else a part of the full-forward graph (``Arch.graph_spec``)."""
-    return config.graph_spec(part)
-
-
 def _write_graph(scratch: list[str], name: str, config: Arch, part: str, weights: Any,
                  prepared: dict[str, str] | None = None) -> tuple[Path, int]:
     """Write `part` of `config` into the first scratch folder with room; (path, bytes). A graph in
@@ -231,7 +226,7 @@ def _write_graph(scratch: list[str], name: str, config: Arch, part: str, weights
     for i, folder in enumerate(scratch):
         path = Path(folder) / name
         try:
-            return path, write_onnx(_spec(config, part), path, weights)
+            return path, write_onnx(config.graph_spec(part), path, weights)
         except OSError as exc:
             path.unlink(missing_ok=True)
             if exc.errno != errno.ENOSPC or i == len(scratch) - 1:
@@ -449,7 +444,7 @@ def _measure_in_child(config: Arch, settings: MeasureSettings, target: Target, p
                       probes: tuple[Any, ...]) -> dict[str, Any]:
     """{probe name: result} of `probes` (in order) from one measuring child."""
     graphs = tuple(dict.fromkeys(g for p in probes for g in (parts if p.graph == "parts" else _GRAPH_FILES[p.graph])))
-    needed = max(write_onnx(_spec(config, part), None) for part in (*graphs, "base"))
+    needed = max(write_onnx(config.graph_spec(part), None) for part in (*graphs, "base"))
     with _child_process(to_record(config), settings, target, parts, probes, graphs, needed,
                         f"lts-measure {config.archid}") as child:
         sampler, base = None, 0
