@@ -190,6 +190,10 @@ class ChildProcess:
     def send(self, message: Any) -> None:
         self._conn.send(message)
 
+    def restart_clock(self) -> None:
+        """The timeout counts from now (a child that reports each of many steps gets the timeout per step)."""
+        self.deadline = time.monotonic() + self.timeout_s
+
     def _death_reason(self) -> str:
         self.proc.join(5)
         log = ""

@@ -28,7 +28,7 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from lts.core import faults
 from lts.core.cachekeys import cache_key
@@ -42,6 +42,7 @@ from lts.cost.measure import (
     MeasureError,
     MeasureSettings,
     measure_architecture,
+    measure_parts,
     measure_reference,
 )
 from lts.cost.objectives import DEFAULT_OBJECTIVES, REGISTRY, Measurement, Timing, probes_for
@@ -255,8 +256,10 @@ class Evaluator:
         return (archid, self.settings.key(), self.hardware["id"])
 
     def _timing_key(self, config: Arch, part: str) -> str:
-        # keyed by the part's shape: every architecture with a block of that shape shares its timing
+        # keyed by the part's role and shape: every architecture with a block of that shape shares its timing,
+        # homogeneous ("block") or per-layer ("block:<shape>") alike
         shape = config.part_key(part)
+        part = "base" if part == "base" else "block"
         if config.family.name != DEFAULT_FAMILY:
             part = f"{config.family.name}:{part}"
         probe = probes.get(probes.parts_probe(probes.REGISTRY) or "latency")  # its version keys its timings
@@ -366,6 +369,38 @@ class Evaluator:
                     raise
                 values[name] = math.nan
         return values
+
+    def table_todo(self, configs: Iterable[Arch]) -> list[tuple[Arch, str]]:
+        """The latency parts of `configs` whose shape is not timed yet under these settings, one per shape: what
+        :meth:`fill_table` measures. Empty when nothing is composed from parts here (latency not asked for, timed
+        whole, nothing measured, or measured on other hardware than this machine: a cluster's nodes time their own)."""
+        s = self.settings
+        if (not s.measured or s.latency_mode != "composed" or probes.parts_probe(s.run_probes) is None
+                or self.hardware["id"] != self.target.fingerprint()["id"]):
+            return []
+        todo: dict[str, tuple[Arch, str]] = {}
+        for config in configs:
+            for part in ("base", *config.block_parts()):
+                key = self._timing_key(config, part)
+                if key not in todo and self.cache.get("timings", (key,)) is None:
+                    todo[key] = (config, part)
+        return list(todo.values())
+
+    def fill_table(self, items: Sequence[tuple[Arch, str]]) -> Iterator[tuple[tuple[Arch, str], str | None]]:
+        """Time the parts `items` (:meth:`table_todo`), many per measuring child, storing each timing the moment
+        it exists (a killed run loses none); yields ``(item, None)`` for each stored and ``(item, reason)`` for
+        each that failed (not stored: the candidates that need it time it in their own child, again)."""
+        probe = probes.parts_probe(self.settings.run_probes)
+        if not items or probe is None:
+            return
+        self.calibrate()
+        for i, out in measure_parts(items, self.settings.measurement, self.target, probe):
+            config, part = items[i]
+            if isinstance(out, Timing):
+                self.cache.put("timings", (self._timing_key(config, part),), json.dumps(asdict(out)))
+                yield items[i], None
+            else:
+                yield items[i], out
 
     def cached_timing(self, config: Arch, part: str) -> Timing | None:
         """The stored timing of `config`'s "base" or block part (``config.block_parts()``) under these settings."""

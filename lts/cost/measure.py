@@ -48,7 +48,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -241,20 +241,19 @@ def _reference(scratch: list[str], settings: MeasureSettings, target: Target, we
     return sess, feeds_for(sess, settings.seq_len)
 
 
-def _prepare_child(conn: Any, config_dict: dict, parts: tuple[str, ...], precision: str, scratch: list[str]) -> None:
-    """Write each graph of `parts` and quantize it to `precision` (in a process of its own: the quantizer's
-    memory must not stay in the measuring child, whose peaks count); sends {part: path}."""
+def _prepare_child(conn: Any, items: tuple[tuple[dict, str, str], ...], precision: str, scratch: list[str]) -> None:
+    """Write the graph of each ``(record, part, key)`` of `items` and quantize it to `precision` (in a process of
+    its own: the quantizer's memory must not stay in the measuring child, whose peaks count); sends {key: path}."""
     from lts.cost.quantize import quantize_model
 
-    config = arch_from_dict(config_dict)
     weights = tiled_weights()
     out = {}
-    for part in parts:
-        path, _ = _write_graph(scratch, f"{part}.fp32.onnx", config, part, weights)
-        final = path.with_name(f"{part}.{precision}.onnx")
+    for config_dict, part, key in items:
+        path, _ = _write_graph(scratch, f"{key}.fp32.onnx", arch_from_dict(config_dict), part, weights)
+        final = path.with_name(f"{key}.{precision}.onnx")
         quantize_model(path, final)
         path.unlink()
-        out[part] = str(final)
+        out[key] = str(final)
     conn.send(("done", out))
 
 
@@ -271,12 +270,13 @@ class ProbeContext:
     """
 
     def __init__(self, config: Arch, settings: MeasureSettings, target: Target, parts: tuple[str, ...] = (),
-                 conn: Any = None, scratch: list[str] | None = None, prepared: dict[str, str] | None = None) -> None:
+                 conn: Any = None, scratch: list[str] | None = None, prepared: dict[str, str] | None = None,
+                 reference: tuple[Any, dict] | None = None) -> None:
         self.config, self.settings, self.target, self.parts = config, settings, target, parts
         self.shared: dict[str, Any] = {}
         self._conn, self._scratch, self._prepared = conn, scratch or [], prepared
         self._weights: Any = None
-        self._reference: tuple[Any, dict] | None = None
+        self._reference = reference
 
     @property
     def weights(self) -> Any:
@@ -471,6 +471,31 @@ def measure_reference(settings: MeasureSettings, target: Target) -> Timing:
 
 
 @contextmanager
+def _scratch(needed_bytes: int) -> Iterator[list[str]]:
+    """Scratch folders this process owns and removes whatever happens to the children that write into them."""
+    scratch = [tempfile.mkdtemp(prefix="lts-measure-", dir=d) for d in scratch_dirs(needed_bytes)]
+    try:
+        yield scratch
+    finally:
+        for folder in scratch:  # a killed or timed-out child cannot clean up: its parent does
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _quantized(items: tuple[tuple[dict, str, str], ...], target: Target, scratch: list[str], timeout_s: float,
+               name: str) -> dict[str, str] | None:
+    """{key: path} of each ``(record, part, key)`` graph quantized to the Target's precision by a child of its own
+    (None on an fp32 Target)."""
+    if target.precision == "fp32" or not items:
+        return None
+    with ChildProcess(_prepare_child, (items, target.precision, scratch), preload=PRELOAD, timeout_s=timeout_s,
+                      name=f"{name} ({target.precision})") as child:
+        kind, prepared = child.recv()
+    if kind == "error":
+        raise MeasureError(f"{target.precision} quantization failed: {prepared}")
+    return prepared
+
+
+@contextmanager
 def _child_process(config: dict | None, settings: MeasureSettings, target: Target, parts: tuple[str, ...],
                    probes: tuple[Any, ...], graphs: tuple[str, ...], needed_bytes: int,
                    name: str) -> Iterator[ChildProcess]:
@@ -478,23 +503,87 @@ def _child_process(config: dict | None, settings: MeasureSettings, target: Targe
     to the child. A Target of another precision than fp32 gets `graphs` quantized first, by a child of their own.
     """
     quantized = config is not None and target.precision != "fp32"
-    # room for the quantized graphs beside the one being quantized
-    scratch = [tempfile.mkdtemp(prefix="lts-measure-", dir=d)
-               for d in scratch_dirs(needed_bytes * (3 if quantized else 1))]
     try:
-        prepared = None
-        if quantized:
-            with ChildProcess(_prepare_child, (config, graphs, target.precision, scratch), preload=PRELOAD,
-                              timeout_s=settings.timeout_s, name=f"{name} ({target.precision})") as child:
-                kind, prepared = child.recv()
-                if kind == "error":
-                    raise MeasureError(f"{target.precision} quantization failed: {prepared}")
-        runs = tuple((p.name, p.run) for p in probes)
-        with ChildProcess(_child, (config, settings, target, parts, runs, scratch, prepared),
-                          preload=PRELOAD, timeout_s=settings.timeout_s, name=name) as child:
-            yield child
+        # room for the quantized graphs beside the one being quantized
+        with _scratch(needed_bytes * (3 if quantized else 1)) as scratch:
+            prepared = None if config is None else _quantized(tuple((config, g, g) for g in graphs), target,
+                                                               scratch, settings.timeout_s, name)
+            runs = tuple((p.name, p.run) for p in probes)
+            with ChildProcess(_child, (config, settings, target, parts, runs, scratch, prepared),
+                              preload=PRELOAD, timeout_s=settings.timeout_s, name=name) as child:
+                yield child
     except ChildError as exc:
         raise MeasureError(str(exc) if exc.timed_out else f"measuring process crashed: {exc}") from None
-    finally:
-        for folder in scratch:  # a killed or timed-out child cannot clean up: its parent does
-            shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- the table: many parts per child
+
+TABLE_CHUNK = 32  # parts timed by one child when a table is filled (a crash costs the rest of a chunk, tried again)
+
+
+def _table_child(conn: Any, items: tuple[tuple[dict, str], ...], settings: MeasureSettings, target: Target,
+                 run: Callable[[ProbeContext], dict[str, Timing]], scratch: list[str],
+                 prepared: dict[str, str] | None) -> None:
+    """Time each ``(record, part)`` of `items` with the latency-parts probe's `run`, exactly as a candidate's own
+    child times its parts (one reference graph for all); sends ("part", (i, timing)) or ("failed", (i, reason))
+    for each, the moment it is known, then ("done", None)."""
+    reference = _reference(scratch, settings, target, tiled_weights())
+    for i, (config_dict, part) in enumerate(items):
+        try:
+            ctx = ProbeContext(arch_from_dict(config_dict), settings, target, (part,), conn, scratch,
+                               {part: prepared[str(i)]} if prepared else None, reference)
+            conn.send(("part", (i, asdict(run(ctx)[part]))))
+        except Exception as exc:  # noqa: BLE001 - this part fails, the next ones are still timed
+            conn.send(("failed", (i, f"{type(exc).__name__}: {exc}".strip()[:300])))
+    conn.send(("done", None))
+
+
+def measure_parts(items: Sequence[tuple[Arch, str]], settings: MeasureSettings, target: Target,
+                  probe: str) -> Iterator[tuple[int, Timing | str]]:
+    """Time each ``(architecture, part)`` of `items` (a latency part: "base", a block part, "full") with the
+    latency-parts probe `probe`, up to ``TABLE_CHUNK`` of them in one measuring child: ``(index, Timing)`` as each
+    is timed, ``(index, reason)`` for one that failed (a part whose child crashed or hung fails with it; the
+    parts after it in its chunk too, with the same reason).
+
+    The figures are what a candidate's own child measures (the same probe, reference graph and lock); a chunk
+    saves each part the child's start, its reference graph's session and its imports.
+    """
+    run = registry.get(probe).run
+    for start in range(0, len(items), TABLE_CHUNK):
+        chunk = items[start:start + TABLE_CHUNK]
+        left = set(range(len(chunk)))
+        try:
+            for i, out in _measure_chunk(chunk, settings, target, run):
+                left.discard(i)
+                yield start + i, out
+        except MeasureError as exc:
+            for i in sorted(left):
+                yield start + i, str(exc)
+
+
+def _measure_chunk(chunk: Sequence[tuple[Arch, str]], settings: MeasureSettings, target: Target,
+                   run: Callable[[ProbeContext], dict[str, Timing]]) -> Iterator[tuple[int, Timing | str]]:
+    records = tuple((to_record(config), part) for config, part in chunk)
+    sizes = [write_onnx(config.graph_spec(part), None) for config, part in chunk]
+    # int8: every quantized graph waits in scratch (about a quarter of its fp32 size) beside the one being written
+    needed = max(sizes) + (sum(sizes) // 3 + 2 * max(sizes) if target.precision != "fp32" else 0)
+    name = f"lts-measure table ({len(chunk)} parts)"
+    try:
+        with _scratch(needed) as scratch:
+            prepared = _quantized(tuple((r, p, str(i)) for i, (r, p) in enumerate(records)), target, scratch,
+                                  settings.timeout_s * len(chunk), name)
+            with ChildProcess(_table_child, (records, settings, target, run, scratch, prepared), preload=PRELOAD,
+                              timeout_s=settings.timeout_s, name=name) as child:
+                while True:
+                    kind, payload = child.recv()
+                    if kind == "part":
+                        yield payload[0], Timing(**payload[1])
+                    elif kind == "failed":
+                        yield payload[0], payload[1]
+                    elif kind == "done":
+                        return
+                    elif kind == "error":
+                        raise MeasureError(payload)
+                    child.restart_clock()  # each part gets the whole timeout
+    except ChildError as exc:
+        raise MeasureError(str(exc) if exc.timed_out else f"measuring process crashed: {exc}") from None

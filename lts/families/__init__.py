@@ -66,7 +66,8 @@ class Arch(Protocol):
         """The block graphs a composed latency adds up: part name -> (its shape, how many layers have it)."""
 
     def part_key(self, part: str) -> tuple[Any, ...]:
-        """What the timing of `part` ("base" or one of :meth:`block_parts`) depends on: the shape-timing key."""
+        """What the timing of `part` ("base" or one of :meth:`block_parts`) depends on: the shape-timing key. Every
+        block part of equal key is timed once, whichever architecture (and part name) it comes from."""
 
     def graph_spec(self, part: str = "full") -> Any:
         """Its ONNX graph without weights (``lts.core.onnxgraph.GraphSpec``), by part: "full" (``input_ids`` (1, S)

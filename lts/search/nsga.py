@@ -41,6 +41,7 @@ from lts.core.settings import Choice, Integer, Settings, setting
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalResult, Evaluator
 from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import parse_objectives
+from lts.families import Arch
 from lts.search.constraints import Constraint, feasible, parse_constraints, violations
 from lts.search.executors import Executor
 from lts.search.record import RunRecord
@@ -289,6 +290,26 @@ def read_run_state(run_dir: Path) -> RunState:
     return state
 
 
+def fill_table(evaluator: Evaluator, configs: Sequence[Arch], progress: bool = True) -> None:
+    """Time the latency part shapes `configs` need and the store lacks, many per measuring child (one bar), before
+    the candidates are evaluated: then each is composed from stored parts (``Evaluator.fill_table``)."""
+    from tqdm.auto import tqdm
+
+    items = evaluator.table_todo(configs)
+    if not items:
+        return
+    bar = tqdm(total=len(items), desc="table: part shapes", unit="part", disable=not progress, leave=True,
+               dynamic_ncols=True)
+    failed = 0
+    for (config, part), reason in evaluator.fill_table(items):
+        bar.update(1)
+        if reason is not None:
+            failed += 1
+            log.warning("timing %s of %s failed (%s); its candidates time it themselves", part, config.archid, reason)
+            bar.set_postfix(failed=failed)
+    bar.close()
+
+
 def run_search(space: Space, settings: SearchSettings, evaluator: Evaluator, executor: Executor, run_dir: Path,
                resume: bool = False, progress: bool = True) -> tuple[list[EvalResult], list[EvalResult], RunState]:
     """Run (or resume) the search; return (all results in order, the Pareto front, final state)."""
@@ -338,6 +359,7 @@ def run_search(space: Space, settings: SearchSettings, evaluator: Evaluator, exe
                 results[i] = hit
             else:
                 todo.append(i)
+        fill_table(evaluator, [configs[i] for i in todo], progress)
         bar = tqdm(total=len(configs), desc=f"{'batch' if exhaustive else 'gen'} {gen + 1}/{generations}", unit="arch",
                    disable=not progress, leave=True, dynamic_ncols=True)
         bar.update(len(configs) - len(todo))

@@ -33,8 +33,8 @@ class _Pipe:
 def test_prepared_graphs_are_quantized_by_onnxruntime(tmp_path):
     """Every graph the int8 Target measures has its weight matrices in int8 (DynamicQuantizeMatMul / MatMulInteger)."""
     pipe = _Pipe()
-    measure_module._prepare_child(pipe, BIG_BLOCKS.to_dict(), ("full", "kv", "base", "block"), "int8",
-                                  [str(tmp_path)])
+    measure_module._prepare_child(pipe, tuple((BIG_BLOCKS.to_dict(), p, p) for p in ("full", "kv", "base", "block")),
+                                  "int8", [str(tmp_path)])
     (kind, paths), = pipe.sent
     assert kind == "done" and set(paths) == {"full", "kv", "base", "block"}
     for part, path in paths.items():

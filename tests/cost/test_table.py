@@ -1,0 +1,75 @@
+"""The block table: latency part shapes timed many per measuring child, stored as each is timed, then composed."""
+
+from lts.cost.evaluator import EvalSettings, Evaluator
+from lts.cost.measure import measure_architecture
+from lts.families.gpt2 import ArchConfig
+
+FAST = dict(seq_len=16, min_repeats=3, max_repeats=5, warmup=1, min_seconds=0, threads=1)
+LATENCY = ["non_embedding_params", "onnx_latency_s"]
+# Two share their block shape and their base (n_embd); the per-layer one shares that block shape and adds one.
+A = ArchConfig(2, 64, 128, 2, vocab_size=256, n_positions=32)
+B = ArchConfig(3, 64, 128, 2, vocab_size=256, n_positions=32)
+MIXED = ArchConfig(2, 64, [128, 192], [2, 4], vocab_size=256, n_positions=32)
+
+
+def evaluator(cache, **measure):
+    return Evaluator(EvalSettings.create(objectives=LATENCY, **{**FAST, **measure}), cache, calibration_s=1e-3)
+
+
+def test_each_shape_is_timed_once_stored_and_candidates_are_composed_from_it(tmp_path):
+    cache = tmp_path / "c.sqlite"
+    ev = evaluator(cache)
+    todo = ev.table_todo([A, B, MIXED])
+    assert [(c.archid, p) for c, p in todo] == [(A.archid, "base"), (A.archid, "block"), (MIXED.archid, "block:192x4")]
+    assert [reason for _, reason in ev.fill_table(todo)] == [None, None, None]
+    fresh = evaluator(cache)  # another run: everything is stored
+    assert fresh.table_todo([A, B, MIXED]) == []
+    for config in (A, B, MIXED):
+        task = fresh.task(config)
+        assert task.parts == ()  # no measuring child for these candidates: every part comes from the table
+        r = fresh.evaluate(config)
+        assert r.ok
+        timings = r.measurement.get("latency")
+        assert set(timings) == {"base", *config.block_parts()}
+        assert all(timings[p] == fresh.cached_timing(config, p) for p in timings)
+    # composition: base + one block timing per layer (the per-layer one: its two shapes)
+    a, b = fresh.cached(A), fresh.cached(B)
+    block = fresh.cached_timing(A, "block")
+    step = block.median_s / block.reference_s * 1e-3  # a block, at the evaluator's calibration
+    assert abs((b.onnx_latency_s - a.onnx_latency_s) - step) < 1e-9
+
+
+def test_a_part_that_fails_is_not_stored_and_is_timed_again(tmp_path):
+    cache = tmp_path / "c.sqlite"
+    ev = evaluator(cache, timeout_s=0.001)  # no child writes and times a graph in a millisecond
+    todo = ev.table_todo([A])
+    reasons = [reason for _, reason in ev.fill_table(todo)]
+    assert len(reasons) == 2 and all(r and "timeout" in r for r in reasons), reasons
+    again = evaluator(cache)
+    assert [(c.archid, p) for c, p in again.table_todo([A])] == [(c.archid, p) for c, p in todo]
+    assert [reason for _, reason in again.fill_table(todo)] == [None, None]
+    assert again.table_todo([A]) == []
+
+
+def test_a_table_timing_is_the_probe_a_candidates_child_runs():
+    """Both ways give a Timing of the same protocol: rounds beside the reference graph, the repeats split over them."""
+    settings = EvalSettings.create(objectives=LATENCY, **FAST)
+    own = measure_architecture(A, settings.measurement, settings.target, settings.run_probes, parts=("block",))
+    ev = Evaluator(settings, store=_Memory(), calibration_s=1e-3)
+    assert [reason for _, reason in ev.fill_table([(A, "block")])] == [None]
+    table, mine = ev.cached_timing(A, "block"), own.get("latency")["block"]
+    for t in (table, mine):
+        assert t.reference_s > 0 and 3 <= t.repeats <= 6 and t.drift >= 0
+
+
+class _Memory:
+    """A store in a dict (the Store protocol: get/put by table and key)."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def get(self, table, key):
+        return self.rows.get((table, tuple(key)))
+
+    def put(self, table, key, value):
+        self.rows[(table, tuple(key))] = value
