@@ -19,6 +19,7 @@ Pages (each from the JSON files whose name is the page's prefix, or the prefix +
     int8.md           benchmarks/results/int8_quality*.json      benchmarks/int8_quality.py
     heterogeneity.md  benchmarks/results/heterogeneity*.json     benchmarks/heterogeneity.py
     search-quality.md benchmarks/results/search_quality*.json    benchmarks/search_quality.py
+    composition-fidelity.md  benchmarks/results/composition_fidelity*.json  benchmarks/composition_fidelity.py
     README.md         the index
 
 A page with no JSON yet says so in one line and gives the command that writes it.
@@ -90,6 +91,10 @@ PAGES = (
     Page("search-quality", "Search quality", ("search_quality",), ("python benchmarks/search_quality.py",),
          "NSGA-II and random search at equal budgets (the default, 216, and larger) against the exact front "
          "of Archai's space (search.py --strategy exhaustive): hypervolume ratio, exact-front members found"),
+    Page("composition-fidelity", "Composed vs whole costs", ("composition_fidelity",),
+         ("python benchmarks/composition_fidelity.py",),
+         "latency and forward peak memory composed from parts (the embeddings-and-head part plus one block per "
+         "layer) against the whole graph measured, held-out architectures of the default and per-layer spaces"),
 )
 
 FRONT_COLUMNS = (  # metrics.json key, header, format
