@@ -20,6 +20,7 @@ Pages (each from the JSON files whose name is the page's prefix, or the prefix +
     heterogeneity.md  benchmarks/results/heterogeneity*.json     benchmarks/heterogeneity.py
     search-quality.md benchmarks/results/search_quality*.json    benchmarks/search_quality.py
     composition-fidelity.md  benchmarks/results/composition_fidelity*.json  benchmarks/composition_fidelity.py
+    per-layer-search.md  benchmarks/results/per_layer_search*.json  benchmarks/per_layer_search.py
     README.md         the index
 
 A page with no JSON yet says so in one line and gives the command that writes it.
@@ -95,6 +96,10 @@ PAGES = (
          ("python benchmarks/composition_fidelity.py",),
          "latency and forward peak memory composed from parts (the embeddings-and-head part plus one block per "
          "layer) against the whole graph measured, held-out architectures of the default and per-layer spaces"),
+    Page("per-layer-search", "The per-layer space searched end to end", ("per_layer_search",),
+         ("python benchmarks/per_layer_search.py",),
+         "the LTS paper's per-layer space searched as search.py does it (block table, NSGA-II, the front timed "
+         "whole), each phase timed on a fresh store"),
 )
 
 FRONT_COLUMNS = (  # metrics.json key, header, format

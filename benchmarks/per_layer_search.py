@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""The LTS paper's per-layer space searched end to end, timed: the block table, NSGA-II, the front timed whole.
+
+    python benchmarks/per_layer_search.py                        # 6 generations of 36, seed 1
+    python benchmarks/per_layer_search.py --generations 20 --population 100
+
+What search.py does with ``--config configs/search-lts-paper.yaml`` and objectives composed from parts
+(default ``non_embedding_params,onnx_latency_s``), on a fresh store: each generation's new block shapes timed as a
+table (many per measuring child), its candidates composed from the table, and at the end the front's members timed
+whole and the front taken again. Each phase is timed apart (table, candidates, front timed whole), with what it
+measured: part shapes timed, candidates, members timed whole.
+
+Writes benchmarks/results/per_layer_search.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import yaml  # noqa: E402
+from _results import add_json_flag, write_result  # noqa: E402
+
+from lts.cost.evaluator import Evaluator  # noqa: E402
+from lts.families import Arch  # noqa: E402
+from lts.search.executors import LocalExecutor  # noqa: E402
+from lts.search.job import SearchJob  # noqa: E402
+from lts.search.nsga import run_search  # noqa: E402
+from lts.search.verify import measure_front_whole  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class TimedEvaluator(Evaluator):
+    """An Evaluator that adds up the seconds spent filling the table, and counts its parts."""
+
+    table_seconds = 0.0
+    table_parts = 0
+    table_failed = 0
+
+    def fill_table(self, items: Sequence[tuple[Arch, str]]) -> Iterator[tuple[tuple[Arch, str], str | None]]:
+        t0 = time.perf_counter()
+        for item, reason in super().fill_table(items):
+            self.table_parts += 1
+            self.table_failed += reason is not None
+            yield item, reason
+        self.table_seconds += time.perf_counter() - t0
+
+
+def block_shapes(space: Any) -> int:
+    """Distinct (n_embd, n_inner, n_head) blocks a GPT-2 space can hold (a head count must divide n_embd)."""
+    return sum(d % h == 0 for d in space.n_embd for _ in space.n_inner for h in space.n_head)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--generations", type=int, default=6, help="NSGA-II generations (default %(default)s)")
+    p.add_argument("--population", type=int, default=36, help="candidates per generation (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="search seed (default %(default)s)")
+    p.add_argument("--objectives", default="non_embedding_params,onnx_latency_s",
+                   help="objectives composed from parts (default %(default)s)")
+    p.add_argument("--seq-len", type=int, default=1024, help="tokens per timed forward (default %(default)s)")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--progress", action="store_true", help="progress bars")
+    add_json_flag(p, "per_layer_search")
+    args = p.parse_args()
+    space = yaml.safe_load((REPO / "configs" / "search-lts-paper.yaml").read_text())["space"]
+    with tempfile.TemporaryDirectory(prefix="lts-per-layer-") as tmp_name:
+        tmp = Path(tmp_name)
+        spec = SearchJob(space=space, objectives=tuple(args.objectives.split(",")), seq_len=args.seq_len,
+                         threads=args.threads, generations=args.generations, population=args.population,
+                         seed=args.seed, run_dir=str(tmp / "run"), models_dir=str(tmp / "models"),
+                         assets_dir=str(tmp / "assets"), cache=str(tmp / "cache.sqlite"))
+        evaluator = TimedEvaluator(spec.eval_settings(), spec.cache_path())
+        settings, executor = spec.search_settings(), LocalExecutor(1)
+        t0 = time.perf_counter()
+        evaluator.calibrate()
+        calibration_s = time.perf_counter() - t0
+        results, front, _ = run_search(spec.search_space(), settings, evaluator, executor, tmp / "run",
+                                       progress=args.progress)
+        search_s = time.perf_counter() - t0 - calibration_s
+        t1 = time.perf_counter()
+        _, written, composed = measure_front_whole(results, settings, evaluator, executor, tmp / "run", args.progress)
+        verify_s = time.perf_counter() - t1
+        total_s = time.perf_counter() - t0
+    row: dict[str, Any] = {
+        "candidates": len(results), "failed": sum(not r.ok for r in results),
+        "block shapes in the space": block_shapes(spec.search_space()),
+        "table parts timed": evaluator.table_parts, "table seconds": round(evaluator.table_seconds, 1),
+        "candidates seconds": round(search_s - evaluator.table_seconds, 1),
+        "front (composed)": len(front), "timed whole": len(composed), "front written": len(written),
+        "front timed whole seconds": round(verify_s, 1), "calibration seconds": round(calibration_s, 1),
+        "total seconds": round(total_s, 1)}
+    print("  ".join(f"{k}={v}" for k, v in row.items()))
+    write_result("per_layer_search", conditions={
+        "space": "configs/search-lts-paper.yaml (the LTS paper's per-layer GPT-2 space)", "objectives": args.objectives,
+        "latency": "composed: base + one block timing per layer, block shapes timed as a table; the front timed whole",
+        "generations": args.generations, "population": args.population, "seed": args.seed, "seq_len": args.seq_len,
+        "store": "fresh (every part measured in this run)"}, rows=[row], threads=args.threads, path=args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
