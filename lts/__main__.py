@@ -1,13 +1,14 @@
-"""The `lts` command (or `python -m lts`): one command, six subcommands.
+"""The `lts` command (or `python -m lts`): one command, seven subcommands.
 
     lts search [flags]               search architectures (the same as `python search.py`)
     lts train models/<archid>        train one for real (`python train.py`)
     lts generate MODEL TOKENIZER P   generate text (`python generate_text.py`)
     lts compare MODEL...             compare models side by side (`python benchmark.py`)
     lts evaluate CONFIG_OR_DIR       score one architecture
+    lts export MODEL --out DIR       a folder to ship a model without LTS
     lts report RUN_DIR               the interactive report of a search run
 
-search, train, generate, compare and evaluate run the ``main`` of lts/<package>/cli.py with the arguments after
+search, train, generate, compare, evaluate and export run the ``main`` of lts/<package>/cli.py with the arguments after
 the subcommand (the first four as the top-level scripts do); report lives here. Every one has ``-h`` and the same
 error contract (:func:`lts.core.cli.run_cli`): bad input is one line on stderr and exit status 2.
 """
@@ -36,6 +37,7 @@ COMMANDS = {
     "generate": Command("lts.generate.cli", "generate text with a hub or local model (generate_text.py)"),
     "compare": Command("lts.compare.cli", "compare models side by side (python benchmark.py)"),
     "evaluate": Command("lts.cost.cli", "measure one architecture (a config.json or models/<archid>)"),
+    "export": Command("lts.generate.export", "write a model folder that runs without LTS (ONNX Runtime)"),
 }
 
 

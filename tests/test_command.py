@@ -18,7 +18,7 @@ from clirun import load_script, run_cli
 from lts.__main__ import COMMANDS
 
 REPO = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["search", "train", "generate", "compare", "evaluate", "report"]
+SUBCOMMANDS = ["search", "train", "generate", "compare", "evaluate", "export", "report"]
 SCRIPTS = {"search": "search.py", "train": "train.py", "generate": "generate_text.py", "compare": "benchmark.py"}
 
 # Bad input for each subcommand, refused before anything runs: (arguments, program named, what the line says).
@@ -54,7 +54,7 @@ def _one_line(proc) -> str:
     return lines[0]
 
 
-def test_lts_help_lists_the_six_commands_one_line_each(tmp_path):
+def test_lts_help_lists_the_seven_commands_one_line_each(tmp_path):
     proc = run_cli(["-m", "lts", "-h"], cwd=tmp_path, env={**os.environ, "COLUMNS": "80"})
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     listed = [m.group(1) for m in re.finditer(r"^ {4}(\w+) +\S", proc.stdout, re.M)]

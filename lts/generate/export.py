@@ -1,0 +1,164 @@
+"""``lts export``: a folder a user ships without LTS, holding what ``generate_text.py --backend onnx`` runs.
+
+    lts export models/trained/gpt2_xxx --out dist/my-model
+    lts export gpt2 --precision int8 --out dist/gpt2-int8
+
+The folder: ``model.onnx`` (the generation graph with a KV cache, the one ``generate_text.py --backend onnx``
+decodes with: for a GPT-2, the very graph the search measured; weights beside it in ``model.onnx.data`` when
+the graph is too large for one protobuf), ``meta.json`` (its inputs, outputs and cache layout), the tokenizer
+files, ``generation_config.json`` and a README with the graph's interface and a dozen lines of plain
+``onnxruntime`` + ``tokenizers`` that generate with it (tests/generate/test_export.py runs those very lines).
+The graph comes from the ONNX cache ``generate_text.py`` fills (made now when it is not there). Written to a
+temp folder and renamed into place: an interrupted export leaves no half folder, and an existing non-empty
+``--out`` is replaced only with ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lts.core import fileio
+from lts.core.cli import ArgumentParser
+from lts.core.errors import LTSError
+from lts.core.settings import Boolean, Optional, Settings, Text, borrow, setting
+from lts.cost.target import TargetSettings
+from lts.generate.decode import GenerateSettings
+from lts.generate.onnx_kv import META_FILE, MODEL_FILE, cached_kv_onnx, direct_arch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportSettings(Settings):
+    """What to export, where, at which precision."""
+
+    model: str = borrow(GenerateSettings, "model")
+    out: str = setting("", "the folder to write (required; refused when it exists and is not empty, unless --force)",
+                       Text(), metavar="DIR")
+    tokenizer: str | None = setting(None, "hub id or folder with the tokenizer files (none: the model's own)",
+                                    Optional(Text(nonempty=True)))
+    precision: str = borrow(TargetSettings, "precision", help="fp32, or int8: the weight matrices quantized "
+                            "(ONNX Runtime dynamic quantization, as generate_text.py --precision int8 runs)")
+    force: bool = setting(False, "replace a non-empty --out", Boolean())
+    trust_remote_code: bool = borrow(GenerateSettings, "trust_remote_code")
+    onnx_cache_dir: str | None = borrow(GenerateSettings, "onnx_cache_dir")
+
+    def check(self) -> None:
+        if not self.out.strip():
+            raise LTSError("no --out DIR given: the folder to write the model into")
+
+
+SETTINGS = ExportSettings  # every setting, declared once (lts.core.settings)
+
+README = """# {name}
+
+Exported by LTS (`lts export`, {precision}): a causal language model as one ONNX graph with a KV cache,
+run with plain ONNX Runtime. Built by: {builder}.
+
+| file | what |
+| --- | --- |
+| `{model_file}` | the graph{data} |
+| `meta.json` | its inputs, outputs and cache layout (below) |
+| `tokenizer.json` and the other tokenizer files | the tokenizer (`tokenizers` or transformers' `AutoTokenizer`) |
+| `generation_config.json` | the model's generation settings (eos/bos ids) |
+
+## The graph
+
+One graph serves both phases of generation: the prompt with an empty cache (P = 0), then one token at a
+time with the cache the step before returned.
+
+- inputs: `input_ids` (B, S) int64; `attention_mask` (B, P+S) int64 (1 = a real token, 0 = left padding);
+  `past_key_i`, `past_value_i` (B, H_i, P, D_i) float32 for each layer i < {n_layers}
+- outputs: `logits` (B, {vocab}) float32, the next-token scores of the last position only;
+  `present_key_i`, `present_value_i` (B, H_i, P+S, D_i) float32: the cache to pass back
+- cache layout (H_i, D_i) per layer: {layout}
+
+## Generate with it (numpy, onnxruntime, tokenizers)
+
+```python
+{code}```
+"""
+
+CODE = """import json, numpy as np, onnxruntime as ort
+from tokenizers import Tokenizer
+tok, meta = Tokenizer.from_file("tokenizer.json"), json.load(open("meta.json"))
+sess = ort.InferenceSession("model.onnx")
+ids = np.array([tok.encode("The future of AI").ids], np.int64)
+shapes = [(1, h, 0, d) for h, d in meta["kv_layout"] for _ in ("key", "value")]
+past = {name: np.zeros(shape, np.float32) for name, shape in zip(meta["inputs"][2:], shapes)}
+new = []
+for _ in range(20):  # greedy: the most likely token each step
+    mask = np.ones((1, ids.shape[1] + next(iter(past.values())).shape[2]), np.int64)
+    logits, *presents = sess.run(None, {"input_ids": ids, "attention_mask": mask, **past})
+    ids, past = logits.argmax(-1)[:, None].astype(np.int64), dict(zip(past, presents))
+    new.append(int(ids[0, 0]))
+print(tok.decode(new))
+"""
+
+
+def check_out(out: Path, force: bool) -> None:
+    """One line when `out` cannot be written: a file, or a non-empty folder without --force."""
+    if out.exists() and not out.is_dir():
+        raise LTSError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise LTSError(f"--out {out} exists and is not empty: choose another folder or pass --force to replace it")
+
+
+def export(settings: ExportSettings) -> Path:
+    """Write the folder (see the module docstring); its path."""
+    from transformers import GenerationConfig
+
+    from lts.core.hub import check_source, load_causal_lm, load_tokenizer
+    from lts.generate.decode import check_vocab, model_vocab_size
+
+    out = Path(settings.out).expanduser()
+    check_out(out, settings.force)
+    tokenizer_source = settings.tokenizer or settings.model
+    check_source(settings.model, "model")
+    check_source(tokenizer_source, "tokenizer")
+    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=settings.trust_remote_code)
+    if not getattr(tokenizer, "is_fast", False):
+        raise LTSError(f"the tokenizer of {tokenizer_source} has no fast (tokenizer.json) form: the exported folder "
+                       "is read with the `tokenizers` library, which needs one")
+    model = load_causal_lm(settings.model, trust_remote_code=settings.trust_remote_code)
+    check_vocab(len(tokenizer), model_vocab_size(model), tokenizer_source, settings.model)
+    builder = ("LTS's own generation graph (the one the search measures)" if direct_arch(model) is not None
+               else "torch.onnx.export of the transformers model")
+    log.info("graph: %s", builder)
+    folder, _ = cached_kv_onnx(model, settings.onnx_cache_dir, precision=settings.precision)
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    with fileio.atomic_dir(out, replace=True) as tmp:
+        for item in folder.iterdir():  # the graph, its external data when it has some, meta.json
+            shutil.copy2(item, tmp / item.name)
+        tokenizer.save_pretrained(tmp)
+        GenerationConfig.from_model_config(model.config).save_pretrained(tmp)
+        data = [p.name for p in folder.iterdir() if p.name not in (MODEL_FILE, META_FILE)]
+        layout = ", ".join(f"({h}, {d})" for h, d in meta["kv_layout"])
+        (tmp / "README.md").write_text(README.format(
+            name=out.name, precision=settings.precision, builder=builder, model_file=MODEL_FILE,
+            data=f" (weights in {', '.join(f'`{d}`' for d in data)})" if data else "", n_layers=meta["n_layers"],
+            vocab=meta.get("vocab_size", "V"), layout=layout, code=CODE), encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = ArgumentParser(prog=prog or "lts export", description="Write a folder a user ships without LTS: the "
+                            "ONNX generation graph, tokenizer files, generation_config.json and a README with "
+                            "plain onnxruntime code that generates with it.", settings=ExportSettings,
+                            preset="export")
+    args: argparse.Namespace = parser.parse_args(argv)
+    settings = parser.settings_from(args)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    out = export(settings)
+    files = sorted(p.name for p in out.iterdir())
+    print(f"wrote {out}: {', '.join(files)}", file=sys.stdout)
+    return 0
