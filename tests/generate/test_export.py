@@ -18,27 +18,34 @@ def export(*argv) -> int:
     return run_cli(lambda args: main(args, prog="lts export"), [str(a) for a in argv], prog="lts export")
 
 
-def readme_code(folder: Path) -> str:
-    (code,) = re.findall(r"```python\n(.*?)```", (folder / "README.md").read_text(encoding="utf-8"), re.S)
-    return code
+def readme_code(folder: Path, which: int = 0) -> str:
+    """The README's `which`-th python block (0: numpy + onnxruntime + tokenizers, 1: onnxruntime-genai)."""
+    return re.findall(r"```python\n(.*?)```", (folder / "README.md").read_text(encoding="utf-8"), re.S)[which]
 
 
-def run_readme(folder: Path) -> str:
+def run_readme(folder: Path, which: int = 0) -> str:
     """The README's lines, run as they are in a process that never imports LTS (cwd: the folder)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", "import sys; assert 'lts' not in sys.modules\n" + readme_code(folder)],
+    code = "import sys; assert 'lts' not in sys.modules\n" + readme_code(folder, which)
+    proc = subprocess.run([sys.executable, "-c", code],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
 
 def torch_greedy(model_dir: Path, prompt: str, steps: int) -> list[int]:
-    import torch
     from tokenizers import Tokenizer
+
+    return torch_greedy_ids(model_dir, Tokenizer.from_file(str(model_dir / "tokenizer.json")).encode(prompt).ids, steps)
+
+
+def torch_greedy_ids(model_dir: Path, prompt: list[int], steps: int) -> list[int]:
+    """The torch model's greedy continuation of `prompt` (no stop at eos)."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    ids = torch.tensor([Tokenizer.from_file(str(model_dir / "tokenizer.json")).encode(prompt).ids])
+    ids = torch.tensor([prompt])
     new = []
     with torch.no_grad():
         for _ in range(steps):
@@ -48,18 +55,74 @@ def torch_greedy(model_dir: Path, prompt: str, steps: int) -> list[int]:
     return new
 
 
-def test_the_exported_folder_generates_transformers_greedy_tokens_with_plain_onnxruntime(tiny_model_dir, tmp_path):
+def test_the_exported_folder_generates_transformers_greedy_tokens_with_plain_onnxruntime(tiny_tokenizer_dir, tmp_path):
+    from lts.families.gpt2 import ArchConfig
+
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer_dir, ArchConfig(2, 64, 128, 2, vocab_size=512,
+                                                                               n_positions=64), init=0.5)
     out = tmp_path / "shipped"
-    assert export(tiny_model_dir, "--out", out, "--onnx-cache-dir", tmp_path / "cache") == 0
+    assert export(model_dir, "--out", out, "--onnx-cache-dir", tmp_path / "cache") == 0
     names = {p.name for p in out.iterdir()}
     assert {"model.onnx", "meta.json", "tokenizer.json", "generation_config.json", "README.md"} <= names
     from tokenizers import Tokenizer
 
-    expected = Tokenizer.from_file(str(out / "tokenizer.json")).decode(torch_greedy(tiny_model_dir,
-                                                                                    "The future of AI", 20))
+    ids = torch_greedy(model_dir, "The future of AI", 20)
+    assert len(set(ids)) > 3, ids  # not one token repeated: the comparison means something
+    expected = Tokenizer.from_file(str(out / "tokenizer.json")).decode(ids)
     assert run_readme(out).rstrip("\n") == expected
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert "LTS's own generation graph" in readme and "past_key_i" in readme
+
+
+def save_model(out: Path, tokenizer_dir: Path, arch, init: float = 0.02) -> Path:
+    """A random GPT-2 of `arch` (weights drawn with std `init`) and the tokenizer, as a model folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = arch.to_hf_config(eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id, initializer_range=init)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_onnxruntime_genai_generates_the_same_greedy_tokens(tiny_tokenizer_dir, tmp_path):
+    import onnxruntime_genai as og
+
+    from lts.families.gpt2 import ArchConfig
+
+    # weights wide enough that greedy decoding does not repeat one token (the default init's does)
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer_dir, ArchConfig(2, 64, 128, 2, vocab_size=512,
+                                                                               n_positions=64), init=0.5)
+    out = tmp_path / "shipped"
+    assert export(model_dir, "--out", out, "--onnx-cache-dir", tmp_path / "cache") == 0
+    assert (out / "genai_config.json").is_file()
+    prompt = [5, 17, 33, 4]
+    model = og.Model(str(out))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(prompt) + 12)
+    generator = og.Generator(model, params)
+    generator.append_tokens([prompt])
+    while not generator.is_done():
+        generator.generate_next_token()
+    got = [int(t) for t in generator.get_sequence(0)][len(prompt):]
+    expected = torch_greedy_ids(model_dir, prompt, 12)
+    assert len(set(expected)) > 3, expected
+    assert got == expected[:len(got)] and len(got) >= 1, (got, expected)
+    assert run_readme(out, which=1).strip()  # the README's genai lines run as they are
+
+
+def test_a_per_layer_model_gets_no_genai_config_and_the_readme_says_why(tiny_tokenizer_dir, tmp_path):
+    from lts.families.gpt2 import ArchConfig
+
+    model_dir = save_model(tmp_path / "mixed", tiny_tokenizer_dir, ArchConfig(2, 64, [128, 192], [2, 4], vocab_size=512,
+                                                                               n_positions=64))
+    out = tmp_path / "shipped"
+    assert export(model_dir, "--out", out, "--onnx-cache-dir", tmp_path / "cache") == 0
+    assert not (out / "genai_config.json").exists()
+    assert "one head count and head size for every layer" in (out / "README.md").read_text(encoding="utf-8")
+    assert run_readme(out).strip()
 
 
 def test_int8_export_runs_the_same_lines(tiny_model_dir, tmp_path):
