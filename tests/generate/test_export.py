@@ -55,13 +55,21 @@ def torch_greedy_ids(model_dir: Path, prompt: list[int], steps: int) -> list[int
     return new
 
 
-def test_the_exported_folder_generates_transformers_greedy_tokens_with_plain_onnxruntime(tiny_tokenizer_dir, tmp_path):
+@pytest.fixture
+def exported(tiny_tokenizer_dir, tmp_path) -> tuple[Path, Path]:
+    """(a tiny GPT-2's folder, its export, fp32): weights wide enough that greedy decoding does not repeat one
+    token (the default init's does)."""
     from lts.families.gpt2 import ArchConfig
 
     model_dir = save_model(tmp_path / "model", tiny_tokenizer_dir, ArchConfig(2, 64, 128, 2, vocab_size=512,
                                                                                n_positions=64), init=0.5)
     out = tmp_path / "shipped"
     assert export(model_dir, "--out", out, "--onnx-cache-dir", tmp_path / "cache") == 0
+    return model_dir, out
+
+
+def test_the_exported_folder_generates_transformers_greedy_tokens_with_plain_onnxruntime(exported):
+    model_dir, out = exported
     names = {p.name for p in out.iterdir()}
     assert {"model.onnx", "meta.json", "tokenizer.json", "generation_config.json", "README.md"} <= names
     from tokenizers import Tokenizer
@@ -87,16 +95,10 @@ def save_model(out: Path, tokenizer_dir: Path, arch, init: float = 0.02) -> Path
     return out
 
 
-def test_onnxruntime_genai_generates_the_same_greedy_tokens(tiny_tokenizer_dir, tmp_path):
+def test_onnxruntime_genai_generates_the_same_greedy_tokens(exported):
     import onnxruntime_genai as og
 
-    from lts.families.gpt2 import ArchConfig
-
-    # weights wide enough that greedy decoding does not repeat one token (the default init's does)
-    model_dir = save_model(tmp_path / "model", tiny_tokenizer_dir, ArchConfig(2, 64, 128, 2, vocab_size=512,
-                                                                               n_positions=64), init=0.5)
-    out = tmp_path / "shipped"
-    assert export(model_dir, "--out", out, "--onnx-cache-dir", tmp_path / "cache") == 0
+    model_dir, out = exported
     assert (out / "genai_config.json").is_file()
     prompt = [5, 17, 33, 4]
     model = og.Model(str(out))
