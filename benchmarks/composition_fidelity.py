@@ -39,33 +39,18 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from lts.cost import probes  # noqa: E402
 from lts.cost.evaluator import EvalSettings, Evaluator  # noqa: E402
-from lts.cost.measure import measure_architecture  # noqa: E402
+from lts.cost.measure import block_feeds, measure_architecture  # noqa: E402
 from lts.search.space import space_from_dict  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 2**20
 
 
-def block_feeds(n_embd: int, seq_len: int) -> dict[str, np.ndarray]:
-    """A block part's inputs (``lts.cost.measure.feeds_for`` without a session): hidden states and a causal mask."""
-    mask = np.where(np.tril(np.ones((seq_len, seq_len), bool)), 0.0, np.finfo(np.float32).min).astype(np.float32)
-    hidden = np.random.default_rng(0).standard_normal((1, seq_len, n_embd), dtype=np.float32)
-    return {"hidden": hidden, "mask": mask[None, None]}
-
-
 def _part_memory(ctx: probes.ProbeContext) -> dict[str, int | None]:
     """Peak memory of the part in ``ctx.parts`` measured as the whole graph's is (session made, one forward)."""
     (part,) = ctx.parts
-    with ctx.target.lock(exclusive=False):
-        path = ctx.write_graph(part)
-        feeds = ctx.token_feeds() if part == "base" else block_feeds(ctx.config.n_embd, ctx.settings.seq_len)
-
-        def work() -> None:  # feeds made before the window, as the whole graph's probe makes its own
-            ctx.target.session(path).run(None, feeds)
-
-        _, peak = ctx.peak_memory(work)
-        path.unlink()
-    return peak
+    feeds = ctx.token_feeds() if part == "base" else block_feeds(ctx.config.n_embd, ctx.settings.seq_len)
+    return probes.forward_peak(ctx, part, feeds)
 
 
 probes.register(probes.Probe("part_memory", "forward", _part_memory, order=40))

@@ -112,10 +112,14 @@ def feeds_for(sess: Any, seq_len: int) -> dict[str, np.ndarray]:
     inp = sess.get_inputs()[0]
     if inp.type == "tensor(int64)":
         return token_feeds(seq_len, sess.get_outputs()[0].shape[-1])
+    return block_feeds(inp.shape[-1], seq_len)
+
+
+def block_feeds(n_embd: int, seq_len: int) -> dict[str, np.ndarray]:
+    """A block part's inputs: unit-scale hidden states (batch 1) and an additive causal mask."""
     rng = np.random.default_rng(0)
-    d = inp.shape[-1]
     mask = np.where(np.tril(np.ones((seq_len, seq_len), bool)), 0.0, np.finfo(np.float32).min).astype(np.float32)
-    return {"hidden": rng.standard_normal((1, seq_len, d), dtype=np.float32), "mask": mask[None, None]}
+    return {"hidden": rng.standard_normal((1, seq_len, n_embd), dtype=np.float32), "mask": mask[None, None]}
 
 
 def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings) -> Timing:
@@ -470,6 +474,11 @@ def measure_reference(settings: MeasureSettings, target: Target) -> Timing:
         return Timing(**payload["reference"])
 
 
+def _failed(exc: ChildError) -> MeasureError:
+    """A measuring child's timeout or crash as the one-line reason a measurement failed."""
+    return MeasureError(str(exc) if exc.timed_out else f"measuring process crashed: {exc}")
+
+
 @contextmanager
 def _scratch(needed_bytes: int) -> Iterator[list[str]]:
     """Scratch folders this process owns and removes whatever happens to the children that write into them."""
@@ -513,7 +522,7 @@ def _child_process(config: dict | None, settings: MeasureSettings, target: Targe
                               preload=PRELOAD, timeout_s=settings.timeout_s, name=name) as child:
                 yield child
     except ChildError as exc:
-        raise MeasureError(str(exc) if exc.timed_out else f"measuring process crashed: {exc}") from None
+        raise _failed(exc) from None
 
 
 # ----------------------------------------------------------------------------- the table: many parts per child
@@ -586,4 +595,4 @@ def _measure_chunk(chunk: Sequence[tuple[Arch, str]], settings: MeasureSettings,
                         raise MeasureError(payload)
                     child.restart_clock()  # each part gets the whole timeout
     except ChildError as exc:
-        raise MeasureError(str(exc) if exc.timed_out else f"measuring process crashed: {exc}") from None
+        raise _failed(exc) from None

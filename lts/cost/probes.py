@@ -304,6 +304,12 @@ def uses_graph(names: Iterable[str], *graphs: str) -> bool:
     return any(get(n).graph in graphs for n in names)
 
 
+def composable(name: str) -> bool:
+    """True when probe `name` measures no candidate's own graph: computed from the config, or (the latency parts)
+    composed from part timings stored by shape."""
+    return get(name).graph in (None, "parts")
+
+
 def parts_probe(names: Iterable[str]) -> str | None:
     """The probe among `names` that times the latency parts (graph "parts"), if any."""
     return next((n for n in sorted(names) if get(n).graph == "parts"), None)
@@ -316,14 +322,19 @@ def _file(ctx: ProbeContext) -> int:
     return write_onnx(ctx.config.graph_spec("full"), None)
 
 
-def _forward_memory(ctx: ProbeContext) -> dict[str, int | None]:
-    """Peak memory of making a session of the whole forward graph and running one forward at ``seq_len``."""
+def forward_peak(ctx: ProbeContext, part: str, feeds: dict[str, Any]) -> dict[str, int | None]:
+    """Peak memory of making a session of forward graph `part` and running it once on `feeds` (made by the caller,
+    so before the baseline)."""
     with ctx.target.lock(exclusive=False):
-        path = ctx.write_graph("full")
-        feeds = ctx.token_feeds()  # made before the baseline
+        path = ctx.write_graph(part)
         _, peak = ctx.peak_memory(lambda: ctx.target.session(path).run(None, feeds))
         path.unlink()
     return peak
+
+
+def _forward_memory(ctx: ProbeContext) -> dict[str, int | None]:
+    """Peak memory of making a session of the whole forward graph and running one forward at ``seq_len``."""
+    return forward_peak(ctx, "full", ctx.token_feeds())
 
 
 def _generation_memory(ctx: ProbeContext) -> dict[str, int | None]:
