@@ -107,8 +107,14 @@ class EvalSettings(Settings):
     def per_candidate(self) -> tuple[str, ...]:
         """The probes that run that measure each candidate's own graph (not composed from stored parts): those
         on the forward and generation graphs, and the latency parts when ``latency_mode`` is "full"."""
-        whole = ("forward", "kv", "parts") if self.latency_mode == "full" else ("forward", "kv")
-        return tuple(n for n in self.run_probes if probes.get(n).graph in whole)
+        full = self.latency_mode == "full"
+        return tuple(n for n in self.run_probes
+                     if not probes.composable(n) or (full and probes.get(n).graph == "parts"))
+
+    @property
+    def composes_latency(self) -> bool:
+        """True when latency is timed, composed from part timings stored by shape (``latency_mode`` composed)."""
+        return self.measured and self.latency_mode == "composed" and probes.parts_probe(self.run_probes) is not None
 
     @property
     def forward(self) -> bool:
@@ -235,9 +241,9 @@ class Evaluator:
         """An evaluator that times the whole graph where this one composes latency from parts (same store,
         calibration and hardware), or None when this one times whole already or times no latency."""
         s = self.settings
-        if not s.measured or s.latency_mode != "composed" or probes.parts_probe(s.run_probes) is None:
+        if not s.composes_latency:
             return None
-        keep = tuple(n for n in s.run_probes if probes.get(n).graph in (None, "parts"))
+        keep = tuple(n for n in s.run_probes if probes.composable(n))
         return Evaluator(replace(s, latency_mode="full", probes=keep), store=self.cache,
                          calibration_s=self.calibration_s, hardware=self.hardware, time_reference=self.time_reference)
 
@@ -374,9 +380,7 @@ class Evaluator:
         """The latency parts of `configs` whose shape is not timed yet under these settings, one per shape: what
         :meth:`fill_table` measures. Empty when nothing is composed from parts here (latency not asked for, timed
         whole, nothing measured, or measured on other hardware than this machine: a cluster's nodes time their own)."""
-        s = self.settings
-        if (not s.measured or s.latency_mode != "composed" or probes.parts_probe(s.run_probes) is None
-                or self.hardware["id"] != self.target.fingerprint()["id"]):
+        if not self.settings.composes_latency or self.hardware["id"] != self.target.fingerprint()["id"]:
             return []
         todo: dict[str, tuple[Arch, str]] = {}
         for config in configs:

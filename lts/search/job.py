@@ -304,8 +304,7 @@ def composable_objectives() -> list[str]:
     from lts.cost import probes
     from lts.cost.objectives import REGISTRY
 
-    return [o.name for o in REGISTRY.values() if o.searchable and (o.probe is None or probes.get(o.probe).graph
-                                                                      in (None, "parts"))]
+    return [o.name for o in REGISTRY.values() if o.searchable and (o.probe is None or probes.composable(o.probe))]
 
 
 def run_info(seconds: float, engine: str) -> dict[str, Any]:
