@@ -177,16 +177,20 @@ def check_vocab(tokenizer_vocab: int, model_vocab: int, tokenizer_name: str, mod
                        f"trained with)")
 
 
-def load_model_and_tokenizer(settings: GenerateSettings) -> tuple[Any, Any, float]:
-    """(model in eval mode, float32; tokenizer; seconds). LTSError for every bad source or pairing."""
+def load_model_and_tokenizer(settings: Any) -> tuple[Any, Any, float]:
+    """(model in eval mode, float32; tokenizer; seconds). LTSError for every bad source or pairing.
+
+    `settings`: :class:`GenerateSettings`, or any settings with ``model``, ``tokenizer`` (None: the model's
+    folder or hub id) and ``trust_remote_code`` (``lts export``'s)."""
     from lts.core.hub import check_source, load_causal_lm, load_tokenizer
 
     t0 = time.perf_counter()
+    source = settings.tokenizer or settings.model
     check_source(settings.model, "model")  # both sources checked before the slow loads start
-    check_source(settings.tokenizer, "tokenizer")
-    tokenizer = load_tokenizer(settings.tokenizer, trust_remote_code=settings.trust_remote_code)
+    check_source(source, "tokenizer")
+    tokenizer = load_tokenizer(source, trust_remote_code=settings.trust_remote_code)
     model = load_causal_lm(settings.model, trust_remote_code=settings.trust_remote_code)
-    check_vocab(len(tokenizer), model_vocab_size(model), settings.tokenizer, settings.model)
+    check_vocab(len(tokenizer), model_vocab_size(model), source, settings.model)
     return model, tokenizer, time.perf_counter() - t0
 
 

@@ -29,7 +29,7 @@ from lts.core.cli import ArgumentParser
 from lts.core.errors import LTSError
 from lts.core.settings import Boolean, Optional, Settings, Text, borrow, setting
 from lts.cost.target import TargetSettings
-from lts.generate.decode import GenerateSettings, context_length
+from lts.generate.decode import GenerateSettings, context_length, load_model_and_tokenizer
 from lts.generate.onnx_kv import META_FILE, MODEL_FILE, cached_kv_onnx, direct_arch
 
 log = logging.getLogger(__name__)
@@ -194,20 +194,12 @@ def export(settings: ExportSettings) -> Path:
     """Write the folder (see the module docstring); its path."""
     from transformers import GenerationConfig
 
-    from lts.core.hub import check_source, load_causal_lm, load_tokenizer
-    from lts.generate.decode import check_vocab, model_vocab_size
-
     out = Path(settings.out).expanduser()
     check_out(out, settings.force)
-    tokenizer_source = settings.tokenizer or settings.model
-    check_source(settings.model, "model")
-    check_source(tokenizer_source, "tokenizer")
-    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=settings.trust_remote_code)
+    model, tokenizer, _ = load_model_and_tokenizer(settings)
     if not getattr(tokenizer, "is_fast", False):
-        raise LTSError(f"the tokenizer of {tokenizer_source} has no fast (tokenizer.json) form: the exported folder "
-                       "is read with the `tokenizers` library, which needs one")
-    model = load_causal_lm(settings.model, trust_remote_code=settings.trust_remote_code)
-    check_vocab(len(tokenizer), model_vocab_size(model), tokenizer_source, settings.model)
+        raise LTSError(f"the tokenizer of {settings.tokenizer or settings.model} has no fast (tokenizer.json) form: "
+                       "the exported folder is read with the `tokenizers` library, which needs one")
     builder = ("LTS's own generation graph (the one the search measures)" if direct_arch(model) is not None
                else "torch.onnx.export of the transformers model")
     log.info("graph: %s", builder)
