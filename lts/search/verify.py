@@ -38,12 +38,16 @@ def read_verified(run_dir: Path) -> dict[str, EvalResult]:
 
 
 def whole_front(results: Sequence[EvalResult], whole: dict[str, EvalResult], objectives: Sequence[str],
-                constraints: Sequence[Any] = ()) -> tuple[list[EvalResult], list[EvalResult]]:
+                constraints: Sequence[Any] = (), composed_front: Sequence[EvalResult] | None = None
+                ) -> tuple[list[EvalResult], list[EvalResult]]:
     """(`results` with the whole figures of those timed whole, the front written): the front of `results` as
-    the search composed them, taken again among its members with their whole figures."""
+    the search composed them (`composed_front` when the caller has it), taken again among its members with
+    their whole figures."""
+    if composed_front is None:
+        composed_front = pareto_front(results, objectives, constraints)
     if not whole:
-        return list(results), pareto_front(results, objectives, constraints)
-    members = {r.archid for r in pareto_front(results, objectives, constraints)}
+        return list(results), list(composed_front)
+    members = {r.archid for r in composed_front}
     current = [r.with_whole(whole.get(r.archid)) for r in results]
     return current, pareto_front([r for r in current if r.archid in members], objectives, constraints)
 
@@ -63,8 +67,8 @@ def measure_front_whole(results: Sequence[EvalResult], settings: SearchSettings,
 
     record = RunRecord(run_dir, VERIFIED)
     whole = {a: r for a, r in record.load().items() if r.ok}  # timed before a kill (a failure is tried again)
-    todo = [r.config for r in pareto_front(results, settings.objectives, settings.constraints)
-            if r.archid not in whole]
+    composed_front = pareto_front(results, settings.objectives, settings.constraints)
+    todo = [r.config for r in composed_front if r.archid not in whole]
     bar = tqdm(total=len(todo), desc="front, timed whole", unit="arch", disable=not progress or not todo,
                leave=True, dynamic_ncols=True)
     missing = []
@@ -84,7 +88,7 @@ def measure_front_whole(results: Sequence[EvalResult], settings: SearchSettings,
         if not res.ok:
             log.warning("%s: timing the whole graph failed (%s); its composed figures stay", res.archid, res.status)
     bar.close()
-    current, front = whole_front(results, whole, settings.objectives, settings.constraints)
+    current, front = whole_front(results, whole, settings.objectives, settings.constraints, composed_front)
     by_id = {r.archid: r for r in results}
     composed = {r.archid: {name: by_id[r.archid][name] for name in parts_objectives()}
                 for r in front if r.archid in whole and whole[r.archid].ok}
