@@ -17,10 +17,14 @@ over all timed runs), and checks that the fp32 backends produced the same tokens
 (int8: ``--precision int8``'s graph, the weight matrices quantized by ONNX Runtime; how many tokens
 agree is shown, on random models it says little about quality: see benchmarks/int8_quality.py).
 
-The peer: Hugging Face Optimum's ``ORTModelForCausalLM`` (optimum-onnx), which pins transformers
+The peers: Hugging Face Optimum's ``ORTModelForCausalLM`` (optimum-onnx), which pins transformers
 < 5, so it runs in a virtual environment of its own, made on first use (``benchmarks/optimum_peer.py``,
 ``--optimum-venv``; ``--no-optimum`` leaves it out): the model saved by ``save_pretrained``,
-exported by Optimum, the same ONNX Runtime version and session options.
+exported by Optimum, the same ONNX Runtime version and session options. And CTranslate2's
+``Generator`` (``benchmarks/ctranslate2_peer.py``, its own venv too, ``--ctranslate2-venv``;
+``--no-ctranslate2`` leaves it out): the saved model converted by its ``TransformersConverter``, loaded
+with ``compute_type`` float32 (against LTS's fp32 graph) or int8 (int8 weights, float32 activations:
+against LTS's int8 graph), the same thread count, greedy, eos disabled.
 
 The roofline: decoding one token reads every weight matrix once (the blocks, and the tied LM
 head: the whole ``vocab x n_embd`` embedding), one row of the embeddings, and the KV cache, so
@@ -31,8 +35,9 @@ reads and a write). Per model and backend: bytes read per token (weights + the m
 over the run), achieved GB/s (tokens/s x bytes), and the fraction of the read ceiling.
 
 Batches (``--batches 1,4,16``): B random prompts decoded together (one weight read serves B
-tokens), torch and the ONNX backends, tokens/s over all rows, and whether every fp32 row is
-transformers' row.
+tokens), torch, LTS's ONNX backends and CTranslate2 (float32, int8), ``--rounds`` rounds interleaved
+as above, tokens/s over all rows (median run), whether every fp32 row is transformers' row, and the
+share of int8 tokens equal to transformers'.
 """
 
 from __future__ import annotations
@@ -127,6 +132,7 @@ def time_runs(fn, repeats: int, warm_up: bool = True):
 
 
 OPTIMUM = "optimum ORTModelForCausalLM"
+CT2 = {"ctranslate2": "float32", "ctranslate2 int8": "int8"}  # backend name -> CTranslate2 compute_type
 
 
 def runners(backends: dict, ids, settings, pad: int) -> dict:
@@ -158,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-optimum", action="store_true", help="leave Hugging Face Optimum out")
     p.add_argument("--optimum-venv", type=Path, default=None,
                    help="Optimum's own venv, made on first use (default optimum-venv in the LTS cache root)")
+    p.add_argument("--no-ctranslate2", action="store_true", help="leave CTranslate2 out")
+    p.add_argument("--ctranslate2-venv", type=Path, default=None,
+                   help="CTranslate2's own venv, made on first use (default ctranslate2-venv in the LTS cache root)")
     add_json_flag(p, "generation")
     args = p.parse_args(argv)
 
@@ -175,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         from optimum_peer import ensure_venv, run_optimum, venv_versions
 
         optimum_python = ensure_venv(args.optimum_venv, log=lambda line: print(line, file=sys.stderr))
+    ct2_python = None
+    if not args.no_ctranslate2:
+        import ctranslate2_peer
+
+        ct2_python = ctranslate2_peer.ensure_venv(args.ctranslate2_venv, log=lambda line: print(line, file=sys.stderr))
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
@@ -192,13 +206,18 @@ def main(argv: list[str] | None = None) -> int:
         v = venv_versions(optimum_python)
         print(f"# Optimum in its own venv: optimum-onnx {v['optimum-onnx']}, optimum {v['optimum']}, transformers "
               f"{v['transformers']}, onnxruntime {v['onnxruntime']}, torch {v['torch']} (same session options)")
+    if ct2_python is not None:
+        v = ctranslate2_peer.venv_versions(ct2_python)
+        print(f"# CTranslate2 in its own venv: ctranslate2 {v['ctranslate2']}, transformers {v['transformers']} "
+              f"(its converter), torch {v['torch']}; intra_threads {args.threads}, inter_threads 1")
     print(f"# vocab {args.vocab}; memory bandwidth with {args.threads} threads measured just before each backend in "
           "each round (512 MiB float32, median of 7; read = the ceiling for weights, triad for reference)")
     print()
     print("| model | params | backend | tokens/s | time to first token | per-token p50 | per-token p90 "
-          "| vs torch | vs Optimum | same tokens | MB read / token | GB/s | read / triad bandwidth (GB/s) "
+          "| vs torch | vs Optimum | vs CTranslate2 (same precision) | same tokens | MB read / token | GB/s "
+          "| read / triad bandwidth (GB/s) "
           "| of the read ceiling |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     all_same = True
     batch_rows = []
     json_rows = []  # the same figures as the tables, for benchmarks/results/generation.json
@@ -213,16 +232,18 @@ def main(argv: list[str] | None = None) -> int:
             int8_model = OnnxKVModel(int8_folder, CPUTarget(threads=args.threads))
             fp32_bytes = graph_bytes_per_token(folder, n_layer, n_embd, args.prompt_len, args.new_tokens)
             int8_bytes = graph_bytes_per_token(int8_folder, n_layer, n_embd, args.prompt_len, args.new_tokens)
-            # torch and Optimum read the same fp32 weights as the fp32 graph
+            # torch, Optimum and CTranslate2 float32 read the same fp32 weights as the fp32 graph; CTranslate2
+            # int8 about the int8 graph's (int8 matrices, the embeddings' rows looked up)
             read = {"torch generate": fp32_bytes, "onnxruntime": fp32_bytes, "onnxruntime int8": int8_bytes,
-                    OPTIMUM: fp32_bytes}
+                    OPTIMUM: fp32_bytes, "ctranslate2": fp32_bytes, "ctranslate2 int8": int8_bytes}
 
             backends = {"torch generate": model, "onnxruntime": onnx_model, "onnxruntime int8": int8_model}
             runs = runners(backends, prompt, settings, args.vocab - 1)
             model_dir = Path(cache) / f"hf-{n_layer}x{n_embd}"
-            if optimum_python is not None:
+            if optimum_python is not None or ct2_python is not None:
                 model.save_pretrained(model_dir)
-            names = [*runs, *([OPTIMUM] if optimum_python is not None else [])]
+            peers = [*([OPTIMUM] if optimum_python is not None else []), *(CT2 if ct2_python is not None else [])]
+            names = [*runs, *peers]
             results = {name: [None, [], [], []] for name in names}
             ceiling = {name: [] for name in names}
             for round_ in range(args.rounds):
@@ -233,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
                                           args.threads, args.repeats, onnx_model.target.session_settings(),
                                           pad_token_id=args.vocab - 1)
                         got = (torch.tensor([out["ids"]]), out["totals"], out["firsts"], out["per_token"])
+                    elif name in CT2:
+                        out = ctranslate2_peer.run_ctranslate2(ct2_python, model_dir, prompt.tolist(), args.new_tokens,
+                                                               args.threads, args.repeats, CT2[name],
+                                                               eos_token_id=args.vocab - 1)
+                        got = (torch.tensor(out["ids"]), out["totals"], out["firsts"], out["per_token"])
                     else:
                         got = time_runs(runs[name], args.repeats, warm_up=round_ == 0)
                     results[name][0] = got[0]
@@ -249,10 +275,13 @@ def main(argv: list[str] | None = None) -> int:
                 read_bw = statistics.median(c[0] for c in ceiling[name])
                 triad_bw = statistics.median(c[1] for c in ceiling[name])
                 vs_optimum = f"{tps[name] / tps[OPTIMUM]:.2f}x" if OPTIMUM in tps else "—"
+                ct2_same = "ctranslate2 int8" if name.endswith("int8") else "ctranslate2"
+                vs_ct2 = tps[name] / tps[ct2_same] if ct2_same in tps else None
                 print(f"| {n_layer}x{n_embd} | {params / 1e6:.1f}M | {name} | {tps[name]:.1f} | "
                       f"{statistics.median(firsts) * 1000:.1f} ms | {np.percentile(per_token, 50) * 1000:.2f} ms | "
                       f"{np.percentile(per_token, 90) * 1000:.2f} ms | {tps[name] / tps['torch generate']:.2f}x | "
-                      f"{vs_optimum} | {same_text} | {read[name] / 1e6:.1f} | {tps[name] * read[name] / 1e9:.1f} | "
+                      f"{vs_optimum} | {f'{vs_ct2:.2f}x' if vs_ct2 else '—'} | {same_text} | "
+                      f"{read[name] / 1e6:.1f} | {tps[name] * read[name] / 1e9:.1f} | "
                       f"{read_bw:.1f} / {triad_bw:.1f} | {tps[name] * read[name] / 1e9 / read_bw:.0%} |", flush=True)
                 json_rows.append({
                     "table": "batch 1", "model": f"{n_layer}x{n_embd}", "params": params, "backend": name,
@@ -262,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                     "per_token_p90_ms": round(float(np.percentile(per_token, 90)) * 1000, 3),
                     "vs_torch": round(tps[name] / tps["torch generate"], 3),
                     "vs_optimum": round(tps[name] / tps[OPTIMUM], 3) if OPTIMUM in tps else None,
+                    "vs_ctranslate2_same_precision": round(vs_ct2, 3) if vs_ct2 else None,
                     "same_tokens": same_text, "mb_read_per_token": round(read[name] / 1e6, 2),
                     "gb_per_s": round(tps[name] * read[name] / 1e9, 2), "read_bandwidth_gb_s": round(read_bw, 2),
                     "triad_bandwidth_gb_s": round(triad_bw, 2),
@@ -271,38 +301,63 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             for batch in [int(b) for b in args.batches.split(",") if b.strip()]:
                 many = torch.tensor(rng.integers(0, args.vocab - 1, size=(batch, args.prompt_len)), dtype=torch.long)
-                timed = {name: time_runs(fn, args.repeats)
-                         for name, fn in runners(backends, many, settings, args.vocab - 1).items()}
-                same = bool(torch.equal(timed["onnxruntime"][0], timed["torch generate"][0]))
+                batch_runs = runners(backends, many, settings, args.vocab - 1)
+                cell = {name: [None, []] for name in [*batch_runs, *(CT2 if ct2_python is not None else [])]}
+                for round_ in range(args.rounds):  # interleaved as the batch-1 table's
+                    for name in cell:
+                        if name in CT2:
+                            out = ctranslate2_peer.run_ctranslate2(ct2_python, model_dir, many.tolist(),
+                                                                   args.new_tokens, args.threads, args.repeats,
+                                                                   CT2[name], eos_token_id=args.vocab - 1)
+                            ids, totals = torch.tensor(out["ids"]), out["totals"]
+                        else:
+                            ids, totals, _, _ = time_runs(batch_runs[name], args.repeats, warm_up=round_ == 0)
+                        cell[name][0] = ids
+                        cell[name][1] += list(totals)
+                ids_torch = cell["torch generate"][0]
+                agree = {name: float((ids[:, args.prompt_len:] == ids_torch[:, args.prompt_len:]).float().mean())
+                         for name, (ids, _) in cell.items()}
+                fp32_same = [name for name in cell if not name.endswith("int8")]
+                same = all(bool(torch.equal(cell[name][0], ids_torch)) for name in fp32_same)
                 all_same &= same
-                batch_rows.append((n_layer, n_embd, batch, same, {
-                    name: (batch * args.new_tokens / statistics.median(t[1]), statistics.median(t[2]))
-                    for name, t in timed.items()}))
+                batch_rows.append((n_layer, n_embd, batch, same, agree, {
+                    name: batch * args.new_tokens / statistics.median(totals) for name, (_, totals) in cell.items()}))
     if batch_rows:
         print()
-        print(f"# batches of prompts ({args.prompt_len} tokens each, {args.new_tokens} new tokens per row), 1 warm-up "
-              f"+ {args.repeats} timed runs per backend, backends interleaved per batch size; tokens/s counts every "
-              "row's tokens")
+        print(f"# batches of prompts ({args.prompt_len} tokens each, {args.new_tokens} new tokens per row), "
+              f"{args.rounds} rounds over the backends, each 1 warm-up + {args.repeats} timed runs per backend; "
+              "tokens/s counts every row's tokens (median run); LTS vs CTranslate2 at the same precision")
         print()
-        print("| model | batch | torch generate tokens/s | onnxruntime tokens/s | onnxruntime int8 tokens/s "
-              "| onnxruntime vs torch | fp32 rows same as torch | time to first token (onnxruntime) |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
-        for n_layer, n_embd, batch, same, by in batch_rows:
-            print(f"| {n_layer}x{n_embd} | {batch} | {by['torch generate'][0]:.1f} | {by['onnxruntime'][0]:.1f} | "
-                  f"{by['onnxruntime int8'][0]:.1f} | {by['onnxruntime'][0] / by['torch generate'][0]:.2f}x | "
-                  f"{'yes' if same else 'NO'} | {by['onnxruntime'][1] * 1000:.1f} ms |")
+        peers_on = ct2_python is not None
+        print("| model | batch | torch generate | onnxruntime (LTS) | onnxruntime int8 (LTS) "
+              + ("| ctranslate2 | ctranslate2 int8 | LTS vs CTranslate2 fp32 | LTS vs CTranslate2 int8 " if peers_on
+                 else "")
+              + "| fp32 rows same as torch | int8 tokens equal to torch's (LTS / CTranslate2) |")
+        print("| --- | ---: | ---: | ---: | ---: | " + ("---: | ---: | ---: | ---: | " if peers_on else "")
+              + "--- | --- |")
+        for n_layer, n_embd, batch, same, agree, tps_b in batch_rows:
+            ct2_cells = (f"{tps_b['ctranslate2']:.1f} | {tps_b['ctranslate2 int8']:.1f} | "
+                         f"{tps_b['onnxruntime'] / tps_b['ctranslate2']:.2f}x | "
+                         f"{tps_b['onnxruntime int8'] / tps_b['ctranslate2 int8']:.2f}x | ") if peers_on else ""
+            int8_agree = f"{agree['onnxruntime int8']:.0%}" + (
+                f" / {agree['ctranslate2 int8']:.0%}" if peers_on else "")
+            print(f"| {n_layer}x{n_embd} | {batch} | {tps_b['torch generate']:.1f} | {tps_b['onnxruntime']:.1f} | "
+                  f"{tps_b['onnxruntime int8']:.1f} | {ct2_cells}{'yes' if same else 'NO'} | {int8_agree} |")
             json_rows.append({
                 "table": "batches", "model": f"{n_layer}x{n_embd}", "batch": batch,
-                **{f"{name} tokens_per_s": round(by[name][0], 2) for name in by},
-                "onnxruntime_vs_torch": round(by["onnxruntime"][0] / by["torch generate"][0], 3),
+                **{f"{name} tokens_per_s": round(v, 2) for name, v in tps_b.items()},
+                **({"lts_vs_ctranslate2_fp32": round(tps_b["onnxruntime"] / tps_b["ctranslate2"], 3),
+                    "lts_vs_ctranslate2_int8": round(tps_b["onnxruntime int8"] / tps_b["ctranslate2 int8"], 3)}
+                   if peers_on else {}),
                 "fp32_rows_same_as_torch": same,
-                "time_to_first_token_ms (onnxruntime)": round(by["onnxruntime"][1] * 1000, 2)})
+                **{f"{name} tokens_equal_to_torch": round(a, 4) for name, a in agree.items()}})
     print()
     print(f"# load average at end {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     write_result("generation", conditions={
         "sizes": args.sizes, "vocab": args.vocab, "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens,
         "rounds": args.rounds, "timed_runs_per_round": args.repeats, "batches": args.batches,
         "optimum_venv": venv_versions(optimum_python) if optimum_python is not None else None,
+        "ctranslate2_venv": ctranslate2_peer.venv_versions(ct2_python) if ct2_python is not None else None,
         "greedy": True, "all_fp32_tokens_same": all_same,
     }, rows=json_rows, threads=args.threads, path=args.json)
     if not all_same:

@@ -35,111 +35,45 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
-READY = ".lts-ready"  # written last by ensure_venv: its absence means an unfinished install
+sys.path.insert(0, str(HERE.parent))  # _peer_venv, also for the worker (run as a script under the Optimum venv)
+
+import _peer_venv as peer  # noqa: E402
+
 PACKAGES = ("optimum-onnx", "optimum", "transformers", "onnxruntime", "torch")
 
 
 def default_venv_dir() -> Path:
     """``$LTS_CACHE_DIR/optimum-venv``, else ``$XDG_CACHE_HOME/lts/optimum-venv`` (``~/.cache/lts/optimum-venv``).
     Called in the project's environment only (never by the worker, which cannot import lts)."""
-    sys.path.insert(0, str(HERE.parent.parent))
-    from lts.core.fileio import cache_root
-
-    return cache_root() / "optimum-venv"
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _pins() -> dict[str, str | None]:
-    """The calling interpreter's torch (public version: no ``+cpu``) and onnxruntime versions; None if absent."""
-    torch_version = _dist_version("torch")
-    ort_version = _dist_version("onnxruntime")
-    if ort_version is None:  # e.g. a build installed under another distribution name
-        try:
-            import onnxruntime
-
-            ort_version = onnxruntime.__version__
-        except ImportError:
-            pass
-    return {"torch": torch_version.split("+")[0] if torch_version else None, "onnxruntime": ort_version}
-
-
-def _child_env(venv: Path | None = None) -> dict[str, str]:
-    """The environment for the venv's processes: none of the caller's site-packages may leak in."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["PYTHONNOUSERSITE"] = "1"
-    if venv is not None:
-        env["VIRTUAL_ENV"] = str(venv)
-    return env
+    return peer.cache_dir("optimum-venv")
 
 
 def ensure_venv(path: Path | None = None, log=print) -> Path:
     """The python of an Optimum venv at `path` (default :func:`default_venv_dir`), made or completed if needed.
 
-    Steps, each logged in one line: ``python -m venv``; ``pip install torch==<ours>`` (plain ``torch``
-    if that version is not installable there); ``pip install optimum-onnx onnxruntime==<ours>`` (torch
-    pinned again so pip keeps it; transformers is what optimum-onnx asks for, < 5). The marker
-    file goes last. Refuses a non-empty folder that is not a venv rather than clearing it.
+    Steps, each logged in one line (:func:`_peer_venv.ensure_venv`): ``python -m venv``; ``pip install
+    torch==<ours>`` (plain ``torch`` if that version is not installable there); ``pip install optimum-onnx
+    onnxruntime==<ours>`` (torch pinned again so pip keeps it; transformers is what optimum-onnx asks for,
+    < 5). The marker file, holding the caller's torch and onnxruntime versions, goes last. Refuses a
+    non-empty folder that is not a venv rather than clearing it.
     """
-    path = Path(path).expanduser().resolve() if path else default_venv_dir()
-    python = path / "bin" / "python"
-    marker = path / READY
-    pins = _pins()
-    wanted = json.dumps(pins, sort_keys=True)
-    if python.exists() and marker.exists() and marker.read_text(encoding="utf-8").strip() == wanted:
-        return python
-    marker.unlink(missing_ok=True)
-    env = _child_env(path)
-
-    def step(what: str, cmd: list[str], check: bool = True) -> bool:
-        log(f"[optimum venv] {what}")
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if proc.returncode != 0 and check:
-            raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
-        return proc.returncode == 0
-
-    if not python.exists():
-        if path.exists() and any(path.iterdir()) and not (path / "pyvenv.cfg").exists():
-            raise RuntimeError(f"{path} exists, is not empty and is not a virtual environment: not touching it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        step(f"creating a virtual environment in {path}", [sys.executable, "-m", "venv", "--clear", str(path)])
-    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
-    torch_spec = f"torch=={pins['torch']}" if pins["torch"] else "torch"
-    pinned = pins["torch"] is not None  # a failed pin falls back to the newest torch; a failed plain torch raises
-    if not step(f"installing {torch_spec} (the caller's torch; minutes)", [*pip, torch_spec], check=not pinned):
-        step(f"{torch_spec} is not installable there: installing the newest torch", [*pip, "torch"])
-        torch_spec = "torch"
-    ort_spec = f"onnxruntime=={pins['onnxruntime']}" if pins["onnxruntime"] else "onnxruntime"
-    step(f"installing optimum-onnx and {ort_spec} (transformers < 5 as optimum-onnx requires)",
-         [*pip, "optimum-onnx", ort_spec, torch_spec])
-    versions = venv_versions(python)
-    marker.write_text(wanted + "\n", encoding="utf-8")
-    log("[optimum venv] ready: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    return python
+    pins = peer.caller_pins(("torch", "onnxruntime"))
+    ort_spec = peer.spec("onnxruntime", pins["onnxruntime"])
+    return peer.ensure_venv(
+        Path(path) if path else default_venv_dir(), label="optimum", pins=pins, packages=PACKAGES, log=log,
+        installs=[(f"installing optimum-onnx and {ort_spec} (transformers < 5 as optimum-onnx requires)",
+                   ["optimum-onnx", ort_spec])])
 
 
 def venv_versions(python: Path) -> dict[str, str | None]:
     """The installed versions of optimum-onnx, optimum, transformers, onnxruntime and torch under `python`."""
-    code = ("import json; from importlib import metadata as m\n"
-            "def v(n):\n    try: return m.version(n)\n    except m.PackageNotFoundError: return None\n"
-            f"print(json.dumps({{n: v(n) for n in {list(PACKAGES)!r}}}))")
-    out = subprocess.run([str(python), "-c", code], env=_child_env(Path(python).parent.parent),
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return peer.venv_versions(python, PACKAGES)
 
 
 def run_optimum(python: Path, model_dir: Path, prompt_ids: list[int], new_tokens: int, threads: int, repeats: int,
@@ -152,22 +86,12 @@ def run_optimum(python: Path, model_dir: Path, prompt_ids: list[int], new_tokens
     `session_settings`: ``CPUTarget.session_settings()``, applied to Optimum's session as to ours.
     Raises RuntimeError with the tail of the worker's stderr if it fails or prints no result.
     """
-    cmd = [str(python), str(HERE), "--worker", "--model", str(model_dir),
-           "--prompt", ",".join(str(int(i)) for i in prompt_ids), "--new-tokens", str(new_tokens),
-           "--threads", str(threads), "--repeats", str(repeats), "--session-options", json.dumps(session_settings)]
+    argv = ["--model", str(model_dir), "--prompt", ",".join(str(int(i)) for i in prompt_ids),
+            "--new-tokens", str(new_tokens), "--threads", str(threads), "--repeats", str(repeats),
+            "--session-options", json.dumps(session_settings)]
     if pad_token_id is not None:
-        cmd += ["--pad", str(pad_token_id)]
-    try:
-        proc = subprocess.run(cmd, env=_child_env(Path(python).parent.parent), capture_output=True, text=True,
-                              timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        tail = (exc.stderr or b"")[-3000:]
-        tail = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
-        raise RuntimeError(f"the Optimum worker ran past {timeout_s:.0f} s; stderr tail:\n{tail}") from None
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the Optimum worker failed (exit {proc.returncode}); stderr tail:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+        argv += ["--pad", str(pad_token_id)]
+    return peer.run_worker(python, HERE, argv, timeout_s, "Optimum")
 
 
 class _Stamps:
@@ -274,18 +198,7 @@ def _measure(args: argparse.Namespace) -> dict:
 
 def _worker(args: argparse.Namespace) -> int:
     """Run _measure with fd 1 pointed at stderr (nothing, not even C++ code, can print on stdout), then the JSON."""
-    sys.stdout.flush()
-    real_stdout = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        result = _measure(args)
-    finally:
-        sys.stdout.flush()
-        os.dup2(real_stdout, 1)
-        os.close(real_stdout)
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
-    return 0
+    return peer.worker_main(lambda: _measure(args))
 
 
 def _random_model(size: str, vocab: int, out_dir: Path) -> Path:
