@@ -35,8 +35,9 @@ VERSIONS: dict[str, int] = {
     # loop, memory window, reference graph's role). Bump: every stored evaluation and timing is re-measured.
     "evaluation": 2,
     # lts/generate/onnx_kv.py: the KV-cache export's interface (inputs/outputs, the torch export wrapper,
-    # meta.json). Bump: every ONNX export is redone. (Continues the old FORMAT_VERSION = 2.)
-    "onnx_export": 3,
+    # meta.json) and the KV graph it writes for a family's own model. Bump: every ONNX export is redone.
+    # (Continues the old FORMAT_VERSION = 2; 4: the KV graph's fused attention.)
+    "onnx_export": 4,
     # lts/cost/quantize.py: how quantize_model turns an fp32 graph into int8. Bump: every INT8 copy is
     # requantized and every int8 evaluation re-measured. (Continues the old INT8_FORMAT "int8-dynamic-1".)
     "int8": 2,

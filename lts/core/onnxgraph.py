@@ -20,6 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 18
+MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators
 WeightFn = Callable[[str, tuple[int, ...]], np.ndarray]
 
 
@@ -91,16 +92,20 @@ class Graph:
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
         return out
 
-    def ops(self, op_type: str, inputs: list[str], n_out: int, **attrs) -> list[str]:
+    def ops(self, op_type: str, inputs: list[str], n_out: int, unused: tuple[int, ...] = (), **attrs) -> list[str]:
+        """A node with `n_out` outputs; those at the indices `unused` (optional outputs) are left unnamed ("")."""
         self._n += 1
-        outs = [f"{op_type.lower()}_{self._n}_{k}" for k in range(n_out)]
+        outs = ["" if k in unused else f"{op_type.lower()}_{self._n}_{k}" for k in range(n_out)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
         return outs
 
     def spec(self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]) -> GraphSpec:
         """The graph so far as a :class:`GraphSpec` (opset :data:`OPSET`, IR version 8)."""
         graph = helper.make_graph(self.nodes, name, inputs, outputs, initializer=self.small)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lts")
+        opsets = [helper.make_opsetid("", OPSET)]
+        if any(node.domain == MS_DOMAIN for node in self.nodes):  # ONNX Runtime's contrib ops (fused attention)
+            opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
+        model = helper.make_model(graph, opset_imports=opsets, producer_name="lts")
         model.ir_version = 8
         return GraphSpec(model, tuple(self.weights))
 

@@ -378,5 +378,7 @@ def _timings(data: Any) -> dict[str, Timing]:
 register(Probe("file", None, _file))
 register(Probe("memory", "forward", _forward_memory, order=0))
 register(Probe("latency", "parts", _latency, order=20, decode=_timings))
-register(Probe("generation_memory", "kv", _generation_memory, order=0))
-register(Probe("decode", "kv", _decode, order=10, decode=_timing))
+# version 2: the KV graph's attention is ONNX Runtime's fused MultiHeadAttention and its c_proj + residual + ln_2
+# one SkipLayerNormalization (the forward graphs, and so the latency table, did not change)
+register(Probe("generation_memory", "kv", _generation_memory, order=0, version=2))
+register(Probe("decode", "kv", _decode, order=10, decode=_timing, version=2))

@@ -93,7 +93,8 @@ def quantize_model(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, 
     root.setLevel(logging.ERROR)  # "please consider pre-processing" is printed through the root logger
     try:
         quantize_dynamic(proto, str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         extra_options={"MatMulConstBOnly": True})
+                         # ONNX's shape inference knows no contrib op (the fused attention's outputs are float)
+                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)
     return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "ops": ["MatMul"],

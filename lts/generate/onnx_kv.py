@@ -352,41 +352,48 @@ class OnnxKVModel:
         """
         import torch
 
-        input_ids = torch.as_tensor(input_ids, dtype=torch.long)
-        batch = input_ids.shape[0]
+        prompt = torch.as_tensor(input_ids, dtype=torch.long)
+        batch, width = prompt.shape
         eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
-        eos_t = torch.tensor(eos, dtype=torch.long)
         if eos and pad_token_id is None:
             pad_token_id = eos[0]
-        unfinished = torch.ones(batch, dtype=torch.long)
+        unfinished = np.ones(batch, bool)
         if streamer is not None:
-            streamer.put(input_ids.clone())
-        feed_ids = input_ids.numpy()
-        mask = (np.ones(input_ids.shape, np.int64) if attention_mask is None
-                else np.ascontiguousarray(np.asarray(attention_mask), dtype=np.int64))
-        if mask.shape != tuple(input_ids.shape):
-            raise LTSError(f"attention_mask has shape {mask.shape}, the prompts {tuple(input_ids.shape)}")
-        past = self.empty_past(batch)
-        for step in range(max_new_tokens):
-            if step:
-                mask = np.concatenate([mask, np.ones((batch, 1), np.int64)], axis=1)
-            logits, past = self.forward(np.ascontiguousarray(feed_ids, dtype=np.int64), past, mask)
-            scores = logits_processor(input_ids, torch.from_numpy(logits).float())
-            if do_sample:
-                probs = torch.nn.functional.softmax(scores, dim=-1)
-                next_tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
+            streamer.put(prompt.clone())
+        # Every id and mask column the run can need, allocated once; each step reads a prefix of them.
+        ids = np.empty((batch, width + max_new_tokens), np.int64)
+        ids[:, :width] = prompt.numpy()
+        mask = np.ones((batch, width + max_new_tokens), np.int64)
+        if attention_mask is not None:
+            given = np.asarray(attention_mask)
+            if given.shape != (batch, width):
+                raise LTSError(f"attention_mask has shape {given.shape}, the prompts {(batch, width)}")
+            mask[:, :width] = given
+        # Greedy with no logits processor (the benchmarks', a plain --greedy): the argmax in numpy, no torch per step.
+        plain = not do_sample and isinstance(logits_processor, list) and not logits_processor
+        feed_ids, past = ids[:, :width], self.empty_past(batch)
+        for _ in range(max_new_tokens):
+            logits, past = self.forward(np.ascontiguousarray(feed_ids), past, np.ascontiguousarray(mask[:, :width]))
+            if plain:
+                next_tokens = logits.argmax(-1)
             else:
-                next_tokens = torch.argmax(scores, dim=-1)
+                scores = logits_processor(torch.from_numpy(ids[:, :width]), torch.from_numpy(logits).float())
+                if do_sample:
+                    probs = torch.nn.functional.softmax(scores, dim=-1)
+                    next_tokens = torch.multinomial(probs, num_samples=1).squeeze(1).numpy()
+                else:
+                    next_tokens = torch.argmax(scores, dim=-1).numpy()
             if eos:
-                next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
-            input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+                next_tokens = np.where(unfinished, next_tokens, pad_token_id)
+            ids[:, width] = next_tokens
+            width += 1
             if streamer is not None:
-                streamer.put(next_tokens.clone())
+                streamer.put(torch.from_numpy(ids[:, width - 1].copy()))
             if eos:
-                unfinished = unfinished * (~torch.isin(next_tokens, eos_t)).long()
-                if unfinished.max() == 0:
+                unfinished &= ~np.isin(next_tokens, eos)
+                if not unfinished.any():
                     break
-            feed_ids = next_tokens[:, None].numpy()
+            feed_ids = ids[:, width - 1:width]
         if streamer is not None:
             streamer.end()
-        return input_ids
+        return torch.from_numpy(np.ascontiguousarray(ids[:, :width]))

@@ -25,7 +25,7 @@ import math
 import numpy as np
 from onnx import TensorProto, helper
 
-from lts.core.onnxgraph import Graph, GraphSpec, kv_names
+from lts.core.onnxgraph import MS_DOMAIN, Graph, GraphSpec, kv_names
 from lts.families.gpt2 import ArchConfig, Block
 
 PARTS = ("full", "block", "base")
@@ -126,6 +126,13 @@ class Flavour:
     def residual(self, x: str, y: str, after_attention: bool) -> str:
         return self.g.op("Add", x, y)
 
+    def project_and_norm(self, x: str, y: str, i: int) -> tuple[str, str]:
+        """Attention's output projection (c_proj) of `y`, added to the residual stream `x`, and ln_2 of the sum:
+        (the new stream, its norm)."""
+        b = f"transformer.h.{i}."
+        x = self.residual(x, self.linear(y, b + "attn.c_proj", flat_in=True), after_attention=True)
+        return x, self.layer_norm(x, b + "ln_2")
+
 
 def write_block(fl: Flavour, x: str, i: int, block: Block) -> str:
     """Layer `i` (weights ``transformer.h.<i>.*``) of shape `block` on the residual stream `x`; the new stream."""
@@ -133,8 +140,7 @@ def write_block(fl: Flavour, x: str, i: int, block: Block) -> str:
     fl.begin_block(block)
     ln1 = fl.layer_norm(x, b + "ln_1")
     y = fl.attend(fl.linear(ln1, b + "attn.c_attn"), i, block)
-    x = fl.residual(x, fl.linear(y, b + "attn.c_proj", flat_in=True), after_attention=True)
-    ln2 = fl.layer_norm(x, b + "ln_2")
+    x, ln2 = fl.project_and_norm(x, y, i)
     u = fl.gelu(fl.linear(ln2, b + "mlp.c_fc"))
     return fl.residual(x, fl.linear(u, b + "mlp.c_proj"), after_attention=False)
 
@@ -269,40 +275,40 @@ class KVFlavour(Flavour):
 
     def __init__(self, g: Graph, config: ArchConfig) -> None:
         super().__init__(g, config)
-        d = self.d
         self.c_0, self.c_1, self.c_2 = (g.const(f"c_{k}", np.array(k, np.int64)) for k in (0, 1, 2))  # scalars
-        h0 = config.layer_values("n_head")[0] if config.n_layer else 1
-        if not config.per_layer:  # where a homogeneous graph always had them
-            self.per_layer("shape_heads", h0, i64(0, 0, h0, d // h0))  # (B, S, d) -> (B, S, H, D); 0 copies the dim
-        self.shape_model = g.const("shape_model", i64(0, 0, d))      # (B, S, H, D) -> (B, S, d)
         self.c_neg = g.const("c_neg", np.array(np.finfo(np.float32).min, np.float32))
         self.c_zero = g.const("c_zero", np.array(0.0, np.float32))
-        if not config.per_layer:
-            self.per_layer("c_scale", h0, np.array(1.0 / math.sqrt(d // h0), np.float32))
         self.gelu_consts()
         self.past, self.present = kv_names(config.n_layer)
         self.mask = "mask"
 
-    def begin_block(self, block: Block) -> None:
-        h = block.n_head
-        hd = self.d // h
-        self.shape_heads = self.per_layer("shape_heads", h, i64(0, 0, h, hd))
-        self.c_scale = self.per_layer("c_scale", h, np.array(1.0 / math.sqrt(hd), np.float32))
-
     def linear(self, x: str, prefix: str, flat_in: bool = False) -> str:
-        return self.g.op("Add", self.g.op("MatMul", x, self.w(prefix + ".weight")), self.w(prefix + ".bias"))
+        y = self.g.op("MatMul", x, self.w(prefix + ".weight"))
+        if prefix.endswith("attn.c_attn"):  # its bias is added by the attention op (attend)
+            return y
+        return self.g.op("Add", y, self.w(prefix + ".bias"))
+
+    def project_and_norm(self, x: str, y: str, i: int) -> tuple[str, str]:
+        """c_proj, its bias, the residual add and ln_2 as MatMul + ONNX Runtime's SkipLayerNormalization (which
+        hands back the sum too): two kernels instead of four."""
+        b = f"transformer.h.{i}."
+        proj = self.g.op("MatMul", y, self.w(b + "attn.c_proj.weight"))
+        normed, _, _, summed = self.g.ops(
+            "SkipLayerNormalization", [proj, x, self.w(b + "ln_2.weight"), self.w(b + "ln_2.bias"),
+                                       self.w(b + "attn.c_proj.bias")], 4, unused=(1, 2), domain=MS_DOMAIN,
+            epsilon=EPS)
+        return summed, normed
 
     def attend(self, qkv: str, i: int, block: Block) -> str:
+        """ONNX Runtime's fused MultiHeadAttention: c_attn's bias, heads, past + new keys and values into the
+        presents, scaled scores + the additive mask, softmax, heads merged back: one kernel instead of ~16 ops."""
         g = self.g
         q, k, v = g.ops("Split", [qkv], 3, axis=2, num_outputs=3)
-        q, k, v = (g.op("Transpose", g.op("Reshape", t, self.shape_heads), perm=[0, 2, 1, 3]) for t in (q, k, v))
-        key, value = self.present[2 * i], self.present[2 * i + 1]
-        g.nodes.append(helper.make_node("Concat", [self.past[2 * i], k], [key], axis=2))      # (B, H, P+S, D)
-        g.nodes.append(helper.make_node("Concat", [self.past[2 * i + 1], v], [value], axis=2))
-        scores = g.op("Add", g.op("MatMul", g.op("Mul", q, self.c_scale), g.op("Transpose", key, perm=[0, 1, 3, 2])),
-                      self.mask)
-        y = g.op("MatMul", g.op("Softmax", scores, axis=-1), value)                             # (B, H, S, D)
-        return g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), self.shape_model)      # (B, S, d)
+        out = g.op("MultiHeadAttention", q, k, v, self.w(f"transformer.h.{i}.attn.c_attn.bias"), "", self.mask,
+                   self.past[2 * i], self.past[2 * i + 1], domain=MS_DOMAIN, num_heads=block.n_head)
+        node = g.nodes[-1]
+        node.output.extend([self.present[2 * i], self.present[2 * i + 1]])
+        return out
 
 
 def kv_graph_spec(config: ArchConfig) -> GraphSpec:
