@@ -46,13 +46,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lts.core.onnxgraph import tiled_weights
+from _results import add_json_flag, write_result  # noqa: E402
+
+from lts.core.onnxgraph import tiled_weights  # noqa: E402
 from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator  # noqa: E402
 from lts.cost.measure import MeasureSettings, decode_feeds, prefill_feeds, time_session  # noqa: E402
 from lts.cost.target import CPUTarget  # noqa: E402
 from lts.families.gpt2 import ArchConfig  # noqa: E402
 from lts.families.gpt2.graph import kv_graph_spec, write_onnx  # noqa: E402
 from lts.families.gpt2.space import SearchSpace  # noqa: E402
+from lts.generate.decode import DECODE_WINDOW  # noqa: E402
 from lts.search.nsga import pareto_front  # noqa: E402
 
 PROMPT_TOKENS = 16
@@ -185,7 +188,7 @@ def fidelity(args: argparse.Namespace) -> None:
 
     configs = architectures(args.archs, args.seed)
     threads = CPUTarget().threads
-    rows, ours, theirs = [], [], []
+    rows, ours, theirs, json_rows = [], [], [], []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = Path(tmp) / "tokenizer"
@@ -209,6 +212,15 @@ def fidelity(args: argparse.Namespace) -> None:
             step_s, tokens, memory_mb = float(m.group(1)) / 1e3, int(m.group(2)), float(m.group(3))
             ours.append((ev.onnx_decode_latency_s, ev.onnx_generation_memory_mb))
             theirs.append((step_s, memory_mb))
+            json_rows.append({"archid": config.archid, "n_layer": config.n_layer, "n_embd": config.n_embd,
+                              "n_inner": config.n_inner, "n_head": config.n_head,
+                              "decode_step_evaluator_ms": round(ev.onnx_decode_latency_s * 1e3, 3),
+                              "decode_step_generate_text_ms": round(step_s * 1e3, 3),
+                              "decode_difference": round(ev.onnx_decode_latency_s / step_s - 1, 4),
+                              "generation_memory_evaluator_mib": round(ev.onnx_generation_memory_mb, 1),
+                              "generation_memory_generate_text_mib": round(memory_mb, 1),
+                              "memory_difference": round(ev.onnx_generation_memory_mb / memory_mb - 1, 4),
+                              "tokens_reached": tokens})
             rows.append([f"`{config.archid}` {config.n_layer}x{config.n_embd}/{config.n_inner}/{config.n_head}",
                          f"{ev.onnx_decode_latency_s * 1e3:.2f}", f"{step_s * 1e3:.2f}",
                          f"{ev.onnx_decode_latency_s / step_s - 1:+.1%}", f"{ev.onnx_generation_memory_mb:.0f}",
@@ -224,6 +236,13 @@ def fidelity(args: argparse.Namespace) -> None:
     rho = [spearman([a[k] for a in ours], [b[k] for b in theirs]) for k in (0, 1)]
     print(f"\ndecode latency: Spearman {rho[0]:.3f}, median |error| {statistics.median(lat_err):.1%}; "
           f"generation memory: Spearman {rho[1]:.3f}, median |error| {statistics.median(mem_err):.1%}")
+    write_result("latency_fidelity", conditions={
+        "archs": len(configs), "seed": args.seed, "context": args.context, "prompt_tokens": PROMPT_TOKENS,
+        "decode_step": f"generate_text.py -v: median of the last {DECODE_WINDOW} steps", "greedy": True,
+        "seconds": round(time.perf_counter() - t0, 1)}, rows=json_rows, threads=threads, summary={
+        "decode_spearman": round(rho[0], 4), "decode_median_abs_error": round(statistics.median(lat_err), 4),
+        "memory_spearman": round(rho[1], 4), "memory_median_abs_error": round(statistics.median(mem_err), 4)},
+        path=args.json)
 
 
 def main() -> None:
@@ -233,6 +252,7 @@ def main() -> None:
     p.add_argument("--archs", type=int, default=12, help="architectures (default 12)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--context", type=int, default=512, help="KV-cache tokens (default 512, the search's default)")
+    add_json_flag(p, "latency_fidelity")
     args = p.parse_args()
     if args.archs < 2 or not 1 + PROMPT_TOKENS < args.context <= 1024:
         p.error(f"--archs must be >= 2 and --context in {PROMPT_TOKENS + 2}..1024")
