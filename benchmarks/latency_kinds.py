@@ -48,12 +48,12 @@ sys.path.insert(0, str(REPO))
 
 from _results import add_json_flag, write_result  # noqa: E402
 
-from lts.core.onnxgraph import tiled_weights  # noqa: E402
+from lts.core.onnxgraph import tiled_weights, write_onnx  # noqa: E402
 from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator  # noqa: E402
 from lts.cost.measure import MeasureSettings, decode_feeds, prefill_feeds, time_session  # noqa: E402
 from lts.cost.target import CPUTarget  # noqa: E402
 from lts.families.gpt2 import ArchConfig  # noqa: E402
-from lts.families.gpt2.graph import kv_graph_spec, write_onnx  # noqa: E402
+from lts.families.gpt2.graph import kv_graph_spec  # noqa: E402
 from lts.families.gpt2.space import SearchSpace  # noqa: E402
 from lts.generate.decode import DECODE_WINDOW  # noqa: E402
 from lts.search.nsga import pareto_front  # noqa: E402

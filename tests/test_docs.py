@@ -103,3 +103,13 @@ def test_settings_page_is_generated():
     proc = subprocess.run([sys.executable, str(DOCS / "settings_page.py"), "--check"], capture_output=True, text=True,
                           cwd=REPO)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "benchmarks").glob("[!_]*.py")))
+def test_benchmark_scripts_import_and_explain_themselves(script):
+    """Every benchmark script loads (its imports of lts still resolve) and answers -h: benchmarks are not run by the
+    suite, so a rename in lts would otherwise break one unseen (latency_kinds.py imported a moved write_onnx)."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "-h"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout
