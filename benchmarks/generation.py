@@ -28,7 +28,8 @@ against LTS's int8 graph), the same thread count, greedy, eos disabled.
 
 The roofline: decoding one token reads every weight matrix once (the blocks, and the tied LM
 head: the whole ``vocab x n_embd`` embedding), one row of the embeddings, and the KV cache, so
-at batch 1 a step cannot beat ``bytes read per token / memory bandwidth``. The bandwidth is
+at batch 1 a step cannot beat ``bytes read per token / memory bandwidth`` (the memory-bus ceiling on
+tokens/s: read bandwidth / bytes per token, shown beside each backend). The bandwidth is
 measured here, with the same thread count (torch reductions over a 512 MiB float32 array
 that no cache holds: read-only, like weights; and a STREAM-style triad ``a = b + s c``: two
 reads and a write). Per model and backend: bytes read per token (weights + the mean KV cache
@@ -43,6 +44,7 @@ share of int8 tokens equal to transformers'.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -76,6 +78,21 @@ def build_model(n_layer: int, n_embd: int, vocab: int = 50257):
     torch.manual_seed(0)
     model = GPT2LMHeadModel(cfg.to_hf_config(bos_token_id=vocab - 1, eos_token_id=vocab - 1)).eval()
     return model, sum(p.numel() for p in model.parameters())
+
+
+def model_from_folder(folder: Path):
+    """A GPT-2 of the architecture in `folder`'s config.json (a search's models/<archid>/), weights drawn here (seed 0),
+    eos = pad = the last id; (model, params, label)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config.from_pretrained(folder)
+    config.bos_token_id = config.eos_token_id = config.vocab_size - 1
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config).eval()
+    inner = config.n_inner or 4 * config.n_embd
+    label = f"{Path(folder).name} {config.n_layer}x{config.n_embd}/{inner}/{config.n_head}"
+    return model, sum(p.numel() for p in model.parameters()), label
 
 
 def bandwidth(threads: int, mib: int = 512, repeats: int = 7) -> tuple[float, float]:
@@ -151,6 +168,8 @@ def runners(backends: dict, ids, settings, pad: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="2x256,4x384,6x512", help="comma-separated LAYERSxN_EMBD (default %(default)s)")
+    p.add_argument("--models", default=None, help="comma-separated model folders (a search's models/<archid>/: "
+                   "their config.json, weights drawn here) instead of --sizes; --vocab is theirs")
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per backend and round (default %(default)s)")
@@ -169,6 +188,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="CTranslate2's own venv, made on first use (default ctranslate2-venv in the LTS cache root)")
     add_json_flag(p, "generation")
     args = p.parse_args(argv)
+    if args.models:
+        folders = [Path(f) for f in args.models.split(",") if f.strip()]
+        missing = [str(f) for f in folders if not (f / "config.json").is_file()]
+        if missing:
+            p.error(f"no config.json in {', '.join(missing)}")
+        configs = [json.loads((f / "config.json").read_text(encoding="utf-8")) for f in folders]
+        if len({c["vocab_size"] for c in configs}) != 1:
+            p.error("--models: the models must share one vocabulary size")
+        args.vocab = configs[0]["vocab_size"]
+        plan = [(c["n_layer"], c["n_embd"], lambda f=f: model_from_folder(f)) for f, c in zip(folders, configs)]
+    else:
+        plan = [(n_layer, n_embd, lambda n_layer=n_layer, n_embd=n_embd: (
+            *build_model(n_layer, n_embd, args.vocab), f"{n_layer}x{n_embd}")) for n_layer, n_embd in
+            parse_sizes(args.sizes)]
 
     import onnxruntime
     import torch
@@ -215,15 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| model | params | backend | tokens/s | time to first token | per-token p50 | per-token p90 "
           "| vs torch | vs Optimum | vs CTranslate2 (same precision) | same tokens | MB read / token | GB/s "
-          "| read / triad bandwidth (GB/s) "
+          "| read / triad bandwidth (GB/s) | memory-bus ceiling (tokens/s) "
           "| of the read ceiling |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: "
+          "| ---: |")
     all_same = True
     batch_rows = []
     json_rows = []  # the same figures as the tables, for benchmarks/results/generation.json
     with tempfile.TemporaryDirectory(prefix="lts-bench-onnx-") as cache:
-        for n_layer, n_embd in parse_sizes(args.sizes):
-            model, params = build_model(n_layer, n_embd, args.vocab)
+        for n_layer, n_embd, make in plan:
+            model, params, label = make()
             t0 = time.perf_counter()
             folder, _ = cached_kv_onnx(model, cache)
             export_s = time.perf_counter() - t0
@@ -239,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
             backends = {"torch generate": model, "onnxruntime": onnx_model, "onnxruntime int8": int8_model}
             runs = runners(backends, prompt, settings, args.vocab - 1)
-            model_dir = Path(cache) / f"hf-{n_layer}x{n_embd}"
+            model_dir = Path(cache) / f"hf-{label.split()[0]}"
             if optimum_python is not None or ct2_python is not None:
                 model.save_pretrained(model_dir)
             peers = [*([OPTIMUM] if optimum_python is not None else []), *(CT2 if ct2_python is not None else [])]
@@ -277,14 +311,15 @@ def main(argv: list[str] | None = None) -> int:
                 vs_optimum = f"{tps[name] / tps[OPTIMUM]:.2f}x" if OPTIMUM in tps else "—"
                 ct2_same = "ctranslate2 int8" if name.endswith("int8") else "ctranslate2"
                 vs_ct2 = tps[name] / tps[ct2_same] if ct2_same in tps else None
-                print(f"| {n_layer}x{n_embd} | {params / 1e6:.1f}M | {name} | {tps[name]:.1f} | "
+                print(f"| {label} | {params / 1e6:.1f}M | {name} | {tps[name]:.1f} | "
                       f"{statistics.median(firsts) * 1000:.1f} ms | {np.percentile(per_token, 50) * 1000:.2f} ms | "
                       f"{np.percentile(per_token, 90) * 1000:.2f} ms | {tps[name] / tps['torch generate']:.2f}x | "
                       f"{vs_optimum} | {f'{vs_ct2:.2f}x' if vs_ct2 else '—'} | {same_text} | "
                       f"{read[name] / 1e6:.1f} | {tps[name] * read[name] / 1e9:.1f} | "
-                      f"{read_bw:.1f} / {triad_bw:.1f} | {tps[name] * read[name] / 1e9 / read_bw:.0%} |", flush=True)
+                      f"{read_bw:.1f} / {triad_bw:.1f} | {read_bw * 1e9 / read[name]:.0f} | "
+                      f"{tps[name] * read[name] / 1e9 / read_bw:.0%} |", flush=True)
                 json_rows.append({
-                    "table": "batch 1", "model": f"{n_layer}x{n_embd}", "params": params, "backend": name,
+                    "table": "batch 1", "model": label, "params": params, "backend": name,
                     "tokens_per_s": round(tps[name], 2),
                     "time_to_first_token_ms": round(statistics.median(firsts) * 1000, 2),
                     "per_token_p50_ms": round(float(np.percentile(per_token, 50)) * 1000, 3),
@@ -295,9 +330,10 @@ def main(argv: list[str] | None = None) -> int:
                     "same_tokens": same_text, "mb_read_per_token": round(read[name] / 1e6, 2),
                     "gb_per_s": round(tps[name] * read[name] / 1e9, 2), "read_bandwidth_gb_s": round(read_bw, 2),
                     "triad_bandwidth_gb_s": round(triad_bw, 2),
+                    "memory_bus_ceiling_tokens_per_s": round(read_bw * 1e9 / read[name], 1),
                     "share_of_read_ceiling": round(tps[name] * read[name] / 1e9 / read_bw, 3),
                     "onnx_export_s": round(export_s, 1)})
-            print(f"<!-- {n_layer}x{n_embd}: ONNX export {export_s:.1f} s (once per model, cached by content hash) -->",
+            print(f"<!-- {label}: ONNX export {export_s:.1f} s (once per model, cached by content hash) -->",
                   flush=True)
             for batch in [int(b) for b in args.batches.split(",") if b.strip()]:
                 many = torch.tensor(rng.integers(0, args.vocab - 1, size=(batch, args.prompt_len)), dtype=torch.long)
@@ -320,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 fp32_same = [name for name in cell if not name.endswith("int8")]
                 same = all(bool(torch.equal(cell[name][0], ids_torch)) for name in fp32_same)
                 all_same &= same
-                batch_rows.append((n_layer, n_embd, batch, same, agree, {
+                batch_rows.append((label, batch, same, agree, {
                     name: batch * args.new_tokens / statistics.median(totals) for name, (_, totals) in cell.items()}))
     if batch_rows:
         print()
@@ -335,16 +371,16 @@ def main(argv: list[str] | None = None) -> int:
               + "| fp32 rows same as torch | int8 tokens equal to torch's (LTS / CTranslate2) |")
         print("| --- | ---: | ---: | ---: | ---: | " + ("---: | ---: | ---: | ---: | " if peers_on else "")
               + "--- | --- |")
-        for n_layer, n_embd, batch, same, agree, tps_b in batch_rows:
+        for label, batch, same, agree, tps_b in batch_rows:
             ct2_cells = (f"{tps_b['ctranslate2']:.1f} | {tps_b['ctranslate2 int8']:.1f} | "
                          f"{tps_b['onnxruntime'] / tps_b['ctranslate2']:.2f}x | "
                          f"{tps_b['onnxruntime int8'] / tps_b['ctranslate2 int8']:.2f}x | ") if peers_on else ""
             int8_agree = f"{agree['onnxruntime int8']:.0%}" + (
                 f" / {agree['ctranslate2 int8']:.0%}" if peers_on else "")
-            print(f"| {n_layer}x{n_embd} | {batch} | {tps_b['torch generate']:.1f} | {tps_b['onnxruntime']:.1f} | "
+            print(f"| {label} | {batch} | {tps_b['torch generate']:.1f} | {tps_b['onnxruntime']:.1f} | "
                   f"{tps_b['onnxruntime int8']:.1f} | {ct2_cells}{'yes' if same else 'NO'} | {int8_agree} |")
             json_rows.append({
-                "table": "batches", "model": f"{n_layer}x{n_embd}", "batch": batch,
+                "table": "batches", "model": label, "batch": batch,
                 **{f"{name} tokens_per_s": round(v, 2) for name, v in tps_b.items()},
                 **({"lts_vs_ctranslate2_fp32": round(tps_b["onnxruntime"] / tps_b["ctranslate2"], 3),
                     "lts_vs_ctranslate2_int8": round(tps_b["onnxruntime int8"] / tps_b["ctranslate2 int8"], 3)}
@@ -354,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"# load average at end {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     write_result("generation", conditions={
-        "sizes": args.sizes, "vocab": args.vocab, "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens,
+        "sizes": None if args.models else args.sizes, "models": args.models, "vocab": args.vocab,
+        "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens,
         "rounds": args.rounds, "timed_runs_per_round": args.repeats, "batches": args.batches,
         "optimum_venv": venv_versions(optimum_python) if optimum_python is not None else None,
         "ctranslate2_venv": ctranslate2_peer.venv_versions(ct2_python) if ct2_python is not None else None,

@@ -281,12 +281,38 @@ class KVFlavour(Flavour):
         self.gelu_consts()
         self.past, self.present = kv_names(config.n_layer)
         self.mask = "mask"
+        # The MLP's residual stream, not yet written: name -> (c_proj's MatMul, the stream it adds to, its bias).
+        # The LayerNorm that reads it next (the next block's ln_1, or ln_f) writes it as a SkipLayerNormalization.
+        self.pending: dict[str, tuple[str, str, str]] = {}
+        self.bias_of: dict[str, str] = {}  # c_proj MatMul output -> its bias, not yet added
+        self.streams = 0
 
     def linear(self, x: str, prefix: str, flat_in: bool = False) -> str:
         y = self.g.op("MatMul", x, self.w(prefix + ".weight"))
         if prefix.endswith("attn.c_attn"):  # its bias is added by the attention op (attend)
             return y
+        if prefix.endswith("mlp.c_proj"):  # its bias is added with the residual (residual, layer_norm)
+            self.bias_of[y] = self.w(prefix + ".bias")
+            return y
         return self.g.op("Add", y, self.w(prefix + ".bias"))
+
+    def residual(self, x: str, y: str, after_attention: bool) -> str:
+        """The MLP's residual add (y = c_proj's MatMul, its bias still to add): left to the LayerNorm after it."""
+        self.streams += 1
+        name = f"stream_{self.streams}"
+        self.pending[name] = (y, x, self.bias_of.pop(y))
+        return name
+
+    def layer_norm(self, x: str, prefix: str) -> str:
+        """LayerNorm of `x`; of a pending residual stream, SkipLayerNormalization (bias + residual add + norm, the
+        sum written under the stream's name): one kernel instead of three."""
+        if x not in self.pending:
+            return super().layer_norm(x, prefix)
+        y, skip, bias = self.pending.pop(x)
+        normed = self.g.op("SkipLayerNormalization", y, skip, self.w(prefix + ".weight"), self.w(prefix + ".bias"),
+                           bias, domain=MS_DOMAIN, epsilon=EPS)
+        self.g.nodes[-1].output.extend(["", "", x])
+        return normed
 
     def project_and_norm(self, x: str, y: str, i: int) -> tuple[str, str]:
         """c_proj, its bias, the residual add and ln_2 as MatMul + ONNX Runtime's SkipLayerNormalization (which
@@ -306,8 +332,7 @@ class KVFlavour(Flavour):
         q, k, v = g.ops("Split", [qkv], 3, axis=2, num_outputs=3)
         out = g.op("MultiHeadAttention", q, k, v, self.w(f"transformer.h.{i}.attn.c_attn.bias"), "", self.mask,
                    self.past[2 * i], self.past[2 * i + 1], domain=MS_DOMAIN, num_heads=block.n_head)
-        node = g.nodes[-1]
-        node.output.extend([self.present[2 * i], self.present[2 * i + 1]])
+        g.nodes[-1].output.extend([self.present[2 * i], self.present[2 * i + 1]])  # (B, H, P+S, D) each
         return out
 
 
@@ -356,8 +381,8 @@ def kv_graph_spec(config: ArchConfig) -> GraphSpec:
     for i, block in enumerate(config.blocks()):
         x = write_block(fl, x, i, block)
 
-    last = g.op("Gather", x, g.op("Sub", seq, c_1), axis=1)                    # (B, d)
-    last = fl.layer_norm(last, "transformer.ln_f")
+    # ln_f on every position (with the last block's residual add, fused), then the last position: (B, d)
+    last = g.op("Gather", fl.layer_norm(x, "transformer.ln_f"), g.op("Sub", seq, c_1), axis=1)
     # Tied LM head on the last position only: Gemm with transB reads wte as stored (no transposed copy).
     g.nodes.append(helper.make_node("Gemm", [last, "transformer.wte.weight"], ["logits"], transB=1))
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", config.vocab_size])]
