@@ -21,6 +21,7 @@ Pages (each from the JSON files whose name is the page's prefix, or the prefix +
     search-quality.md benchmarks/results/search_quality*.json    benchmarks/search_quality.py
     composition-fidelity.md  benchmarks/results/composition_fidelity*.json  benchmarks/composition_fidelity.py
     per-layer-search.md  benchmarks/results/per_layer_search*.json  benchmarks/per_layer_search.py
+    latency-fidelity.md  benchmarks/results/latency_fidelity*.json  benchmarks/latency_kinds.py fidelity
     README.md         the index
 
 A page with no JSON yet says so in one line and gives the command that writes it.
@@ -70,9 +71,16 @@ class Page:
 
 
 PAGES = (
-    Page("generation", "Generation speed", ("generation",), ("python benchmarks/generation.py",),
-         "greedy decoding: transformers' generate vs LTS's ONNX Runtime loop (fp32, int8) vs Optimum; "
-         "memory bandwidth; batches"),
+    Page("generation", "Generation speed", ("generation",),
+         ("python benchmarks/generation.py", "python benchmarks/generation.py --sizes 6x512 --vocab 4096",
+          "python benchmarks/generation.py --models models/A,models/B,models/C"),
+         "greedy decoding: transformers' generate vs LTS's ONNX Runtime loop (fp32, int8) vs Optimum and "
+         "CTranslate2 (float32, int8); the memory-bus ceiling; batches 1, 4, 16; random GPT-2s and three members "
+         "of the committed front"),
+    Page("latency-fidelity", "Decode latency: the search's figure vs generate_text.py", ("latency_fidelity",),
+         ("python benchmarks/latency_kinds.py fidelity --seed 1",),
+         "the evaluator's onnx_decode_latency_s and onnx_generation_memory_mb against what generate_text.py "
+         "--backend onnx takes and holds on the same architectures (held-out: seed 1), in interleaved rounds"),
     Page("training", "Training throughput", ("train_throughput", "train_layouts"),
          ("python benchmarks/train_throughput.py", "python benchmarks/train_throughput.py --layouts"),
          "train.py's loop vs transformers' Trainer; processes, threads and --compile on the CPU"),

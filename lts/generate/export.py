@@ -60,7 +60,7 @@ SETTINGS = ExportSettings  # every setting, declared once (lts.core.settings)
 README = """# {name}
 
 Exported by LTS (`lts export`, {precision}): a causal language model as one ONNX graph with a KV cache,
-run with plain ONNX Runtime. Built by: {builder}.
+run with plain ONNX Runtime. Built by: {builder}.{contrib}
 
 | file | what |
 | --- | --- |
@@ -217,15 +217,29 @@ def export(settings: ExportSettings) -> Path:
             fileio.write_json(tmp / "genai_config.json", genai)
         else:
             log.info("no genai_config.json: %s", why_not)
+        contrib = contrib_ops(tmp / MODEL_FILE)
         layout = ", ".join(f"({h}, {d})" for h, d in meta["kv_layout"])
         vocab = meta.get("vocab_size", "V")
         (tmp / "README.md").write_text(README.format(
             name=out.name, precision=settings.precision, builder=builder, model_file=MODEL_FILE,
+            contrib=f"\nIt uses ONNX Runtime's own fused operators ({', '.join(contrib)}, domain `com.microsoft`), "
+            "so it runs on ONNX Runtime (any of its execution providers that has them), not on other ONNX runtimes."
+            if contrib else "",
             data=f" (weights in {', '.join(f'`{d}`' for d in data)})" if data else "", n_layers=meta["n_layers"],
             logits_shape=f"B, 1, {vocab}" if genai else f"B, {vocab}", layout=layout, code=CODE,
             genai_row="onnxruntime-genai's settings for this graph (below)" if genai else
             f"not written: {why_not}", genai=GENAI if genai else ""), encoding="utf-8")
     return out
+
+
+def contrib_ops(path: Path) -> list[str]:
+    """The ONNX Runtime contrib operators (domain ``com.microsoft``) the graph at `path` uses, sorted."""
+    import onnx
+
+    from lts.core.onnxgraph import MS_DOMAIN
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sorted({node.op_type for node in graph.node if node.domain == MS_DOMAIN})
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
