@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 READY = ".lts-ready"  # written last by ensure_venv: its absence means an unfinished install
 REPO = Path(__file__).resolve().parent.parent
@@ -176,3 +177,26 @@ def worker_main(measure: Callable[[], dict]) -> int:
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
+
+
+def random_model(size: str, vocab: int, out_dir: Path) -> Path:
+    """A random GPT-2 of `size` ("LAYERSxN_EMBD", benchmarks/generation.py's build_model), saved in `out_dir`: a peer
+    script's model when it is given none. Needs the project's venv (never called by a worker)."""
+    here = Path(__file__).resolve().parent
+    sys.path[:0] = [str(here.parent), str(here)]
+    from generation import build_model, parse_sizes
+
+    (n_layer, n_embd), = parse_sizes(size)
+    model, _ = build_model(n_layer, n_embd, vocab)
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+def add_model_args(parser: Any, label: str, venv_default: Path) -> None:
+    """The arguments every peer script's CLI takes: its venv, the model folder, or the size and vocabulary of a
+    random GPT-2 (:func:`random_model`) when none is given."""
+    parser.add_argument("--venv", type=Path, default=None, help=f"the {label} venv (default {venv_default})")
+    parser.add_argument("--model", type=Path, help="a saved transformers GPT-2 folder (save_pretrained)")
+    parser.add_argument("--size", default="2x64",
+                        help="without --model: LAYERSxN_EMBD of a random GPT-2 (%(default)s)")
+    parser.add_argument("--vocab", type=int, default=512, help="without --model: its vocabulary (%(default)s)")

@@ -252,17 +252,6 @@ def _worker(args: argparse.Namespace) -> int:
     return peer.worker_main(lambda: _measure(args))
 
 
-def _random_model(size: str, vocab: int, out_dir: Path) -> Path:
-    """A random GPT-2 (benchmarks/generation.py's build_model), saved in `out_dir`; needs the project's venv."""
-    sys.path.insert(0, str(HERE.parent.parent))
-    from generation import build_model, parse_sizes
-
-    (n_layer, n_embd), = parse_sizes(size)
-    model, _ = build_model(n_layer, n_embd, vocab)
-    model.save_pretrained(out_dir)
-    return out_dir
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -270,10 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                "disabled, 1 warm-up + --repeats timed runs) and prints tokens/s and, at batch 1, time to first "
                "token and per-token latency. Without --model, a random GPT-2 of --size is built here (this needs "
                "the project's own venv).")
-    p.add_argument("--venv", type=Path, default=None, help=f"the CTranslate2 venv (default {default_venv_dir()})")
-    p.add_argument("--model", type=Path, help="a saved transformers GPT-2 folder (save_pretrained)")
-    p.add_argument("--size", default="2x64", help="without --model: LAYERSxN_EMBD of a random GPT-2 (%(default)s)")
-    p.add_argument("--vocab", type=int, default=512, help="without --model: its vocabulary (%(default)s)")
+    peer.add_model_args(p, "CTranslate2", default_venv_dir())
     p.add_argument("--prompt", help="comma-separated prompt token ids (batch 1)")
     p.add_argument("--prompts", help="the batch as JSON, a list of equally long id lists (e.g. '[[1,2],[3,4]]')")
     p.add_argument("--prompt-len", type=int, default=16, help="without --prompt(s): random prompts this long")
@@ -303,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
     python = ensure_venv(args.venv)
     with tempfile.TemporaryDirectory(prefix="lts-ctranslate2-model-") as tmp:
-        model_dir = args.model or _random_model(args.size, args.vocab, Path(tmp) / "model")
+        model_dir = args.model or peer.random_model(args.size, args.vocab, Path(tmp) / "model")
         if args.prompts:
             prompts = [[int(i) for i in row] for row in json.loads(args.prompts)]
         else:
