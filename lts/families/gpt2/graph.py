@@ -126,13 +126,6 @@ class Flavour:
     def residual(self, x: str, y: str, after_attention: bool) -> str:
         return self.g.op("Add", x, y)
 
-    def project_and_norm(self, x: str, y: str, i: int) -> tuple[str, str]:
-        """Attention's output projection (c_proj) of `y`, added to the residual stream `x`, and ln_2 of the sum:
-        (the new stream, its norm)."""
-        b = f"transformer.h.{i}."
-        x = self.residual(x, self.linear(y, b + "attn.c_proj", flat_in=True), after_attention=True)
-        return x, self.layer_norm(x, b + "ln_2")
-
 
 def write_block(fl: Flavour, x: str, i: int, block: Block) -> str:
     """Layer `i` (weights ``transformer.h.<i>.*``) of shape `block` on the residual stream `x`; the new stream."""
@@ -140,7 +133,8 @@ def write_block(fl: Flavour, x: str, i: int, block: Block) -> str:
     fl.begin_block(block)
     ln1 = fl.layer_norm(x, b + "ln_1")
     y = fl.attend(fl.linear(ln1, b + "attn.c_attn"), i, block)
-    x, ln2 = fl.project_and_norm(x, y, i)
+    x = fl.residual(x, fl.linear(y, b + "attn.c_proj", flat_in=True), after_attention=True)
+    ln2 = fl.layer_norm(x, b + "ln_2")
     u = fl.gelu(fl.linear(ln2, b + "mlp.c_fc"))
     return fl.residual(x, fl.linear(u, b + "mlp.c_proj"), after_attention=False)
 
@@ -281,25 +275,23 @@ class KVFlavour(Flavour):
         self.gelu_consts()
         self.past, self.present = kv_names(config.n_layer)
         self.mask = "mask"
-        # The MLP's residual stream, not yet written: name -> (c_proj's MatMul, the stream it adds to, its bias).
-        # The LayerNorm that reads it next (the next block's ln_1, or ln_f) writes it as a SkipLayerNormalization.
+        # A residual stream not yet written: name -> (c_proj's MatMul, the stream it adds to, c_proj's bias). The
+        # LayerNorm that reads it next (ln_2; the next block's ln_1, or ln_f) writes it as a SkipLayerNormalization.
         self.pending: dict[str, tuple[str, str, str]] = {}
         self.bias_of: dict[str, str] = {}  # c_proj MatMul output -> its bias, not yet added
-        self.streams = 0
 
     def linear(self, x: str, prefix: str, flat_in: bool = False) -> str:
         y = self.g.op("MatMul", x, self.w(prefix + ".weight"))
         if prefix.endswith("attn.c_attn"):  # its bias is added by the attention op (attend)
             return y
-        if prefix.endswith("mlp.c_proj"):  # its bias is added with the residual (residual, layer_norm)
+        if prefix.endswith("c_proj"):  # its bias is added with the residual (residual, layer_norm)
             self.bias_of[y] = self.w(prefix + ".bias")
             return y
         return self.g.op("Add", y, self.w(prefix + ".bias"))
 
     def residual(self, x: str, y: str, after_attention: bool) -> str:
-        """The MLP's residual add (y = c_proj's MatMul, its bias still to add): left to the LayerNorm after it."""
-        self.streams += 1
-        name = f"stream_{self.streams}"
+        """A residual add (y = a c_proj's MatMul, its bias still to add): left to the LayerNorm after it."""
+        name = f"{y}_residual"
         self.pending[name] = (y, x, self.bias_of.pop(y))
         return name
 
@@ -313,17 +305,6 @@ class KVFlavour(Flavour):
                            bias, domain=MS_DOMAIN, epsilon=EPS)
         self.g.nodes[-1].output.extend(["", "", x])
         return normed
-
-    def project_and_norm(self, x: str, y: str, i: int) -> tuple[str, str]:
-        """c_proj, its bias, the residual add and ln_2 as MatMul + ONNX Runtime's SkipLayerNormalization (which
-        hands back the sum too): two kernels instead of four."""
-        b = f"transformer.h.{i}."
-        proj = self.g.op("MatMul", y, self.w(b + "attn.c_proj.weight"))
-        normed, _, _, summed = self.g.ops(
-            "SkipLayerNormalization", [proj, x, self.w(b + "ln_2.weight"), self.w(b + "ln_2.bias"),
-                                       self.w(b + "attn.c_proj.bias")], 4, unused=(1, 2), domain=MS_DOMAIN,
-            epsilon=EPS)
-        return summed, normed
 
     def attend(self, qkv: str, i: int, block: Block) -> str:
         """ONNX Runtime's fused MultiHeadAttention: c_attn's bias, heads, past + new keys and values into the
