@@ -160,13 +160,12 @@ def genai_config(meta: dict[str, Any], config: Any, data: list[str]) -> tuple[di
                    "temperature": 1.0, "top_k": 1, "top_p": 1.0}}, ""
 
 
-def with_sequence_axis(path: Path) -> None:
+def with_sequence_axis(model: Any) -> None:
     """Give the graph's ``logits`` output a sequence axis of 1, (B, 1, V), the shape onnxruntime-genai reads
-    (one Unsqueeze after the LM head; nothing else changes)."""
+    (one Unsqueeze after the LM head; nothing else changes). `model`: the ModelProto, changed in place."""
     import onnx
     from onnx import TensorProto, helper
 
-    model = onnx.load(str(path))
     g = model.graph
     (logits,) = [o for o in g.output if o.name == "logits"]
     inner, axis = "logits_of_last_position", "logits_sequence_axis"
@@ -179,7 +178,6 @@ def with_sequence_axis(path: Path) -> None:
     g.output.remove(logits)
     g.output.insert(where, helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 1, vocab]))
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))
 
 
 def check_out(out: Path, force: bool) -> None:
@@ -192,6 +190,7 @@ def check_out(out: Path, force: bool) -> None:
 
 def export(settings: ExportSettings) -> Path:
     """Write the folder (see the module docstring); its path."""
+    import onnx
     from transformers import GenerationConfig
 
     out = Path(settings.out).expanduser()
@@ -211,13 +210,15 @@ def export(settings: ExportSettings) -> Path:
         tokenizer.save_pretrained(tmp)
         GenerationConfig.from_model_config(model.config).save_pretrained(tmp)
         data = [p.name for p in folder.iterdir() if p.name not in (MODEL_FILE, META_FILE)]
+        graph = onnx.load(str(tmp / MODEL_FILE), load_external_data=False)  # loaded once: read, maybe changed
+        contrib = contrib_ops(graph)
         genai, why_not = genai_config(meta, model.config, data)
         if genai is not None:
-            with_sequence_axis(tmp / MODEL_FILE)
+            with_sequence_axis(graph)  # genai's configs are written only for graphs without external data
+            onnx.save(graph, str(tmp / MODEL_FILE))
             fileio.write_json(tmp / "genai_config.json", genai)
         else:
             log.info("no genai_config.json: %s", why_not)
-        contrib = contrib_ops(tmp / MODEL_FILE)
         layout = ", ".join(f"({h}, {d})" for h, d in meta["kv_layout"])
         vocab = meta.get("vocab_size", "V")
         (tmp / "README.md").write_text(README.format(
@@ -232,14 +233,11 @@ def export(settings: ExportSettings) -> Path:
     return out
 
 
-def contrib_ops(path: Path) -> list[str]:
-    """The ONNX Runtime contrib operators (domain ``com.microsoft``) the graph at `path` uses, sorted."""
-    import onnx
-
+def contrib_ops(model: Any) -> list[str]:
+    """The ONNX Runtime contrib operators (domain ``com.microsoft``) the ModelProto `model` uses, sorted."""
     from lts.core.onnxgraph import MS_DOMAIN
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return sorted({node.op_type for node in graph.node if node.domain == MS_DOMAIN})
+    return sorted({node.op_type for node in model.graph.node if node.domain == MS_DOMAIN})
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
