@@ -277,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
             if optimum_python is not None or ct2_python is not None:
                 model.save_pretrained(model_dir)
             peers = [*([OPTIMUM] if optimum_python is not None else []), *(CT2 if ct2_python is not None else [])]
+
+            def ct2_run(name: str, prompts, model_dir: Path = model_dir) -> dict:
+                """CTranslate2 at backend `name`'s compute type on `prompts` (B, S): its worker's JSON."""
+                return ctranslate2_peer.run_ctranslate2(ct2_python, model_dir, prompts.tolist(), args.new_tokens,
+                                                        args.threads, args.repeats, CT2[name],
+                                                        eos_token_id=args.vocab - 1)
             names = [*runs, *peers]
             results = {name: [None, [], [], []] for name in names}
             ceiling = {name: [] for name in names}
@@ -289,9 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                                           pad_token_id=args.vocab - 1)
                         got = (torch.tensor([out["ids"]]), out["totals"], out["firsts"], out["per_token"])
                     elif name in CT2:
-                        out = ctranslate2_peer.run_ctranslate2(ct2_python, model_dir, prompt.tolist(), args.new_tokens,
-                                                               args.threads, args.repeats, CT2[name],
-                                                               eos_token_id=args.vocab - 1)
+                        out = ct2_run(name, prompt)
                         got = (torch.tensor(out["ids"]), out["totals"], out["firsts"], out["per_token"])
                     else:
                         got = time_runs(runs[name], args.repeats, warm_up=round_ == 0)
@@ -342,9 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                 for round_ in range(args.rounds):  # interleaved as the batch-1 table's
                     for name in cell:
                         if name in CT2:
-                            out = ctranslate2_peer.run_ctranslate2(ct2_python, model_dir, many.tolist(),
-                                                                   args.new_tokens, args.threads, args.repeats,
-                                                                   CT2[name], eos_token_id=args.vocab - 1)
+                            out = ct2_run(name, many)
                             ids, totals = torch.tensor(out["ids"]), out["totals"]
                         else:
                             ids, totals, _, _ = time_runs(batch_runs[name], args.repeats, warm_up=round_ == 0)
