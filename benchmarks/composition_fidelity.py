@@ -88,11 +88,11 @@ def main() -> int:
         settings = EvalSettings.create(objectives=["non_embedding_params", "onnx_latency_s"], seq_len=args.seq_len,
                                        threads=args.threads)
         composed = Evaluator(settings, Path(tmp) / "cache.sqlite")
-        whole = composed.whole()
+        whole = composed.whole_graph_evaluator()
         assert whole is not None
         t0 = time.perf_counter()
-        table = composed.table_todo([a for _, a in archs])
-        failed = [reason for _, reason in composed.fill_table(table) if reason]
+        table = composed.untimed_parts([a for _, a in archs])
+        failed = [reason for _, reason in composed.time_parts(table) if reason]
         print(f"table: {len(table)} part shapes timed in {time.perf_counter() - t0:.0f} s"
               + (f", {len(failed)} failed" if failed else ""), flush=True)
         m, target = settings.measurement, settings.target

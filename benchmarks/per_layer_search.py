@@ -45,9 +45,9 @@ class TimedEvaluator(Evaluator):
     table_parts = 0
     table_failed = 0
 
-    def fill_table(self, items: Sequence[tuple[Arch, str]]) -> Iterator[tuple[tuple[Arch, str], str | None]]:
+    def time_parts(self, items: Sequence[tuple[Arch, str]]) -> Iterator[tuple[tuple[Arch, str], str | None]]:
         t0 = time.perf_counter()
-        for item, reason in super().fill_table(items):
+        for item, reason in super().time_parts(items):
             self.table_parts += 1
             self.table_failed += reason is not None
             yield item, reason

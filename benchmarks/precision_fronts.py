@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {runs[k]} is a {job.get('precision', 'fp32')} run, expected {k}", file=sys.stderr)
             return 2
     results = {k: {a: r for a, r in RunRecord(run).load().items() if r.status == "ok"} for k, run in runs.items()}
-    objectives = [name for name in jobs["fp32"]["objectives"].split(",") if REGISTRY[name].measured]
+    objectives = [name for name in jobs["fp32"]["objectives"].split(",") if REGISTRY[name].on_target]
     shared = sorted(set(results["fp32"]) & set(results["int8"]))
     for k, run in runs.items():
         calibration = json.loads((run / "calibration.json").read_text(encoding="utf-8"))

@@ -33,7 +33,8 @@ VERSIONS: dict[str, int] = {
     "graph": 1,
     # lts/cost/measure.py and the Evaluator: what a stored evaluation or shape timing holds (probes, timing
     # loop, memory window, reference graph's role). Bump: every stored evaluation and timing is re-measured.
-    "evaluation": 2,
+    # (3: the results key names the `on_target` setting as it is called.)
+    "evaluation": 3,
     # lts/generate/onnx_kv.py: the KV-cache export's interface (inputs/outputs, the torch export wrapper,
     # meta.json) and the KV graph it writes for a family's own model. Bump: every ONNX export is redone.
     # (Continues the old FORMAT_VERSION = 2; 4: the KV graph's fused attention.)

@@ -84,12 +84,12 @@ def evaluate(args: EvaluateSettings) -> int:
     result = evaluator.evaluate(config)
     # composed latency: the whole graph is timed too, as a search's front is; both are shown (the whole first)
     composed: dict[str, float] = {}
-    timer = evaluator.whole()
+    timer = evaluator.whole_graph_evaluator()
     if timer is not None and result.ok:
         whole = timer.evaluate(config)
         if whole.ok:
             composed = {n: result[n] for n in parts_objectives()}
-            result = replace(result.with_whole(whole), cached=result.cached and whole.cached)
+            result = replace(result.with_whole_graph_latency(whole), cached=result.cached and whole.cached)
     if args.json:
         out = {"archid": result.archid, "config": to_record(config), **result.objectives(), "cached": result.cached,
                **({"composed": composed} if composed else {}), "conditions": evaluator.conditions()}

@@ -62,7 +62,7 @@ class EvalSettings(Settings):
     """Everything that changes an evaluation's values (hashed into the cache key)."""
 
     measurement: MeasureSettings = field(default_factory=MeasureSettings)
-    measured: bool = True  # False: proxy + file size only (deterministic, no child process)
+    on_target: bool = True  # False: proxy + file size only (deterministic, no child process)
     latency_mode: str = setting("composed", "composed: base + n_layer x block, timings cached per shape (fast); "
                                             "full: the whole graph", Choice(LATENCY_MODES))
     target: Target = field(default_factory=CPUTarget)
@@ -74,11 +74,11 @@ class EvalSettings(Settings):
         if isinstance(self.probes, str):
             raise LTSError(f"probes must be a sequence of probe names, got {self.probes!r}")
         object.__setattr__(self, "probes", tuple(sorted({probes.get(n).name for n in self.probes})))
-        if self.measured:
+        if self.on_target:
             check_measurable()
 
     @classmethod
-    def create(cls, measured: bool = True, latency_mode: str = "composed", threads: int | None = None,
+    def create(cls, on_target: bool = True, latency_mode: str = "composed", threads: int | None = None,
                target: Target | None = None, objectives: Iterable[str] | None = None,
                generation: bool = False, forward: bool = True, **measurement: Any) -> EvalSettings:
         """Flat keywords: seq_len=, context=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target.
@@ -91,13 +91,13 @@ class EvalSettings(Settings):
         chosen = DEFAULT_PROBES if objectives is None else probes_for(objectives)
         chosen = probes.with_graphs(chosen, add=("kv",) if generation else (),
                                     drop=() if forward else probes.FORWARD_GRAPHS)
-        return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), measured, latency_mode,
+        return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), on_target, latency_mode,
                    target, chosen)
 
     @property
     def run_probes(self) -> tuple[str, ...]:
         """The probes that run: all of ``probes`` when measuring, else only the graph-less ones."""
-        return self.probes if self.measured else tuple(n for n in self.probes if not probes.get(n).measured)
+        return self.probes if self.on_target else tuple(n for n in self.probes if not probes.get(n).on_target)
 
     @property
     def generation(self) -> bool:
@@ -114,7 +114,7 @@ class EvalSettings(Settings):
     @property
     def composes_latency(self) -> bool:
         """True when latency is timed, composed from part timings stored by shape (``latency_mode`` composed)."""
-        return self.measured and self.latency_mode == "composed" and probes.parts_probe(self.run_probes) is not None
+        return self.on_target and self.latency_mode == "composed" and probes.parts_probe(self.run_probes) is not None
 
     @property
     def forward(self) -> bool:
@@ -139,8 +139,7 @@ class EvalSettings(Settings):
 
     def key(self) -> str:
         """What a whole result depends on (sha1 hex): the above, the mode, and every objective's definition."""
-        # `measure=`: the key's name from before the field was renamed `measured`, kept so that keys stay.
-        return cache_key("evaluation", measurement=self.measurement_key(), measure=self.measured,
+        return cache_key("evaluation", measurement=self.measurement_key(), on_target=self.on_target,
                          latency_mode=self.latency_mode, probes=[probes.get(n).definition() for n in self.run_probes],
                          objectives=objectives.definitions())
 
@@ -182,9 +181,9 @@ class EvalResult:
         out.update(eval_seconds=self.eval_seconds, status=self.status)
         return out
 
-    def with_whole(self, whole: EvalResult | None) -> EvalResult:
+    def with_whole_graph_latency(self, whole: EvalResult | None) -> EvalResult:
         """This (composed) result with the latency figures of `whole`, the same architecture timed as one graph
-        (``Evaluator.whole()``); unchanged when there is none or either failed."""
+        (``Evaluator.whole_graph_evaluator()``); unchanged when there is none or either failed."""
         probe = probes.parts_probe(probes.REGISTRY)
         if whole is None or not whole.ok or not self.ok or probe is None:
             return self
@@ -237,7 +236,7 @@ class Evaluator:
         self.calibration_s = calibration_s
         self.time_reference = time_reference or measure_reference
 
-    def whole(self) -> Evaluator | None:
+    def whole_graph_evaluator(self) -> Evaluator | None:
         """An evaluator that times the whole graph where this one composes latency from parts (same store,
         calibration and hardware), or None when this one times whole already or times no latency."""
         s = self.settings
@@ -249,7 +248,7 @@ class Evaluator:
 
     def calibrate(self) -> float | None:
         """The reference graph's latency now (measured once per evaluator; None when nothing is measured)."""
-        if self.calibration_s is None and self.settings.measured:
+        if self.calibration_s is None and self.settings.on_target:
             # Not bound by the candidates' timeout (a tiny --timeout fails candidates, not the run).
             settings = replace(self.settings.measurement, timeout_s=max(self.settings.measurement.timeout_s, 120.0))
             try:
@@ -322,7 +321,7 @@ class Evaluator:
     def task(self, config: Arch) -> EvalTask:
         """What must be computed for `config` (here, on the driver: calibration, shape timings already stored)."""
         s = self.settings
-        if not s.measured:
+        if not s.on_target:
             return EvalTask(config, s, (), {})
         self.calibrate()
         if probes.parts_probe(s.run_probes) is None:  # no latency asked for
@@ -342,7 +341,7 @@ class Evaluator:
                 return self.failed(config, out.error, out.seconds, out.hardware, out.node)
             m = out.measurement
             assert m is not None
-            if task.settings.measured:
+            if task.settings.on_target:
                 if out.hardware != self.hardware["id"]:
                     return self.failed(config, f"measured on other hardware ({out.hardware} on {out.node}, not "
                                                f"{self.hardware['id']})", out.seconds, out.hardware, out.node)
@@ -376,9 +375,9 @@ class Evaluator:
                 values[name] = math.nan
         return values
 
-    def table_todo(self, configs: Iterable[Arch]) -> list[tuple[Arch, str]]:
+    def untimed_parts(self, configs: Iterable[Arch]) -> list[tuple[Arch, str]]:
         """The latency parts of `configs` whose shape is not timed yet under these settings, one per shape: what
-        :meth:`fill_table` measures. Empty when nothing is composed from parts here (latency not asked for, timed
+        :meth:`time_parts` measures. Empty when nothing is composed from parts here (latency not asked for, timed
         whole, nothing measured, or measured on other hardware than this machine: a cluster's nodes time their own)."""
         if not self.settings.composes_latency or self.hardware["id"] != self.target.fingerprint()["id"]:
             return []
@@ -390,8 +389,8 @@ class Evaluator:
                     todo[key] = (config, part)
         return list(todo.values())
 
-    def fill_table(self, items: Sequence[tuple[Arch, str]]) -> Iterator[tuple[tuple[Arch, str], str | None]]:
-        """Time the parts `items` (:meth:`table_todo`), many per measuring child, storing each timing the moment
+    def time_parts(self, items: Sequence[tuple[Arch, str]]) -> Iterator[tuple[tuple[Arch, str], str | None]]:
+        """Time the parts `items` (:meth:`untimed_parts`), many per measuring child, storing each timing the moment
         it exists (a killed run loses none); yields ``(item, None)`` for each stored and ``(item, reason)`` for
         each that failed (not stored: the candidates that need it time it in their own child, again)."""
         probe = probes.parts_probe(self.settings.run_probes)

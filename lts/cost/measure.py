@@ -440,7 +440,7 @@ def measure_architecture(config: Arch, settings: MeasureSettings, target: Target
         if in_child:
             results.update(_measure_in_child(config, settings, target, tuple(parts), in_child))
     here = ProbeContext(config, settings, target)
-    results.update({p.name: p.run(here) for p in chosen if not p.measured})
+    results.update({p.name: p.run(here) for p in chosen if not p.on_target})
     return Measurement({name: results[name] for name in sorted(results)})
 
 

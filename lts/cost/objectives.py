@@ -71,11 +71,11 @@ class Objective:
         cachekeys.check_version(self.name, self.version)
 
     @property
-    def measured(self) -> bool:
+    def on_target(self) -> bool:
         """True when its value needs a measurement on the Target (noisy, machine-specific): its probe has a graph."""
         if self.probe is None:
             return False
-        return probes.get(self.probe).measured
+        return probes.get(self.probe).on_target
 
     @property
     def axis_label(self) -> str:

@@ -243,7 +243,7 @@ class Probe:
         check_version(self.name, self.version)
 
     @property
-    def measured(self) -> bool:
+    def on_target(self) -> bool:
         """True when it measures a graph on the Target in a child process (noisy, machine-specific)."""
         return self.graph is not None
 
@@ -289,7 +289,7 @@ def ordered(names: Iterable[str]) -> list[Probe]:
 
 def static_probes() -> tuple[str, ...]:
     """The probes without a graph (computed from the config in the parent): they always run."""
-    return tuple(sorted(p.name for p in REGISTRY.values() if not p.measured))
+    return tuple(sorted(p.name for p in REGISTRY.values() if not p.on_target))
 
 
 def with_graphs(names: Iterable[str], add: Iterable[str] = (), drop: Iterable[str] = ()) -> tuple[str, ...]:

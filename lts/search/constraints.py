@@ -59,8 +59,8 @@ class Constraint:
         return self.violation(value) <= 0
 
     @property
-    def measured(self) -> bool:
-        return get_objective(self.name).measured
+    def on_target(self) -> bool:
+        return get_objective(self.name).on_target
 
 
 def parse_constraint(text: Any) -> Constraint:

@@ -214,7 +214,7 @@ class RayExecutor:
     def prepare(self, settings: EvalSettings) -> dict[str, Any] | None:
         """Fingerprint every node and keep those of the search's hardware; returns that fingerprint."""
         ray = self.ray
-        target, measured = settings.target, settings.measured
+        target, measured = settings.target, settings.on_target
         probe = ray.remote(_node_info)
         nodes = self._alive()
         if not nodes:
@@ -267,7 +267,7 @@ class RayExecutor:
         from lts.cost.measure import MeasureError
 
         ray = self.ray
-        measured = evaluator.settings.measured
+        measured = evaluator.settings.on_target
         remote = ray.remote(run_task)
         queue: deque[int] = deque(range(len(configs)))
         attempts: Counter[int] = Counter()

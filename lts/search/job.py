@@ -130,7 +130,7 @@ class SearchJob(Settings):
 
     def check(self) -> None:
         space, settings, evaluation = self.search_space(), self.search_settings(), self.eval_settings()  # fail early
-        if evaluation.measured and self.seq_len > space.n_positions:  # only a timed forward uses it
+        if evaluation.on_target and self.seq_len > space.n_positions:  # only a timed forward uses it
             raise LTSError(f"seq_len {self.seq_len} exceeds the space's n_positions ({space.n_positions})")
         if evaluation.generation and self.context > space.n_positions:  # only a decoding step uses it
             raise LTSError(f"context {self.context} exceeds the space's n_positions ({space.n_positions})")
@@ -148,7 +148,7 @@ class SearchJob(Settings):
 
     def eval_settings(self) -> EvalSettings:
         settings = self.search_settings()  # its figures (objectives and budgets) decide what is measured
-        return EvalSettings.create(measured=settings.needs_measurement, latency_mode=self.latency_mode,
+        return EvalSettings.create(on_target=settings.needs_measurement, latency_mode=self.latency_mode,
                                    target=TargetSettings(self.target, self.threads, self.precision).make(),
                                    seq_len=self.seq_len,
                                    context=self.context, objectives=settings.figures, timeout_s=self.timeout_s)

@@ -76,7 +76,7 @@ class SearchSettings(Settings):
 
     @property
     def needs_measurement(self) -> bool:
-        return any(get_objective(o).measured for o in self.figures)
+        return any(get_objective(o).on_target for o in self.figures)
 
     @property
     def figures(self) -> tuple[str, ...]:
@@ -290,18 +290,18 @@ def read_run_state(run_dir: Path) -> RunState:
     return state
 
 
-def fill_table(evaluator: Evaluator, configs: Sequence[Arch], progress: bool = True) -> None:
+def fill_part_table(evaluator: Evaluator, configs: Sequence[Arch], progress: bool = True) -> None:
     """Time the latency part shapes `configs` need and the store lacks, many per measuring child (one bar), before
-    the candidates are evaluated: then each is composed from stored parts (``Evaluator.fill_table``)."""
+    the candidates are evaluated: then each is composed from stored parts (``Evaluator.time_parts``)."""
     from tqdm.auto import tqdm
 
-    items = evaluator.table_todo(configs)
+    items = evaluator.untimed_parts(configs)
     if not items:
         return
     bar = tqdm(total=len(items), desc="table: part shapes", unit="part", disable=not progress, leave=True,
                dynamic_ncols=True)
     failed = 0
-    for (config, part), reason in evaluator.fill_table(items):
+    for (config, part), reason in evaluator.time_parts(items):
         bar.update(1)
         if reason is not None:
             failed += 1
@@ -359,7 +359,7 @@ def run_search(space: Space, settings: SearchSettings, evaluator: Evaluator, exe
                 results[i] = hit
             else:
                 todo.append(i)
-        fill_table(evaluator, [configs[i] for i in todo], progress)
+        fill_part_table(evaluator, [configs[i] for i in todo], progress)
         bar = tqdm(total=len(configs), desc=f"{'batch' if exhaustive else 'gen'} {gen + 1}/{generations}", unit="arch",
                    disable=not progress, leave=True, dynamic_ncols=True)
         bar.update(len(configs) - len(todo))

@@ -48,7 +48,7 @@ def whole_front(results: Sequence[EvalResult], whole: dict[str, EvalResult], obj
     if not whole:
         return list(results), list(composed_front)
     members = {r.archid for r in composed_front}
-    current = [r.with_whole(whole.get(r.archid)) for r in results]
+    current = [r.with_whole_graph_latency(whole.get(r.archid)) for r in results]
     return current, pareto_front([r for r in current if r.archid in members], objectives, constraints)
 
 
@@ -60,7 +60,7 @@ def measure_front_whole(results: Sequence[EvalResult], settings: SearchSettings,
     A member whose whole timing fails keeps its composed figures (and has none listed as composed: it was not
     measured whole).
     """
-    timer = evaluator.whole()
+    timer = evaluator.whole_graph_evaluator()
     if timer is None:
         return list(results), pareto_front(results, settings.objectives, settings.constraints), {}
     from tqdm.auto import tqdm

@@ -41,7 +41,7 @@ class ExecutorCase:
 
 def _unmeasured() -> EvalSettings:
     """Proxy and graph size only: deterministic, milliseconds a candidate, no measuring process."""
-    return EvalSettings(measured=False, target=CPUTarget(threads=1))
+    return EvalSettings(on_target=False, target=CPUTarget(threads=1))
 
 
 def _same_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -114,7 +114,7 @@ class ExecutorContract:
     def test_an_error_preparing_a_task_on_the_driver_is_a_failed_result(self, executor: Executor) -> None:
         """Evaluator.task raising (here: the reference graph cannot be timed) fails that candidate, as
         Evaluator.compute does; evaluate itself does not raise."""
-        settings = EvalSettings(measured=True, target=CPUTarget(threads=1), latency_mode="full")
+        settings = EvalSettings(on_target=True, target=CPUTarget(threads=1), latency_mode="full")
         evaluator = self._evaluator(executor, settings, time_reference=_cannot_time_reference)
         got = dict(executor.evaluate(evaluator, CONFIGS[:2]))
         assert sorted(got) == [0, 1]

@@ -216,18 +216,18 @@ class StoreContract:
 
         ok, bad = ArchConfig(1, 32, 64, 2), ArchConfig(1, 48, 96, 2)
         monkeypatch.setenv("LTS_FAULT", f"evaluate:raise:{bad.archid}")
-        evaluator = Evaluator(EvalSettings(measured=False), store=store)
+        evaluator = Evaluator(EvalSettings(on_target=False), store=store)
         assert not evaluator.evaluate(bad).ok
         assert evaluator.evaluate(ok).ok
-        settings_key, hardware = EvalSettings(measured=False).key(), evaluator.hardware["id"]
+        settings_key, hardware = EvalSettings(on_target=False).key(), evaluator.hardware["id"]
         assert store.get("results", (bad.archid, settings_key, hardware)) is None, "a failure was stored"
         assert store.get("results", (ok.archid, settings_key, hardware)) is not None, "a success was not stored"
-        hit = Evaluator(EvalSettings(measured=False), store=store).evaluate(ok)
+        hit = Evaluator(EvalSettings(on_target=False), store=store).evaluate(ok)
         assert hit.ok and hit.cached, "a stored success was not served"
 
         stale = EvalResult(bad.archid, bad, {}, status="failed: stored by an older version")
         store.put("results", (bad.archid, settings_key, hardware), json.dumps(stale.to_json()))
-        assert Evaluator(EvalSettings(measured=False), store=store).cached(bad) is None, "a failure was served"
+        assert Evaluator(EvalSettings(on_target=False), store=store).cached(bad) is None, "a failure was served"
 
 
 __all__ = ["StoreContract", "StoreFactory"]

@@ -22,13 +22,13 @@ BUMP = ("bump deliberately: when what an artifact holds changes, raise its numbe
 
 
 def test_versions_are_pinned():
-    assert VERSIONS == {"graph": 1, "evaluation": 2, "onnx_export": 4, "int8": 2, "token_shards": 1}, (
+    assert VERSIONS == {"graph": 1, "evaluation": 3, "onnx_export": 4, "int8": 2, "token_shards": 1}, (
         f"cache versions changed to {VERSIONS}: {BUMP}")
 
 
 def test_key_derivation_is_pinned():
     key = cache_key("evaluation", seq_len=1024, target={"threads": 1, "target": "cpu"}, values=[1.5, None, True, "x"])
-    assert key == "02ae3b1a8dbbb81d433a37255fca73255e5a64a0", (
+    assert key == "8e537a48b0ddc64cff3238041111252e41683a7f", (
         f"the key of a fixed input changed ({key}): a version or the key derivation changed, so every cache in "
         f"use now misses. If that is deliberate, update this pin; to invalidate one kind of artifact, {BUMP}")
 
@@ -59,8 +59,8 @@ def test_a_bump_changes_the_keys_of_its_artifact_and_of_those_built_from_it(monk
     from lts.train.shards import shard_key
 
     def keys() -> dict[str, str]:
-        return {"fp32": EvalSettings.create(measured=False, threads=1).key(),
-                "int8": EvalSettings.create(measured=False, target=CPUTarget(threads=1, precision="int8")).key(),
+        return {"fp32": EvalSettings.create(on_target=False, threads=1).key(),
+                "int8": EvalSettings.create(on_target=False, target=CPUTarget(threads=1, precision="int8")).key(),
                 "export": cache_key("onnx_export", x=1), "copy": cache_key("int8", x=1),
                 "shards": shard_key({"vocab_size": 5}, {"data": ["a.txt"], "name": "a"})}
 
@@ -86,7 +86,7 @@ def test_no_key_reads_source_code(monkeypatch):
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, n_positions=16, vocab_size=32))
-    settings = EvalSettings.create(measured=False, threads=1)
+    settings = EvalSettings.create(on_target=False, threads=1)
     before = (settings.key(), settings.measurement_key(), objectives.registry_key(), model_content_hash(model),
               shard_key({"vocab_size": 32}, {"data": None}))
 
@@ -118,7 +118,7 @@ def test_an_objective_edited_in_comments_only_keeps_its_key_and_a_version_bump_c
     from lts.cost.evaluator import EvalSettings
     from lts.cost.objectives import Objective, register, unregister
 
-    settings = EvalSettings.create(measured=False, threads=1)
+    settings = EvalSettings.create(on_target=False, threads=1)
     obj = register(Objective("heads_test", "heads", +1, "heads", compute=_heads))
     try:
         key = settings.key()
@@ -133,14 +133,14 @@ def test_an_objective_edited_in_comments_only_keeps_its_key_and_a_version_bump_c
 
 
 def test_keys_are_the_same_in_another_process():
-    code = ("import json; from lts.cost.evaluator import EvalSettings; s = EvalSettings.create(measured=False, "
+    code = ("import json; from lts.cost.evaluator import EvalSettings; s = EvalSettings.create(on_target=False, "
             "threads=1); print(json.dumps([s.key(), s.measurement_key()]))")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                            env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     from lts.cost.evaluator import EvalSettings
 
-    here = EvalSettings.create(measured=False, threads=1)
+    here = EvalSettings.create(on_target=False, threads=1)
     assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout) == [here.key(), here.measurement_key()]
 
 

@@ -215,8 +215,8 @@ def test_composed_latency_reuses_shape_timings(tmp_path):
 
 
 def test_unmeasured_settings_are_deterministic(tmp_path):
-    r1 = Evaluator(EvalSettings.create(measured=False)).evaluate(TINY)
-    r2 = Evaluator(EvalSettings.create(measured=False)).evaluate(TINY)
+    r1 = Evaluator(EvalSettings.create(on_target=False)).evaluate(TINY)
+    r2 = Evaluator(EvalSettings.create(on_target=False)).evaluate(TINY)
     assert r1.onnx_file_mb == r2.onnx_file_mb > 0 and math.isnan(r1.onnx_latency_s)
 
 

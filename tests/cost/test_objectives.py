@@ -83,7 +83,7 @@ def test_evaluate_printout_lists_every_registered_objective(tmp_path):
 
 
 def test_a_new_or_changed_objective_is_never_served_a_stale_cached_value(tmp_path):
-    settings = EvalSettings.create(measured=False)
+    settings = EvalSettings.create(on_target=False)
     cache = tmp_path / "c.sqlite"
     first = Evaluator(settings, cache).evaluate(TINY)
     assert Evaluator(settings, cache).cached(TINY) is not None
@@ -116,11 +116,11 @@ def test_cpu_target_keeps_the_target_contract_and_keys_the_cache(tmp_path):
             return {**super().fingerprint(), "id": "elsewhere"}
 
     cache = tmp_path / "c.sqlite"
-    Evaluator(EvalSettings.create(measured=False, threads=1), cache).evaluate(TINY)
-    assert Evaluator(EvalSettings.create(measured=False, target=OtherMachine(threads=1)), cache).cached(TINY) is None
+    Evaluator(EvalSettings.create(on_target=False, threads=1), cache).evaluate(TINY)
+    assert Evaluator(EvalSettings.create(on_target=False, target=OtherMachine(threads=1)), cache).cached(TINY) is None
     # More threads measure differently: another key as well.
-    assert Evaluator(EvalSettings.create(measured=False, threads=2), cache).cached(TINY) is None
-    assert Evaluator(EvalSettings.create(measured=False, threads=1), cache).cached(TINY) is not None
+    assert Evaluator(EvalSettings.create(on_target=False, threads=2), cache).cached(TINY) is None
+    assert Evaluator(EvalSettings.create(on_target=False, threads=1), cache).cached(TINY) is not None
 
 
 def test_the_lts_console_command_gives_one_line_on_bad_input(tmp_path):

@@ -80,7 +80,7 @@ def test_a_new_probe_and_objective_are_measured_when_asked_and_only_then(node_co
 
 
 def test_a_new_probe_is_in_the_key_and_its_version_bump_changes_it(node_count):
-    settings = EvalSettings.create(objectives=("non_embedding_params", node_count), measured=False, threads=1)
+    settings = EvalSettings.create(objectives=("non_embedding_params", node_count), on_target=False, threads=1)
     assert settings.run_probes == ("file",)  # not measuring: only the graph-less probes run
     measured = EvalSettings.create(objectives=("non_embedding_params", node_count), threads=1)
     key = measured.key()
@@ -103,7 +103,7 @@ def test_probes_follow_the_objectives_and_budgets():
     with pytest.raises(LTSError, match="unknown objective"):
         objectives.probes_for(["accuracy"])
     with pytest.raises(LTSError, match="unknown probe"):
-        EvalSettings.create(measured=False, threads=1).__class__(measured=False, probes=("nothing",))
+        EvalSettings.create(on_target=False, threads=1).__class__(on_target=False, probes=("nothing",))
 
 
 def test_probe_declarations_are_checked():

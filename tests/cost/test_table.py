@@ -19,11 +19,11 @@ def evaluator(cache, **measure):
 def test_each_shape_is_timed_once_stored_and_candidates_are_composed_from_it(tmp_path):
     cache = tmp_path / "c.sqlite"
     ev = evaluator(cache)
-    todo = ev.table_todo([A, B, MIXED])
+    todo = ev.untimed_parts([A, B, MIXED])
     assert [(c.archid, p) for c, p in todo] == [(A.archid, "base"), (A.archid, "block"), (MIXED.archid, "block:192x4")]
-    assert [reason for _, reason in ev.fill_table(todo)] == [None, None, None]
+    assert [reason for _, reason in ev.time_parts(todo)] == [None, None, None]
     fresh = evaluator(cache)  # another run: everything is stored
-    assert fresh.table_todo([A, B, MIXED]) == []
+    assert fresh.untimed_parts([A, B, MIXED]) == []
     for config in (A, B, MIXED):
         task = fresh.task(config)
         assert task.parts == ()  # no measuring child for these candidates: every part comes from the table
@@ -42,13 +42,13 @@ def test_each_shape_is_timed_once_stored_and_candidates_are_composed_from_it(tmp
 def test_a_part_that_fails_is_not_stored_and_is_timed_again(tmp_path):
     cache = tmp_path / "c.sqlite"
     ev = evaluator(cache, timeout_s=0.001)  # no child writes and times a graph in a millisecond
-    todo = ev.table_todo([A])
-    reasons = [reason for _, reason in ev.fill_table(todo)]
+    todo = ev.untimed_parts([A])
+    reasons = [reason for _, reason in ev.time_parts(todo)]
     assert len(reasons) == 2 and all(r and "timeout" in r for r in reasons), reasons
     again = evaluator(cache)
-    assert [(c.archid, p) for c, p in again.table_todo([A])] == [(c.archid, p) for c, p in todo]
-    assert [reason for _, reason in again.fill_table(todo)] == [None, None]
-    assert again.table_todo([A]) == []
+    assert [(c.archid, p) for c, p in again.untimed_parts([A])] == [(c.archid, p) for c, p in todo]
+    assert [reason for _, reason in again.time_parts(todo)] == [None, None]
+    assert again.untimed_parts([A]) == []
 
 
 def test_a_table_timing_is_the_probe_a_candidates_child_runs():
@@ -56,7 +56,7 @@ def test_a_table_timing_is_the_probe_a_candidates_child_runs():
     settings = EvalSettings.create(objectives=LATENCY, **FAST)
     own = measure_architecture(A, settings.measurement, settings.target, settings.run_probes, parts=("block",))
     ev = Evaluator(settings, store=_Memory(), calibration_s=1e-3)
-    assert [reason for _, reason in ev.fill_table([(A, "block")])] == [None]
+    assert [reason for _, reason in ev.time_parts([(A, "block")])] == [None]
     table, mine = ev.cached_timing(A, "block"), own.get("latency")["block"]
     for t in (table, mine):
         assert t.reference_s > 0 and 3 <= t.repeats <= 6 and t.drift >= 0

@@ -2,15 +2,15 @@
 KV-cache graph it times for generation and generate_text.py serves, both from one block writer.
 
 :func:`write_block` writes one pre-LN block (LayerNorm, c_attn, attention, c_proj, residual, LayerNorm,
-c_fc, tanh-GELU, c_proj, residual) for either graph; what differs between the two is a :class:`Flavour`:
+c_fc, tanh-GELU, c_proj, residual) for either graph; what differs between the two is a :class:`BlockWriter`:
 how a projection is written and what attention reads.
 
-- :class:`ForwardFlavour` (batch 1, no cache): mirrors ``torch.onnx.export(GPT2LMHeadModel, dynamo=True)``
+- :class:`ForwardWriter` (batch 1, no cache): mirrors ``torch.onnx.export(GPT2LMHeadModel, dynamo=True)``
   of a forward to next-token logits (``logits_to_keep=1``): Gemm projections on (S, d), causal softmax
   attention, the same op order and shapes as the SDPA export, which decide ONNX Runtime's buffer reuse and
   so the measured peak memory. ``tests/families/test_gpt2_graph.py`` checks the logits against transformers,
   ``benchmarks/evaluators.py`` the timings against the real export.
-- :class:`KVFlavour` (batched, left padding, a KV cache): MatMul projections on (B, S, d), attention over
+- :class:`KVWriter` (batched, left padding, a KV cache): MatMul projections on (B, S, d), attention over
   past + new keys, the presents as outputs.
 
 Forward shapes: ``input_ids`` int64 (1, S), dynamic S <= n_positions -> ``logits`` float32 (1, 1, vocab).
@@ -70,7 +70,7 @@ def i64(*v: int) -> np.ndarray:
     return np.array(v, dtype=np.int64)
 
 
-class Flavour:
+class BlockWriter:
     """What one graph writes its own way inside the shared block: projections, attention, the residual adds.
 
     Holds the graph, the architecture's weight shapes, and the constants both graphs share (GELU's, the
@@ -127,7 +127,7 @@ class Flavour:
         return self.g.op("Add", x, y)
 
 
-def write_block(fl: Flavour, x: str, i: int, block: Block) -> str:
+def write_block(fl: BlockWriter, x: str, i: int, block: Block) -> str:
     """Layer `i` (weights ``transformer.h.<i>.*``) of shape `block` on the residual stream `x`; the new stream."""
     b = f"transformer.h.{i}."
     fl.begin_block(block)
@@ -139,7 +139,7 @@ def write_block(fl: Flavour, x: str, i: int, block: Block) -> str:
     return fl.residual(x, fl.linear(u, b + "mlp.c_proj"), after_attention=False)
 
 
-class ForwardFlavour(Flavour):
+class ForwardWriter(BlockWriter):
     """Batch 1, no cache, as torch's SDPA export writes GPT-2: Gemm on (S, .) between reshapes."""
 
     def __init__(self, g: Graph, config: ArchConfig, mask: str = "mask") -> None:
@@ -221,7 +221,7 @@ def forward_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
         raise ValueError("a per-layer architecture has a block of each shape: build block_config(config, block)'s")
     d = config.n_embd
     g = Graph()
-    fl = ForwardFlavour(g, config)
+    fl = ForwardWriter(g, config)
     w = fl.w
 
     if part == "block":  # the mask comes in precomputed: the whole model builds it once
@@ -264,7 +264,7 @@ def forward_graph_spec(config: ArchConfig, part: str = "full") -> GraphSpec:
     return g.spec(f"lts_{config.archid}_{part}", inputs, outputs)
 
 
-class KVFlavour(Flavour):
+class KVWriter(BlockWriter):
     """Batched, with a KV cache: MatMul on (B, S, .), attention over the past and the new keys and values."""
 
     def __init__(self, g: Graph, config: ArchConfig) -> None:
@@ -334,7 +334,7 @@ def kv_graph_spec(config: ArchConfig) -> GraphSpec:
     ``generate_text.py --backend onnx`` runs for a GPT-2 model, filled with its weights.
     """
     g = Graph()
-    fl = KVFlavour(g, config)
+    fl = KVWriter(g, config)
     w, c_0, c_1 = fl.w, fl.c_0, fl.c_1
     layout = config.kv_layout()
     past_names, present_names = fl.past, fl.present
@@ -372,5 +372,5 @@ def kv_graph_spec(config: ArchConfig) -> GraphSpec:
     return g.spec(f"lts_{config.archid}_kv", inputs, outputs)
 
 
-__all__ = ["PARTS", "Flavour", "ForwardFlavour", "KVFlavour", "block_config", "forward_graph_spec", "graph_spec",
+__all__ = ["PARTS", "BlockWriter", "ForwardWriter", "KVWriter", "block_config", "forward_graph_spec", "graph_spec",
            "kv_graph_spec", "weight_shapes", "write_block"]
