@@ -209,6 +209,9 @@ class Spec:
     nargs: str | None = None
     append: bool = False  # the flag may be repeated, each value added to the list
     const: Any = None  # a Boolean flag that sets this value (default: the opposite of the declared default)
+    # A resumed run may give it another value (where to write, how many workers, how long to go on); False: a
+    # resume must match the run it continues (what the results depend on). See must_match / resumable.
+    resumable: bool = False
 
     @property
     def flag(self) -> str | None:
@@ -219,10 +222,12 @@ class Spec:
 def setting(default: Any = dataclasses.MISSING, help: str | Callable[[], str] = "", check: Check | None = None, *,
             factory: Callable[[], Any] | None = None, flag: bool | str | tuple[str, ...] = True,
             group: str | None = None,
-            metavar: str | None = None, nargs: str | None = None, append: bool = False, const: Any = None) -> Any:
+            metavar: str | None = None, nargs: str | None = None, append: bool = False, const: Any = None,
+            resumable: bool = False) -> Any:
     """Declare a setting: a dataclass field with its help and check. `flag`: True for ``--the-name``, a name or
-    names (``"-n", "--num-return-sequences"``; a name without dashes is a positional argument), False for none."""
-    spec = Spec(help, check or Check(), _flags(flag), group, metavar, nargs, append, const)
+    names (``"-n", "--num-return-sequences"``; a name without dashes is a positional argument), False for none.
+    `resumable`: a resumed run may change it (else it must match the run it continues)."""
+    spec = Spec(help, check or Check(), _flags(flag), group, metavar, nargs, append, const, resumable)
     extra: dict[str, Any] = {"default_factory": factory} if factory is not None else {"default": default}
     return dataclasses.field(metadata={KEY: spec}, **extra)
 
@@ -242,6 +247,18 @@ def spec_of(field: dataclasses.Field) -> Spec | None:
 def specs(cls: type) -> dict[str, Spec]:
     """Every declared setting of `cls`, by name, in declaration order."""
     return {f.name: s for f in dataclasses.fields(cls) if (s := spec_of(f)) is not None}
+
+
+def resumable(cls: type) -> frozenset[str]:
+    """The settings of `cls` a resumed run may change (declared ``resumable=True``)."""
+    return frozenset(name for name, spec in specs(cls).items() if spec.resumable)
+
+
+def must_match(settings: Any) -> dict[str, Any]:
+    """The values of the declared settings a resumed run must share with the run it continues (JSON-ready:
+    tuples as lists), by name: every setting not declared ``resumable``."""
+    return {name: list(v) if isinstance(v := getattr(settings, name), tuple) else v
+            for name, spec in specs(type(settings)).items() if not spec.resumable}
 
 
 def label(name: str, spec: Spec) -> str:

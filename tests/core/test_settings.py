@@ -21,6 +21,8 @@ from lts.core.settings import (
     Text,
     Texts,
     borrow,
+    must_match,
+    resumable,
     setting,
     specs,
 )
@@ -155,3 +157,21 @@ def test_presets_hold_only_what_differs_from_the_declared_defaults(path):
         assert plain(value) != plain(defaults[key]), f"{path.name}: {key} repeats the declared default {value!r}"
     if command == "search":  # the others need their positional arguments to build
         build_settings(cls, preset, {}, source=path.name)
+
+
+def test_what_a_resume_must_match_is_declared_on_the_setting():
+    @dataclass(frozen=True)
+    class Job(Settings):
+        seed: int = setting(0, "seed", Integer())
+        sizes: tuple = setting((1, 2), "sizes", Texts())
+        workers: int = setting(1, "workers", Integer(), resumable=True)
+
+    assert resumable(Job) == {"workers"}
+    assert must_match(Job(seed=3, sizes=("a",), workers=4)) == {"seed": 3, "sizes": ["a"]}
+    # borrowed into another command, a setting keeps its declaration unless told otherwise
+    @dataclass(frozen=True)
+    class Other(Settings):
+        workers: int = borrow(Job, "workers")
+        seed: int = borrow(Job, "seed", resumable=True)
+
+    assert resumable(Other) == {"workers", "seed"}
