@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from lts.core import faults
-from lts.core.cachekeys import cache_key
+from lts.core.cachekeys import cache_key, versions
 from lts.core.errors import JobFailed, LTSError
 from lts.core.fileio import nan_to_none
 from lts.core.settings import Choice, Settings, setting
@@ -133,9 +133,14 @@ class EvalSettings(Settings):
         """What a timing depends on (the shape timings' key; sha1 hex): measurement settings, the Target's
         settings, the reference graph, and the versions of the graphs and of the measurement (and of the
         quantizer for int8 graphs)."""
+        return cache_key("evaluation", uses=tuple(self.versions()), measurement=self.measurement.key(),
+                         target=self.target.key(), reference=REFERENCE.to_dict())
+
+    def versions(self) -> dict[str, int]:
+        """The cache versions every key of these settings is made with (recorded beside what is stored, so that
+        ``lts cache prune`` can tell what no key made now reaches)."""
         uses = ("int8",) if self.target.precision == "int8" else ()  # fp32 figures do not depend on it
-        return cache_key("evaluation", uses=uses, measurement=self.measurement.key(), target=self.target.key(),
-                         reference=REFERENCE.to_dict())
+        return versions("evaluation", uses)
 
     def key(self) -> str:
         """What a whole result depends on (sha1 hex): the above, the mode, and every objective's definition."""
@@ -302,7 +307,8 @@ class Evaluator:
     def store(self, result: EvalResult) -> None:
         """Keep a success for later runs (a failure is only recorded by the run that met it)."""
         if result.ok and not result.cached:
-            self.cache.put("results", self._result_key(result.archid), json.dumps(result.to_json()))
+            self.cache.put("results", self._result_key(result.archid), json.dumps(result.to_json()),
+                           versions=self.settings.versions())
 
     def compute(self, config: Arch) -> EvalResult:
         """Evaluate without looking at the results store (shape timings are still reused).
@@ -350,7 +356,8 @@ class Evaluator:
                     new = m.get(timed) or {}
                     for p, timing in new.items():
                         if p == "base" or p in config.block_parts():
-                            self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)))
+                            self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)),
+                                           versions=self.settings.versions())
                     if new or task.known:
                         m = m.with_result(timed, {**task.known, **new})
                 m = replace(m, calibration_s=self.calibration_s)
@@ -400,7 +407,8 @@ class Evaluator:
         for i, out in measure_parts(items, self.settings.measurement, self.target, probe):
             config, part = items[i]
             if isinstance(out, Timing):
-                self.cache.put("timings", (self._timing_key(config, part),), json.dumps(asdict(out)))
+                self.cache.put("timings", (self._timing_key(config, part),), json.dumps(asdict(out)),
+                               versions=self.settings.versions())
                 yield items[i], None
             else:
                 yield items[i], out

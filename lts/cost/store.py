@@ -6,6 +6,12 @@ that composed latencies reuse). The keys are made by :mod:`lts.core.cachekeys` (
 ``EvalSettings.key``); a store kept from before those keys simply misses. The first value
 stored under a key stays: a concurrent writer never replaces it (``INSERT OR IGNORE``), and
 failures are never stored at all.
+
+Beside each entry, a side table (``results_versions``, ``timings_versions``) records the
+:data:`lts.core.cachekeys.VERSIONS` its key was made with, written in the same transaction:
+a key is a digest and cannot say which versions made it, and ``lts cache prune`` removes what no
+key made now can reach. Side tables, not a column, so that an LTS from before them still writes to
+the same file (its rows are simply not recorded); they appear, empty, when a store is opened.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 from lts.core import fileio
+from lts.core.cachekeys import canonical
 from lts.core.errors import LTSError
 
 
@@ -41,6 +49,9 @@ class Store(Protocol):
       pages), is one :class:`~lts.core.errors.LTSError` naming the path, at open or whenever the
       damage is met: never a traceback from the database library.
 
+    ``put`` may be given the ``versions`` the key was made with (:func:`lts.core.cachekeys.versions`): a store
+    that can keeps them beside the entry, for pruning; they never change what ``get`` returns.
+
     Stores keep whatever text they are given; it is the :class:`~lts.cost.evaluator.Evaluator` that
     puts successes only and never serves a failure it finds (also checked over every store).
     """
@@ -49,7 +60,22 @@ class Store(Protocol):
 
     def get(self, table: str, key: tuple[str, ...]) -> str | None: ...
 
-    def put(self, table: str, key: tuple[str, ...], value: str) -> None: ...
+    def put(self, table: str, key: tuple[str, ...], value: str, versions: Mapping[str, int] | None = None) -> None:
+        ...
+
+
+# Each table's key columns and value column.
+TABLES = {"results": (("archid", "settings", "hardware"), "result"), "timings": (("key",), "timing")}
+
+
+class Held(NamedTuple):
+    """The entries of one table whose keys were made with the same versions (``recorded``: their canonical JSON,
+    None for entries written before versions were recorded), how many there are and their bytes (key + value)."""
+
+    table: str
+    recorded: str | None
+    entries: int
+    bytes: int
 
 
 def default_cache_path() -> Path:
@@ -83,6 +109,9 @@ class SQLiteStore:
                     "CREATE TABLE IF NOT EXISTS results (archid TEXT, settings TEXT, hardware TEXT, result TEXT,"
                     " created REAL, PRIMARY KEY (archid, settings, hardware));"
                     "CREATE TABLE IF NOT EXISTS timings (key TEXT PRIMARY KEY, timing TEXT, created REAL);"
+                    "CREATE TABLE IF NOT EXISTS results_versions (archid TEXT, settings TEXT, hardware TEXT,"
+                    " versions TEXT, PRIMARY KEY (archid, settings, hardware));"
+                    "CREATE TABLE IF NOT EXISTS timings_versions (key TEXT PRIMARY KEY, versions TEXT);"
                 )
                 return
             except sqlite3.OperationalError as exc:
@@ -110,20 +139,101 @@ class SQLiteStore:
             raise LTSError(f"cannot use cache {self.path}: {exc}") from None
         return row[0] if row else None
 
-    def put(self, table: str, key: tuple[str, ...], value: str) -> None:
+    def put(self, table: str, key: tuple[str, ...], value: str, versions: Mapping[str, int] | None = None) -> None:
+        """Keep `value` under `key` unless one is there; `versions` (those the key was made with) beside it."""
         if not self.path:
             return
+        columns = TABLES[table][0]
+        marks = ", ".join("?" * len(columns))
         try:
-            if table == "results":
-                self._conn().execute("INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?)",
-                                     (*key, value, time.time()))
-            else:
-                self._conn().execute("INSERT OR IGNORE INTO timings VALUES (?, ?, ?)", (*key, value, time.time()))
+            with self._transaction("BEGIN") as conn:
+                conn.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks}, ?, ?)", (*key, value, time.time()))
+                if versions is not None:  # one key, one set of versions: a row already there gets them too
+                    conn.execute(f"INSERT OR IGNORE INTO {table}_versions VALUES ({marks}, ?)",
+                                 (*key, canonical(dict(versions))))
         except sqlite3.Error as exc:
             raise LTSError(f"cannot use cache {self.path}: {exc}") from None
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute(begin)
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def held(self) -> list[Held]:
+        """What the store holds, per table and recorded versions."""
+        out: list[Held] = []
+        if not self.path:
+            return out
+        try:
+            for table in TABLES:
+                rows = self._conn().execute(
+                    f"SELECT v.versions, count(*), coalesce(sum({_bytes(table, 'r')}), 0) FROM {table} r"
+                    f" LEFT JOIN {table}_versions v USING ({', '.join(TABLES[table][0])}) GROUP BY v.versions")
+                out += [Held(table, *row) for row in rows]
+        except sqlite3.Error as exc:
+            raise LTSError(f"cannot use cache {self.path}: {exc}") from None
+        return out
+
+    def remove(self, groups: Iterable[tuple[str, str | None]]) -> list[Held]:
+        """Delete, in one transaction, every entry of each ``(table, recorded)`` group (:meth:`held`), and
+        versions rows left without their entry; returns what was deleted. An entry written meanwhile with
+        other versions is untouched; one of a listed group is deleted with its group."""
+        done: list[Held] = []
+        if not self.path:
+            return done
+        try:
+            with self._transaction("BEGIN IMMEDIATE") as conn:
+                for table, recorded in groups:
+                    where, args = _group(table, recorded)
+                    entries, size = conn.execute(f"SELECT count(*), coalesce(sum({_bytes(table, table)}), 0)"
+                                                 f" FROM {table} WHERE {where}", args).fetchone()
+                    conn.execute(f"DELETE FROM {table} WHERE {where}", args)
+                    done.append(Held(table, recorded, entries, size))
+                for table, (columns, _) in TABLES.items():
+                    conn.execute(f"DELETE FROM {table}_versions WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE "
+                                 + " AND ".join(f"r.{c} = {table}_versions.{c}" for c in columns) + ")")
+        except sqlite3.Error as exc:
+            raise LTSError(f"cannot use cache {self.path}: {exc}") from None
+        return done
+
+    def compact(self, wait_s: float = 5.0) -> bool:
+        """Give the space of deleted entries back to the disk (VACUUM); False when a writer kept the store busy
+        for `wait_s` (the space is then reused by later entries)."""
+        if not self.path:
+            return True
+        conn = sqlite3.connect(self.path, timeout=wait_s, isolation_level=None)
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.close()
 
     def __getstate__(self) -> dict[str, Any]:  # connections stay behind (e.g. when sent to a Ray worker)
         return {"path": self.path}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
+
+
+def _bytes(table: str, alias: str) -> str:
+    """SQL: the bytes of one entry of `table` (as `alias`): its key and its value, in UTF-8."""
+    columns, value = TABLES[table]
+    return " + ".join(f"length(CAST({alias}.{c} AS BLOB))" for c in (*columns, value))
+
+
+def _group(table: str, recorded: str | None) -> tuple[str, tuple[str, ...]]:
+    """SQL condition on `table` for the entries of one :class:`Held` group, and its arguments."""
+    match = " AND ".join(f"v.{c} = {table}.{c}" for c in TABLES[table][0])
+    if recorded is None:
+        return f"NOT EXISTS (SELECT 1 FROM {table}_versions v WHERE {match})", ()
+    return f"EXISTS (SELECT 1 FROM {table}_versions v WHERE {match} AND v.versions = ?)", (recorded,)

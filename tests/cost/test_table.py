@@ -71,5 +71,5 @@ class _Memory:
     def get(self, table, key):
         return self.rows.get((table, tuple(key)))
 
-    def put(self, table, key, value):
+    def put(self, table, key, value, versions=None):
         self.rows[(table, tuple(key))] = value
