@@ -22,7 +22,8 @@ The export is cached in ``<cache>/<key>/``, the key made by :mod:`lts.core.cache
 model's class, config, a digest of its weights, the library versions and the "onnx_export" (and
 "graph") versions; an INT8 copy sits beside it in ``<key>-int8-<key of the copy>/``. The cache is
 the ``cache_dir`` argument, else ``onnx/`` under :func:`lts.core.fileio.cache_root`
-(``$LTS_CACHE_DIR``, else ``$XDG_CACHE_HOME/lts``, else ``~/.cache/lts``). Folders are written to a
+(``$LTS_CACHE_DIR``, else ``$XDG_CACHE_HOME/lts``, else ``~/.cache/lts``); meta.json records the
+versions the folder's key was made with (``lts cache prune`` reads them). Folders are written to a
 temp folder and renamed into place, so a crash never leaves half a model and two processes
 exporting the same model at once both end with a complete one. Folders made before these keys
 simply miss (they stay unread; deleting them is safe).
@@ -45,7 +46,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from lts.core import fileio
-from lts.core.cachekeys import VERSIONS, cache_key
+from lts.core.cachekeys import VERSIONS, cache_key, versions
 from lts.core.errors import LTSError, first_line
 from lts.cost.quantize import check_precision, quantize_model
 from lts.cost.target import Target
@@ -85,7 +86,8 @@ def write_direct_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
     write_onnx(arch.graph_spec("kv"), out_dir / MODEL_FILE, state_dict_weights(model.state_dict()))
     layout = arch.kv_layout()
     past, present = kv_names(len(layout))
-    meta = {"format": VERSIONS["onnx_export"], "builder": "lts", "n_layers": len(layout),
+    meta = {"format": VERSIONS["onnx_export"], "versions": versions("onnx_export"), "builder": "lts",
+            "n_layers": len(layout),
             "kv_layout": [list(pair) for pair in layout], "vocab_size": arch.vocab_size,
             "inputs": ["input_ids", "attention_mask", *past], "outputs": ["logits", *present],
             "export_seconds": round(time.perf_counter() - t0, 3)}
@@ -205,7 +207,8 @@ def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
             input_names=["input_ids", "attention_mask", *past_names], output_names=["logits", *present_names],
             optimize=True, verbose=False)
         program.save(str(out_dir / MODEL_FILE), external_data=_needs_external_data(model))
-    meta = {"format": VERSIONS["onnx_export"], "builder": "torch.onnx.export", "n_layers": n_layers,
+    meta = {"format": VERSIONS["onnx_export"], "versions": versions("onnx_export"), "builder": "torch.onnx.export",
+            "n_layers": n_layers,
             "kv_layout": layout, "vocab_size": int(model.config.get_text_config(decoder=True).vocab_size),
             "inputs": ["input_ids", "attention_mask", *past_names], "outputs": ["logits", *present_names],
             "export_seconds": round(time.perf_counter() - t0, 3)}
@@ -293,7 +296,8 @@ def quantize_int8(fp32_dir: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     done = quantize_model(fp32_dir / MODEL_FILE, out_dir / MODEL_FILE)
     meta = json.loads((fp32_dir / META_FILE).read_text(encoding="utf-8"))
-    meta.update(precision="int8", quantization=done, quantize_seconds=round(time.perf_counter() - t0, 3))
+    meta.update(precision="int8", quantization=done, quantize_seconds=round(time.perf_counter() - t0, 3),
+                versions={**meta.get("versions", {}), **versions("int8")})  # the copy's key: its source's and int8
     fileio.write_json(out_dir / META_FILE, meta)
 
 

@@ -2,7 +2,8 @@
 
 A shard folder (``train.py --shards DIR``) holds::
 
-    tokens.json            format, tokenizer identity, source, per split: shard files, token counts, digest
+    tokens.json            format, key and its versions, tokenizer identity, source, per split: shard files,
+                           token counts, digest
     tokenizer/             the tokenizer that wrote the ids (save_pretrained), so the folder is self-describing
     train_00000.bin ...    raw token ids, little-endian uint16 (vocab <= 65,536) or uint32, eos between documents
     validation_00000.bin
@@ -27,7 +28,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from lts.core import fileio
-from lts.core.cachekeys import VERSIONS, cache_key
+from lts.core.cachekeys import VERSIONS, cache_key, versions
 from lts.core.errors import LTSError
 
 # The folder's format, from the one version table: version 1 is the format written before keys were made
@@ -170,7 +171,8 @@ def write_shards(folder: Path, tokenizer: Any, documents: Mapping[str, Iterable[
             splits[split] = writer.record()
         tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
         identity = tokenizer_identity(tokenizer)
-        fileio.write_json(tmp / META_FILE, {"format": FORMAT, "key": shard_key(identity, source), "dtype": dtype.str,
+        fileio.write_json(tmp / META_FILE, {"format": FORMAT, "key": shard_key(identity, source),
+                                            "versions": versions("token_shards"), "dtype": dtype.str,
                                             "tokenizer": identity, "source": dict(source), "splits": splits})
 
 
