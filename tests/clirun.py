@@ -10,8 +10,16 @@ environment (``os.environ`` replaced), ``sys.argv`` and fds 1 and 2 on files, th
 status is the script's (``SystemExit``), 1 with the traceback on stderr for an uncaught exception, minus the
 signal for a signal.
 
-What cannot be forked runs as a real subprocess: an environment that acts when the interpreter starts
-(``PYTHONPATH``, ``PYTHONHOME``, ...), as the fault suite's "Ray is not installed" stub does.
+Replacing ``os.environ`` cannot undo what the server's libraries read from its environment when they were
+imported: huggingface_hub fixes ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` in its constants,
+transformers and datasets their offline modes and caches, the OpenMP runtime ``OMP_NUM_THREADS``, the interpreter
+``PYTHONPATH`` and its other start-up settings. So a case is forked only when its environment equals the
+server's in every variable but :data:`FORKABLE_VARS` (and names starting with :data:`FORKABLE_PREFIXES`), which
+are read when used, after the child took the case's environment; any other difference runs the case as a real
+subprocess (a fresh interpreter), as the fault suite's "Ray is not installed" stub (``PYTHONPATH``) and a case
+with an ``HF_HOME`` of its own do. The server's environment is what the forked waiter inherited from it, so
+the comparison holds whatever test happened to start the server. ``tests/test_clirun.py`` checks the list
+against what the libraries read at import.
 """
 
 from __future__ import annotations
@@ -35,7 +43,15 @@ REPO = Path(__file__).resolve().parents[1]
 PRELOAD = ["numpy", "yaml", "torch", "transformers", "onnx", "onnxruntime", "pymoo.algorithms.moo.nsga2",
            "lts.core.cli", "lts.cost.evaluator", "lts.search.job", "lts.train.loop", "lts.generate",
            "lts.compare.runner"]
-STARTUP_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "PYTHONNOUSERSITE")
+# Variables a case may set differently from the server and still be forked: none of the preloaded libraries
+# reads them at import. LTS_* (LTS_FAULT, LTS_CACHE_DIR, ...) are read by LTS when it uses them; pytest sets
+# PYTEST_CURRENT_TEST for each test; _run applies PYTHONDONTWRITEBYTECODE itself; argparse reads COLUMNS and LINES
+# when it formats help; the tokenizers library reads TOKENIZERS_PARALLELISM when it first runs in parallel;
+# CUDA_VISIBLE_DEVICES is read when CUDA initialises, which the server never does (see forkable).
+FORKABLE_VARS = frozenset({"PYTEST_CURRENT_TEST", "PYTHONDONTWRITEBYTECODE", "COLUMNS", "LINES",
+                           "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES"})
+FORKABLE_PREFIXES = ("LTS_",)
+FRESH = "fresh"  # the waiter's status for a case the server cannot run: its environment differs where it counts
 _context = None
 
 
@@ -47,13 +63,38 @@ def _forkserver():
     return _context
 
 
+def forkable(var: str) -> bool:
+    """Whether a case may set `var` differently from the server and still be forked from it."""
+    if var == "CUDA_VISIBLE_DEVICES":  # torch reads it when CUDA initialises; after that a fork cannot use CUDA
+        torch = sys.modules.get("torch")
+        return torch is None or not torch.cuda.is_initialized()
+    return var in FORKABLE_VARS or var.startswith(FORKABLE_PREFIXES)
+
+
+def import_time_differences(env: Mapping[str, str], imported_with: Mapping[str, str]) -> list[str]:
+    """The variables, but the forkable ones, in which `env` differs from `imported_with` (the environment the
+    libraries were imported in): if any, a process forked from those imports would not run as `env` says."""
+    return sorted(var for var in set(env) | set(imported_with)
+                  if env.get(var) != imported_with.get(var) and not forkable(var))
+
+
+def _write_status(status: str, text: str) -> None:
+    with open(status + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(status + ".tmp", status)
+
+
 def _child(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str, status: str) -> None:
-    """The waiter: forks the process that runs the CLI and writes its exit status to `status`.
+    """The waiter: forks the process that runs the CLI and writes its exit status to `status`, or :data:`FRESH`
+    (and forks nothing) when `env` differs from the server's (this process's, inherited) where a library read it.
 
     The status goes through a file written here, not through multiprocessing's own channel: under many
     concurrent runs that channel now and then lost a status (the parent read 255 for a run that had
     printed its error and exited 2).
     """
+    if import_time_differences(env, os.environ):
+        _write_status(status, FRESH)
+        return
     pid = os.fork()
     if pid == 0:
         try:
@@ -61,9 +102,7 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str, s
         finally:
             os._exit(70)  # only if _run itself failed: EX_SOFTWARE
     _, wait_status = os.waitpid(pid, 0)
-    with open(status + ".tmp", "w") as f:
-        f.write(str(os.waitstatus_to_exitcode(wait_status)))
-    os.replace(status + ".tmp", status)
+    _write_status(status, str(os.waitstatus_to_exitcode(wait_status)))
 
 
 def _run(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
@@ -107,12 +146,12 @@ def run_cli(argv: Sequence[str | os.PathLike], cwd: str | os.PathLike, env: Mapp
             timeout: float = 600) -> subprocess.CompletedProcess:
     """``python *argv`` in `cwd` with `env` (default: this process's), as :func:`subprocess.run` with
     ``capture_output=True, text=True`` returns it; a run past `timeout` seconds is killed and raises
-    :class:`subprocess.TimeoutExpired`."""
+    :class:`subprocess.TimeoutExpired`. Forked from the server, or a fresh interpreter where `env` differs from
+    the server's in a variable a library read at import (the module's docstring)."""
     argv = [str(a) for a in argv]
     env = dict(os.environ if env is None else env)
-    if any(var in env and env[var] != os.environ.get(var) for var in STARTUP_VARS):
-        return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+    if import_time_differences(env, os.environ):  # the server inherited this process's: no need to ask it
+        return _fresh(argv, cwd, env, timeout)
     with tempfile.TemporaryDirectory(prefix="lts-cli-") as tmp:
         out, err, status = (os.path.join(tmp, name) for name in ("stdout", "stderr", "status"))
         proc = _forkserver().Process(target=_child, args=(argv, str(cwd), env, out, err, status))
@@ -125,9 +164,16 @@ def run_cli(argv: Sequence[str | os.PathLike], cwd: str | os.PathLike, env: Mapp
             raise subprocess.TimeoutExpired([sys.executable, *argv], timeout)
         if not os.path.exists(status):
             raise RuntimeError(f"the waiter of {' '.join(argv)} ended without a status (exit code {proc.exitcode})")
-        with open(status) as f_status, open(out, errors="replace") as f_out, open(err, errors="replace") as f_err:
-            return subprocess.CompletedProcess([sys.executable, *argv], int(f_status.read()), f_out.read(),
-                                               f_err.read())
+        with open(status) as f_status:
+            code = f_status.read()
+        if code == FRESH:  # the server was started in another environment than this process's now
+            return _fresh(argv, cwd, env, timeout)
+        with open(out, errors="replace") as f_out, open(err, errors="replace") as f_err:
+            return subprocess.CompletedProcess([sys.executable, *argv], int(code), f_out.read(), f_err.read())
+
+
+def _fresh(argv: list[str], cwd: str | os.PathLike, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def load_script(path: str | os.PathLike) -> object:

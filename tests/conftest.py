@@ -14,20 +14,36 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Caches the suite may read or write: never the user's. Set here, at import, so that session-scoped
-# fixtures (built before any function-scoped fixture runs) and every subprocess see them too; each test
-# then gets folders of its own (``isolated_caches``), so no test sees what another one cached.
-CACHE_VARS = ("HF_HOME", "XDG_CACHE_HOME", "LTS_CACHE_DIR")
-_SESSION_CACHES = Path(tempfile.mkdtemp(prefix="lts-test-caches-"))
-for _var in CACHE_VARS:
-    os.environ[_var] = str(_SESSION_CACHES / _var.lower())
+# No test reads or writes the user's caches. The libraries read where theirs are once, when they are imported
+# (huggingface_hub, transformers and datasets fix HF_HOME and every folder under it in module constants), so these
+# are set here, at import, before any of them is imported, for the whole session (one folder per xdist worker):
+# every process of the session sees them, and tests/clirun.py's fork server, started later, inherits them, so a
+# forked CLI sees the same as a fresh one. The HF folders the user may have moved (hub, datasets, assets, modules,
+# xet, token) are removed from the environment so that they follow HF_HOME, as the libraries' defaults do, and a
+# test that gives a CLI an HF_HOME of its own moves them all. LTS reads $LTS_CACHE_DIR when it uses it: each test
+# gets an empty one of its own (``isolated_caches``), so no test sees what another cached.
+SESSION_CACHE_VARS = ("HF_HOME", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "MPLCONFIGDIR")
+FOLLOWING_VARS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HUGGINGFACE_ASSETS_CACHE",
+                  "HF_XET_CACHE", "HF_TOKEN_PATH", "HF_MODULES_CACHE", "HF_DATASETS_CACHE",
+                  "HF_DATASETS_DOWNLOADED_DATASETS_PATH", "HF_DATASETS_EXTRACTED_DATASETS_PATH", "TRANSFORMERS_CACHE",
+                  "PYTORCH_TRANSFORMERS_CACHE", "PYTORCH_PRETRAINED_BERT_CACHE", "TORCH_HOME",
+                  "PYTORCH_KERNEL_CACHE_PATH", "TORCH_EXTENSIONS_DIR")  # under HF_HOME or XDG_CACHE_HOME once unset
+TEST_CACHE_VARS = ("LTS_CACHE_DIR",)
+SESSION_CACHES = Path(tempfile.mkdtemp(prefix="lts-test-caches-"))
+for _var in SESSION_CACHE_VARS:
+    os.environ[_var] = str(SESSION_CACHES / _var.lower())
+for _var in FOLLOWING_VARS:
+    os.environ.pop(_var, None)
+for _var in TEST_CACHE_VARS:
+    os.environ[_var] = str(SESSION_CACHES / _var.lower())  # session fixtures, built before any test's own
 
 
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path_factory, monkeypatch) -> Path:
-    """Every test runs with ``$HF_HOME``, ``$XDG_CACHE_HOME`` and ``$LTS_CACHE_DIR`` in empty folders of its own."""
+    """Every test runs with ``$LTS_CACHE_DIR`` in an empty folder of its own (the libraries' caches: the session's,
+    set above)."""
     root = tmp_path_factory.mktemp("caches")
-    for var in CACHE_VARS:
+    for var in TEST_CACHE_VARS:
         monkeypatch.setenv(var, str(root / var.lower()))
     return root
 
@@ -154,4 +170,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def pytest_unconfigure(config):
     import shutil
 
-    shutil.rmtree(_SESSION_CACHES, ignore_errors=True)
+    shutil.rmtree(SESSION_CACHES, ignore_errors=True)

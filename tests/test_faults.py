@@ -10,7 +10,7 @@ SQLite cache, an incompatible checkpoint, a model folder with corrupt safetensor
 that it *held*: exit status 2, exactly one line on stderr that names the problem, no traceback,
 and nothing created, modified or deleted in the case's folder (the command's working folder,
 where every input and every output location of the case lies; ``$LTS_CACHE_DIR`` points inside
-it too). The hub is offline (``HF_HUB_OFFLINE=1``, an empty ``HF_HOME``).
+it too). The hub is offline (``HF_HUB_OFFLINE=1``; ``HF_HOME`` is the test session's, which holds no model).
 
 The cases run concurrently (one process each, forked from a server that has the libraries imported:
 ``tests/clirun.py``) the first time a case is asked for; each case is still its own test with its own verdict.
@@ -416,8 +416,10 @@ class Inputs:
         self._lock = threading.Lock()
 
     def env(self, case_dir: Path) -> dict[str, str]:
+        # HF_HOME stays the session's (tests/conftest.py): one of the case's own would be read by the libraries at
+        # import, so every case would need a fresh interpreter instead of a fork (tests/clirun.py)
         return dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-                    HF_HOME=str(self.root / "hf-home"), LTS_CACHE_DIR=str(case_dir / "lts-cache"),
+                    LTS_CACHE_DIR=str(case_dir / "lts-cache"),
                     PYTHONDONTWRITEBYTECODE="1", TOKENIZERS_PARALLELISM="false",
                     CUDA_VISIBLE_DEVICES="")  # "no CUDA device" must hold on a GPU machine too
 
@@ -443,13 +445,14 @@ class Inputs:
     def train_checkpoint(self, case_dir: Path, args: tuple[str, ...]) -> None:
         """trained.ckpt/ with a meta.json whose fingerprint matches the case's settings, and a state.pt to replace."""
         from lts.core import fileio
-        from lts.train.loop import META_FILE, STATE_FILE
+        from lts.core.settings import must_match
+        from lts.train.checkpoint import META_FILE, STATE_FILE
 
         parser, ns = _load_train_script().parse_args(list(args))
         settings = parser.settings_from(ns)
         ckpt = case_dir / settings.checkpoint_dir
         ckpt.mkdir(parents=True)
-        fileio.write_json(ckpt / META_FILE, {"fingerprint": settings.fingerprint(), "train_digest": "0" * 16})
+        fileio.write_json(ckpt / META_FILE, {"fingerprint": must_match(settings), "train_digest": "0" * 16})
         (ckpt / STATE_FILE).write_bytes(b"replaced by the case")
 
     def prepare(self, case: Case, case_dir: Path) -> None:
