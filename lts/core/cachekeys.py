@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 # One integer per kind of artifact. Bump one (by one) when what that artifact holds changes for the
 # same inputs; every key of that kind (and of the kinds that USE it) then changes, so old entries miss.
@@ -95,3 +95,18 @@ def cache_key(artifact: str, *, uses: Iterable[str] = (), **parts: Any) -> str:
     machine; raises TypeError/ValueError for parts that are not JSON data.
     """
     return digest({"artifact": artifact, "versions": versions(artifact, uses), "parts": parts})
+
+
+def standing(recorded: Mapping[str, int], names: Iterable[str] = ()) -> str:
+    """Whether a key made now can reach an entry whose key was made with the `recorded` versions.
+
+    "old" when one is below today's: versions only go up, so no key made now or later reaches it. "newer"
+    when one is above today's or names an artifact unknown here: a newer LTS wrote it, and its keys may.
+    "current" when each recorded version, and each of `names` (what a key of that artifact uses), is
+    recorded at today's; "unknown" when those recorded agree but some of `names` is not recorded.
+    """
+    if any(n in VERSIONS and v < VERSIONS[n] for n, v in recorded.items()):
+        return "old"
+    if any(n not in VERSIONS or v > VERSIONS[n] for n, v in recorded.items()):
+        return "newer"
+    return "current" if recorded and set(names) <= set(recorded) else "unknown"
