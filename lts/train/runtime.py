@@ -1,7 +1,7 @@
 """Where a training run computes: the device, the dtype, and its place among torchrun's processes.
 
-One :class:`Runtime` per process. ``Runtime()`` is the single-process fp32 CPU run train.py has
-always done (the loop then computes exactly what it computed before these options existed).
+One :class:`Runtime` per process. ``Runtime()`` is one process computing in fp32 on the CPU (the
+loop's default, for callers that train without torchrun or a device).
 :func:`resolve` builds it from the settings and the environment torchrun sets (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``); :meth:`Runtime.group` joins the process group (gloo on CPU,
 NCCL on CUDA) for the run's duration.
@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from lts.core.errors import LTSError
 
+Log = Callable[[str], None]  # where a run reports progress: print, a logger, or nothing on ranks other than 0
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("fp32", "bf16", "fp16")
 T = TypeVar("T")

@@ -119,7 +119,7 @@ def commands() -> dict[str, type]:
     from lts.cost.cli import EvaluateSettings
     from lts.generate.decode import GenerateSettings
     from lts.search.job import SearchJob
-    from lts.train.loop import TrainSettings
+    from lts.train.settings import TrainSettings
 
     return {"search": SearchJob, "train": TrainSettings, "generate": GenerateSettings, "benchmark": BenchSettings,
             "evaluate": EvaluateSettings}

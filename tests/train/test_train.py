@@ -19,6 +19,11 @@ from lts.families.gpt2 import ArchConfig
 from lts.train.data import Batches, split_tail
 
 REPO = Path(__file__).resolve().parents[2]
+# The settings a resume must match, as the checkpoints' meta.json records them ("fingerprint"): a checkpoint
+# written before a change to this set would no longer resume, so it changes only on purpose.
+MUST_MATCH = {"data", "dataset", "dataset_config", "text_column", "corpus", "val_fraction", "tokenizer",
+              "tokenizer_vocab", "max_steps", "batch_size", "seq_len", "lr", "warmup_steps", "weight_decay",
+              "beta1", "beta2", "grad_clip", "dropout", "eval_every", "eval_windows", "seed", "grad_accum"}
 ARCH = ArchConfig(n_layer=2, n_embd=48, n_inner=96, n_head=4, n_positions=128)  # not GPT-2's 768/3072
 STEPS = 80
 COMMON = ["--max-steps", str(STEPS), "--batch-size", "4", "--seq-len", "32", "--eval-every", "20",
@@ -124,7 +129,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(reference, workdir):
     assert proc.returncode == -signal.SIGKILL, "the run ended before the kill: make it longer"
     assert ckpt.exists() and not out.exists(), "a killed run must leave a checkpoint and no model folder"
 
-    resumed = run_train(workdir / "arch", "--data", workdir / "*.txt", "--out", out, *COMMON, "--resume")
+    other_lr = run_train(workdir / "arch", "--data", workdir / "*.txt", "--out", out, *COMMON, "--resume",
+                         "--lr", "2e-3")
+    assert other_lr.returncode == 2 and other_lr.stderr.strip().splitlines() == [
+        "train.py: error: --resume: settings differ from the checkpointed run (lr); use the same flags, or start "
+        "over without --resume"], other_lr.stderr
+    # --save-every is declared resumable: a resume may change it, and computes the same steps
+    resumed = run_train(workdir / "arch", "--data", workdir / "*.txt", "--out", out, *COMMON, "--resume",
+                        "--save-every", "7")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     m = json.loads((out / "train_metrics.json").read_text())
     assert 5 <= m["resumed_from_step"] < STEPS and f"resuming from step {m['resumed_from_step']}" in resumed.stdout
@@ -136,7 +148,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(reference, workdir):
 
 
 def test_tokenizer_of_the_model_folder_is_used(tiny_model_dir, tiny_tokenizer_dir):
-    from lts.train.loop import TrainSettings, resolve_tokenizer
+    from lts.train.settings import TrainSettings
+    from lts.train.tokenizer import resolve_tokenizer
 
     tok, source, trained = resolve_tokenizer(TrainSettings(model=str(tiny_model_dir)), None, print)
     assert "(model folder)" in source and not trained and len(tok) == 512  # the fixture tokenizer's
@@ -145,6 +158,37 @@ def test_tokenizer_of_the_model_folder_is_used(tiny_model_dir, tiny_tokenizer_di
     assert source == str(tiny_tokenizer_dir) and len(tok) == 512
     with pytest.raises(LTSError, match="tokenizer folder not found"):
         resolve_tokenizer(TrainSettings(model=str(tiny_model_dir), tokenizer="./no/such/dir"), None, print)
+
+
+def test_what_a_resume_must_match_is_the_fingerprint_checkpoints_record():
+    from lts.core.settings import must_match, resumable, specs
+    from lts.train.settings import TrainSettings
+
+    assert set(must_match(TrainSettings())) == MUST_MATCH
+    assert resumable(TrainSettings) == set(specs(TrainSettings)) - MUST_MATCH
+    # as meta.json stores them: a list of data files, none as null
+    assert must_match(TrainSettings(data=("a.txt", "b.txt")))["data"] == ["a.txt", "b.txt"]
+    assert must_match(TrainSettings(data=()))["data"] is None
+
+
+def test_resume_refuses_a_must_match_setting_changed_and_accepts_a_resumable_one(tmp_path, tiny_model_dir):
+    import dataclasses
+
+    from lts.core import fileio
+    from lts.core.settings import must_match
+    from lts.train.checkpoint import META_FILE, STATE_FILE, run_meta
+    from lts.train.settings import TrainSettings, check_inputs
+
+    first = TrainSettings(model=str(tiny_model_dir), out=str(tmp_path / "out"), seq_len=32, save_every=5)
+    first.checkpoint_dir.mkdir()
+    fileio.write_json(first.checkpoint_dir / META_FILE, run_meta(must_match(first), "0" * 16, 1))
+    (first.checkpoint_dir / STATE_FILE).write_bytes(b"read later, by the run")
+    again = dataclasses.replace(first, resume=True)
+    for changed in ({"lr": 2e-3}, {"seq_len": 64, "seed": 1}):
+        named = ", ".join(sorted(changed))
+        with pytest.raises(LTSError, match=rf"settings differ from the checkpointed run \({named}\)"):
+            check_inputs(dataclasses.replace(again, **changed))
+    check_inputs(dataclasses.replace(again, save_every=7, threads=1, progress=False, device="cpu", compile=True))
 
 
 def _bad(workdir: Path, name: str) -> list[str]:
