@@ -138,7 +138,7 @@ def _description(settings: TrainSettings, arch: Arch, shaped: Arch, tokens: Toke
 
 
 def _save(settings: TrainSettings, model: Any, tokenizer: Any, metrics: dict[str, Any], log: Log) -> None:
-    """On rank 0: the model folder, then the checkpoint is no longer needed."""
+    """On rank 0: the model folder; then the checkpoint goes (a finished run is not resumed)."""
     out = settings.out_dir
     checkpoint.save_model_folder(out, model, tokenizer, metrics)
     shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)
