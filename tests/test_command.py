@@ -1,4 +1,5 @@
-"""One command: `lts search | train | generate | compare | evaluate | report`, and the scripts as thin shims over it.
+"""One command: `lts search | train | generate | compare | evaluate | export | cache | report`, and the scripts as thin
+shims over it.
 
 Every subcommand has ``-h`` and the scripts' error contract (one line on stderr, exit status 2, no traceback,
 nothing written); ``python -m lts search`` and ``python search.py`` are the same run.
@@ -15,10 +16,10 @@ from pathlib import Path
 import pytest
 from clirun import load_script, run_cli
 
-from lts.__main__ import COMMANDS
+from lts.__main__ import ALL_COMMANDS, COMMANDS
 
 REPO = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["search", "train", "generate", "compare", "evaluate", "export", "report"]
+SUBCOMMANDS = ["search", "train", "generate", "compare", "evaluate", "export", "cache", "report"]
 SCRIPTS = {"search": "search.py", "train": "train.py", "generate": "generate_text.py", "compare": "benchmark.py"}
 
 # Bad input for each subcommand, refused before anything runs: (arguments, program named, what the line says).
@@ -39,6 +40,7 @@ BAD = {
     "evaluate-missing": (["evaluate", "nope.json"], "evaluate", "no config.json at nope.json"),
     "evaluate-flag": (["evaluate", "nope.json", "--no-such-flag"], "evaluate",
                       "unrecognized arguments: --no-such-flag"),
+    "cache-flag": (["cache", "prune", "--no-such-flag"], "cache", "unrecognized arguments: --no-such-flag"),
     "report-missing": (["report", "nope"], "", "run folder not found: nope"),
     "report-flag": (["report", "nope", "--no-such-flag"], "", "unrecognized arguments: --no-such-flag"),
 }
@@ -54,12 +56,12 @@ def _one_line(proc) -> str:
     return lines[0]
 
 
-def test_lts_help_lists_the_seven_commands_one_line_each(tmp_path):
+def test_lts_help_lists_the_eight_commands_one_line_each(tmp_path):
     proc = run_cli(["-m", "lts", "-h"], cwd=tmp_path, env={**os.environ, "COLUMNS": "80"})
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     listed = [m.group(1) for m in re.finditer(r"^ {4}(\w+) +\S", proc.stdout, re.M)]
     assert listed == SUBCOMMANDS, proc.stdout
-    for name, command in COMMANDS.items():  # the whole help on the command's own line, not wrapped
+    for name, command in ALL_COMMANDS.items():  # the whole help on the command's own line, not wrapped
         assert re.search(rf"^ {{4}}{name} +{re.escape(command.help)}$", proc.stdout, re.M), proc.stdout
 
 

@@ -2,7 +2,10 @@
 
 One implementation for every writer in LTS: files (``atomic_path`` and the ``write_*``
 helpers) are written to a temp file beside their target and renamed over it; folders
-(``atomic_dir``) are built in a temp folder beside their target and renamed into place.
+(``atomic_dir``) are built in a temp folder beside their target and renamed into place, and
+removed (``discard``) by the reverse: renamed aside, then deleted. Every temp entry is named
+``.<target name>.<random><suffix>`` with a suffix of :data:`SCRATCH_SUFFIXES` (``is_scratch``),
+so what a killed writer left behind can be told from what it wrote.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from lts.core.errors import LTSError
 
+# What the writers below name their temp entries with: ".tmp" while being written, ".old" while being deleted.
+SCRATCH_SUFFIXES = (".tmp", ".old")
+
 
 def cache_root() -> Path:
     """The one folder under which LTS keeps everything it can rebuild (evaluations.sqlite, onnx/, optimum-venv/).
@@ -25,11 +31,41 @@ def cache_root() -> Path:
     ``$LTS_CACHE_DIR`` when set (non-empty), else ``$XDG_CACHE_HOME/lts`` when that is set, else
     ``~/.cache/lts``. What is found there is keyed by :mod:`lts.core.cachekeys`.
     """
+    return cache_root_origin()[0]
+
+
+def cache_root_origin() -> tuple[Path, str]:
+    """:func:`cache_root` and what chose it: "$LTS_CACHE_DIR", "$XDG_CACHE_HOME/lts" or "~/.cache/lts"."""
     root = os.environ.get("LTS_CACHE_DIR")
     if root:
-        return Path(root).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "lts"
+        return Path(root).expanduser(), "$LTS_CACHE_DIR"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "lts", "$XDG_CACHE_HOME/lts"
+    return Path.home() / ".cache" / "lts", "~/.cache/lts"
+
+
+def is_scratch(path: str | os.PathLike) -> bool:
+    """True when `path` is named as this module's writers name a temp file or folder (a half-written or
+    half-deleted entry while its writer runs; a leftover once it was killed)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(SCRATCH_SUFFIXES)
+
+
+def discard(path: str | os.PathLike) -> None:
+    """Remove the file or folder `path` so that no reader sees part of it: a folder is first renamed aside (a
+    scratch name beside it: gone from `path` at once), then deleted. Already gone: nothing to do."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    try:
+        os.replace(path, aside / path.name)
+    except FileNotFoundError:
+        pass
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def umask() -> int:
@@ -132,7 +168,7 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     """Create `path` if needed and prove we can write in it (raises OSError otherwise)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path, prefix=".lts-write-test-"):
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".lts-write-test-", suffix=".tmp"):
         pass
     return path
 
