@@ -14,6 +14,9 @@ Rules that keep the caches honest and cheap:
   ``tests/core/test_cachekeys.py`` pins the dict and one key, so such a change is always deliberate.
 - Keys made before this module existed (whole-module source hashes, ``FORMAT_VERSION``,
   ``INT8_FORMAT``) simply miss: old entries stay unread, nothing is migrated or served stale.
+- Each writer records, beside its entry, the versions its key was made with (:func:`versions`): a
+  digest cannot say them, and ``lts cache prune`` removes what no key made now reaches (:func:`standing`).
+  A new kind of cached artifact records them too.
 
 Everything lives under one root, :func:`lts.core.fileio.cache_root`.
 """
