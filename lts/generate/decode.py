@@ -367,6 +367,71 @@ def generate_onnx(onnx_model: Any, input_ids: Any, settings: GenerateSettings, p
                                    attention_mask=mask)
 
 
+def _encode_prompts(settings: GenerateSettings, texts: Sequence[str], tokenizer: Any, model: Any) -> list[Any]:
+    """Each text as (1, P) ids fitted to the context; a prompt of a file that does not fit names its number."""
+    prompts = []
+    for n, text in enumerate(texts, 1):
+        try:
+            prompts.append(encode_prompt(tokenizer, text, settings.max_new_tokens, context_length(model.config),
+                                         settings.truncate_prompt))
+        except LTSError as exc:
+            if settings.prompts_file is None:
+                raise
+            raise LTSError(f"prompt {n} of {settings.prompts_file}: {exc}") from None
+    return prompts
+
+
+@dataclass
+class _OnnxSession:
+    """The ONNX backend's graph as a running session, and the memory window it is measured in."""
+
+    model: Any  # lts.generate.onnx_kv.OnnxKVModel
+    target: Any
+    memory_base: int  # RSS before the session: onnx_generation_memory_mb counts from here
+    exact_peak: bool  # the target reads its peak since reset_peak_memory() exactly
+    exported: bool
+    prepare_s: float
+
+    def memory_bytes(self) -> int | None:
+        """Peak memory of session + generation over the RSS before them; None where the peak cannot be read."""
+        return self.target.peak_memory_bytes() - self.memory_base if self.exact_peak else None
+
+
+def _onnx_session(settings: GenerateSettings, model: Any, threads: int) -> _OnnxSession:
+    """Export the KV graph (or find it cached), then open it on the settings' target: the prepare time."""
+    from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
+
+    t0 = time.perf_counter()
+    folder, exported = cached_kv_onnx(model, settings.onnx_cache_dir, precision=settings.precision)
+    target = make_target(settings.target, threads)
+    gc.collect()
+    memory_base = target.memory_bytes()  # the window of onnx_generation_memory_mb: session + generation
+    exact_peak = target.reset_peak_memory()
+    onnx_model = OnnxKVModel(folder, target)
+    return _OnnxSession(onnx_model, target, memory_base, exact_peak, exported, time.perf_counter() - t0)
+
+
+def _generate_in_batches(prompts: list[Any], batch_size: int, generate: Callable[[Any, Any, Any], Any], pad: Any,
+                         eos: Any) -> tuple[list[list[int]], int, TimingStreamer, dict[str, Any]]:
+    """Every prompt, shortest first in left-padded batches: (each prompt's ids as generating it alone gives them,
+    in the given order; the most steps a batch took; the first batch's timing; the result's batch fields)."""
+    ids: list[list[int]] = [[] for _ in prompts]
+    steps, timing = 0, None
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i].shape[1])  # alike lengths: little padding
+    chunks = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+    for chunk in chunks:
+        batch_timing = TimingStreamer()
+        batch, mask = left_pad([prompts[i] for i in chunk], pad)
+        out = generate(batch, mask, batch_timing)
+        timing = timing or batch_timing  # the first batch's: its time to first token is the user's wait
+        steps = max(steps, out.shape[1] - batch.shape[1])
+        for row, i in zip(out.tolist(), chunk):
+            ids[i] = row[batch.shape[1] - prompts[i].shape[1]:batch.shape[1]] + until_eos(row[batch.shape[1]:], eos)
+    extra = dict(batches=len(chunks), batch_size=batch_size,
+                 generated_tokens=sum(len(row) - p.shape[1] for row, p in zip(ids, prompts)))
+    return ids, steps, timing, extra
+
+
 def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None) -> GenerationResult:
     """Load, (export,) generate and decode. With ``settings.stream``, text goes to `on_text` as it comes.
 
@@ -383,34 +448,14 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
     threads = settings.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     model, tokenizer, load_s = load_model_and_tokenizer(settings)
-    prompts = []
-    for n, text in enumerate(texts, 1):
-        try:
-            prompts.append(encode_prompt(tokenizer, text, settings.max_new_tokens, context_length(model.config),
-                                         settings.truncate_prompt))
-        except LTSError as exc:
-            if settings.prompts_file is None:
-                raise
-            raise LTSError(f"prompt {n} of {settings.prompts_file}: {exc}") from None
+    prompts = _encode_prompts(settings, texts, tokenizer, model)
     processors = build_logits_processors(settings, len(tokenizer), model_vocab_size(model))
     eos, pad = special_ids(model, tokenizer)
-
-    prepare_s, exported, onnx_model, exact_peak = 0.0, False, None, False
-    if settings.backend == "onnx":
-        from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
-
-        t0 = time.perf_counter()
-        folder, exported = cached_kv_onnx(model, settings.onnx_cache_dir, precision=settings.precision)
-        target = make_target(settings.target, threads)
-        gc.collect()
-        memory_base = target.memory_bytes()  # the window of onnx_generation_memory_mb: session + generation
-        exact_peak = target.reset_peak_memory()
-        onnx_model = OnnxKVModel(folder, target)
-        prepare_s = time.perf_counter() - t0
+    onnx = _onnx_session(settings, model, threads) if settings.backend == "onnx" else None
 
     def generate(ids: Any, mask: Any, streamer: Any) -> Any:
-        if onnx_model is not None:
-            return generate_onnx(onnx_model, ids, settings, processors, eos, pad, streamer, mask)
+        if onnx is not None:
+            return generate_onnx(onnx.model, ids, settings, processors, eos, pad, streamer, mask)
         return generate_torch(model, ids, settings, processors, eos, pad, streamer, mask)
 
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -423,31 +468,17 @@ def run(settings: GenerateSettings, on_text: Callable[[str], None] | None = None
         ids = out.tolist()
         steps = out.shape[1] - prompts[0].shape[1]
     else:
-        ids, steps, timing = [[] for _ in prompts], 0, None
-        order = sorted(range(len(prompts)), key=lambda i: prompts[i].shape[1])  # alike lengths: little padding
-        chunks = [order[k:k + settings.batch_size] for k in range(0, len(order), settings.batch_size)]
-        for chunk in chunks:
-            batch_timing = TimingStreamer()
-            batch, mask = left_pad([prompts[i] for i in chunk], pad)
-            out = generate(batch, mask, batch_timing)
-            timing = timing or batch_timing  # the first batch's: its time to first token is the user's wait
-            steps = max(steps, out.shape[1] - batch.shape[1])
-            for row, i in zip(out.tolist(), chunk):
-                ids[i] = row[batch.shape[1] - prompts[i].shape[1]:batch.shape[1]] + until_eos(row[batch.shape[1]:],
-                                                                                                 eos)
-        extra = dict(batches=len(chunks), batch_size=settings.batch_size,
-                     generated_tokens=sum(len(row) - p.shape[1] for row, p in zip(ids, prompts)))
+        ids, steps, timing, extra = _generate_in_batches(prompts, settings.batch_size, generate, pad, eos)
     generate_s = time.perf_counter() - start
-    memory = None
-    if onnx_model is not None and exact_peak:
-        memory = target.peak_memory_bytes() - memory_base
+    memory = onnx.memory_bytes() if onnx is not None else None
 
     outputs = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     return GenerationResult(
         texts=outputs, token_ids=ids, prompt_tokens=sum(int(p.shape[1]) for p in prompts),
         new_tokens=steps, seed=None if settings.greedy else seed,
-        backend=settings.backend, threads=threads, load_s=load_s, prepare_s=prepare_s, exported=exported,
-        onnx_builder=onnx_model.meta.get("builder", "torch.onnx.export") if onnx_model is not None else "",
+        backend=settings.backend, threads=threads, load_s=load_s,
+        prepare_s=onnx.prepare_s if onnx is not None else 0.0, exported=onnx is not None and onnx.exported,
+        onnx_builder=onnx.model.meta.get("builder", "torch.onnx.export") if onnx is not None else "",
         precision=settings.precision,
         first_token_s=timing.times[0] if timing.times else float("nan"), generate_s=generate_s,
         token_times_s=list(timing.times) if settings.prompts_file is None else [], onnx_memory_bytes=memory,
