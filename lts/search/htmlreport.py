@@ -30,7 +30,7 @@ from lts.core.errors import LTSError
 from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import get as get_objective
 from lts.search.constraints import parse_constraints
-from lts.search.nsga import hypervolume, pareto_front, robust_front
+from lts.search.fronts import hypervolume, pareto_front, robust_front
 from lts.search.record import CALIBRATION, RunRecord
 from lts.search.report import arch_fields
 from lts.search.verify import read_verified, whole_front

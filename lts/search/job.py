@@ -22,21 +22,17 @@ from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import objectives_help, parse_objectives
 from lts.cost.store import default_cache_path
 from lts.cost.target import TargetSettings
+from lts.search.checkpoint import CHECKPOINT, read_run_state
 from lts.search.constraints import check_possible, feasible, parse_constraints, total_violation
 from lts.search.executors import make_executor
+from lts.search.fronts import hypervolume, robust_front
 from lts.search.htmlreport import RUN_INFO, write_report
-from lts.search.nsga import (
-    CHECKPOINT,
-    SearchSettings,
-    check_listable,
-    hypervolume,
-    read_run_state,
-    robust_front,
-    run_search,
-)
+from lts.search.loop import run_search
 from lts.search.record import load_calibration, save_calibration
 from lts.search.report import evaluation_rows, gallery_markdown, plot_fronts, read_manifest, write_models
+from lts.search.settings import SearchSettings
 from lts.search.space import Space, space_from_dict, space_to_dict
+from lts.search.strategies import check_listable
 from lts.search.verify import measure_front_whole
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,9 @@ from typing import Any, Sequence
 
 from lts.cost.evaluator import EvalResult, Evaluator, parts_objectives
 from lts.search.executors import Executor
-from lts.search.nsga import SearchSettings, pareto_front
+from lts.search.fronts import pareto_front
 from lts.search.record import RunRecord
+from lts.search.settings import SearchSettings
 
 log = logging.getLogger(__name__)
 VERIFIED = "verified.jsonl"

@@ -14,8 +14,8 @@ from lts.cost.evaluator import EvalResult
 from lts.families.gpt2 import ArchConfig
 from lts.families.gpt2.space import SearchSpace
 from lts.search.constraints import Constraint, check_possible, parse_constraint, parse_constraints, total_violation
+from lts.search.fronts import objective_matrix, pareto_front
 from lts.search.job import SearchJob
-from lts.search.nsga import objective_matrix, pareto_front
 
 
 def test_parse_in_the_unit_or_the_display_unit():
@@ -93,7 +93,7 @@ def test_config_only_budgets_are_proven_possible_or_refused_before_anything_runs
 def test_measured_budget_turns_on_the_generation_graph_and_context_is_checked():
     job = SearchJob(objectives="non_embedding_params,onnx_latency_s",
                     constraints=["onnx_generation_memory_mb<=300"])
-    assert job.eval_settings().generation and job.eval_settings().measurement.context == 512
+    assert job.eval_settings().generation and job.eval_settings().measure_settings.context == 512
     assert not SearchJob().eval_settings().generation  # the default search does not pay for it
     decode_only = SearchJob(objectives="non_embedding_params,onnx_decode_latency_s").eval_settings()
     assert decode_only.generation and not decode_only.forward  # nor does a decode search pay for the forward

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+from pymoo.optimize import minimize
 from searchrun import DETERMINISTIC, rows, search, tiny_space
 
 from lts.families.gpt2.space import SearchSpace
-from lts.search.nsga import Exhaustive, SearchSettings
+from lts.search.strategies import Exhaustive, LTSProblem
 
 TINY = SearchSpace(n_layer=(1, 2, 3), n_embd=(32, 48, 64, 96), n_inner=(64, 96, 128), n_head=(2, 4), vocab_size=512,
                    n_positions=64)
@@ -18,18 +20,38 @@ def dominates(a: dict, b: dict) -> bool:
     return pa >= pb and fa <= fb and (pa > pb or fa < fb)
 
 
-def test_it_lists_each_architecture_once_in_batches():
-    settings = SearchSettings(strategy="exhaustive", objectives=DETERMINISTIC.split(","))
-    algo = Exhaustive(TINY, settings, batch=20)
-    assert len(algo.genes) == 72 and algo.generations == 4  # 3 x 4 x 3 x 2, every head count divides every n_embd
-    seen = []
-    while len(pop := algo.ask()):
-        assert len(pop) <= 20
-        seen += [TINY.decode(x).archid for x in pop.get("X")]
-    assert sorted(seen) == sorted({c.archid for c in TINY.configs()}) and len(set(seen)) == 72
+class ByHand(LTSProblem):
+    """Two objectives of the architecture alone, for pymoo's own loop: width x depth maximised, MLP x heads
+    minimised; it notes every architecture it is asked to evaluate, and how many at a time."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__(space, ("width_x_depth", "inner_x_heads"))
+        self.asked: list[str] = []
+        self.batches: list[int] = []
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        archs = [self.space.decode(x) for x in X]
+        self.asked += [a.archid for a in archs]
+        self.batches.append(len(archs))
+        out["F"] = np.array([[-a.n_layer * a.n_embd, a.n_inner * a.n_head] for a in archs], dtype=float)
+        out["G"] = np.full((len(archs), 1), -1.0)
+
+
+def test_it_is_a_pymoo_algorithm_that_lists_each_architecture_once_in_batches():
+    problem = ByHand(TINY)
+    algorithm = Exhaustive(TINY, batch=20)
+    assert len(algorithm.genes) == 72 and algorithm.batches == 4  # 3 x 4 x 3 x 2: every head count divides
+    result = minimize(problem, algorithm, seed=1)  # pymoo's loop, its termination: nothing of the search's
+    assert problem.batches == [20, 20, 20, 12] and len(set(problem.asked)) == 72
+    assert set(problem.asked) == {c.archid for c in TINY.configs()}
+    # pymoo's optimum is the exact front, by hand: what no other architecture beats in both objectives
+    score = {c.archid: (c.n_layer * c.n_embd, c.n_inner * c.n_head) for c in TINY.configs()}
+    beats = lambda a, b: a[0] >= b[0] and a[1] <= b[1] and a != b  # noqa: E731
+    by_hand = {a for a, s in score.items() if not any(beats(t, s) for t in score.values())}
+    assert {TINY.decode(x).archid for x in result.opt.get("X")} == by_hand
     # gene combinations that repair alike (n_embd 40 takes no 16 heads: 4 instead) are listed once
     odd = SearchSpace(n_layer=(1,), n_embd=(40, 48), n_inner=(64,), n_head=(4, 16), vocab_size=64, n_positions=16)
-    assert len(Exhaustive(odd, settings).genes) == len({c.archid for c in odd.configs()}) == 3
+    assert len(Exhaustive(odd).genes) == len({c.archid for c in odd.configs()}) == 3
 
 
 def test_per_layer_spaces_are_listed_when_small():

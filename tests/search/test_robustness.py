@@ -15,7 +15,7 @@ from searchrun import DETERMINISTIC, TINY_SPACE, concurrent_searches, rows, sear
 from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import Measurement, Timing
 from lts.families.gpt2 import ArchConfig
-from lts.search.nsga import robust_front
+from lts.search.fronts import robust_front
 from lts.search.report import MANIFEST, read_manifest, write_models
 
 

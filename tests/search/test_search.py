@@ -92,10 +92,11 @@ def test_search_uses_pymoo_selection_and_survival():
     from pymoo.operators.selection.tournament import TournamentSelection
     from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
-    import lts.search.nsga as s
     from lts.families.gpt2.space import SearchSpace
+    from lts.search.settings import SearchSettings
+    from lts.search.strategies import make_algorithm
 
-    algo = s.make_algorithm(SearchSpace(), s.SearchSettings())
+    algo = make_algorithm(SearchSpace(), SearchSettings())
     assert isinstance(algo.survival, RankAndCrowding)
     assert isinstance(algo.mating.selection, TournamentSelection)
 
@@ -104,7 +105,7 @@ def test_hypervolume_equals_the_area_computed_by_hand():
     """Three members and one dominated point, params maximised: the normalised area up to (1.1, 1.1) by hand."""
     from lts.cost.evaluator import EvalResult
     from lts.families.gpt2 import ArchConfig
-    from lts.search.nsga import hypervolume, pareto_front
+    from lts.search.fronts import hypervolume, pareto_front
 
     def result(params, latency):
         c = ArchConfig(1, 32, 64, 2, vocab_size=64 + params, n_positions=64)
@@ -127,7 +128,7 @@ def test_pareto_front_is_non_dominated_and_complete():
 
     from lts.cost.evaluator import EvalResult
     from lts.families.gpt2.space import SearchSpace
-    from lts.search.nsga import pareto_front
+    from lts.search.fronts import pareto_front
 
     rng = np.random.default_rng(0)
     space = SearchSpace()

@@ -6,7 +6,7 @@ import json
 
 from searchrun import DETERMINISTIC, rows, search, tiny_space
 
-from lts.search.nsga import pareto_front
+from lts.search.fronts import pareto_front
 from lts.search.record import RunRecord
 from lts.search.verify import VERIFIED, read_verified, whole_front
 
