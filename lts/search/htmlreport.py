@@ -86,11 +86,39 @@ def _unit(name: str) -> str:
 def write_report(run_dir: str | os.PathLike, models_dir: str | os.PathLike | None = None) -> Path:
     """Write ``run_dir/report.html`` from the run folder; returns its path."""
     import plotly
-    import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
 
     run_dir = Path(run_dir)
     job, entries, calibration, info = load_run(run_dir)
+    objectives, constraints = _objectives_and_budgets(job, run_dir)
+    # the front as written to models/: its members' whole figures (lts.search.verify), the rest as composed
+    results, front = whole_front([r for _, r in entries], read_verified(run_dir), objectives, constraints)
+    entries = [(g, r) for (g, _), r in zip(entries, results)]
+    ok = [r for r in results if r.ok]
+    robust = robust_front(front, objectives)
+    models = Path(models_dir if models_dir is not None else job.get("models_dir") or "models")
+    shown = list(dict.fromkeys([*objectives, *(c.name for c in constraints)]))  # in hover and budget inputs
+    scatters = _scatters(objectives, shown, results, front, robust)
+    convergence, hv = _convergence(entries, results, objectives, constraints)
+    page = _PAGE.format(
+        title=html.escape(f"LTS search report: {run_dir.name}"),
+        plotlyjs=get_plotlyjs(),
+        summary=_summary(job, results, ok, front, robust, hv[-1] if hv else 0.0, constraints),
+        budgets=_budget_inputs(shown, 1 + len(arch_fields(results))),
+        plots=_divs(scatters, 0),
+        convergence=_divs(convergence, len(scatters)),
+        front_table=_front_table(front, robust, objectives, models, run_dir),
+        failed_table=_failed_table([r for r in results if not r.ok]),
+        conditions=_conditions(job, calibration, info, plotly.__version__),
+        glue=_GLUE,
+    )
+    out = run_dir / REPORT
+    fileio.write_text(out, page)
+    return out
+
+
+def _objectives_and_budgets(job: dict[str, Any], run_dir: Path) -> tuple[list[str], list[Any]]:
+    """The run's objectives and budgets from its job.json; LTSError naming the file when one is unknown."""
     objectives = [o.strip() for o in job["objectives"].split(",")]
     try:
         constraints = parse_constraints(job.get("constraints") or [])
@@ -98,54 +126,52 @@ def write_report(run_dir: str | os.PathLike, models_dir: str | os.PathLike | Non
             get_objective(name)
     except LTSError as exc:
         raise LTSError(f"{run_dir / 'job.json'} is corrupt: {exc}") from None
-    # the front as written to models/: its members' whole figures (lts.search.verify), the rest as composed
-    results, front = whole_front([r for _, r in entries], read_verified(run_dir), objectives, constraints)
-    entries = [(g, r) for (g, _), r in zip(entries, results)]
+    return objectives, constraints
+
+
+def _scatters(objectives: Sequence[str], shown: Sequence[str], results: Sequence[EvalResult],
+              front: Sequence[EvalResult], robust: set[str]) -> list[tuple[str, Any]]:
+    """A scatter for every pair of objectives (and a 3-D view for three): the candidates, the front within noise
+    and the robust front, each point's hover naming its architecture and every figure in `shown`."""
+    import plotly.graph_objects as go
+
     ok = [r for r in results if r.ok]
-    robust = robust_front(front, objectives)
     front_ids = {r.archid for r in front}
-    models = Path(models_dir if models_dir is not None else job.get("models_dir") or "models")
-
-    figures: list[tuple[str, Any]] = []
-    # ---- scatters: every pair (and 3-D for three objectives)
-    custom_names = list(dict.fromkeys([*objectives, *(c.name for c in constraints)]))
     fields = arch_fields(results)
-
-    def groups() -> list[tuple[str, list[EvalResult], dict[str, Any]]]:
-        return [
-            ("candidates", [r for r in ok if r.archid not in front_ids],
-             {"color": "rgba(150,150,150,0.9)", "size": 6}),
-            ("front, within noise", [r for r in ok if r.archid in front_ids - robust],
-             {"color": "rgba(0,0,0,0)", "size": 9, "line": {"color": "crimson", "width": 2}}),
-            ("front, robust to noise", [r for r in ok if r.archid in robust],
-             {"color": "crimson", "size": 9, "line": {"color": "darkred", "width": 1}}),
-        ]
+    groups = [
+        ("candidates", [r for r in ok if r.archid not in front_ids], {"color": "rgba(150,150,150,0.9)", "size": 6}),
+        ("front, within noise", [r for r in ok if r.archid in front_ids - robust],
+         {"color": "rgba(0,0,0,0)", "size": 9, "line": {"color": "crimson", "width": 2}}),
+        ("front, robust to noise", [r for r in ok if r.archid in robust],
+         {"color": "crimson", "size": 9, "line": {"color": "darkred", "width": 1}}),
+    ]
 
     def hover(rs: Sequence[EvalResult]) -> tuple[list[list[Any]], str]:
         custom = [[r.archid, *(r.config.columns().get(f, "") for f in fields),
-                   *(_display(n, r[n]) for n in custom_names)] for r in rs]
+                   *(_display(n, r[n]) for n in shown)] for r in rs]
         lines = ["<b>%{customdata[0]}</b>", ", ".join(f"{f} %{{customdata[{1 + k}]}}" for k, f in enumerate(fields))]
-        for k, n in enumerate(custom_names):
+        for k, n in enumerate(shown):
             fmt = ",.0f" if get_objective(n).integer else ".4g"
             lines.append(f"{get_objective(n).label}: %{{customdata[{1 + len(fields) + k}]:{fmt}}} {_unit(n)}")
         return custom, "<br>".join(lines) + "<extra></extra>"
 
-    pairs = [(a, b) for i, a in enumerate(objectives) for b in objectives[i + 1:]]
-    for x, y in pairs:
-        fig = go.Figure()
-        for label, rs, marker in groups():
-            custom, template = hover(rs)
-            fig.add_trace(go.Scatter(x=[_display(x, r[x]) for r in rs], y=[_display(y, r[y]) for r in rs],
-                                       mode="markers", name=f"{label} ({len(rs)})", marker=marker,
-                                       customdata=custom, hovertemplate=template))
-        fig.update_layout(title=f"{get_objective(y).label} vs {get_objective(x).label}",
-                          xaxis_title=get_objective(x).axis_label, yaxis_title=get_objective(y).axis_label,
-                          height=480, margin={"t": 50, "b": 50, "l": 60, "r": 20}, legend={"orientation": "h"})
-        figures.append(("scatter", fig))
+    figures: list[tuple[str, Any]] = []
+    for i, x in enumerate(objectives):
+        for y in objectives[i + 1:]:
+            fig = go.Figure()
+            for label, rs, marker in groups:
+                custom, template = hover(rs)
+                fig.add_trace(go.Scatter(x=[_display(x, r[x]) for r in rs], y=[_display(y, r[y]) for r in rs],
+                                         mode="markers", name=f"{label} ({len(rs)})", marker=marker,
+                                         customdata=custom, hovertemplate=template))
+            fig.update_layout(title=f"{get_objective(y).label} vs {get_objective(x).label}",
+                              xaxis_title=get_objective(x).axis_label, yaxis_title=get_objective(y).axis_label,
+                              height=480, margin={"t": 50, "b": 50, "l": 60, "r": 20}, legend={"orientation": "h"})
+            figures.append(("scatter", fig))
     if len(objectives) == 3:
         x, y, z = objectives
         fig = go.Figure()
-        for label, rs, marker in groups():
+        for label, rs, marker in groups:
             custom, template = hover(rs)
             fig.add_trace(go.Scatter3d(x=[_display(x, r[x]) for r in rs], y=[_display(y, r[y]) for r in rs],
                                        z=[_display(z, r[z]) for r in rs], mode="markers",
@@ -156,8 +182,15 @@ def write_report(run_dir: str | os.PathLike, models_dir: str | os.PathLike | Non
         fig.update_layout(title="all three objectives (drag to turn)", height=620, scene=scene,
                           margin={"t": 50, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h"})
         figures.append(("scatter3d", fig))
+    return figures
 
-    # ---- convergence, on one scale: normalised over the whole run, reference point 1.1
+
+def _convergence(entries: Sequence[tuple[int, EvalResult]], results: Sequence[EvalResult],
+                 objectives: Sequence[str], constraints: Sequence[Any]) -> tuple[list[tuple[str, Any]], list[float]]:
+    """(the convergence and evaluation-time figures, the hypervolume after each generation): on one scale,
+    objectives normalised over the whole run, reference point 1.1, so generations compare."""
+    import plotly.graph_objects as go
+
     gens = sorted({g for g, _ in entries})
     hv, size, secs, med = [], [], [], []
     for g in gens:
@@ -176,41 +209,31 @@ def write_report(run_dir: str | os.PathLike, models_dir: str | os.PathLike | Non
                              "size after each generation", xaxis_title="generation", height=380,
                        yaxis={"title": "hypervolume"}, yaxis2={"title": "front size", "overlaying": "y",
                                                                "side": "right"}, legend={"orientation": "h"})
-    figures.append(("convergence", conv))
     times = go.Figure()
     times.add_trace(go.Bar(x=labels, y=secs, name="evaluation time, sum (s)"))
     times.add_trace(go.Scatter(x=labels, y=med, name="median per evaluation (s)", yaxis="y2", mode="lines+markers"))
     times.update_layout(title="evaluation time per generation (cached results excluded)", xaxis_title="generation",
                         height=340, yaxis={"title": "s (sum)"}, yaxis2={"title": "s (median)", "overlaying": "y",
                                                                         "side": "right"}, legend={"orientation": "h"})
-    figures.append(("times", times))
+    return [("convergence", conv), ("times", times)], hv
 
-    # ---- the page
-    plots = []
-    for k, (kind, fig) in enumerate(figures):
-        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{k}",
-                          config={"displaylogo": False, "responsive": True})
-        plots.append(f'<div class="plot {kind}">{div}</div>')
-    budget_inputs = "".join(
+
+def _divs(figures: Sequence[tuple[str, Any]], first: int) -> str:
+    """The figures as divs (ids fig<first>, fig<first + 1>, ...: one numbering over the page)."""
+    return "\n".join(
+        f'<div class="plot {kind}">' + fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{first + k}",
+                                                   config={"displaylogo": False, "responsive": True}) + "</div>"
+        for k, (kind, fig) in enumerate(figures))
+
+
+def _budget_inputs(shown: Sequence[str], first: int) -> str:
+    """One input per figure of `shown`, which the points' hover data holds from column `first` on (after the
+    archid and the architecture's fields): the glue greys out the points beyond it."""
+    return "".join(
         f'<label>{html.escape(get_objective(n).label)} {"≤" if get_objective(n).direction > 0 else "≥"} '
-        f'<input type="number" step="any" class="budget" data-index="{5 + k}" '
+        f'<input type="number" step="any" class="budget" data-index="{first + k}" '
         f'data-direction="{get_objective(n).direction}" id="budget-{n}" placeholder="{html.escape(_unit(n))}"></label>'
-        for k, n in enumerate(custom_names))
-    page = _PAGE.format(
-        title=html.escape(f"LTS search report: {run_dir.name}"),
-        plotlyjs=get_plotlyjs(),
-        summary=_summary(job, results, ok, front, robust, hv[-1] if hv else 0.0, constraints),
-        budgets=budget_inputs,
-        plots="\n".join(plots[:len(pairs) + (len(objectives) == 3)]),
-        convergence="\n".join(plots[len(pairs) + (len(objectives) == 3):]),
-        front_table=_front_table(front, robust, objectives, models, run_dir),
-        failed_table=_failed_table([r for r in results if not r.ok]),
-        conditions=_conditions(job, calibration, info, plotly.__version__),
-        glue=_GLUE,
-    )
-    out = run_dir / REPORT
-    fileio.write_text(out, page)
-    return out
+        for k, n in enumerate(shown))
 
 
 def _summary(job: dict, results: list, ok: list, front: list, robust: set, hv: float, constraints: list) -> str:
