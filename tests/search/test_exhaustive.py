@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 from pymoo.optimize import minimize
 from searchrun import DETERMINISTIC, rows, search, tiny_space
 
+from lts.cost.evaluator import Evaluator
 from lts.families.gpt2.space import SearchSpace
+from lts.search.checkpoint import RunState, read_run_state, save_checkpoint
+from lts.search.executors import LocalExecutor
+from lts.search.job import SearchJob
+from lts.search.loop import run_search
 from lts.search.strategies import Exhaustive, LTSProblem
 
 TINY = SearchSpace(n_layer=(1, 2, 3), n_embd=(32, 48, 64, 96), n_inner=(64, 96, 128), n_head=(2, 4), vocab_size=512,
                    n_positions=64)
+OBJECTIVES = ("non_embedding_params", "onnx_file_mb")
 
 
 def dominates(a: dict, b: dict) -> bool:
@@ -73,24 +82,72 @@ def test_the_exact_front_dominates_every_nsga2_front(tmp_path):
     brute = [r for r in everything if not any(dominates(o, r) for o in everything)]  # by hand, over all 72
     assert {r["archid"] for r in front} == {r["archid"] for r in brute}
     assert exact.returncode == 0
+    figures = {r["archid"]: [r[o] for o in OBJECTIVES] for r in everything}
     for seed in (1, 2):
         search(tmp_path, "--config", tiny_space(tmp_path), "--objectives", DETERMINISTIC, "--generations", 2,
                "--population", 6, "--seed", seed, name=f"nsga{seed}", check=True)
-        found = [r for r in rows(tmp_path / f"nsga{seed}" / "pareto.csv")]
-        for r in found:  # on the exact front, or dominated by one of its members
-            assert r["archid"] in {f["archid"] for f in front} or any(dominates(f, r) for f in front)
+        tried = rows(tmp_path / f"nsga{seed}" / "evaluations.csv")
+        found = {r["archid"] for r in rows(tmp_path / f"nsga{seed}" / "pareto.csv")}
+        # NSGA-II's front: what none of its own candidates dominates (by hand), with the exact run's figures
+        assert found == {r["archid"] for r in tried if not any(dominates(o, r) for o in tried)}
+        assert all([r[o] for o in OBJECTIVES] == figures[r["archid"]] for r in tried)
 
 
-def test_it_resumes_without_measuring_again(tmp_path):
+def test_it_resumes_without_evaluating_a_finished_candidate_again(tmp_path):
+    """SIGKILLed mid-batch, resumed with an empty cache: the run's record alone serves what was finished."""
     args = ["--config", tiny_space(tmp_path), "--objectives", DETERMINISTIC, "--strategy", "exhaustive"]
     killed = search(tmp_path, *args, fault="evaluated:kill@30")
     assert killed.returncode != 0
-    done = rows(tmp_path / "run" / "evaluations.csv") if (tmp_path / "run" / "evaluations.csv").exists() else []
-    assert not done  # killed before the end: nothing summarised yet
-    resumed = search(tmp_path, *args, "--resume", check=True)
-    assert resumed.returncode == 0
-    everything = rows(tmp_path / "run" / "evaluations.csv")
-    assert len(everything) == 72 and len({r["archid"] for r in everything}) == 72
+    assert not (tmp_path / "run" / "evaluations.csv").exists()  # killed before the end: nothing summarised yet
+    before = (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()
+    assert len(before) == 30
+    search(tmp_path, *args, "--resume", cache="empty.sqlite", check=True)
+    after = (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()
+    assert after[:30] == before  # the record of finished work is kept as it was
+    ids = [json.loads(line)["archid"] for line in after]
+    assert len(ids) == len(set(ids)) == 72  # each candidate evaluated (and recorded) once over both runs
+    assert not any(json.loads(line)["cached"] for line in after[30:])  # the rest: evaluated by the resumed run
+    assert sorted(r["archid"] for r in rows(tmp_path / "run" / "evaluations.csv")) == sorted(ids)
+
+
+class Killed(Exception):
+    pass
+
+
+class Counting(LocalExecutor):
+    """This machine's executor, noting every candidate it evaluates; `stop_after`: it stops there, as a run killed
+    then would."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__(1)
+        self.evaluated: list[str] = []
+        self.stop_after = stop_after
+
+    def evaluate(self, evaluator, configs):
+        for i, result in super().evaluate(evaluator, configs):
+            if len(self.evaluated) == self.stop_after:
+                raise Killed
+            self.evaluated.append(result.archid)
+            yield i, result
+
+
+def test_a_resumed_run_evaluates_neither_a_finished_batch_nor_a_finished_candidate_again(tmp_path):
+    job = SearchJob(objectives=DETERMINISTIC, strategy="exhaustive")
+    settings, run = job.search_settings(), tmp_path / "run"
+    run.mkdir()
+    algorithm = Exhaustive(TINY, batch=20).setup(LTSProblem(TINY, settings.objectives), seed=settings.seed)
+    save_checkpoint(run, RunState(algorithm))  # a run of batches of 20, its first not asked yet
+    first = Counting(stop_after=30)
+    with pytest.raises(Killed):
+        run_search(TINY, settings, Evaluator(job.eval_settings(), tmp_path / "a.sqlite"), first, run, resume=True,
+                   progress=False)
+    assert read_run_state(run).generation == 1 and len(first.evaluated) == 30  # one batch done, 10 of the next
+    second = Counting()  # an empty cache: only the run folder knows what was finished
+    results, front, state = run_search(TINY, settings, Evaluator(job.eval_settings(), tmp_path / "b.sqlite"),
+                                       second, run, resume=True, progress=False)
+    assert len(second.evaluated) == 72 - 30 and not set(first.evaluated) & set(second.evaluated)
+    assert sorted(r.archid for r in results) == sorted(first.evaluated + second.evaluated)
+    assert state.generation == 4 and state.finished and not state.algorithm.has_next()
 
 
 def test_what_it_cannot_do_is_one_line(tmp_path):

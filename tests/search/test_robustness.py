@@ -127,7 +127,9 @@ def test_two_searches_into_one_models_folder_never_crash_or_lose_members(tmp_pat
     runs = concurrent_searches(tmp_path, (1, 2), "--objectives", DETERMINISTIC, "--generations", 3,
                                "--population", 6)
     fronts = [{e["archid"] for e in rows(run / "pareto.csv")} for run in runs]
-    assert fronts[0] and fronts[1] and fronts[0] != fronts[1]
+    # Seeds 1 and 2 find disjoint fronts (12 and 13 members; each found alone the same): each run placed members
+    # the other did not, so a run that dropped what it did not place would lose some, whichever wrote last.
+    assert not fronts[0] & fronts[1] and (len(fronts[0]), len(fronts[1])) == (12, 13)
     members = {p.name for p in (tmp_path / "models").iterdir() if p.is_dir() and not p.name.startswith(".")}
     assert members == fronts[0] | fronts[1] == set(read_manifest(tmp_path / "models"))
     credited = read_manifest(tmp_path / "models")
