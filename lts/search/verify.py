@@ -12,7 +12,7 @@ while verifying resumes without timing a member twice, and the report reads the 
 Only the members are timed, and the front is re-taken among them only: composition is not unbiased (on the
 default space's exact front it read below the whole graph for most members), so a timed member compared with
 untimed candidates' composed figures would lose to them for that bias alone, and timing each newcomer in turn
-would walk through much of the space (it did, on Archai's space, before this was so).
+would walk through much of the space (on Archai's space it does).
 
 Nothing is re-timed when the search measured whole already (``--latency-mode full``) or did not time latency.
 """
