@@ -29,14 +29,21 @@ WRITES_PER_PROCESS = 200
 SHARED_KEYS = 20  # keys both processes write, each its own value
 
 
-def _write_many(factory: StoreFactory, path: str, who: int, start: Any) -> None:
-    """One of the two concurrent writers: open the store, wait for the other, then write."""
-    store = factory(path)
-    start.wait(60)
-    for i in range(WRITES_PER_PROCESS):
-        store.put("results", (f"p{who}-{i}", "s", "h"), f"value {who}-{i}")
-        if i < SHARED_KEYS:
-            store.put("timings", (f"shared-{i}",), f"from {who}")
+def _write_many(factory: StoreFactory, path: str, who: int, together: Any) -> None:
+    """One of the two concurrent writers. `together` is a barrier of both: they open the new store at the same
+    moment, then meet again before every write, so each write starts while the other process starts its own,
+    however the two are scheduled (an event set once let one writer finish before the other began)."""
+    try:
+        together.wait(60)
+        store = factory(path)
+        for i in range(WRITES_PER_PROCESS):
+            together.wait(60)
+            store.put("results", (f"p{who}-{i}", "s", "h"), f"value {who}-{i}")
+            if i < SHARED_KEYS:
+                store.put("timings", (f"shared-{i}",), f"from {who}")
+    except BaseException:
+        together.abort()  # the other writer stops at once instead of waiting out its timeout
+        raise
 
 
 def _read_in_child(store: Store, key: tuple[str, ...], out: Any) -> None:
@@ -157,11 +164,10 @@ class StoreContract:
         """Two searches sharing a cache: both open a new one at the same moment and write; nothing is lost."""
         path = tmp_path / "shared.sqlite"
         ctx = mp.get_context("spawn")
-        start = ctx.Event()
-        writers = [ctx.Process(target=_write_many, args=(store_factory, str(path), w, start)) for w in (0, 1)]
+        together = ctx.Barrier(2)
+        writers = [ctx.Process(target=_write_many, args=(store_factory, str(path), w, together)) for w in (0, 1)]
         for p in writers:
             p.start()
-        start.set()
         for p in writers:
             p.join(120)
         assert [p.exitcode for p in writers] == [0, 0], "a writer failed (see its traceback above)"
