@@ -36,7 +36,12 @@ class ExecutorCase:
 
     make: Callable[[], Executor]
     loses_workers: bool = False  # tasks run in worker processes of their own, which can die under them
-    retries: int = 0  # how many times a task lost with its worker is tried again before it is a failure
+    # how many times a task lost with its worker is tried again before it is a failure: the number the engine
+    # promises its users, written here by the case (not read from the engine, which would agree with itself)
+    retries: int = 0
+    # the fingerprint id of the hardware its results are computed on; None: this machine's (a local engine, or a
+    # cluster that has nodes of this machine's kind)
+    hardware: str | None = None
 
 
 def _unmeasured() -> EvalSettings:
@@ -70,11 +75,17 @@ class ExecutorContract:
         return Evaluator(settings, store=SQLiteStore(None), hardware=executor.prepare(settings), **kwargs)
 
     # ---- prepare / describe
-    def test_prepare_names_the_hardware_measured_on(self, executor: Executor) -> None:
-        """None (this machine's), or a fingerprint with an id; a cluster that has this machine's kind uses it."""
+    def test_prepare_names_the_hardware_the_results_are_computed_on(self, executor: Executor,
+                                                                     executor_case: ExecutorCase) -> None:
+        """prepare() gives None (this machine's) or a fingerprint; the evaluator keys its cache with that hardware,
+        and every result is computed on it: the case's, else this machine's (read here, not from the engine)."""
+        expected = executor_case.hardware or CPUTarget(threads=1).fingerprint()["id"]
         hardware = executor.prepare(_unmeasured())
-        if hardware is not None:
-            assert hardware["id"] == CPUTarget(threads=1).fingerprint()["id"], hardware
+        assert hardware is None or hardware["id"] == expected, hardware
+        evaluator = self._evaluator(executor)
+        assert evaluator.hardware["id"] == expected
+        got = dict(executor.evaluate(evaluator, CONFIGS))
+        assert {r.hardware for r in got.values()} == {expected}, {i: r.hardware for i, r in got.items()}
 
     def test_describe_is_one_line(self, executor: Executor) -> None:
         executor.prepare(_unmeasured())
