@@ -11,11 +11,13 @@ import dataclasses
 import json
 import os
 import pickle
+import select
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -23,13 +25,14 @@ import pytest
 from lts.cost.quantize import PRECISIONS
 from lts.cost.target import Target
 
-# A child process that takes the lock of the (pickled) target in argv[1] and says when it asked and when it got it.
+# A child process that takes the lock of the (pickled) target in argv[1] (argv[2]: exclusive or shared), says when
+# it is about to ask, and once it holds the lock whether the file argv[3] exists by then.
 _LOCK_CHILD = """
-import pickle, sys, time
+import os, pickle, sys
 target = pickle.loads(bytes.fromhex(sys.argv[1]))
-print("asking", time.time(), flush=True)
+print("asking", flush=True)
 with target.lock(sys.argv[2] == "exclusive"):
-    print("holding", time.time(), flush=True)
+    print("holding", "released" if os.path.exists(sys.argv[3]) else "not-released", flush=True)
 """
 
 # A child process that prints the key and fingerprint of the (pickled) target in argv[1].
@@ -40,6 +43,38 @@ print(json.dumps({"key": target.key(), "fingerprint": target.fingerprint()}, sor
 """
 
 CHILD_TIMEOUT_S = 60.0  # a child process imports onnxruntime: seconds on a loaded 2-core machine
+
+
+def file_lock_waiters() -> set[int]:
+    """The processes the kernel lists as waiting for a file lock (Linux: the ``->`` lines of /proc/locks)."""
+    with open("/proc/locks") as f:
+        return {int(fields[5]) for fields in map(str.split, f) if len(fields) > 5 and fields[1] == "->"}
+
+
+def _lock_child(target: Target, kind: str, released: Path, tmp: Path) -> subprocess.Popen:
+    """_LOCK_CHILD for `target`, once it said it is about to ask for the lock."""
+    child = subprocess.Popen([sys.executable, "-c", _LOCK_CHILD, pickle.dumps(target).hex(), kind, str(released)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env(tmp))
+    assert child.stdout is not None
+    asking = child.stdout.readline()
+    assert asking.startswith("asking"), child.communicate(timeout=CHILD_TIMEOUT_S)[1][-2000:]
+    return child
+
+
+def _waits_or_holds(child: subprocess.Popen, waiting: Callable[[int], bool]) -> str:
+    """"waiting" once `child` provably waits for the lock (`waiting` says so), "holding" once it says it holds it,
+    whichever comes first: an outcome the order of events decides, not a clock (the deadline only ends a hang)."""
+    assert child.stdout is not None
+    deadline = time.monotonic() + CHILD_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if waiting(child.pid):
+            return "waiting"
+        if select.select([child.stdout], [], [], 0.01)[0]:
+            line = child.stdout.readline()
+            assert line.startswith("holding"), (line, child.communicate(timeout=CHILD_TIMEOUT_S)[1][-2000:])
+            return "holding"
+    child.kill()
+    raise AssertionError(f"the child neither waited for the lock nor got it in {CHILD_TIMEOUT_S:g} s")
 
 
 def tiny_graph(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -192,30 +227,37 @@ class TargetContract:
         assert allowed != "0", "spin=True (the default) must not stop the threads spinning"
 
     # ---- lock()
+    def lock_waiter(self, pid: int) -> bool:
+        """Whether process `pid` is waiting for this target's lock. Default: the kernel lists it as waiting for a
+        file lock (Linux); a target whose lock is not a file lock overrides this."""
+        try:
+            return pid in file_lock_waiters()
+        except OSError:  # no /proc/locks (macOS): whether a process waits cannot be seen
+            pytest.skip("no /proc/locks here: override lock_waiter to show a process waits for the lock")
+
     def test_exclusive_lock_keeps_another_process_out(self, target: Target, isolated_tmp: Path) -> None:
-        """...even one measuring with other settings: one lock per machine, not per target."""
+        """...even one measuring with other settings: one lock per machine, not per target. The other process must
+        be seen waiting while the lock is held, and get it only once it is let go."""
         other = dataclasses.replace(target, threads=target.threads + 1) if dataclasses.is_dataclass(target) else target
+        released = isolated_tmp / "released"
         with target.lock(True):
-            child = subprocess.Popen([sys.executable, "-c", _LOCK_CHILD, pickle.dumps(other).hex(), "shared"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=_child_env(isolated_tmp))
-            assert child.stdout is not None
-            asking = child.stdout.readline()  # the child is about to ask for the lock
-            assert asking.startswith("asking"), child.stderr.read() if child.stderr else ""
-            time.sleep(0.5)  # long enough for a lock that does not exclude to be granted
-            released = time.time()
+            child = _lock_child(other, "shared", released, isolated_tmp)
+            state = _waits_or_holds(child, self.lock_waiter)
+            released.touch()  # still held: a process that holds the lock from here on must find this file
         out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
+        assert state == "waiting", f"the other process got the lock while it was held exclusively: {out}"
         assert child.returncode == 0, err[-2000:]
-        holding = float(out.split()[1])
-        assert holding >= released, f"the other process got the lock {released - holding:.3f} s before it was free"
+        assert out.split() == ["holding", "released"], out
 
     def test_shared_locks_are_held_together_across_processes(self, target: Target, isolated_tmp: Path) -> None:
+        released = isolated_tmp / "released"
         with target.lock(False):
-            proc = subprocess.run([sys.executable, "-c", _LOCK_CHILD, pickle.dumps(target).hex(), "shared"],
-                                  capture_output=True, text=True, env=_child_env(isolated_tmp),
-                                  timeout=CHILD_TIMEOUT_S)  # a shared lock that excluded would time out here
-            assert proc.returncode == 0, proc.stderr[-2000:]
-            assert "holding" in proc.stdout
+            child = _lock_child(target, "shared", released, isolated_tmp)
+            state = _waits_or_holds(child, self.lock_waiter)
+            released.touch()
+        out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
+        assert state == "holding", "a shared lock kept another shared holder waiting"
+        assert child.returncode == 0, err[-2000:]
 
     # ---- memory
     def test_memory_bytes_sees_an_allocation(self, target: Target) -> None:
