@@ -34,8 +34,9 @@ VERSIONS: dict[str, int] = {
     # writes itself (forward parts, KV graph, how weights fill them).
     # Bump: every evaluation is re-measured and every directly written ONNX export is rewritten.
     "graph": 1,
-    # lts/cost/measure.py and the Evaluator: what a stored evaluation or shape timing holds (probes, timing
-    # loop, memory window, reference graph's role). Bump: every stored evaluation and timing is re-measured.
+    # lts/cost (measure, timing, table) and the Evaluator: what a stored evaluation or shape timing holds
+    # (probes, timing loop, memory window, reference graph's role). Bump: every stored evaluation and timing
+    # is re-measured.
     # (3: the results key names the `on_target` setting as it is called.)
     "evaluation": 3,
     # lts/generate/onnx_kv.py: the KV-cache export's interface (inputs/outputs, the torch export wrapper,

@@ -16,7 +16,7 @@ from lts.core.errors import LTSError
 from lts.core.fileio import nan_to_none
 from lts.core.settings import Boolean, Optional, Settings, Text, borrow, declared_default, setting
 from lts.cost.evaluator import EvalSettings
-from lts.cost.measure import MeasureSettings
+from lts.cost.settings import MeasureSettings
 from lts.cost.target import TargetSettings
 
 DESCRIPTION = "Measure one architecture (a config.json or models/<archid>): every registered objective."
@@ -24,7 +24,7 @@ DESCRIPTION = "Measure one architecture (a config.json or models/<archid>): ever
 
 @dataclass(frozen=True)
 class EvaluateSettings(Settings):
-    """The settings of ``lts evaluate`` (the measurement's own are borrowed from where they are declared)."""
+    """The settings of ``lts evaluate`` (those MeasureSettings, TargetSettings and EvalSettings declare: borrowed)."""
 
     model: str = setting(help="config.json, or a folder holding one (e.g. models/<archid>)", check=Text(nonempty=True),
                          flag="model", metavar="CONFIG")
@@ -76,8 +76,8 @@ def evaluate(args: EvaluateSettings) -> int:
                                    objectives=wanted, timeout_s=args.timeout_s, target=target)
     if settings.seq_len > config.n_positions:
         raise LTSError(f"--seq-len {settings.seq_len} exceeds the model's n_positions ({config.n_positions})")
-    if settings.measurement.context > config.n_positions:
-        raise LTSError(f"--context {settings.measurement.context} exceeds the model's n_positions "
+    if settings.measure_settings.context > config.n_positions:
+        raise LTSError(f"--context {settings.measure_settings.context} exceeds the model's n_positions "
                        f"({config.n_positions})")
     cache = (args.cache or default_cache_path()) if args.store else None
     evaluator = Evaluator(settings, cache)

@@ -13,9 +13,9 @@ definitions + the "evaluation" version, Target fingerprint), the settings part m
 :func:`lts.core.cachekeys.cache_key`: a cached result comes back in ~1 ms, a changed objective
 (its ``version``) or measurement (a bump in ``cachekeys.VERSIONS``) is never served a stale value,
 an edit of a comment or docstring re-measures nothing, and a failure (a timeout, an out-of-memory
-kill, a full disk) is never served at all: the next run tries again. Stores written before these
-keys simply miss. A stored result keeps its raw measurement (timings with the reference graph's
-timing beside them), and its values are recomputed at the evaluator's calibration
+kill, a full disk) is never served at all: the next run tries again. A stored result keeps its raw
+measurement (timings with the reference graph's timing beside them), and its values are recomputed
+at the evaluator's calibration
 (:meth:`Evaluator.calibrate`), so a latency measured on another day is reported at today's speed
 of the machine.
 """
@@ -36,18 +36,14 @@ from lts.core.errors import JobFailed, LTSError
 from lts.core.fileio import nan_to_none
 from lts.core.settings import Choice, Settings, setting
 from lts.cost import objectives, probes
-from lts.cost.measure import (
-    DEFAULT_PROBES,
-    REFERENCE,
-    MeasureError,
-    MeasureSettings,
-    measure_architecture,
-    measure_parts,
-    measure_reference,
-)
+from lts.cost.child import MeasureError
+from lts.cost.measure import DEFAULT_PROBES, measure_architecture, measure_reference
 from lts.cost.objectives import DEFAULT_OBJECTIVES, REGISTRY, Measurement, Timing, probes_for
+from lts.cost.settings import MeasureSettings
 from lts.cost.store import SQLiteStore, Store, default_cache_path
+from lts.cost.table import measure_parts
 from lts.cost.target import CPUTarget, Target, check_measurable
+from lts.cost.timing import REFERENCE
 from lts.families import DEFAULT_FAMILY, Arch, arch_from_dict, to_record
 
 LATENCY_MODES = ("composed", "full")
@@ -61,7 +57,7 @@ __all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES
 class EvalSettings(Settings):
     """Everything that changes an evaluation's values (hashed into the cache key)."""
 
-    measurement: MeasureSettings = field(default_factory=MeasureSettings)
+    measure_settings: MeasureSettings = field(default_factory=MeasureSettings)
     on_target: bool = True  # False: proxy + file size only (deterministic, no child process)
     latency_mode: str = setting("composed", "composed: base + n_layer x block, timings cached per shape (fast); "
                                             "full: the whole graph", Choice(LATENCY_MODES))
@@ -80,19 +76,15 @@ class EvalSettings(Settings):
     @classmethod
     def create(cls, on_target: bool = True, latency_mode: str = "composed", threads: int | None = None,
                target: Target | None = None, objectives: Iterable[str] | None = None,
-               generation: bool = False, forward: bool = True, **measurement: Any) -> EvalSettings:
+               **measure_settings: Any) -> EvalSettings:
         """Flat keywords: seq_len=, context=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target.
 
         `objectives` (names; objectives and budgets alike) decide the probes; None: the default objectives'.
-        ``generation=True`` adds every probe on the generation graph, ``forward=False`` drops those on the
-        forward graph and its latency parts (shorthands for callers that do not name objectives).
         """
         target = target or (CPUTarget() if threads is None else CPUTarget(threads=threads))
         chosen = DEFAULT_PROBES if objectives is None else probes_for(objectives)
-        chosen = probes.with_graphs(chosen, add=("kv",) if generation else (),
-                                    drop=() if forward else probes.FORWARD_GRAPHS)
-        return cls(MeasureSettings(**{k: v for k, v in measurement.items() if v is not None}), on_target, latency_mode,
-                   target, chosen)
+        return cls(MeasureSettings(**{k: v for k, v in measure_settings.items() if v is not None}), on_target,
+                   latency_mode, target, chosen)
 
     @property
     def run_probes(self) -> tuple[str, ...]:
@@ -101,7 +93,7 @@ class EvalSettings(Settings):
 
     @property
     def generation(self) -> bool:
-        """True when a probe that runs measures the generation graph (then ``measurement.context`` matters)."""
+        """True when a probe that runs measures the generation graph (then ``measure_settings.context`` matters)."""
         return probes.uses_graph(self.run_probes, "kv")
 
     def per_candidate(self) -> tuple[str, ...]:
@@ -123,17 +115,17 @@ class EvalSettings(Settings):
 
     @property
     def seq_len(self) -> int:
-        return self.measurement.seq_len
+        return self.measure_settings.seq_len
 
     @property
     def threads(self) -> int:
         return self.target.threads
 
-    def measurement_key(self) -> str:
-        """What a timing depends on (the shape timings' key; sha1 hex): measurement settings, the Target's
+    def measure_key(self) -> str:
+        """What a timing depends on (the shape timings' key; sha1 hex): the MeasureSettings, the Target's
         settings, the reference graph, and the versions of the graphs and of the measurement (and of the
         quantizer for int8 graphs)."""
-        return cache_key("evaluation", uses=tuple(self.versions()), measurement=self.measurement.key(),
+        return cache_key("evaluation", uses=tuple(self.versions()), measure_settings=self.measure_settings.key(),
                          target=self.target.key(), reference=REFERENCE.to_dict())
 
     def versions(self) -> dict[str, int]:
@@ -144,7 +136,7 @@ class EvalSettings(Settings):
 
     def key(self) -> str:
         """What a whole result depends on (sha1 hex): the above, the mode, and every objective's definition."""
-        return cache_key("evaluation", measurement=self.measurement_key(), on_target=self.on_target,
+        return cache_key("evaluation", measure_key=self.measure_key(), on_target=self.on_target,
                          latency_mode=self.latency_mode, probes=[probes.get(n).definition() for n in self.run_probes],
                          objectives=objectives.definitions())
 
@@ -160,7 +152,7 @@ class EvalResult:
     status: str = "ok"
     cached: bool = False
     measurement: Measurement = field(default_factory=Measurement)
-    hardware: str = ""  # fingerprint id of the machine that computed it ("" in records older than this field)
+    hardware: str = ""  # fingerprint id of the machine that computed it ("": not recorded)
     node: str = ""      # that machine's host name
 
     @property
@@ -210,7 +202,7 @@ class EvalResult:
     def from_json(cls, d: Mapping[str, Any], cached: bool = False) -> EvalResult:
         """The result as recorded (values as they were computed then)."""
         values = {k: (math.nan if v is None else v) for k, v in d["values"].items()}
-        m = Measurement.from_json(d.get("measurement") or {}, d.get("calibration_s"))
+        m = Measurement.from_json(d.get("measurement") or {"probes": {}}, d.get("calibration_s"))
         config = arch_from_dict(d["config"], source="a stored evaluation")
         return cls(d["archid"], config, values, d["eval_seconds"], d["status"], cached, m,
                    d.get("hardware", ""), d.get("node", ""))
@@ -226,7 +218,7 @@ class Evaluator:
     """Scores architectures: the store first, then proxy + (optionally) a measurement child on the Target.
 
     ``calibration_s`` is the reference graph's latency that every latency is reported at (see
-    ``lts.cost.measure``); None: measured once, lazily, by :meth:`calibrate`.
+    ``lts.cost.timing``); None: measured once, lazily, by :meth:`calibrate`.
     """
 
     def __init__(self, settings: EvalSettings | None = None, cache_path: str | os.PathLike | None = None,
@@ -255,7 +247,8 @@ class Evaluator:
         """The reference graph's latency now (measured once per evaluator; None when nothing is measured)."""
         if self.calibration_s is None and self.settings.on_target:
             # Not bound by the candidates' timeout (a tiny --timeout fails candidates, not the run).
-            settings = replace(self.settings.measurement, timeout_s=max(self.settings.measurement.timeout_s, 120.0))
+            settings = replace(self.settings.measure_settings,
+                               timeout_s=max(self.settings.measure_settings.timeout_s, 120.0))
             try:
                 self.calibration_s = self.time_reference(settings, self.target).median_s
             except MeasureError as exc:
@@ -273,7 +266,7 @@ class Evaluator:
         if config.family.name != DEFAULT_FAMILY:
             part = f"{config.family.name}:{part}"
         probe = probes.get(probes.parts_probe(probes.REGISTRY) or "latency")  # its version keys its timings
-        return f"{probe.name}.{probe.version}:{part}:{shape}:{self.settings.measurement_key()}:{self.hardware['id']}"
+        return f"{probe.name}.{probe.version}:{part}:{shape}:{self.settings.measure_key()}:{self.hardware['id']}"
 
     def cached(self, config: Arch) -> EvalResult | None:
         """The stored success for `config` under these settings and hardware, at this evaluator's calibration."""
@@ -281,7 +274,7 @@ class Evaluator:
         if not raw:
             return None
         stored = EvalResult.from_json(json.loads(raw))
-        if not stored.ok:  # written by an older version: failures are never served
+        if not stored.ok:  # a failure is never served, whoever stored it
             return None
         return self.rescaled(stored, cached=True)
 
@@ -404,7 +397,7 @@ class Evaluator:
         if not items or probe is None:
             return
         self.calibrate()
-        for i, out in measure_parts(items, self.settings.measurement, self.target, probe):
+        for i, out in measure_parts(items, self.settings.measure_settings, self.target, probe):
             config, part = items[i]
             if isinstance(out, Timing):
                 self.cache.put("timings", (self._timing_key(config, part),), json.dumps(asdict(out)),
@@ -430,7 +423,7 @@ class Evaluator:
     def conditions(self) -> dict[str, Any]:
         s = self.settings
         return {"seq_len": s.seq_len, "threads": s.threads, "batch": 1, "latency_mode": s.latency_mode,
-                **({"context": s.measurement.context} if s.generation else {}),
+                **({"context": s.measure_settings.context} if s.generation else {}),
                 "target": self.target.name, "precision": self.target.precision, "describe": self._describe(),
                 "hardware": self.hardware,
                 "calibration_ms": None if self.calibration_s is None else round(self.calibration_s * 1e3, 4)}
@@ -468,7 +461,7 @@ def run_task(task: EvalTask) -> TaskOutput:
     try:
         faults.point("evaluate", config.archid)
         # unmeasured: graph-less probes only
-        m = measure_architecture(config, s.measurement, s.target, s.run_probes, parts=task.parts)
+        m = measure_architecture(config, s.measure_settings, s.target, s.run_probes, parts=task.parts)
         return TaskOutput(m, None, time.perf_counter() - t0, hardware, node)
     except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
         return TaskOutput(None, _reason(exc), time.perf_counter() - t0, hardware, node)

@@ -34,7 +34,7 @@ same graph, and stored evaluations that ran it are measured again.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
@@ -50,7 +50,7 @@ class Timing:
 
     ``reference_s`` is the latency of a fixed reference graph timed around this one (same process,
     same moments): ``median_s / reference_s`` is the latency in reference units, which means the
-    same thing whenever it was measured on this hardware (see ``lts.cost.measure``). ``cv`` is the
+    same thing whenever it was measured on this hardware (see ``lts.cost.timing``). ``cv`` is the
     spread of single runs; ``drift`` the relative spread of the reference-unit figure between
     rounds taken seconds apart (0 when not measured in rounds).
     """
@@ -71,31 +71,6 @@ class Timing:
         return self.cv * self.median_s
 
 
-# The figures of a Measurement written before probes were a registry (one field per probe): read as probe results.
-_LEGACY_PEAKS = {"memory": "memory", "generation_memory": "generation_memory"}  # probe -> old field prefix
-
-
-def _legacy_results(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Probe results from the old one-field-per-probe form (``file_bytes``, ``memory_bytes``, ``timings``, ...)."""
-    results: dict[str, Any] = {}
-    if fields.get("file_bytes") is not None:
-        results["file"] = fields["file_bytes"]
-    for probe, prefix in _LEGACY_PEAKS.items():
-        if fields.get(f"{prefix}_bytes") is not None:
-            results[probe] = {"bytes": fields[f"{prefix}_bytes"],
-                              "sampled_bytes": fields.get(f"{prefix}_sampled_bytes")}
-    timings = _timings(fields.get("timings") or {})
-    if "decode" in timings:
-        results["decode"] = timings.pop("decode")
-    if timings:
-        results["latency"] = timings
-    return results
-
-
-LEGACY_FIELDS = frozenset({"file_bytes", "memory_bytes", "memory_sampled_bytes", "timings",
-                           "generation_memory_bytes", "generation_memory_sampled_bytes"})
-
-
 def _jsonable(value: Any) -> Any:
     """A probe result as JSON data: dataclasses (a Timing) as dicts, mappings and sequences element-wise."""
     if is_dataclass(value) and not isinstance(value, type):
@@ -107,7 +82,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Measurement:
     """What probing a candidate produced: ``results`` maps a probe's name (``lts.cost.probes``) to its result.
 
@@ -118,21 +93,10 @@ class Measurement:
     median at the moment the figures are reported for (the run's calibration): a timing taken at another
     moment is rescaled by ``calibration_s / reference_s``, so drift of the machine's speed between moments
     cancels.
-
-    The old keywords (``file_bytes=``, ``memory_bytes=``, ``timings=``, ...) are still accepted and
-    turned into results, as old JSON records are by :meth:`from_json`.
     """
 
-    results: Mapping[str, Any]
-    calibration_s: float | None
-
-    def __init__(self, results: Mapping[str, Any] | None = None, calibration_s: float | None = None,
-                 **legacy: Any) -> None:
-        unknown = set(legacy) - LEGACY_FIELDS
-        if unknown:
-            raise TypeError(f"Measurement got unexpected keyword(s) {', '.join(sorted(unknown))}")
-        object.__setattr__(self, "results", {**_legacy_results(legacy), **(results or {})})
-        object.__setattr__(self, "calibration_s", calibration_s)
+    results: Mapping[str, Any] = field(default_factory=dict)
+    calibration_s: float | None = None
 
     def get(self, probe: str, default: Any = None) -> Any:
         """The result of `probe` (`default` when it did not run)."""
@@ -153,7 +117,8 @@ class Measurement:
 
     @property
     def timings(self) -> dict[str, Timing]:
-        """Every Timing by part or probe ("base", "block", "full", "decode"): the old flat view, read-only."""
+        """Every Timing by part or probe ("base", "block", "full", "decode"), in one mapping: for reports that
+        look at timings whichever probe took them."""
         out = {k: t for k, t in (self.get("latency") or {}).items()}
         for name, v in self.results.items():
             if isinstance(v, Timing):
@@ -166,11 +131,10 @@ class Measurement:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], calibration_s: float | None = None) -> Measurement:
-        """Read :meth:`to_json` (each result decoded by its probe), or the older one-field-per-probe form."""
-        if "probes" not in d:
-            return cls(_legacy_results(d), calibration_s)
-        if not isinstance(d["probes"], Mapping):
-            raise LTSError(f"a measurement's probes must be a mapping, got {type(d['probes']).__name__}")
+        """Read :meth:`to_json` (each result decoded by its probe)."""
+        if not isinstance(d.get("probes"), Mapping):
+            raise LTSError(f"a measurement record holds its probe results as a mapping under 'probes', got "
+                           f"{type(d.get('probes')).__name__}")
         return cls({name: decode(name, v) for name, v in d["probes"].items()}, calibration_s)
 
 
@@ -290,13 +254,6 @@ def ordered(names: Iterable[str]) -> list[Probe]:
 def static_probes() -> tuple[str, ...]:
     """The probes without a graph (computed from the config in the parent): they always run."""
     return tuple(sorted(p.name for p in REGISTRY.values() if not p.on_target))
-
-
-def with_graphs(names: Iterable[str], add: Iterable[str] = (), drop: Iterable[str] = ()) -> tuple[str, ...]:
-    """`names` plus every registered probe on a graph of `add`, minus those on a graph of `drop` (sorted)."""
-    add, drop = set(add), set(drop)
-    chosen = set(names) | {p.name for p in REGISTRY.values() if p.graph in add}
-    return tuple(sorted(n for n in chosen if get(n).graph not in drop))
 
 
 def uses_graph(names: Iterable[str], *graphs: str) -> bool:

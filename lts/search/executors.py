@@ -33,8 +33,8 @@ from lts.core.errors import LTSError
 
 if TYPE_CHECKING:
     from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
-    from lts.cost.measure import MeasureSettings
     from lts.cost.objectives import Timing
+    from lts.cost.settings import MeasureSettings
     from lts.cost.target import Target
     from lts.families import Arch
 
@@ -263,8 +263,8 @@ class RayExecutor:
 
     # ---- evaluating
     def evaluate(self, evaluator: Evaluator, configs: Sequence[Arch]) -> Iterator[tuple[int, EvalResult]]:
+        from lts.cost.child import MeasureError
         from lts.cost.evaluator import run_task
-        from lts.cost.measure import MeasureError
 
         ray = self.ray
         measured = evaluator.settings.on_target

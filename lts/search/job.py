@@ -17,9 +17,9 @@ from lts.core.errors import JobFailed, LTSError
 from lts.core.settings import Check, Choice, Integer, Optional, Settings, Text, borrow, setting
 from lts.core.tables import write_csv
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalSettings, Evaluator
-from lts.cost.measure import MeasureSettings
 from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import objectives_help, parse_objectives
+from lts.cost.settings import MeasureSettings
 from lts.cost.store import default_cache_path
 from lts.cost.target import TargetSettings
 from lts.search.checkpoint import CHECKPOINT, read_run_state

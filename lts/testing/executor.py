@@ -16,9 +16,10 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 
+from lts.cost.child import MeasureError
 from lts.cost.evaluator import EvalSettings, Evaluator
-from lts.cost.measure import MeasureError, MeasureSettings
 from lts.cost.objectives import Timing
+from lts.cost.settings import MeasureSettings
 from lts.cost.store import SQLiteStore
 from lts.cost.target import CPUTarget, Target
 from lts.families.gpt2 import ArchConfig

@@ -87,7 +87,7 @@ def test_no_key_reads_source_code(monkeypatch):
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, n_positions=16, vocab_size=32))
     settings = EvalSettings.create(on_target=False, threads=1)
-    before = (settings.key(), settings.measurement_key(), objectives.registry_key(), model_content_hash(model),
+    before = (settings.key(), settings.measure_key(), objectives.registry_key(), model_content_hash(model),
               shard_key({"vocab_size": 32}, {"data": None}))
 
     def no_source(*args, **kwargs):
@@ -95,7 +95,7 @@ def test_no_key_reads_source_code(monkeypatch):
 
     for name in ("getsource", "getsourcelines", "getsourcefile", "findsource"):
         monkeypatch.setattr(inspect, name, no_source)
-    after = (settings.key(), settings.measurement_key(), objectives.registry_key(), model_content_hash(model),
+    after = (settings.key(), settings.measure_key(), objectives.registry_key(), model_content_hash(model),
              shard_key({"vocab_size": 32}, {"data": None}))
     assert after == before
     for module in ("lts/core/cachekeys.py", "lts/cost/evaluator.py", "lts/cost/objectives.py", "lts/cost/store.py",
@@ -134,14 +134,14 @@ def test_an_objective_edited_in_comments_only_keeps_its_key_and_a_version_bump_c
 
 def test_keys_are_the_same_in_another_process():
     code = ("import json; from lts.cost.evaluator import EvalSettings; s = EvalSettings.create(on_target=False, "
-            "threads=1); print(json.dumps([s.key(), s.measurement_key()]))")
+            "threads=1); print(json.dumps([s.key(), s.measure_key()]))")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                            env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     from lts.cost.evaluator import EvalSettings
 
     here = EvalSettings.create(on_target=False, threads=1)
-    assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout) == [here.key(), here.measurement_key()]
+    assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout) == [here.key(), here.measure_key()]
 
 
 def test_one_cache_root_for_everything(monkeypatch, tmp_path):

@@ -10,9 +10,11 @@ import pytest
 
 from lts.core.errors import LTSError
 from lts.core.onnxgraph import write_onnx
+from lts.cost.child import MeasureError
 from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
-from lts.cost.measure import MeasureError, MeasureSettings, measure_architecture
-from lts.cost.objectives import parse_objectives
+from lts.cost.measure import measure_architecture
+from lts.cost.objectives import DEFAULT_OBJECTIVES, parse_objectives
+from lts.cost.settings import MeasureSettings
 from lts.cost.target import CPUTarget
 from lts.families.gpt2 import ArchConfig
 from lts.families.gpt2.graph import forward_graph_spec
@@ -61,7 +63,7 @@ def test_timing_statistics_against_numpy_on_scripted_runs(monkeypatch):
     """Median, spread and drift of a timing, computed on runs of known duration, equal numpy's figures."""
     import numpy as np
 
-    from lts.cost import measure as m
+    from lts.cost import timing as m
 
     clock = _Clock()
     monkeypatch.setattr(m, "time", clock)
@@ -126,13 +128,15 @@ def test_generation_probe_times_a_decode_step_and_counts_the_kv_cache():
 @pytest.mark.heavy
 def test_generation_objectives_only_when_asked(tmp_path):
     fast = dict(FAST, context=32)
+    generation = ["onnx_decode_latency_s", "onnx_generation_memory_mb"]
     plain = Evaluator(EvalSettings.create(**fast), None).evaluate(TINY)
-    both = Evaluator(EvalSettings.create(generation=True, **fast), None).evaluate(TINY)
+    both = Evaluator(EvalSettings.create(objectives=[*DEFAULT_OBJECTIVES, *generation], **fast), None).evaluate(TINY)
     assert math.isnan(plain.onnx_decode_latency_s) and math.isnan(plain.onnx_generation_memory_mb)
     assert both.ok and both.onnx_decode_latency_s > 0 and both.onnx_generation_memory_mb > 0
     assert both.tolerance("onnx_decode_latency_s") > 0
-    assert EvalSettings.create(**fast).key() != EvalSettings.create(generation=True, **fast).key()
-    only = Evaluator(EvalSettings.create(generation=True, forward=False, **fast), None).evaluate(TINY)
+    assert EvalSettings.create(**fast).key() != EvalSettings.create(objectives=[*DEFAULT_OBJECTIVES, *generation],
+                                                                    **fast).key()
+    only = Evaluator(EvalSettings.create(objectives=["non_embedding_params", *generation], **fast), None).evaluate(TINY)
     assert only.ok and only.onnx_decode_latency_s > 0 and math.isnan(only.onnx_latency_s)
     assert math.isnan(only.onnx_memory_mb) and only.onnx_file_mb == both.onnx_file_mb
 
@@ -277,11 +281,12 @@ def test_killed_measuring_process_is_a_reason(tmp_path, monkeypatch):
     import threading
 
     from lts.core.procs import ChildProcess
-    from lts.cost import measure as measure_module
+    from lts.cost import child as child_module
+    from lts.cost import scratch as scratch_module
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    monkeypatch.setattr(measure_module, "scratch_dirs", lambda needed: [str(scratch)])
+    monkeypatch.setattr(scratch_module, "scratch_dirs", lambda needed: [str(scratch)])
     started: list[int] = []  # only the measuring process this test starts is killed, never another one
 
     class Recorded(ChildProcess):
@@ -289,7 +294,7 @@ def test_killed_measuring_process_is_a_reason(tmp_path, monkeypatch):
             super().__init__(*args, **kwargs)
             started.append(self.pid)
 
-    monkeypatch.setattr(measure_module, "ChildProcess", Recorded)
+    monkeypatch.setattr(child_module, "ChildProcess", Recorded)
     big = ArchConfig(4, 256, 512, 4, vocab_size=50257, n_positions=1024)
     box = {}
     t = threading.Thread(target=lambda: box.setdefault("r", _measure_or_error(big)))

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lts.core.errors import LTSError
-from lts.cost.measure import MeasureSettings, measure_architecture
+from lts.cost.measure import measure_architecture
+from lts.cost.settings import MeasureSettings
 from lts.cost.target import CPUTarget, check_measurable
 from lts.families.gpt2 import ArchConfig
 

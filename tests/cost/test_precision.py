@@ -8,9 +8,10 @@ import onnx
 import pytest
 
 from lts.core.errors import LTSError
-from lts.cost import measure as measure_module
 from lts.cost.evaluator import EvalSettings, Evaluator
-from lts.cost.measure import MeasureSettings, measure_architecture
+from lts.cost.measure import DEFAULT_PROBES, measure_architecture
+from lts.cost.scratch import quantize_child
+from lts.cost.settings import MeasureSettings
 from lts.cost.target import CPUTarget, make_target
 from lts.families.gpt2 import ArchConfig
 
@@ -20,6 +21,7 @@ BIG_BLOCKS = ArchConfig(2, 256, 1024, 4, vocab_size=256, n_positions=64)
 # int8, so the gap (~19 MB) stands far beyond the probe's noise (~1-2 MB between runs here).
 HEAVY_BLOCKS = ArchConfig(2, 512, 2048, 8, vocab_size=256, n_positions=64)
 SETTINGS = MeasureSettings(seq_len=32, context=32, min_repeats=3, max_repeats=5, min_seconds=0.0, max_seconds=0.2)
+WITH_GENERATION = (*DEFAULT_PROBES, "generation_memory", "decode")  # the default probes and the generation graph's
 
 
 class _Pipe:
@@ -33,8 +35,8 @@ class _Pipe:
 def test_prepared_graphs_are_quantized_by_onnxruntime(tmp_path):
     """Every graph the int8 Target measures has its weight matrices in int8 (DynamicQuantizeMatMul / MatMulInteger)."""
     pipe = _Pipe()
-    measure_module._prepare_child(pipe, tuple((BIG_BLOCKS.to_dict(), p, p) for p in ("full", "kv", "base", "block")),
-                                  "int8", [str(tmp_path)])
+    quantize_child(pipe, tuple((BIG_BLOCKS.to_dict(), p, p) for p in ("full", "kv", "base", "block")), "int8",
+                   [str(tmp_path)])
     (kind, paths), = pipe.sent
     assert kind == "done" and set(paths) == {"full", "kv", "base", "block"}
     for part, path in paths.items():
@@ -53,8 +55,8 @@ def test_prepared_graphs_are_quantized_by_onnxruntime(tmp_path):
 
 @pytest.mark.heavy
 def test_int8_target_measures_less_memory_and_keys_apart(tmp_path):
-    fp32 = measure_architecture(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1), generation=True)
-    int8 = measure_architecture(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1, precision="int8"), generation=True)
+    fp32 = measure_architecture(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1), WITH_GENERATION)
+    int8 = measure_architecture(HEAVY_BLOCKS, SETTINGS, CPUTarget(threads=1, precision="int8"), WITH_GENERATION)
     assert set(int8.timings) == set(fp32.timings) == {"base", "block", "decode"}
     assert int8.get("generation_memory")["bytes"] < fp32.get("generation_memory")["bytes"] - 10_000_000
     assert int8.get("memory")["bytes"] < fp32.get("memory")["bytes"] - 10_000_000
@@ -64,10 +66,12 @@ def test_int8_target_measures_less_memory_and_keys_apart(tmp_path):
 
 
 def test_evaluator_reports_int8_in_its_conditions(tmp_path):
-    settings = EvalSettings.create(target=make_target("cpu", 1, "int8"), seq_len=32, context=32, generation=True)
+    settings = EvalSettings.create(target=make_target("cpu", 1, "int8"), seq_len=32, context=32,
+                                   objectives=["non_embedding_params", "onnx_decode_latency_s"])
     evaluator = Evaluator(settings, tmp_path / "cache.sqlite")
     conditions = evaluator.conditions()
     assert conditions["precision"] == "int8" and "int8 weights" in conditions["describe"]
+    assert conditions["context"] == 32  # a generation objective: the KV-cache length is a condition too
 
 
 @pytest.mark.parametrize("bad", ["int4", "FP32", 8, None])

@@ -98,8 +98,8 @@ def test_probes_follow_the_objectives_and_budgets():
                                                             "memory")
     decode = EvalSettings.create(objectives=["non_embedding_params", "onnx_decode_latency_s"], threads=1)
     assert decode.generation and not decode.forward
-    assert EvalSettings.create(threads=1, generation=True, forward=False).probes == ("decode", "file",
-                                                                                      "generation_memory")
+    generation = ["non_embedding_params", "onnx_generation_memory_mb", "onnx_decode_latency_s"]
+    assert EvalSettings.create(objectives=generation, threads=1).probes == ("decode", "file", "generation_memory")
     with pytest.raises(LTSError, match="unknown objective"):
         objectives.probes_for(["accuracy"])
     with pytest.raises(LTSError, match="unknown probe"):
@@ -124,36 +124,36 @@ def _timing(median_s: float) -> Timing:
     return Timing(median_s=median_s, cv=0.01, repeats=5, reference_s=1e-3, drift=0.0)
 
 
-OLD_RECORD: dict[str, Any] = {  # a run record line written when Measurement had one field per probe
+RECORD: dict[str, Any] = {  # a run record line (evaluations.jsonl) as EvalResult.to_json writes it
     "archid": TINY.archid, "config": TINY.to_dict(), "values": {"onnx_memory_mb": 21.0}, "eval_seconds": 1.0,
     "status": "ok", "calibration_s": 2e-3, "hardware": "h", "node": "n",
-    "measurement": {"file_bytes": 1000, "memory_bytes": 22 * 2**20, "memory_sampled_bytes": 20 * 2**20,
-                    "generation_memory_bytes": None, "generation_memory_sampled_bytes": None,
-                    "timings": {"base": {"median_s": 1e-3, "cv": 0.01, "repeats": 5, "reference_s": 1e-3, "drift": 0.0},
-                                "block": {"median_s": 2e-3, "cv": 0.01, "repeats": 5, "reference_s": 1e-3,
-                                          "drift": 0.0},
-                                "decode": {"median_s": 5e-4, "cv": 0.01, "repeats": 5, "reference_s": 1e-3,
-                                           "drift": 0.0}}}}
+    "measurement": {"probes": {
+        "file": 1000, "memory": {"bytes": 22 * 2**20, "sampled_bytes": 20 * 2**20},
+        "latency": {"base": {"median_s": 1e-3, "cv": 0.01, "repeats": 5, "reference_s": 1e-3, "drift": 0.0},
+                    "block": {"median_s": 2e-3, "cv": 0.01, "repeats": 5, "reference_s": 1e-3, "drift": 0.0}},
+        "decode": {"median_s": 5e-4, "cv": 0.01, "repeats": 5, "reference_s": 1e-3, "drift": 0.0}}}}
 
 
-def test_old_records_read_as_probe_results_with_the_same_values():
-    old = EvalResult.from_json(OLD_RECORD)
-    m = old.measurement
+def test_records_read_as_probe_results_and_give_the_same_values_again():
+    stored = EvalResult.from_json(RECORD)
+    m = stored.measurement
     assert m.results == {"file": 1000, "memory": {"bytes": 22 * 2**20, "sampled_bytes": 20 * 2**20},
                          "latency": {"base": _timing(1e-3), "block": _timing(2e-3)}, "decode": _timing(5e-4)}
     assert m.calibration_s == 2e-3
-    new = EvalResult.from_json(json.loads(json.dumps(old.to_json())))
-    assert new.measurement == m and "probes" in old.to_json()["measurement"]
+    again = EvalResult.from_json(json.loads(json.dumps(stored.to_json())))
+    assert again.measurement == m and stored.to_json()["measurement"] == RECORD["measurement"]
     values = {name: o.value(TINY, m) for name, o in objectives.REGISTRY.items()}
     assert values["onnx_memory_mb"] == 22 and values["onnx_memory_sampled_mb"] == 20
     assert values["onnx_latency_s"] == pytest.approx(2e-3 * (1 + 2 * 2))  # base + 2 blocks, at the calibration
     assert values["onnx_decode_latency_s"] == pytest.approx(1e-3) and math.isnan(values["onnx_generation_memory_mb"])
     assert values["onnx_file_mb"] == 1000 / 2**20
+    assert m.timings == {"base": _timing(1e-3), "block": _timing(2e-3), "decode": _timing(5e-4)}
+    assert m.timed and not Measurement({"file": 3}).timed
 
 
-def test_old_keywords_make_the_same_measurement():
-    a = Measurement(memory_bytes=5, timings={"full": _timing(1.0)})
-    assert a == Measurement({"memory": {"bytes": 5, "sampled_bytes": None}, "latency": {"full": _timing(1.0)}})
-    assert a.timings == {"full": _timing(1.0)} and a.timed and not Measurement({"file": 3}).timed
-    with pytest.raises(TypeError, match="unexpected"):
-        Measurement(memroy_bytes=5)
+def test_a_measurement_without_probe_results_is_refused_not_read_as_empty():
+    """One field per probe (``memory_bytes``, ``timings``) is no record LTS writes: refused, never read as nothing."""
+    with pytest.raises(LTSError, match="probes"):
+        Measurement.from_json({"memory_bytes": 5, "timings": {}})
+    with pytest.raises(TypeError):
+        Measurement(memory_bytes=5)  # results are a mapping of probe names, nothing else

@@ -54,7 +54,7 @@ def test_a_part_that_fails_is_not_stored_and_is_timed_again(tmp_path):
 def test_a_table_timing_is_the_probe_a_candidates_child_runs():
     """Both ways give a Timing of the same protocol: rounds beside the reference graph, the repeats split over them."""
     settings = EvalSettings.create(objectives=LATENCY, **FAST)
-    own = measure_architecture(A, settings.measurement, settings.target, settings.run_probes, parts=("block",))
+    own = measure_architecture(A, settings.measure_settings, settings.target, settings.run_probes, parts=("block",))
     ev = Evaluator(settings, store=_Memory(), calibration_s=1e-3)
     assert [reason for _, reason in ev.time_parts([(A, "block")])] == [None]
     table, mine = ev.cached_timing(A, "block"), own.get("latency")["block"]

@@ -140,7 +140,8 @@ def test_two_searches_into_one_models_folder_never_crash_or_lose_members(tmp_pat
 
 def _result(params, latency, cv=0.0, memory_mib=10.0):
     config = ArchConfig(1, 32, 64, 2, vocab_size=64 + params, n_positions=64)  # distinct archids
-    m = Measurement(memory_bytes=int(memory_mib * 2**20), timings={"full": Timing(latency, cv, 5)})
+    m = Measurement({"memory": {"bytes": int(memory_mib * 2**20), "sampled_bytes": None},
+                     "latency": {"full": Timing(latency, cv, 5)}})
     return EvalResult(config.archid, config, {"non_embedding_params": params, "onnx_latency_s": latency,
                                               "onnx_memory_mb": memory_mib}, measurement=m)
 
