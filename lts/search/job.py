@@ -8,17 +8,17 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lts.core import fileio
 from lts.core.errors import JobFailed, LTSError
-from lts.core.settings import Check, Choice, Integer, Optional, Settings, Text, borrow, setting
+from lts.core.settings import Check, Choice, Integer, Optional, Settings, Text, borrow, resumable, setting, specs
 from lts.core.tables import write_csv
 from lts.cost.evaluator import DEFAULT_OBJECTIVES, EvalSettings, Evaluator
 from lts.cost.objectives import get as get_objective
-from lts.cost.objectives import objectives_help, parse_objectives
+from lts.cost.objectives import objectives_help, parse_objectives, probes_for
 from lts.cost.settings import MeasureSettings
 from lts.cost.store import default_cache_path
 from lts.cost.target import TargetSettings
@@ -37,8 +37,7 @@ from lts.search.verify import measure_front_whole
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
-RESUMABLE_OVERRIDES = {"generations", "workers", "engine", "ray_address", "timeout_s", "models_dir", "assets_dir",
-                       "cache"}
+S = TypeVar("S")
 
 
 class _Objectives(Check):
@@ -83,7 +82,7 @@ class SearchJob(Settings):
     """Every setting of a search run: ``lts search -h`` lists them with their defaults, ``--config FILE`` takes
     them as YAML keys."""
 
-    generations: int = borrow(SearchSettings, "generations")
+    generations: int = borrow(SearchSettings, "generations", resumable=True)  # a resumed run may go on longer
     population: int = borrow(SearchSettings, "population")
     seed: int = borrow(SearchSettings, "seed")
     strategy: str = borrow(SearchSettings, "strategy")
@@ -99,25 +98,26 @@ class SearchJob(Settings):
              "constraints", check=_Constraints(), factory=list, flag="--constraint", append=True,
         metavar="NAME<=VALUE")
     models_dir: str = setting("models", "where the front goes, one folder per archid", Text(nonempty=True),
-                              flag=("--out", "--models-dir"))
-    assets_dir: str = setting("assets", "where the Pareto plots go", Text(nonempty=True))
+                              flag=("--out", "--models-dir"), resumable=True)
+    assets_dir: str = setting("assets", "where the Pareto plots go", Text(nonempty=True), resumable=True)
     runs_dir: str = setting("runs", "parent of the default run folders", Text(nonempty=True))
     run_dir: str | None = setting(None, "folder for evaluations.csv, pareto.csv, checkpoint (default "
                                         "<runs_dir>/<date>-<time>-seed<seed>-<pid>)", Optional(Text(nonempty=True)))
-    workers: int = setting(1, "evaluations in flight at once (timing stays one at a time)", Integer(ge=1))
+    workers: int = setting(1, "evaluations in flight at once (timing stays one at a time)", Integer(ge=1),
+                           resumable=True)
     engine: str = setting("local", "where evaluations run (ray: pip install .[distributed])",
-                          Choice(("local", "ray")))
+                          Choice(("local", "ray")), resumable=True)
     ray_address: str | None = setting(None, "Ray cluster to join (with engine ray): HOST:PORT as `ray start "
                                             "--head` prints it, or auto; none: start Ray on this machine",
-                                      Optional(Text(nonempty=True)))
+                                      Optional(Text(nonempty=True)), resumable=True)
     ray_hardware: str | None = setting(None, "with engine ray: the hardware fingerprint id of the nodes that measure "
                                              "(none: this machine's, or the cluster's only kind); a mixed cluster "
                                              "lists its ids", Optional(Text(nonempty=True)), metavar="ID")
     latency_mode: str = borrow(EvalSettings, "latency_mode")
-    timeout_s: float = borrow(MeasureSettings, "timeout_s")
+    timeout_s: float = borrow(MeasureSettings, "timeout_s", resumable=True)  # decides failure, not values
     cache: str | None = setting(None, "SQLite cache of evaluations (none: evaluations.sqlite in the cache root: "
                                       "$LTS_CACHE_DIR, else $XDG_CACHE_HOME/lts, else ~/.cache/lts)",
-                                Optional(Text(nonempty=True)))
+                                Optional(Text(nonempty=True)), resumable=True)
     space: dict[str, Any] = setting(help="the search space (YAML only): family (default gpt2), then its fields; "
                                          "gpt2's: n_layer, n_embd, n_inner, n_head as a list or {start, stop, step} "
                                          "(stop exclusive), vocab_size, n_positions, per_layer (a key left out: "
@@ -138,19 +138,35 @@ class SearchJob(Settings):
         return space_from_dict(self.space)
 
     def search_settings(self) -> SearchSettings:
-        return SearchSettings(generations=self.generations, population=self.population, seed=self.seed,
-                              strategy=self.strategy, objectives=parse_objectives(self.objectives),
-                              constraints=parse_constraints(self.constraints))
+        return _nested(self, SearchSettings)
 
     def eval_settings(self) -> EvalSettings:
         settings = self.search_settings()  # its figures (objectives and budgets) decide what is measured
-        return EvalSettings.create(on_target=settings.needs_measurement, latency_mode=self.latency_mode,
-                                   target=TargetSettings(self.target, self.threads, self.precision).make(),
-                                   seq_len=self.seq_len,
-                                   context=self.context, objectives=settings.figures, timeout_s=self.timeout_s)
+        return _nested(self, EvalSettings, target=_nested(self, TargetSettings).make(),
+                       on_target=settings.needs_measurement, probes=probes_for(settings.figures))
 
     def cache_path(self) -> Path:
         return Path(self.cache) if self.cache else default_cache_path()
+
+
+RESUMABLE = resumable(SearchJob)  # the settings a resumed run may change (declared resumable=True)
+
+
+def _nested(job: SearchJob, cls: type[S], **given: Any) -> S:
+    """`cls` made from the job: each field the job offers under its name (``borrow``) takes the job's value, a
+    field holding settings of which the job offers some (EvalSettings' MeasureSettings) is made the same way,
+    and `given` holds what the job does not hold as it is (a Target, made from the job's TargetSettings)."""
+    offered = specs(SearchJob)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        inner = f.default_factory
+        if not f.init or f.name in given:
+            continue
+        if f.name in offered:
+            values[f.name] = getattr(job, f.name)
+        elif isinstance(inner, type) and issubclass(inner, Settings) and offered.keys() & specs(inner).keys():
+            values[f.name] = _nested(job, inner)
+    return cls(**values, **given)
 
 
 @dataclass(frozen=True)
@@ -200,12 +216,12 @@ def prepare(job: SearchJob, resume: bool, given: set[str]) -> tuple[SearchJob, P
         saved = SearchJob(**json.loads((run_dir / JOB_FILE).read_text()))
     except (TypeError, json.JSONDecodeError) as exc:
         raise LTSError(f"cannot read {run_dir / JOB_FILE}: {exc}") from None
-    changed = sorted(k for k in given - RESUMABLE_OVERRIDES - {"run_dir", "runs_dir", "resume"}
+    changed = sorted(k for k in given - RESUMABLE - {"run_dir", "runs_dir", "resume"}
                      if getattr(job, k) != getattr(saved, k))
     if changed:
         raise LTSError(f"cannot change {', '.join(changed)} when resuming {run_dir} (only "
-                       f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change)")
-    overrides = {k: getattr(job, k) for k in given & RESUMABLE_OVERRIDES}
+                       f"{', '.join(sorted(RESUMABLE))} may change)")
+    overrides = {k: getattr(job, k) for k in given & RESUMABLE}
     return replace(saved, **overrides, run_dir=str(run_dir)), run_dir
 
 
