@@ -44,8 +44,8 @@ VERSIONS: dict[str, int] = {
     # (Continues the old FORMAT_VERSION = 2; 4: the KV graph's fused attention.)
     "onnx_export": 4,
     # lts/cost/quantize.py: how quantize_model turns an fp32 graph into int8. Bump: every INT8 copy is
-    # requantized and every int8 evaluation re-measured. (Continues the old INT8_FORMAT "int8-dynamic-1".)
-    "int8": 2,
+    # requantized and every int8 evaluation re-measured. (3: weights in 7 bits, exact sums on every x86 CPU.)
+    "int8": 3,
     # lts/train/shards.py: the shard folder's layout and the ids it holds. Bump: folders written before are
     # refused (their tokens.json names another format) and must be tokenized again.
     "token_shards": 1,

@@ -2,10 +2,10 @@
 
 ``generate_text.py --precision int8`` runs a model's KV graph quantized this way (cached beside
 the fp32 graph, ``lts.generate.onnx_kv``), and a search with ``--precision int8`` measures every
-candidate's graphs quantized this way (``lts.cost.measure``), so the search times exactly what
-generation will run. Weights become int8 (per tensor, symmetric), activations are quantized on
-the fly at each step (``DynamicQuantizeMatMul``); LayerNorms, attention and the embedding lookup
-stay float32.
+candidate's graphs quantized this way (``lts.cost.scratch``), so the search times exactly what
+generation will run. Weights become int8 (per tensor, symmetric, in 7 bits: :data:`QUANTIZATION` says
+why), activations are quantized on the fly at each step (``DynamicQuantizeMatMul``); LayerNorms,
+attention and the embedding lookup stay float32.
 
 What :func:`quantize_model` produces is versioned by ``VERSIONS["int8"]`` in :mod:`lts.core.cachekeys`:
 bump it there when a change here changes the int8 graph, and every INT8 copy and int8 evaluation is
@@ -14,6 +14,7 @@ made again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -81,21 +82,37 @@ def matmul_form(proto: Any) -> Any:
     return proto
 
 
+# How the weights are quantized: one choice for every machine, so an int8 graph or figure means the same
+# wherever it was made and no key needs the CPU. ONNX Runtime's x86 kernels multiply uint8 activations by int8
+# weights with VPMADDUBSW on AVX2 (and AVX-512 without VNNI), which adds two products in int16 and saturates:
+# 2 x 255 x 127 overflows it, 2 x 255 x 64 does not. Weights in 7 bits (``reduce_range``: [-64, 64]) never
+# saturate, so every x86 CPU computes the same exact sums, with the same kernels as 8 bits. The tiny test GPT-2
+# (seeds 0-5): logits 0.014-0.017 from fp32's with 7 bits; with 8 bits 0.008-0.009 where VNNI adds exactly, but
+# 0.009-0.135 on a 2-core AVX2 EPYC.
+QUANTIZATION = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "reduce_range": True,
+                "ops": ["MatMul"]}
+METADATA_KEY = "lts.quantization"  # the int8 graph's metadata_props entry: QUANTIZATION and the version, as JSON
+
+
 def quantize_model(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Any]:
-    """Write `src`'s graph with int8 weights to `dst` (every MatMul on a constant, ``quantize_dynamic`` QInt8);
-    returns what was done (for meta files and reports)."""
+    """Write `src`'s graph with int8 weights to `dst` (every MatMul on a constant, ``quantize_dynamic`` QInt8 in
+    7 bits: :data:`QUANTIZATION`); returns what was done (for meta files and reports), which the graph's
+    ``metadata_props`` also hold (under :data:`METADATA_KEY`)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    done = {**QUANTIZATION, "version": VERSIONS["int8"]}
     proto = matmul_form(onnx.load(str(src)))
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                        METADATA_KEY: json.dumps(done, sort_keys=True)})
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # "please consider pre-processing" is printed through the root logger
     try:
-        quantize_dynamic(proto, str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+        quantize_dynamic(proto, str(dst), weight_type=QuantType.QInt8, reduce_range=QUANTIZATION["reduce_range"],
+                         op_types_to_quantize=QUANTIZATION["ops"],
                          # ONNX's shape inference knows no contrib op (the fused attention's outputs are float)
                          extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)
-    return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "ops": ["MatMul"],
-            "version": VERSIONS["int8"]}
+    return done

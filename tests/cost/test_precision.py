@@ -7,9 +7,11 @@ import json
 import onnx
 import pytest
 
+from lts.core.cachekeys import VERSIONS
 from lts.core.errors import LTSError
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.cost.measure import DEFAULT_PROBES, measure_architecture
+from lts.cost.quantize import METADATA_KEY, QUANTIZATION
 from lts.cost.scratch import quantize_child
 from lts.cost.settings import MeasureSettings
 from lts.cost.target import CPUTarget, make_target
@@ -47,6 +49,10 @@ def test_prepared_graphs_are_quantized_by_onnxruntime(tmp_path):
                                                          if n.input[0].startswith("transformer.")}, part
         int8 = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT8]
         assert int8, part
+        # 7 bits ([-64, 64]): no x86 kernel saturates, so every CPU computes the same sums (lts.cost.quantize)
+        assert max(int(abs(onnx.numpy_helper.to_array(i).astype(int)).max()) for i in int8) <= 64, part
+        recorded = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
+        assert recorded == {**QUANTIZATION, "version": VERSIONS["int8"]} and recorded["reduce_range"] is True, part
         if part in ("full", "kv"):  # every block weight matrix is stored in one byte an element, not four
             matrices = BIG_BLOCKS.n_layer * (4 * BIG_BLOCKS.n_embd ** 2 + 2 * BIG_BLOCKS.n_embd * BIG_BLOCKS.n_inner)
             assert sum(onnx.numpy_helper.to_array(i).size for i in int8) >= matrices, part
