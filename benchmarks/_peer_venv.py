@@ -1,24 +1,29 @@
-"""The machinery the decode-benchmark peers share (benchmarks/optimum_peer.py, benchmarks/ctranslate2_peer.py).
+"""The project's side of the decode-benchmark peers (benchmarks/optimum_peer.py, benchmarks/ctranslate2_peer.py).
 
 A peer is a library that cannot live in the project's own environment (Optimum pins transformers < 5;
 CTranslate2 is kept out of it too), so it gets a virtual environment of its own in the LTS cache root,
-made on first use by :func:`ensure_venv`, and its peer script is run under that venv's python in
-worker mode (:func:`run_worker` here, :func:`worker_main` there): the worker prints one JSON line on
-stdout, everything else goes to stderr.
-
-This module is imported by the workers too, under the peer's venv: it needs nothing but the standard
-library at import time (only :func:`cache_dir` imports lts, and only the project's side calls it).
+made on first use by :func:`ensure_venv`, and its worker module (``benchmarks._optimum_worker``,
+``benchmarks._ctranslate2_worker``) is run under that venv's python by :func:`run_worker`: the worker
+prints one JSON line on stdout, everything else goes to stderr. The workers import only the standard
+library and ``benchmarks._peer_worker`` at import time; this module is never imported by them.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+
+import numpy as np
+
+from benchmarks._models import save_random_model
+from benchmarks._peer_worker import dist_version
+from lts.core.fileio import cache_root
 
 READY = ".lts-ready"  # written last by ensure_venv: its absence means an unfinished install
 REPO = Path(__file__).resolve().parent.parent
@@ -26,21 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def cache_dir(name: str) -> Path:
     """``name`` in the LTS cache root: ``$LTS_CACHE_DIR/name``, else ``$XDG_CACHE_HOME/lts/name``
-    (``~/.cache/lts/name``). Called in the project's environment only (never by a worker: it imports lts)."""
-    sys.path.insert(0, str(REPO))
-    from lts.core.fileio import cache_root
-
+    (``~/.cache/lts/name``)."""
     return cache_root() / name
-
-
-def dist_version(name: str) -> str | None:
-    """The installed version of distribution `name` in this interpreter; None if it is not installed."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def caller_pins(names: Iterable[str]) -> dict[str, str | None]:
@@ -143,15 +135,21 @@ def ensure_venv(path: Path, *, label: str, pins: dict[str, str | None], installs
     return python
 
 
-def run_worker(python: Path, script: Path, argv: list[str], timeout_s: float, label: str) -> dict:
-    """Run ``python script --worker argv...`` in the venv's environment; the last JSON line it printed.
+def worker_env(python: Path) -> dict[str, str]:
+    """The venv's environment (:func:`child_env`) with the repository on the path, and nothing else of ours:
+    ``python -m benchmarks._<peer>_worker`` finds this package's worker modules from any working directory."""
+    return {**child_env(venv_of(python)), "PYTHONPATH": str(REPO)}
+
+
+def run_worker(python: Path, module: str, argv: list[str], timeout_s: float, label: str) -> dict:
+    """Run ``python -m module argv...`` in the venv's environment (:func:`worker_env`); the last JSON line it printed.
 
     Raises RuntimeError with the tail of the worker's stderr if it runs past `timeout_s`, fails or prints
     no result (`label` names the worker in the message).
     """
-    cmd = [str(python), str(script), "--worker", *argv]
+    cmd = [str(python), "-m", module, *argv]
     try:
-        proc = subprocess.run(cmd, env=child_env(venv_of(python)), capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(cmd, env=worker_env(python), capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
         tail = (exc.stderr or b"")[-3000:]
         tail = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
@@ -162,41 +160,45 @@ def run_worker(python: Path, script: Path, argv: list[str], timeout_s: float, la
     return json.loads(lines[-1])
 
 
-def worker_main(measure: Callable[[], dict]) -> int:
-    """A worker's end: run `measure` with fd 1 pointed at stderr (nothing, not even C++ code, can print on
-    stdout), then print its result as one JSON line on the real stdout."""
-    sys.stdout.flush()
-    real_stdout = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        result = measure()
-    finally:
-        sys.stdout.flush()
-        os.dup2(real_stdout, 1)
-        os.close(real_stdout)
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
-    return 0
-
-
-def random_model(size: str, vocab: int, out_dir: Path) -> Path:
-    """A random GPT-2 of `size` ("LAYERSxN_EMBD", benchmarks/generation.py's build_model), saved in `out_dir`: a peer
-    script's model when it is given none. Needs the project's venv (never called by a worker)."""
-    here = Path(__file__).resolve().parent
-    sys.path[:0] = [str(here.parent), str(here)]
-    from generation import build_model, parse_sizes
-
-    (n_layer, n_embd), = parse_sizes(size)
-    model, _ = build_model(n_layer, n_embd, vocab)
-    model.save_pretrained(out_dir)
-    return out_dir
-
-
-def add_model_args(parser: Any, label: str, venv_default: Path) -> None:
+def add_model_args(parser: argparse.ArgumentParser, label: str, venv_default: Path) -> None:
     """The arguments every peer script's CLI takes: its venv, the model folder, or the size and vocabulary of a
-    random GPT-2 (:func:`random_model`) when none is given."""
+    random GPT-2 (:func:`model_dir`) when none is given, the prompts' length and the timing flags."""
     parser.add_argument("--venv", type=Path, default=None, help=f"the {label} venv (default {venv_default})")
     parser.add_argument("--model", type=Path, help="a saved transformers GPT-2 folder (save_pretrained)")
     parser.add_argument("--size", default="2x64",
                         help="without --model: LAYERSxN_EMBD of a random GPT-2 (%(default)s)")
     parser.add_argument("--vocab", type=int, default=512, help="without --model: its vocabulary (%(default)s)")
+    parser.add_argument("--prompt-len", type=int, default=16, help="without prompts given: random prompts this long")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds the worker may run (default %(default)s)")
+
+
+def model_dir(args: argparse.Namespace, tmp: Path) -> Path:
+    """``--model``, else a random GPT-2 of ``--size`` and ``--vocab`` saved in `tmp` (this needs the project's venv)."""
+    return args.model or save_random_model(args.size, args.vocab, tmp / "model")
+
+
+def random_prompts(model: Path, batch: int, length: int) -> list[list[int]]:
+    """`batch` prompts of `length` ids drawn (seed 0) below the model's vocabulary size less one."""
+    vocab = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))["vocab_size"]
+    rng = np.random.default_rng(0)
+    return [[int(x) for x in rng.integers(0, vocab - 1, size=length)] for _ in range(batch)]
+
+
+def print_timings(result: dict, title: str, setup: str, tokens: int) -> None:
+    """A peer's figures: `title` and its versions, its options, `setup` (what was timed), tokens/s at `tokens` a run
+    and, where each token was stamped, time to first token and per-token p50/p90; then the ids of every row."""
+    print(f"# {title}: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()))
+    print(f"# options: {json.dumps(result['options'])}")
+    print(setup)
+    line = f"tokens/s {tokens / statistics.median(result['totals']):.1f}"
+    if result["firsts"]:
+        gaps = result["per_token"] or [float("nan")]
+        p50, p90 = (float(np.percentile(gaps, q)) * 1000 for q in (50, 90))
+        line += (f"; time to first token {statistics.median(result['firsts']) * 1000:.1f} ms; per-token p50 "
+                 f"{p50:.2f} ms, p90 {p90:.2f} ms")
+    print(line)
+    rows = result["ids"] if result["ids"] and isinstance(result["ids"][0], list) else [result["ids"]]
+    for row in rows:
+        print("ids: " + ",".join(map(str, row)))

@@ -1,19 +1,16 @@
-"""Write a benchmark's result as one JSON file for ``benchmarks/results_pages.py`` (the schema is there).
+"""A benchmark's result: one JSON file for ``benchmarks/results_pages.py`` (the schema is there), and its tables.
 
-Every benchmark script ends with one call, beside what it prints::
+Every benchmark ends with one call, beside what it prints::
 
-    from _results import add_json_flag, write_result
-    add_json_flag(parser, "generation")               # --json PATH, default benchmarks/results/generation.json
-    ...
+    from benchmarks._results import write_result
     write_result("generation", conditions={...}, rows=[{...}, ...], threads=2, path=args.json)
 
 The machine (CPU model, cores, OS), the library versions (torch, onnxruntime, transformers, pymoo and
-python), the date and the command line are filled in here, so no script writes them by hand.
+python), the date and the command line are filled in here, so no benchmark writes them by hand.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -46,6 +43,11 @@ def machine() -> dict[str, Any]:
             "arch": platform.machine()}
 
 
+def machine_text() -> str:
+    """The machine in one phrase for a table's heading: processor, cores, OS."""
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+
+
 def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Installed versions of the libraries that decide the figures (absent ones are left out)."""
     out = {"python": platform.python_version()}
@@ -58,8 +60,12 @@ def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """How this script was run, repo-relative: ``python benchmarks/generation.py --sizes 6x512``."""
+    """How this benchmark was run: ``python -m benchmarks.generation --sizes 6x512`` (a module run with ``-m``),
+    else the script repo-relative."""
     argv = list(sys.argv if argv is None else argv)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name.startswith("benchmarks."):
+        return shlex.join(["python", "-m", spec.name, *argv[1:]])
     script = Path(argv[0]).resolve() if argv else Path("?")
     try:
         script_text = str(script.relative_to(REPO))
@@ -72,18 +78,12 @@ def default_path(name: str) -> Path:
     return RESULTS_DIR / f"{name}.json"
 
 
-def add_json_flag(parser: argparse.ArgumentParser, name: str) -> None:
-    """``--json PATH``: where the result goes (default benchmarks/results/<name>.json)."""
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
-                        help=f"where the JSON result for benchmarks/results_pages.py goes "
-                             f"(default benchmarks/results/{name}.json)")
-
-
 def write_result(name: str, command: str | None = None, conditions: dict[str, Any] | None = None,
                  rows: list[dict[str, Any]] | None = None, *, table: dict[str, Any] | None = None,
                  summary: dict[str, Any] | None = None, threads: int | None = None, notes: str | None = None,
                  extra_versions: tuple[str, ...] = (), path: Path | str | None = None) -> Path:
-    """Write benchmark `name`'s result (schema: benchmarks/results_pages.py) atomically; returns the path."""
+    """Write benchmark `name`'s result (schema: benchmarks/results_pages.py) atomically; returns the path
+    (`path`, default benchmarks/results/<name>.json)."""
     if rows is None and table is None:
         raise ValueError("write_result needs rows or a table")
     data: dict[str, Any] = {
@@ -112,3 +112,11 @@ def write_result(name: str, command: str | None = None, conditions: dict[str, An
     os.replace(tmp, out)
     print(f"# wrote {out}", file=sys.stderr)
     return out
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    """A Markdown table on stdout."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """How faithful costs composed from parts are: composed vs whole-graph measurement, one session, held-out architectures.
 
-    python benchmarks/composition_fidelity.py                  # 12 + 12 architectures, seed 1
-    python benchmarks/composition_fidelity.py --per-space 16 --seed 2
+    python -m benchmarks.composition_fidelity                  # 12 + 12 architectures, seed 1
+    python -m benchmarks.composition_fidelity --per-space 16 --seed 2
 
 Architectures: ``--per-space`` drawn uniformly (seeded) from search.py's default space (Archai's) and as many from
 the LTS paper's per-layer space (configs/search-lts-paper.yaml). Nothing is fitted to them (a composition has no
@@ -24,26 +24,28 @@ Writes benchmarks/results/composition_fidelity.json: every architecture's four f
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import yaml
 
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-from _results import add_json_flag, write_result  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
-
-from lts.cost import probes  # noqa: E402
-from lts.cost.evaluator import EvalSettings, Evaluator  # noqa: E402
-from lts.cost.measure import block_feeds, measure_architecture  # noqa: E402
-from lts.search.space import space_from_dict  # noqa: E402
+from benchmarks._cli import add_json_flag, add_threads_flag
+from benchmarks._results import write_result
+from benchmarks._stats import spearman
+from lts.cost import probes
+from lts.cost.evaluator import EvalSettings, Evaluator
+from lts.cost.feeds import block_feeds
+from lts.cost.measure import measure_architecture
+from lts.families import Arch
+from lts.search.space import space_from_dict
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 2**20
+OBJECTIVES = ["non_embedding_params", "onnx_latency_s"]
 
 
 def _part_memory(ctx: probes.ProbeContext) -> dict[str, int | None]:
@@ -53,16 +55,15 @@ def _part_memory(ctx: probes.ProbeContext) -> dict[str, int | None]:
     return probes.forward_peak(ctx, part, feeds)
 
 
-probes.register(probes.Probe("part_memory", "forward", _part_memory, order=40))
-
-
-def held_out(per_space: int, seed: int) -> list[tuple[str, object]]:
+def held_out(per_space: int, seed: int) -> list[tuple[str, Arch]]:
+    """`per_space` architectures drawn uniformly (seed `seed`) from the default space, and as many from the LTS
+    paper's per-layer space; (space name, architecture) each."""
     default = space_from_dict({})
     paper = space_from_dict(yaml.safe_load((REPO / "configs" / "search-lts-paper.yaml").read_text())["space"])
     out = []
     for name, space in (("default", default), ("per-layer", paper)):
         rng = np.random.default_rng(seed)
-        seen: dict[str, object] = {}
+        seen: dict[str, Arch] = {}
         while len(seen) < per_space:
             arch = space.sample(rng)
             seen.setdefault(arch.archid, arch)
@@ -70,23 +71,23 @@ def held_out(per_space: int, seed: int) -> list[tuple[str, object]]:
     return out
 
 
-def part_memory(config, settings, target, part: str) -> int:
+def part_memory(config: Arch, settings: Any, target: Any, part: str) -> int:
+    """Peak bytes of graph part `part` of `config`, measured by the "part_memory" probe in a fresh child."""
     m = measure_architecture(config, settings, target, ("part_memory",), parts=(part,))
     return m.get("part_memory")["bytes"]
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--per-space", type=int, default=12, help="architectures per space (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="sampling seed (default %(default)s)")
-    p.add_argument("--seq-len", type=int, default=1024, help="tokens per forward (default %(default)s)")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    add_json_flag(p, "composition_fidelity")
-    args = p.parse_args()
-    archs = held_out(args.per_space, args.seed)
+def register_part_memory() -> None:
+    """The "part_memory" probe, for this benchmark only: registered by main, never at import (a module imported
+    by another must not change lts's registry)."""
+    probes.register(probes.Probe("part_memory", "forward", _part_memory, order=40))
+
+
+def measure(archs: list[tuple[str, Arch]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every architecture's latency and forward peak memory, whole and composed, at one calibration: its row."""
+    rows = []
     with tempfile.TemporaryDirectory(prefix="lts-fidelity-") as tmp:
-        settings = EvalSettings.create(objectives=["non_embedding_params", "onnx_latency_s"], seq_len=args.seq_len,
-                                       threads=args.threads)
+        settings = EvalSettings.create(objectives=OBJECTIVES, seq_len=args.seq_len, threads=args.threads)
         composed = Evaluator(settings, Path(tmp) / "cache.sqlite")
         whole = composed.whole_graph_evaluator()
         assert whole is not None
@@ -95,8 +96,7 @@ def main() -> int:
         failed = [reason for _, reason in composed.time_parts(table) if reason]
         print(f"table: {len(table)} part shapes timed in {time.perf_counter() - t0:.0f} s"
               + (f", {len(failed)} failed" if failed else ""), flush=True)
-        m, target = settings.measurement, settings.target
-        rows = []
+        m, target = settings.measure_settings, settings.target
         for space, arch in archs:
             c, w = composed.evaluate(arch), whole.evaluate(arch)
             mem_whole = measure_architecture(arch, m, target, ("memory",), parts=()).get("memory")["bytes"]
@@ -112,6 +112,11 @@ def main() -> int:
                    "memory error": round(mem_parts / mem_whole - 1, 4)}
             rows.append(row)
             print("  " + "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per objective and space (and all): Spearman of composed vs whole, median and worst |error|, median error."""
     summary = {}
     for objective, (comp, full) in {"latency": ("latency composed (ms)", "latency whole (ms)"),
                                     "memory": ("memory composed (MB)", "memory whole (MB)")}.items():
@@ -119,11 +124,24 @@ def main() -> int:
             mine = [r for r in rows if space in ("all", r["space"])]
             errors = np.abs([r[f"{objective} error"] for r in mine])
             key = f"{objective}_{space.replace('-', '_')}"
-            summary[f"{key}_spearman"] = round(float(spearmanr([r[comp] for r in mine],
-                                                              [r[full] for r in mine]).statistic), 4)
+            summary[f"{key}_spearman"] = round(spearman([r[comp] for r in mine], [r[full] for r in mine]), 4)
             summary[f"{key}_median_abs_error"] = round(float(np.median(errors)), 4)
             summary[f"{key}_max_abs_error"] = round(float(np.max(errors)), 4)
             summary[f"{key}_median_error"] = round(float(np.median([r[f"{objective} error"] for r in mine])), 4)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--per-space", type=int, default=12, help="architectures per space (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="sampling seed (default %(default)s)")
+    p.add_argument("--seq-len", type=int, default=1024, help="tokens per forward (default %(default)s)")
+    add_threads_flag(p, "ONNX Runtime intra-op threads")
+    add_json_flag(p, "composition_fidelity")
+    args = p.parse_args(argv)
+    register_part_memory()
+    rows = measure(held_out(args.per_space, args.seed), args)
+    summary = summarize(rows)
     write_result("composition_fidelity", conditions={
         "architectures": f"{args.per_space} from the default space + {args.per_space} from the LTS paper's per-layer "
                          f"space (configs/search-lts-paper.yaml), uniform, seed {args.seed}",

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """What INT8 weights cost in quality: validation perplexity and greedy tokens, fp32 vs ``--precision int8``.
 
-    python benchmarks/int8_quality.py trained/gpt2_xxx            # a train.py output folder
-    python benchmarks/int8_quality.py --train 4,256,1024,4 --steps 600   # train one here first (minutes)
+    python -m benchmarks.int8_quality trained/gpt2_xxx            # a train.py output folder
+    python -m benchmarks.int8_quality --train 4,256,1024,4 --steps 600   # train one here first (minutes)
 
 Both graphs are the ones ``generate_text.py --backend onnx`` runs (``--precision fp32|int8``).
 Perplexity is teacher-forced through the KV-cache graph (one step per token, the next token's
@@ -24,23 +24,32 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import torch
+from transformers import LogitsProcessorList
+
+from benchmarks._cli import add_json_flag, add_threads_flag
+from benchmarks._models import arch_from_spec
+from benchmarks._results import write_result
+from lts.core.hub import load_causal_lm, load_tokenizer
+from lts.cost.target import CPUTarget
+from lts.generate import GenerateSettings, TimingStreamer, generate_onnx
+from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
+from lts.train.data import eval_windows, load_default_corpus, tokenize_stream
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-from _results import write_result  # noqa: E402
-
 PROMPTS = ("ROMEO:", "The king", "What is the", "KING HENRY:\nNow", "My lord, I")
 
 
 def train(spec: str, steps: int, out: Path) -> None:
-    from lts.families.gpt2 import ArchConfig
-
-    n_layer, n_embd, n_inner, n_head = (int(v) for v in spec.split(","))
+    """train.py on architecture `spec` ("n_layer,n_embd,n_inner,n_head") for `steps` steps, into `out`."""
     arch_dir = out.parent / "arch"
-    ArchConfig(n_layer, n_embd, n_inner, n_head).to_hf_config().save_pretrained(arch_dir)
+    arch_from_spec(spec).to_hf_config().save_pretrained(arch_dir)
     cmd = [sys.executable, str(REPO / "train.py"), str(arch_dir), "--out", str(out), "--max-steps", str(steps),
            "--batch-size", "8", "--seq-len", "128", "--eval-every", str(steps), "--warmup-steps", "50",
            "--tokenizer-vocab", "4096", "--lr", "2e-3", "--dropout", "0", "--no-progress"]
@@ -48,7 +57,7 @@ def train(spec: str, steps: int, out: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
-def perplexity(model, windows: np.ndarray) -> float:
+def perplexity(model: OnnxKVModel, windows: np.ndarray) -> float:
     """exp(mean next-token NLL), teacher-forced through the KV-cache graph, one token per step."""
     total, count = 0.0, 0
     for w in windows:
@@ -61,44 +70,21 @@ def perplexity(model, windows: np.ndarray) -> float:
     return math.exp(total / count)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", help="a train.py output folder (model + tokenizer)")
-    p.add_argument("--train", metavar="L,E,I,H",
-                   help="train this architecture here first (n_layer,n_embd,n_inner,n_head)")
-    p.add_argument("--steps", type=int, default=600, help="training steps with --train")
-    p.add_argument("--windows", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--json", type=Path, default=None, metavar="PATH",
-                   help="also write the result as JSON for benchmarks/results_pages.py (default "
-                        "benchmarks/results/int8_quality-<n_layer>x<n_embd>.json)")
-    args = p.parse_args(argv)
-    if not args.model and not args.train:
-        p.error("give a model folder or --train L,E,I,H")
+@dataclass
+class Quality:
+    """Per precision: validation perplexity and greedy tokens/s per prompt; the greedy tokens int8 and fp32 share."""
 
-    work = Path(tempfile.mkdtemp(prefix="lts-int8-"))
-    t0 = time.perf_counter()
-    model_dir = Path(args.model) if args.model else work / "trained"
-    if args.train:
-        train(args.train, args.steps, model_dir)
-    train_s = time.perf_counter() - t0
+    ppl: dict[str, float]
+    speeds: dict[str, list[float]]
+    agree: int
+    total: int
+    vocab: int
+    windows: int
 
-    import onnxruntime
-    import torch
-    from transformers import LogitsProcessorList
 
-    from lts.core.hub import load_causal_lm, load_tokenizer
-    from lts.cost.target import CPUTarget
-    from lts.generate import GenerateSettings, TimingStreamer, generate_onnx
-    from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
-    from lts.train.data import eval_windows, load_default_corpus, tokenize_stream
-
-    torch.set_num_threads(args.threads)
+def measure(model_dir: Path, args: argparse.Namespace, work: Path) -> Quality:
+    """Both graphs of the model in `model_dir`: perplexity over its validation windows, greedy tokens of PROMPTS."""
     model, tok = load_causal_lm(str(model_dir)), load_tokenizer(str(model_dir))
-    info = model_dir / "train_metrics.json"
-    metrics = json.loads(info.read_text()) if info.is_file() else {}
     corpus = load_default_corpus("auto")
     windows = eval_windows(tokenize_stream(tok, corpus.validation), args.seq_len, args.windows)
     target = CPUTarget(threads=args.threads)
@@ -117,32 +103,69 @@ def main(argv=None) -> int:
             speeds[name].append(args.new_tokens / (time.perf_counter() - timing.start))
         agree += int((outs["fp32"] == outs["int8"]).sum())
         total += args.new_tokens
-    print(f"\n# model {model_dir.name}: {metrics.get('n_layer')}x{metrics.get('n_embd')} (n_inner "
-          f"{metrics.get('n_inner')}, n_head {metrics.get('n_head')}), vocab {len(tok)}, trained "
-          f"{metrics.get('steps')} steps / {metrics.get('tokens_seen'):,} tokens on {metrics.get('corpus', '?')[:60]}"
-          + (f" ({train_s:.0f} s here)" if args.train else ""))
-    print(f"# validation: {len(windows)} windows of {args.seq_len} tokens (teacher-forced through each graph); "
-          f"greedy: {len(PROMPTS)} prompts x {args.new_tokens} tokens; {args.threads} threads; onnxruntime "
-          f"{onnxruntime.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
+    return Quality(ppl, speeds, agree, total, len(tok), len(windows))
+
+
+def rows(q: Quality) -> list[dict[str, Any]]:
+    """The table, printed, and its rows: one per precision."""
     print("| precision | validation perplexity | vs fp32 | greedy tokens equal to fp32 "
           "| tokens/s (median of prompts) |")
     print("|---|---:|---:|---:|---:|")
-    json_rows = []
-    for name in graphs:
-        same = "—" if name == "fp32" else f"{agree} of {total} ({agree / total:.1%})"
-        print(f"| {name} | {ppl[name]:.3f} | {ppl[name] / ppl['fp32'] - 1:+.2%} | {same} | "
-              f"{sorted(speeds[name])[len(PROMPTS) // 2]:.0f} |")
-        json_rows.append({"precision": name, "validation perplexity": round(ppl[name], 3),
-                          "vs fp32": f"{ppl[name] / ppl['fp32'] - 1:+.2%}", "greedy tokens equal to fp32": same,
-                          "tokens/s (median of prompts)": round(sorted(speeds[name])[len(PROMPTS) // 2], 1)})
+    out = []
+    for name in q.ppl:
+        same = "—" if name == "fp32" else f"{q.agree} of {q.total} ({q.agree / q.total:.1%})"
+        speed = sorted(q.speeds[name])[len(PROMPTS) // 2]
+        print(f"| {name} | {q.ppl[name]:.3f} | {q.ppl[name] / q.ppl['fp32'] - 1:+.2%} | {same} | {speed:.0f} |")
+        out.append({"precision": name, "validation perplexity": round(q.ppl[name], 3),
+                    "vs fp32": f"{q.ppl[name] / q.ppl['fp32'] - 1:+.2%}", "greedy tokens equal to fp32": same,
+                    "tokens/s (median of prompts)": round(speed, 1)})
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="a train.py output folder (model + tokenizer)")
+    p.add_argument("--train", metavar="L,E,I,H",
+                   help="train this architecture here first (n_layer,n_embd,n_inner,n_head)")
+    p.add_argument("--steps", type=int, default=600, help="training steps with --train")
+    p.add_argument("--windows", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=128)
+    add_threads_flag(p, "ONNX Runtime intra-op threads and torch threads")
+    add_json_flag(p, "int8_quality-<n_layer>x<n_embd>")
+    args = p.parse_args(argv)
+    if not args.model and not args.train:
+        p.error("give a model folder or --train L,E,I,H")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="lts-int8-"))
+    t0 = time.perf_counter()
+    model_dir = Path(args.model) if args.model else work / "trained"
+    if args.train:
+        train(args.train, args.steps, model_dir)
+    train_s = time.perf_counter() - t0
+    torch.set_num_threads(args.threads)
+    q = measure(model_dir, args, work)
+    info = model_dir / "train_metrics.json"
+    metrics = json.loads(info.read_text()) if info.is_file() else {}
+    print(f"\n# model {model_dir.name}: {metrics.get('n_layer')}x{metrics.get('n_embd')} (n_inner "
+          f"{metrics.get('n_inner')}, n_head {metrics.get('n_head')}), vocab {q.vocab}, trained "
+          f"{metrics.get('steps')} steps / {metrics.get('tokens_seen'):,} tokens on {metrics.get('corpus', '?')[:60]}"
+          + (f" ({train_s:.0f} s here)" if args.train else ""))
+    print(f"# validation: {q.windows} windows of {args.seq_len} tokens (teacher-forced through each graph); "
+          f"greedy: {len(PROMPTS)} prompts x {args.new_tokens} tokens; {args.threads} threads; onnxruntime "
+          f"{onnxruntime.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
     shape = f"{metrics.get('n_layer')}x{metrics.get('n_embd')}"
     write_result(f"int8_quality-{shape}", conditions={
-        "model": f"{shape} (n_inner {metrics.get('n_inner')}, n_head {metrics.get('n_head')})", "vocab": len(tok),
+        "model": f"{shape} (n_inner {metrics.get('n_inner')}, n_head {metrics.get('n_head')})", "vocab": q.vocab,
         "trained_steps": metrics.get("steps"), "tokens_seen": metrics.get("tokens_seen"),
         "corpus": str(metrics.get("corpus", "?"))[:60], "train_s_here": round(train_s) if args.train else None,
-        "validation": f"{len(windows)} windows of {args.seq_len} tokens, teacher-forced through each graph",
+        "validation": f"{q.windows} windows of {args.seq_len} tokens, teacher-forced through each graph",
         "greedy": f"{len(PROMPTS)} prompts x {args.new_tokens} tokens"},
-        rows=json_rows, threads=args.threads, path=args.json)
+        rows=rows(q), threads=args.threads, path=args.json)
     return 0
 
 

@@ -2,8 +2,8 @@
 """What generation feels versus what one forward pass says: three latency kinds, and whether the search's
 generation figures hold end to end.
 
-    python benchmarks/latency_kinds.py kinds       # full forward vs prefill vs decode; composed vs whole decode
-    python benchmarks/latency_kinds.py fidelity    # the evaluator's decode/generation figures vs generate_text.py
+    python -m benchmarks.latency_kinds kinds       # full forward vs prefill vs decode; composed vs whole decode
+    python -m benchmarks.latency_kinds fidelity    # the evaluator's decode/generation figures vs generate_text.py
 
 Architectures: ``--archs`` (default 12) drawn from the default space with a fixed seed, stratified
 by depth so shallow-wide and deep-narrow models are both there; random weights (values do not
@@ -17,7 +17,8 @@ generation graph is timed for a prefill of ``--context`` tokens and for one deco
 ``--context``, and the decoding step of a 1- and a 2-layer model of the same shape, from which a
 composed decode latency ``T1 + (L-1)(T2-T1)`` is compared with the whole graph's. Printed:
 Spearman correlations between the kinds, and how many members the fronts of params x full-forward
-latency and params x decode latency share among these architectures.
+latency and params x decode latency share among these architectures. Writes
+benchmarks/results/latency_kinds.json.
 
 fidelity: for each architecture, a model folder with random weights (a stand-in tokenizer with the
 space's 50,257 ids) is run by the real ``generate_text.py --backend onnx --greedy`` up to
@@ -34,8 +35,6 @@ benchmarks/results/latency_fidelity.json.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import shutil
 import statistics
@@ -44,36 +43,30 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from benchmarks._cli import add_json_flag
+from benchmarks._results import machine_text, print_table, write_result
+from benchmarks._stats import spearman
+from lts.core.onnxgraph import tiled_weights, write_onnx
+from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
+from lts.cost.feeds import decode_feeds, prefill_feeds
+from lts.cost.objectives import DEFAULT_OBJECTIVES
+from lts.cost.settings import MeasureSettings
+from lts.cost.target import CPUTarget
+from lts.cost.timing import time_session
+from lts.families.gpt2 import ArchConfig
+from lts.families.gpt2.graph import kv_graph_spec
+from lts.families.gpt2.space import SearchSpace
+from lts.generate.decode import DECODE_WINDOW
+from lts.search.fronts import pareto_front
+from lts.train.tokenizer import builtin_english_text, train_bpe_tokenizer
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from _results import add_json_flag, write_result  # noqa: E402
-
-from lts.core.onnxgraph import tiled_weights, write_onnx  # noqa: E402
-from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator  # noqa: E402
-from lts.cost.measure import MeasureSettings, decode_feeds, prefill_feeds, time_session  # noqa: E402
-from lts.cost.target import CPUTarget  # noqa: E402
-from lts.families.gpt2 import ArchConfig  # noqa: E402
-from lts.families.gpt2.graph import kv_graph_spec  # noqa: E402
-from lts.families.gpt2.space import SearchSpace  # noqa: E402
-from lts.generate.decode import DECODE_WINDOW  # noqa: E402
-from lts.search.nsga import pareto_front  # noqa: E402
-
+GENERATION_OBJECTIVES = ("onnx_decode_latency_s", "onnx_generation_memory_mb")  # on the generation graph
 PROMPT_TOKENS = 16
-
-
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
-
-
-def table(header: list[str], rows: list[list]) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for r in rows:
-        print("| " + " | ".join(str(c) for c in r) + " |")
 
 
 def architectures(n: int, seed: int) -> list[ArchConfig]:
@@ -92,19 +85,14 @@ def architectures(n: int, seed: int) -> list[ArchConfig]:
     return out
 
 
-def spearman(a: list[float], b: list[float]) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
-
-
 def evaluate(configs: list[ArchConfig], context: int) -> list[EvalResult]:
-    evaluator = Evaluator(EvalSettings.create(generation=True, context=context), None)  # no cache: all fresh
+    settings = EvalSettings.create(objectives=(*DEFAULT_OBJECTIVES, *GENERATION_OBJECTIVES), context=context)
+    evaluator = Evaluator(settings, None)  # no cache: all fresh
     evaluator.calibrate()
     return [evaluator.compute(c) for c in configs]
 
 
-def _kv_session(config: ArchConfig, target: CPUTarget, folder: str):
+def _kv_session(config: ArchConfig, target: CPUTarget, folder: str) -> Any:
     path = Path(folder) / f"{config.archid}.onnx"
     write_onnx(kv_graph_spec(config), path, tiled_weights())
     sess = target.session(path)
@@ -131,6 +119,7 @@ def time_kinds(config: ArchConfig, context: int, settings: MeasureSettings, targ
 
 
 def kinds(args: argparse.Namespace) -> None:
+    """Every architecture evaluated fresh, then its prefill and decode timed here; the tables, and the result."""
     configs = architectures(args.archs, args.seed)
     t0 = time.perf_counter()
     results = evaluate(configs, args.context)
@@ -139,44 +128,66 @@ def kinds(args: argparse.Namespace) -> None:
         sys.exit(f"failed: {', '.join(f'{r.archid} {r.status}' for r in failed)}")
     settings, target = MeasureSettings(), CPUTarget()
     timed = [time_kinds(c, args.context, settings, target) for c in configs]
-    rows = []
-    for c, r, t in zip(configs, results, timed):
-        ms = {k: v * 1e3 for k, v in t.items()}
-        rows.append([f"`{c.archid}` {c.n_layer}x{c.n_embd}/{c.n_inner}/{c.n_head}",
-                     f"{r.non_embedding_params / 1e6:.2f}", f"{r.onnx_latency_s * 1e3:.1f}", f"{ms['prefill_s']:.1f}",
-                     f"{r.onnx_decode_latency_s * 1e3:.2f}", f"{ms['decode_s']:.2f}", f"{ms['decode_composed_s']:.2f}",
-                     f"{r.onnx_memory_mb:.0f}", f"{r.onnx_generation_memory_mb:.0f}", f"{r.eval_seconds:.2f}"])
-    print(f"\n## Latency kinds ({machine()}; {target.describe()}; full forward: seq_len {settings.seq_len}, "
+    print(f"\n## Latency kinds ({machine_text()}; {target.describe()}; full forward: seq_len {settings.seq_len}, "
           f"composed; prefill: {args.context} tokens; decode: one step with {args.context - 1} cached + 1; "
           f"{len(configs)} architectures, seed {args.seed}; {time.perf_counter() - t0:.0f} s)\n")
-    table(["architecture (L x d / f / h)", "params (M)", "full forward (ms)", "prefill (ms)",
-           "decode, evaluator (ms)", "decode, whole (ms)", "decode, composed 1+2 layers (ms)",
-           "forward memory (MiB)", "generation memory (MiB)", "fresh evaluation (s)"], rows)
+    rows = kinds_rows(configs, results, timed)
+    summary = kinds_summary(results, timed)
+    write_result("latency_kinds", conditions={
+        "archs": len(configs), "seed": args.seed, "context": args.context, "seq_len": settings.seq_len,
+        "full_forward": "composed", "prefill": f"{args.context} tokens",
+        "decode": f"one step with {args.context - 1} cached + 1", "target": target.describe()},
+        rows=rows, summary=summary, threads=target.threads, path=args.json)
+
+
+def kinds_rows(configs: list[ArchConfig], results: list[EvalResult], timed: list[dict[str, float]]) -> list[dict]:
+    """The architectures' table, printed, and its rows."""
+    header = ["architecture (L x d / f / h)", "params (M)", "full forward (ms)", "prefill (ms)",
+              "decode, evaluator (ms)", "decode, whole (ms)", "decode, composed 1+2 layers (ms)",
+              "forward memory (MiB)", "generation memory (MiB)", "fresh evaluation (s)"]
+    table = []
+    for c, r, t in zip(configs, results, timed):
+        ms = {k: v * 1e3 for k, v in t.items()}
+        table.append([f"`{c.archid}` {c.n_layer}x{c.n_embd}/{c.n_inner}/{c.n_head}",
+                      f"{r.non_embedding_params / 1e6:.2f}", f"{r.onnx_latency_s * 1e3:.1f}", f"{ms['prefill_s']:.1f}",
+                      f"{r.onnx_decode_latency_s * 1e3:.2f}", f"{ms['decode_s']:.2f}",
+                      f"{ms['decode_composed_s']:.2f}", f"{r.onnx_memory_mb:.0f}",
+                      f"{r.onnx_generation_memory_mb:.0f}", f"{r.eval_seconds:.2f}"])
+    print_table(header, table)
+    return [dict(zip(header, row)) for row in table]
+
+
+def kinds_summary(results: list[EvalResult], timed: list[dict[str, float]]) -> dict[str, Any]:
+    """How the kinds rank the architectures alike, the fronts they make, the composed decode's error (printed)."""
     full = [r.onnx_latency_s for r in results]
     decode = [r.onnx_decode_latency_s for r in results]
     prefill = [t["prefill_s"] for t in timed]
-    composed_err = [abs(t["decode_composed_s"] / t["decode_s"] - 1) for t in timed]
-    print()
     whole = [t["decode_s"] for t in timed]
-    table(["pair", "Spearman"], [["full forward vs prefill", f"{spearman(full, prefill):.3f}"],
-                                 ["full forward vs decode", f"{spearman(full, decode):.3f}"],
-                                 ["prefill vs decode", f"{spearman(prefill, decode):.3f}"],
-                                 ["decode: evaluator vs whole graph timed here", f"{spearman(decode, whole):.3f}"]])
+    composed_err = [abs(t["decode_composed_s"] / t["decode_s"] - 1) for t in timed]
+    pairs = {"full forward vs prefill": spearman(full, prefill), "full forward vs decode": spearman(full, decode),
+             "prefill vs decode": spearman(prefill, decode),
+             "decode: evaluator vs whole graph timed here": spearman(decode, whole)}
+    print()
+    print_table(["pair", "Spearman"], [[name, f"{rho:.3f}"] for name, rho in pairs.items()])
     fronts = [{r.archid for r in pareto_front(results, ("non_embedding_params", name))}
               for name in ("onnx_latency_s", "onnx_decode_latency_s")]
-    print(f"\nfronts among these {len(configs)}: params x full forward {len(fronts[0])} members, params x decode "
+    print(f"\nfronts among these {len(results)}: params x full forward {len(fronts[0])} members, params x decode "
           f"{len(fronts[1])}, shared {len(fronts[0] & fronts[1])}")
     print(f"composed decode (1- and 2-layer twins) vs whole graph: median |error| "
           f"{statistics.median(composed_err):.1%}, max {max(composed_err):.1%}")
     seconds = [r.eval_seconds for r in results]
     print(f"fresh evaluation with the generation graph: median {statistics.median(seconds):.2f} s, "
           f"max {max(seconds):.2f} s")
+    return {**{f"Spearman, {name}": round(rho, 4) for name, rho in pairs.items()},
+            "front, params x full forward": len(fronts[0]), "front, params x decode": len(fronts[1]),
+            "fronts shared": len(fronts[0] & fronts[1]),
+            "composed decode median |error|": round(statistics.median(composed_err), 4),
+            "composed decode max |error|": round(max(composed_err), 4),
+            "fresh evaluation median s": round(statistics.median(seconds), 2)}
 
 
 def stand_in_tokenizer(folder: Path, vocab_size: int) -> None:
     """A byte-level BPE trained on local text, padded with unused tokens to the space's vocabulary size."""
-    from lts.train.tokenizer import builtin_english_text, train_bpe_tokenizer
-
     tok = train_bpe_tokenizer(builtin_english_text().split("\n\n"), vocab_size=8192)
     tok.add_tokens([f"<unused_{i}>" for i in range(vocab_size - len(tok))])
     assert len(tok) == vocab_size
@@ -187,7 +198,7 @@ VERBOSE = re.compile(r"decode step ([0-9.]+) ms at (\d+) tokens.*?session \+ gen
 
 
 def fidelity(args: argparse.Namespace) -> None:
-    import torch
+    import torch  # here, not at the top: see "Measuring children" in benchmarks/__init__.py
     from transformers import GPT2LMHeadModel
 
     configs = architectures(args.archs, args.seed)
@@ -238,12 +249,12 @@ def fidelity(args: argparse.Namespace) -> None:
                      f"{ev_s * 1e3:.2f}", f"{step_s * 1e3:.2f}", f"{ev_s / step_s - 1:+.1%}",
                      " ".join(f"{r[0] / r[2] - 1:+.0%}" for r in runs[config.archid]), f"{ev_mb:.0f}",
                      f"{memory_mb:.0f}", f"{ev_mb / memory_mb - 1:+.1%}", tokens])
-    print(f"\n## Search figures vs generate_text.py --backend onnx ({machine()}; {threads} threads; greedy, "
+    print(f"\n## Search figures vs generate_text.py --backend onnx ({machine_text()}; {threads} threads; greedy, "
           f"{PROMPT_TOKENS}-token prompt, decoded to {args.context} tokens; {len(configs)} architectures, seed "
           f"{args.seed}; medians of {args.rounds} rounds; {time.perf_counter() - t0:.0f} s)\n")
-    table(["architecture", "decode step, evaluator (ms)", "decode step, generate_text (ms)", "difference",
-           "difference per round", "generation memory, evaluator (MiB)",
-           "session + generation memory, generate_text (MiB)", "difference", "tokens reached"], rows)
+    print_table(["architecture", "decode step, evaluator (ms)", "decode step, generate_text (ms)", "difference",
+                "difference per round", "generation memory, evaluator (MiB)",
+                "session + generation memory, generate_text (MiB)", "difference", "tokens reached"], rows)
 
     def agreement(pairs: list[tuple[float, float]]) -> tuple[float, float]:
         return (spearman([a for a, _ in pairs], [b for _, b in pairs]),
@@ -266,7 +277,7 @@ def fidelity(args: argparse.Namespace) -> None:
         path=args.json)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("what", choices=["kinds", "fidelity"])
@@ -275,12 +286,13 @@ def main() -> None:
     p.add_argument("--context", type=int, default=512, help="KV-cache tokens (default 512, the search's default)")
     p.add_argument("--rounds", type=int, default=3, help="fidelity: rounds over the architectures, each evaluating "
                    "one fresh and then running generate_text.py on it; medians are compared (default 3)")
-    add_json_flag(p, "latency_fidelity")
-    args = p.parse_args()
+    add_json_flag(p, "latency_fidelity", "; kinds: latency_kinds.json")
+    args = p.parse_args(argv)
     if args.archs < 2 or args.rounds < 1 or not 1 + PROMPT_TOKENS < args.context <= 1024:
         p.error(f"--archs must be >= 2, --rounds >= 1 and --context in {PROMPT_TOKENS + 2}..1024")
     kinds(args) if args.what == "kinds" else fidelity(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

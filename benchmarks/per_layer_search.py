@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The LTS paper's per-layer space searched end to end, timed: the block table, NSGA-II, the front timed whole.
 
-    python benchmarks/per_layer_search.py                        # 6 generations of 36, seed 1
-    python benchmarks/per_layer_search.py --generations 20 --population 100
+    python -m benchmarks.per_layer_search                        # 6 generations of 36, seed 1
+    python -m benchmarks.per_layer_search --generations 20 --population 100
 
 What search.py does with ``--config configs/search-lts-paper.yaml`` and objectives composed from parts
 (default ``non_embedding_params,onnx_latency_s``), on a fresh store: each generation's new block shapes timed as a
@@ -16,24 +16,23 @@ Writes benchmarks/results/per_layer_search.json.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import yaml
 
-import yaml  # noqa: E402
-from _results import add_json_flag, write_result  # noqa: E402
-
-from lts.cost.evaluator import Evaluator  # noqa: E402
-from lts.families import Arch  # noqa: E402
-from lts.search.executors import LocalExecutor  # noqa: E402
-from lts.search.job import SearchJob  # noqa: E402
-from lts.search.nsga import run_search  # noqa: E402
-from lts.search.verify import measure_front_whole, read_verified  # noqa: E402
+from benchmarks._cli import add_json_flag, add_threads_flag
+from benchmarks._results import write_result
+from lts.cost.evaluator import Evaluator
+from lts.families import Arch
+from lts.search.executors import LocalExecutor
+from lts.search.job import SearchJob
+from lts.search.loop import run_search
+from lts.search.verify import measure_front_whole, read_verified
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,18 +58,8 @@ def block_shapes(space: Any) -> int:
     return sum(d % h == 0 for d in space.n_embd for _ in space.n_inner for h in space.n_head)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--generations", type=int, default=6, help="NSGA-II generations (default %(default)s)")
-    p.add_argument("--population", type=int, default=36, help="candidates per generation (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="search seed (default %(default)s)")
-    p.add_argument("--objectives", default="non_embedding_params,onnx_latency_s",
-                   help="objectives composed from parts (default %(default)s)")
-    p.add_argument("--seq-len", type=int, default=1024, help="tokens per timed forward (default %(default)s)")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--progress", action="store_true", help="progress bars")
-    add_json_flag(p, "per_layer_search")
-    args = p.parse_args()
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """The per-layer space searched as search.py does, on a fresh store, each phase timed: the result's row."""
     space = yaml.safe_load((REPO / "configs" / "search-lts-paper.yaml").read_text())["space"]
     with tempfile.TemporaryDirectory(prefix="lts-per-layer-") as tmp_name:
         tmp = Path(tmp_name)
@@ -91,7 +80,7 @@ def main() -> int:
         verify_s = time.perf_counter() - t1
         total_s = time.perf_counter() - t0
         timed_whole = sum(not r.cached for r in read_verified(tmp / "run").values())
-    row: dict[str, Any] = {
+    return {
         "candidates": len(results), "failed": sum(not r.ok for r in results),
         "block shapes in the space": block_shapes(spec.search_space()),
         "table parts timed": evaluator.table_parts, "table seconds": round(evaluator.table_seconds, 1),
@@ -99,6 +88,21 @@ def main() -> int:
         "front (composed)": len(front), "members timed whole": timed_whole, "front written": len(written),
         "front timed whole seconds": round(verify_s, 1), "calibration seconds": round(calibration_s, 1),
         "total seconds": round(total_s, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--generations", type=int, default=6, help="NSGA-II generations (default %(default)s)")
+    p.add_argument("--population", type=int, default=36, help="candidates per generation (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="search seed (default %(default)s)")
+    p.add_argument("--objectives", default="non_embedding_params,onnx_latency_s",
+                   help="objectives composed from parts (default %(default)s)")
+    p.add_argument("--seq-len", type=int, default=1024, help="tokens per timed forward (default %(default)s)")
+    add_threads_flag(p, "ONNX Runtime intra-op threads")
+    p.add_argument("--progress", action="store_true", help="progress bars")
+    add_json_flag(p, "per_layer_search")
+    args = p.parse_args(argv)
+    row = measure(args)
     print("  ".join(f"{k}={v}" for k, v in row.items()))
     write_result("per_layer_search", conditions={
         "space": "configs/search-lts-paper.yaml (the LTS paper's per-layer GPT-2 space)", "objectives": args.objectives,

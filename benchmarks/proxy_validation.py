@@ -13,8 +13,8 @@ and at the trained vocab) and latency. Prints a markdown table and writes
 assets/proxy_validation.png. Results are saved per architecture as they finish
 (--results), so a killed run resumes where it stopped.
 
-    python benchmarks/proxy_validation.py                 # defaults: ~35 min on a busy 2-core machine
-    python benchmarks/proxy_validation.py --n-archs 8 --steps 200   # quicker, noisier
+    python -m benchmarks.proxy_validation                 # defaults: ~35 min on a busy 2-core machine
+    python -m benchmarks.proxy_validation --n-archs 8 --steps 200   # quicker, noisier
 """
 
 from __future__ import annotations
@@ -28,18 +28,28 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from _results import add_json_flag, write_result  # noqa: E402
-
-from lts.core.fileio import write_json  # noqa: E402
+from benchmarks._cli import add_json_flag
+from benchmarks._results import write_result
+from benchmarks._stats import spearman
+from lts.core.fileio import write_json
+from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.families.gpt2 import ArchConfig
-from lts.families.gpt2.space import SearchSpace  # noqa: E402
+from lts.families.gpt2.space import SearchSpace
+from lts.train import TrainSettings, build_model_config, train_loop
+from lts.train.data import Batches, eval_windows, load_default_corpus, tokenize_stream
+from lts.train.tokenizer import train_bpe_tokenizer
+
+# torch, transformers and matplotlib are imported inside the functions that use them: see "Measuring children" in
+# benchmarks/__init__.py (the latency is measured by lts's evaluator).
+REPO = Path(__file__).resolve().parent.parent
+CONDITIONS = ("steps", "batch_size", "seq_len", "vocab", "lr", "warmup_steps", "eval_windows", "corpus", "pick_seed",
+              "threads")  # the flags a saved run must share to be reused
 
 
 def pick_archs(n: int, min_params: float, max_params: float, seed: int, pool: int = 4000) -> list[ArchConfig]:
@@ -55,22 +65,6 @@ def pick_archs(n: int, min_params: float, max_params: float, seed: int, pool: in
         order = np.argsort(np.abs(logs - target))
         picked.append(next(cands[i] for i in order if cands[i] not in picked))
     return sorted(picked, key=ArchConfig.non_embedding_params)
-
-
-def spearman(x, y) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    def ranks(v):
-        v = np.asarray(v, dtype=float)
-        order = np.argsort(v, kind="mergesort")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v), dtype=float)
-        for val in np.unique(v):  # average ties
-            m = v == val
-            r[m] = r[m].mean()
-        return r
-    rx, ry = ranks(x), ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    return float((rx * ry).sum() / math.sqrt((rx ** 2).sum() * (ry ** 2).sum()))
 
 
 def torch_latency_s(arch: ArchConfig, seq_len: int, threads: int, repeats: int = 5) -> float:
@@ -96,23 +90,18 @@ def torch_latency_s(arch: ArchConfig, seq_len: int, threads: int, repeats: int =
         torch.set_num_threads(before)
 
 
-def lts_latency_s(arch: ArchConfig, seq_len: int, threads: int, cache: Path):
-    """onnx_latency_s from the project's evaluator (lts.cost.evaluator), or None if it is not usable here."""
-    try:
-        from lts.cost.evaluator import EvalSettings, Evaluator
-    except Exception:
-        return None
+def lts_latency_s(arch: ArchConfig, seq_len: int, threads: int, cache: Path) -> float | None:
+    """onnx_latency_s from the project's evaluator (lts.cost.evaluator), or None if it failed here."""
     try:
         settings = EvalSettings.create(seq_len=seq_len, threads=threads)
         result = Evaluator(settings, cache_path=cache).evaluate(arch)
-    except Exception as exc:  # the evaluator is new; fall back rather than lose a 30-minute run
+    except Exception as exc:  # fall back to torch's latency rather than lose a 30-minute run
         print(f"  lts.cost.evaluator failed ({type(exc).__name__}: {exc}); using torch latency", flush=True)
         return None
-    value = getattr(result, "onnx_latency_s", None)
-    return float(value) if value is not None and getattr(result, "ok", True) else None
+    return float(result.onnx_latency_s) if result.ok and result.onnx_latency_s is not None else None
 
 
-def main(argv=None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-archs", type=int, default=9)
     p.add_argument("--min-params", type=float, default=5e4, help="non-embedding params, lower end")
@@ -139,36 +128,33 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=os.path.join(tempfile.gettempdir(), "lts_proxy_validation.json"))
     p.add_argument("--plot", default=str(REPO / "assets" / "proxy_validation.png"))
     add_json_flag(p, "proxy_validation")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    import torch
 
-    from lts.train.data import Batches, eval_windows, load_default_corpus, tokenize_stream
-    from lts.train.loop import TrainSettings, build_model_config, train_loop
-    from lts.train.tokenizer import train_bpe_tokenizer
-
-    torch.set_num_threads(args.threads)
-    seeds = [int(v) for v in args.seeds.split(",")]
-    conditions = {k: getattr(args, k) for k in ("steps", "batch_size", "seq_len", "vocab", "lr", "warmup_steps",
-                                                 "eval_windows", "corpus", "pick_seed", "threads")}
-    archs = pick_archs(args.n_archs, args.min_params, args.max_params, args.pick_seed)
-    results_path = Path(args.results)
-    saved = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    old = {"pick_seed": 0, **saved.get("conditions", {})}  # files from before --seeds / --pick-seed
-    old_seed = old.pop("seed", None)
-    if old != conditions:
+def load_saved(path: Path, conditions: dict[str, Any], remeasure_latency: bool) -> dict[str, Any]:
+    """The runs and latencies saved at `path` by an earlier invocation under the same `conditions` (else none)."""
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    if saved.get("conditions") != conditions:
         saved = {"conditions": conditions, "runs": {}, "latency": {}}
-    saved["conditions"] = conditions
     saved.setdefault("latency", {})
-    if args.remeasure_latency:  # forget the figures and the evaluator's cache of them
+    if remeasure_latency:  # forget the figures and the evaluator's cache of them
         saved["latency"] = {}
-        results_path.with_suffix(".sqlite").unlink(missing_ok=True)
-    for key in [k for k in saved["runs"] if "@" not in k]:  # runs keyed by archid alone had one seed
-        run = saved["runs"].pop(key)
-        if "latency_s" in run:
-            saved["latency"][key] = {"latency_s": run.pop("latency_s"), "measure": run.pop("latency_measure")}
-        saved["runs"][f"{key}@{old_seed}"] = run
+        path.with_suffix(".sqlite").unlink(missing_ok=True)
+    return saved
 
+
+@dataclass
+class Data:
+    """The tokenizer, the training tokens, the validation windows and the token budget per architecture."""
+
+    tok: Any
+    train_tokens: np.ndarray
+    val: np.ndarray
+    budget: int
+
+
+def prepare_data(args: argparse.Namespace, seeds: list[int], archs: list[ArchConfig]) -> Data:
+    """The corpus tokenized by a BPE trained on its training text, and the validation windows (printed)."""
     t0 = time.perf_counter()
     corpus = load_default_corpus(args.corpus)
     tok = train_bpe_tokenizer(corpus.train, vocab_size=args.vocab)
@@ -185,54 +171,81 @@ def main(argv=None) -> int:
           f"validation: {val.shape[0]} x {args.seq_len} tokens of held-out plays")
     print(f"{len(archs)} architectures, {(archs[0]).non_embedding_params():,}-{(archs[-1]).non_embedding_params():,} "
           f"non-embedding params", flush=True)
+    return Data(tok, train_tokens, val, budget)
 
-    tmp = tempfile.TemporaryDirectory(prefix="lts_proxy_")
-    tmpdir = Path(tmp.name)
-    for seed in seeds:
-        settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
-                                 warmup_steps=args.warmup_steps, eval_every=max(1, args.steps // 3),
-                                 eval_windows=args.eval_windows, seed=seed, dropout=0.0, progress=False)
-        batches = Batches(train_tokens, args.seq_len, args.batch_size, seed)
-        for i, arch in enumerate(archs, 1):
-            key = f"{arch.archid}@{seed}"
-            run = saved["runs"].get(key)
-            if run is None:
-                trained_arch = dataclasses.replace(arch, vocab_size=len(tok))
-                arch_dir = tmpdir / arch.archid
-                arch.to_hf_config().save_pretrained(arch_dir)
-                config = build_model_config(arch_dir, arch, len(tok), tok.eos_token_id, 0.0)
-                torch.manual_seed(seed)
-                from transformers import GPT2LMHeadModel
 
-                model = GPT2LMHeadModel(config)
-                assert sum(p.numel() for p in model.parameters()) == trained_arch.total_params()
-                m = train_loop(model, batches, val, settings, log=lambda s: None, desc=key)
-                run = {"final_val_loss": m["final_val_loss"], "final_val_ppl": m["final_val_ppl"],
-                       "best_val_ppl": m["best_val_ppl"], "train_time_s": m["train_time_s"],
-                       "tokens_per_s": m["tokens_per_s"], "history": m["history"]}
-                del model
-                saved["runs"][key] = run
-                write_json(results_path, saved)
-            if arch.archid not in saved["latency"]:
-                lat, how = None, "torch"
-                if args.latency in ("auto", "lts"):
-                    lat = lts_latency_s(arch, args.latency_seq_len, args.latency_threads,
-                                        results_path.with_suffix(".sqlite"))
-                    how = "lts" if lat is not None else "torch"
-                if lat is None:
-                    lat = torch_latency_s(arch, args.latency_seq_len, args.latency_threads)
-                saved["latency"][arch.archid] = {"latency_s": lat, "measure": how}
-                write_json(results_path, saved)
-            lat = saved["latency"][arch.archid]
-            print(f"[seed {seed}, {i}/{len(archs)}] {arch.archid} L{arch.n_layer} d{arch.n_embd} f{arch.n_inner} "
-                  f"h{arch.n_head}: {arch.non_embedding_params():,} non-emb, val ppl {run['final_val_ppl']:.2f}, "
-                  f"{run['train_time_s']:.0f} s ({run['tokens_per_s']:,.0f} tok/s), latency "
-                  f"{lat['latency_s'] * 1e3:.1f} ms [{lat['measure']}]  (elapsed {time.perf_counter() - t0:.0f} s)",
-                  flush=True)
+def train_one(arch: ArchConfig, seed: int, data: Data, args: argparse.Namespace, tmpdir: Path) -> dict[str, Any]:
+    """Train `arch` at `seed` on the budget: its final and best validation figures, time and history."""
+    import torch
+    from transformers import GPT2LMHeadModel
 
-    tmp.cleanup()
+    settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+                             warmup_steps=args.warmup_steps, eval_every=max(1, args.steps // 3),
+                             eval_windows=args.eval_windows, seed=seed, dropout=0.0, progress=False)
+    batches = Batches(data.train_tokens, args.seq_len, args.batch_size, seed)
+    vocab = len(data.tok)
+    arch_dir = tmpdir / arch.archid
+    arch.to_hf_config().save_pretrained(arch_dir)
+    config = build_model_config(arch_dir, arch, vocab, data.tok.eos_token_id, 0.0)
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config)
+    assert sum(p.numel() for p in model.parameters()) == dataclasses.replace(arch, vocab_size=vocab).total_params()
+    m = train_loop(model, batches, data.val, settings, log=lambda s: None, desc=f"{arch.archid}@{seed}")
+    return {"final_val_loss": m["final_val_loss"], "final_val_ppl": m["final_val_ppl"],
+            "best_val_ppl": m["best_val_ppl"], "train_time_s": m["train_time_s"],
+            "tokens_per_s": m["tokens_per_s"], "history": m["history"]}
 
-    def mean_loss(a):
+
+def latency_of(arch: ArchConfig, args: argparse.Namespace, cache: Path) -> dict[str, Any]:
+    """``{"latency_s", "measure"}``: the evaluator's latency (--latency lts or auto), else torch's forward time."""
+    if args.latency in ("auto", "lts"):
+        lat = lts_latency_s(arch, args.latency_seq_len, args.latency_threads, cache)
+        if lat is not None:
+            return {"latency_s": lat, "measure": "lts"}
+    return {"latency_s": torch_latency_s(arch, args.latency_seq_len, args.latency_threads), "measure": "torch"}
+
+
+def measure(args: argparse.Namespace, archs: list[ArchConfig], seeds: list[int], saved: dict[str, Any],
+            results_path: Path, data: Data, t0: float) -> None:
+    """Train every architecture at every seed and measure its latency, each saved the moment it is known; what
+    `saved` holds already is not done again. `t0`: when this invocation started its work (for the elapsed time)."""
+    with tempfile.TemporaryDirectory(prefix="lts_proxy_") as tmp:
+        for seed in seeds:
+            for i, arch in enumerate(archs, 1):
+                key = f"{arch.archid}@{seed}"
+                if key not in saved["runs"]:
+                    saved["runs"][key] = train_one(arch, seed, data, args, Path(tmp))
+                    write_json(results_path, saved)
+                if arch.archid not in saved["latency"]:
+                    saved["latency"][arch.archid] = latency_of(arch, args, results_path.with_suffix(".sqlite"))
+                    write_json(results_path, saved)
+                run, lat = saved["runs"][key], saved["latency"][arch.archid]
+                print(f"[seed {seed}, {i}/{len(archs)}] {arch.archid} L{arch.n_layer} d{arch.n_embd} f{arch.n_inner} "
+                      f"h{arch.n_head}: {arch.non_embedding_params():,} non-emb, val ppl {run['final_val_ppl']:.2f}, "
+                      f"{run['train_time_s']:.0f} s ({run['tokens_per_s']:,.0f} tok/s), latency "
+                      f"{lat['latency_s'] * 1e3:.1f} ms [{lat['measure']}]  (elapsed {time.perf_counter() - t0:.0f} s)",
+                      flush=True)
+
+
+@dataclass
+class Figures:
+    """Per architecture its seed-averaged figures, the columns compared with perplexity and their correlations."""
+
+    rows: list[tuple[ArchConfig, dict[str, Any]]]
+    cols: dict[str, list[float]]
+    rhos: dict[str, float]
+    per_seed: dict[int, list[float]]
+    seed_rhos: dict[int, float]
+    lat_name: str
+    measures: set[str]
+
+    @property
+    def ppl(self) -> list[float]:
+        return [r["final_val_ppl"] for _, r in self.rows]
+
+
+def figures(archs: list[ArchConfig], seeds: list[int], saved: dict[str, Any], vocab: int) -> Figures:
+    def mean_loss(a: ArchConfig) -> float:
         return float(np.mean([saved["runs"][f"{a.archid}@{s}"]["final_val_loss"] for s in seeds]))
 
     rows = [(a, {"final_val_loss": mean_loss(a), "final_val_ppl": math.exp(mean_loss(a)),
@@ -246,87 +259,118 @@ def main(argv=None) -> int:
     cols = {
         "non_embedding_params": [a.non_embedding_params() for a, _ in rows],
         "total_params (vocab 50257)": [a.total_params() for a, _ in rows],
-        f"total_params (trained vocab {len(tok)})": [dataclasses.replace(a, vocab_size=len(tok)).total_params()
-                                                     for a, _ in rows],
+        f"total_params (trained vocab {vocab})": [dataclasses.replace(a, vocab_size=vocab).total_params()
+                                                  for a, _ in rows],
         lat_name: [r["latency_s"] for _, r in rows],
     }
     rhos = {name: spearman(v, [-x for x in ppl]) for name, v in cols.items()}
     per_seed = {s: [saved["runs"][f"{a.archid}@{s}"]["final_val_ppl"] for a in archs] for s in seeds}
     seed_rhos = {s: spearman(cols["non_embedding_params"], [-x for x in v]) for s, v in per_seed.items()}
+    return Figures(rows, cols, rhos, per_seed, seed_rhos, lat_name, measures)
+
+
+def print_tables(f: Figures, seeds: list[int], args: argparse.Namespace, budget: int, wall_s: float) -> None:
+    import torch  # for its version
 
     print(f"\n| archid | n_layer | n_embd | n_inner | n_head | non-emb params | total params (50257) | "
-          f"latency ms ({'ONNX, lts.cost.evaluator' if measures == {'lts'} else 'torch'}, b1, "
+          f"latency ms ({'ONNX, lts.cost.evaluator' if f.measures == {'lts'} else 'torch'}, b1, "
           f"seq {args.latency_seq_len}, "
           f"{args.latency_threads} thr) | val loss | val ppl |"
           + "".join(f" ppl seed {s} |" for s in seeds) + " train s |")
     print("|---|" + "---:|" * (9 + len(seeds)))
-    for j, (a, r) in enumerate(rows):
+    for j, (a, r) in enumerate(f.rows):
         print(f"| {a.archid} | {a.n_layer} | {a.n_embd} | {a.n_inner} | {a.n_head} | {a.non_embedding_params():,} | "
               f"{a.total_params():,} | {r['latency_s'] * 1e3:.1f} | {r['final_val_loss']:.4f} | "
-              f"{r['final_val_ppl']:.2f} |" + "".join(f" {per_seed[s][j]:.2f} |" for s in seeds)
+              f"{r['final_val_ppl']:.2f} |" + "".join(f" {f.per_seed[s][j]:.2f} |" for s in seeds)
               + f" {r['train_time_s']:.0f} |")
     print(f"\n| proxy | Spearman rho(proxy, -val ppl){' (ppl = exp mean loss over seeds)' if len(seeds) > 1 else ''} |"
           "\n|---|---:|")
-    for name, rho in rhos.items():
+    for name, rho in f.rhos.items():
         print(f"| {name} | {rho:.3f} |")
     if len(seeds) > 1:
-        for s, rho in seed_rhos.items():
+        for s, rho in f.seed_rhos.items():
             print(f"| non_embedding_params, seed {s} alone | {rho:.3f} |")
-    total_train = sum(r["train_time_s"] for _, r in rows)
-    print(f"\n{len(rows)} archs x {len(seeds)} seed(s), {budget:,} tokens each; "
+    total_train = sum(r["train_time_s"] for _, r in f.rows)
+    print(f"\n{len(f.rows)} archs x {len(seeds)} seed(s), {budget:,} tokens each; "
           f"training time {total_train / 60:.1f} min; "
-          f"wall {(time.perf_counter() - t0) / 60:.1f} min this invocation; "
+          f"wall {wall_s / 60:.1f} min this invocation; "
           f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}")
-    json_rows = [{"archid": a.archid, "n_layer": a.n_layer, "n_embd": a.n_embd, "n_inner": a.n_inner,
-                  "n_head": a.n_head, "non-emb params": a.non_embedding_params(),
-                  "total params (vocab 50257)": a.total_params(), "latency ms": round(r["latency_s"] * 1e3, 2),
-                  "val loss (mean)": round(r["final_val_loss"], 4), "val ppl (mean)": round(r["final_val_ppl"], 2),
-                  **{f"ppl seed {s}": round(per_seed[s][j], 2) for s in seeds},
-                  "train s": round(r["train_time_s"], 1)} for j, (a, r) in enumerate(rows)]
-    summary = {f"Spearman rho({name}, -val ppl)": round(rho, 3) for name, rho in rhos.items()}
+
+
+def result_rows(f: Figures, seeds: list[int]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The JSON result's rows (one per architecture) and summary (the correlations)."""
+    rows = [{"archid": a.archid, "n_layer": a.n_layer, "n_embd": a.n_embd, "n_inner": a.n_inner,
+             "n_head": a.n_head, "non-emb params": a.non_embedding_params(),
+             "total params (vocab 50257)": a.total_params(), "latency ms": round(r["latency_s"] * 1e3, 2),
+             "val loss (mean)": round(r["final_val_loss"], 4), "val ppl (mean)": round(r["final_val_ppl"], 2),
+             **{f"ppl seed {s}": round(f.per_seed[s][j], 2) for s in seeds},
+             "train s": round(r["train_time_s"], 1)} for j, (a, r) in enumerate(f.rows)]
+    summary = {f"Spearman rho({name}, -val ppl)": round(rho, 3) for name, rho in f.rhos.items()}
     if len(seeds) > 1:
         summary.update({f"Spearman rho(non_embedding_params, -val ppl), seed {s} alone": round(rho, 3)
-                        for s, rho in seed_rhos.items()})
-    write_result("proxy_validation", conditions={
-        "archs": len(rows), "pick_seed": args.pick_seed, "params_range": f"{args.min_params:g}-{args.max_params:g}",
-        "corpus": args.corpus, "bpe_vocab": len(tok), "steps": args.steps, "batch": args.batch_size,
-        "seq_len": args.seq_len, "tokens_per_model": budget, "lr": args.lr, "warmup_steps": args.warmup_steps,
-        "dropout": 0, "seeds": seeds, "validation_windows": int(val.shape[0]), "latency": lat_name,
-        "latency_seq_len": args.latency_seq_len, "latency_threads": args.latency_threads,
-    }, rows=json_rows, summary=summary, threads=args.threads, path=args.json)
+                        for s, rho in f.seed_rhos.items()})
+    return rows, summary
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)
-    panels = [("non_embedding_params", "non-embedding parameters"),
-              ("total_params (vocab 50257)", "total parameters (vocab 50257)"),
-              (lat_name, f"latency, ms ({lat_name.split(' (')[0]}, batch 1, seq {args.latency_seq_len})")]
+def plot(f: Figures, seeds: list[int], args: argparse.Namespace, budget: int, vocab: int) -> None:
+    """Perplexity against each proxy column, one panel each, to --plot."""
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    def short(v, _pos=None):
+    fig = Figure(figsize=(14, 4.2))
+    axes = fig.subplots(1, 3, sharey=True)
+    panels = [("non_embedding_params", "non-embedding parameters"),
+              ("total_params (vocab 50257)", "total parameters (vocab 50257)"),
+              (f.lat_name, f"latency, ms ({f.lat_name.split(' (')[0]}, batch 1, seq {args.latency_seq_len})")]
+
+    def short(v: float, _pos: Any = None) -> str:
         return f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k"
 
     for ax, (col, label) in zip(axes, panels):
-        x = np.asarray(cols[col], dtype=float) * (1e3 if col == lat_name else 1)
-        ax.scatter(x, ppl, c=np.log(cols["non_embedding_params"]), cmap="viridis", s=40)
-        if col != lat_name:  # parameter counts span decades; latency does not
+        x = np.asarray(f.cols[col], dtype=float) * (1e3 if col == f.lat_name else 1)
+        ax.scatter(x, f.ppl, c=np.log(f.cols["non_embedding_params"]), cmap="viridis", s=40)
+        if col != f.lat_name:  # parameter counts span decades; latency does not
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(FuncFormatter(short))
             ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
         ax.set_xlabel(label)
-        ax.set_title(f"Spearman rho = {rhos[col]:.3f}")
+        ax.set_title(f"Spearman rho = {f.rhos[col]:.3f}")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("validation perplexity")
-    fig.suptitle(f"{len(rows)} GPT-2 archs x {len(seeds)} seed(s), {budget:,} tokens each, {args.corpus} "
-                 f"(vocab {len(tok)}, seq {args.seq_len}, {args.steps} steps)", fontsize=10)
+    fig.suptitle(f"{len(f.rows)} GPT-2 archs x {len(seeds)} seed(s), {budget:,} tokens each, {args.corpus} "
+                 f"(vocab {vocab}, seq {args.seq_len}, {args.steps} steps)", fontsize=10)
     fig.tight_layout()
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    seeds = [int(v) for v in args.seeds.split(",")]
+    conditions = {k: getattr(args, k) for k in CONDITIONS}
+    archs = pick_archs(args.n_archs, args.min_params, args.max_params, args.pick_seed)
+    results_path = Path(args.results)
+    saved = load_saved(results_path, conditions, args.remeasure_latency)
+    t0 = time.perf_counter()
+    data = prepare_data(args, seeds, archs)
+    measure(args, archs, seeds, saved, results_path, data, t0)
+    vocab = len(data.tok)
+    f = figures(archs, seeds, saved, vocab)
+    print_tables(f, seeds, args, data.budget, time.perf_counter() - t0)
+    rows, summary = result_rows(f, seeds)
+    write_result("proxy_validation", conditions={
+        "archs": len(rows), "pick_seed": args.pick_seed, "params_range": f"{args.min_params:g}-{args.max_params:g}",
+        "corpus": args.corpus, "bpe_vocab": vocab, "steps": args.steps, "batch": args.batch_size,
+        "seq_len": args.seq_len, "tokens_per_model": data.budget, "lr": args.lr, "warmup_steps": args.warmup_steps,
+        "dropout": 0, "seeds": seeds, "validation_windows": int(data.val.shape[0]), "latency": f.lat_name,
+        "latency_seq_len": args.latency_seq_len, "latency_threads": args.latency_threads,
+    }, rows=rows, summary=summary, threads=args.threads, path=args.json)
+    plot(f, seeds, args, data.budget, vocab)
     print(f"wrote {args.plot} and {results_path}")
     return 0
 

@@ -1,27 +1,32 @@
 #!/usr/bin/env python
 """Render docs/results/*.md from the benchmarks' JSON files and the committed models/ folder.
 
-    python benchmarks/results_pages.py                    # writes docs/results/
-    python benchmarks/results_pages.py --out /tmp/pages   # the same pages elsewhere (tests/test_docs.py)
+    python -m benchmarks.results_pages                    # writes docs/results/
+    python -m benchmarks.results_pages --out /tmp/pages   # the same pages elsewhere (tests/test_docs.py)
 
 The pages are generated, never edited by hand: re-run a benchmark, then this script, and commit
 both the JSON and the pages. tests/test_docs.py checks that the committed pages are what this
 script writes.
 
-Pages (each from the JSON files whose name is the page's prefix, or the prefix + ``-...``):
+Pages (each from the JSON files whose name is the page's prefix, or the prefix + ``-...``; the benchmark that
+writes them is run as ``python -m benchmarks.<name>``):
 
     default-front.md  models/front.json + models/<archid>/metrics.json + config.json (a real run's record)
-    generation.md     benchmarks/results/generation*.json        benchmarks/generation.py
-    training.md       benchmarks/results/train_throughput*.json  benchmarks/train_throughput.py
-                      benchmarks/results/train_layouts*.json     benchmarks/train_throughput.py --layouts
-    proxy.md          benchmarks/results/proxy_validation*.json  benchmarks/proxy_validation.py
-    robustness.md     benchmarks/results/robustness_{remeasure,compare,drift}*.json  benchmarks/robustness.py
-    int8.md           benchmarks/results/int8_quality*.json      benchmarks/int8_quality.py
-    heterogeneity.md  benchmarks/results/heterogeneity*.json     benchmarks/heterogeneity.py
-    search-quality.md benchmarks/results/search_quality*.json    benchmarks/search_quality.py
-    composition-fidelity.md  benchmarks/results/composition_fidelity*.json  benchmarks/composition_fidelity.py
-    per-layer-search.md  benchmarks/results/per_layer_search*.json  benchmarks/per_layer_search.py
-    latency-fidelity.md  benchmarks/results/latency_fidelity*.json  benchmarks/latency_kinds.py fidelity
+    generation.md     benchmarks/results/generation*.json        generation
+    training.md       benchmarks/results/train_throughput*.json  train_throughput
+                      benchmarks/results/train_layouts*.json     train_throughput --layouts
+    proxy.md          benchmarks/results/proxy_validation*.json  proxy_validation
+    robustness.md     benchmarks/results/robustness_{remeasure,compare,drift}*.json  robustness
+    int8.md           benchmarks/results/int8_quality*.json      int8_quality
+    heterogeneity.md  benchmarks/results/heterogeneity*.json     heterogeneity
+    search-quality.md benchmarks/results/search_quality*.json    search_quality
+    composition-fidelity.md  benchmarks/results/composition_fidelity*.json  composition_fidelity
+    per-layer-search.md  benchmarks/results/per_layer_search*.json  per_layer_search
+    latency-fidelity.md  benchmarks/results/latency_fidelity*.json  latency_kinds fidelity
+    latency-kinds.md  benchmarks/results/latency_kinds*.json     latency_kinds kinds
+    evaluators.md     benchmarks/results/evaluators*.json        evaluators
+    precision-fronts.md  benchmarks/results/precision_fronts*.json  precision_fronts
+    ray-scaling.md    benchmarks/results/ray_scaling*.json       ray_scaling
     README.md         the index
 
 A page with no JSON yet says so in one line and gives the command that writes it.
@@ -30,7 +35,7 @@ The JSON schema (written by ``write_result`` in benchmarks/_results.py; one file
 
     {
       "benchmark":  "generation",                        # name; the file is benchmarks/results/<name>.json
-      "command":    "python benchmarks/generation.py ...",  # as run, repo-relative
+      "command":    "python -m benchmarks.generation ...",  # as run, repo-relative
       "date":       "2026-12-05T10:11:12+00:00",         # when it finished, UTC, ISO 8601
       "machine":    {"cpu": "AMD EPYC ...", "cores": 2, "system": "Linux", "arch": "x86_64"},
       "threads":    2,                                   # threads the measured code used (null: n/a)
@@ -62,52 +67,69 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 MODELS = REPO / "models"
 OUT = REPO / "docs" / "results"
-SCRIPT = "benchmarks/results_pages.py"
+SCRIPT = "benchmarks/results_pages.py"  # the pages' banner names this file
+COMMAND = "python -m benchmarks.results_pages"  # how to run it
 
 
 class Page:
-    def __init__(self, name: str, title: str, prefixes: tuple[str, ...], commands: tuple[str, ...], about: str):
+    def __init__(self, name: str, title: str, prefixes: tuple[str, ...], commands: tuple[str, ...],
+                 about: str) -> None:
         self.name, self.title, self.prefixes, self.commands, self.about = name, title, prefixes, commands, about
 
 
 PAGES = (
     Page("generation", "Generation speed", ("generation",),
-         ("python benchmarks/generation.py", "python benchmarks/generation.py --sizes 6x512 --vocab 4096",
-          "python benchmarks/generation.py --models models/A,models/B,models/C"),
+         ("python -m benchmarks.generation", "python -m benchmarks.generation --sizes 6x512 --vocab 4096",
+          "python -m benchmarks.generation --models models/A,models/B,models/C"),
          "greedy decoding: transformers' generate vs LTS's ONNX Runtime loop (fp32, int8) vs Optimum and "
          "CTranslate2 (float32, int8); the memory-bus ceiling; batches 1, 4, 16; random GPT-2s and three members "
          "of the committed front"),
     Page("latency-fidelity", "Decode latency: the search's figure vs generate_text.py", ("latency_fidelity",),
-         ("python benchmarks/latency_kinds.py fidelity --seed 1",),
+         ("python -m benchmarks.latency_kinds fidelity --seed 1",),
          "the evaluator's onnx_decode_latency_s and onnx_generation_memory_mb against what generate_text.py "
          "--backend onnx takes and holds on the same architectures (held-out: seed 1), in interleaved rounds"),
     Page("training", "Training throughput", ("train_throughput", "train_layouts"),
-         ("python benchmarks/train_throughput.py", "python benchmarks/train_throughput.py --layouts"),
+         ("python -m benchmarks.train_throughput", "python -m benchmarks.train_throughput --layouts"),
          "train.py's loop vs transformers' Trainer; processes, threads and --compile on the CPU"),
-    Page("proxy", "Proxy validation", ("proxy_validation",), ("python benchmarks/proxy_validation.py --seeds 0,1",),
+    Page("proxy", "Proxy validation", ("proxy_validation",), ("python -m benchmarks.proxy_validation --seeds 0,1",),
          "does the training-free proxy rank architectures as training does"),
     Page("robustness", "Robustness of the front", ("robustness_remeasure", "robustness_compare", "robustness_drift"),
-         ("python benchmarks/robustness.py remeasure RUN", "python benchmarks/robustness.py compare RUN_A RUN_B",
-          "python benchmarks/robustness.py drift"),
+         ("python -m benchmarks.robustness remeasure RUN", "python -m benchmarks.robustness compare RUN_A RUN_B",
+          "python -m benchmarks.robustness drift"),
          "re-measured fronts, two runs on one scale, latency under a slowdown"),
     Page("int8", "INT8 quality", ("int8_quality",),
-         ("python benchmarks/int8_quality.py --train 4,256,1024,4 --steps 1200",),
+         ("python -m benchmarks.int8_quality --train 4,256,1024,4 --steps 1200",),
          "validation perplexity and greedy tokens, fp32 vs int8 weights"),
     Page("heterogeneity", "Homogeneous vs per-layer search", ("heterogeneity",),
-         ("python benchmarks/heterogeneity.py",),
+         ("python -m benchmarks.heterogeneity",),
          "the LTS paper's ranges searched with one block shape for every layer and with a shape per layer, "
          "equal budgets, both fronts on one scale"),
-    Page("search-quality", "Search quality", ("search_quality",), ("python benchmarks/search_quality.py",),
+    Page("search-quality", "Search quality", ("search_quality",), ("python -m benchmarks.search_quality",),
          "NSGA-II and random search at equal budgets (the default, 216, and larger) against the exact front "
          "of Archai's space (search.py --strategy exhaustive): hypervolume ratio, exact-front members found"),
     Page("composition-fidelity", "Composed vs whole costs", ("composition_fidelity",),
-         ("python benchmarks/composition_fidelity.py",),
+         ("python -m benchmarks.composition_fidelity",),
          "latency and forward peak memory composed from parts (the embeddings-and-head part plus one block per "
          "layer) against the whole graph measured, held-out architectures of the default and per-layer spaces"),
     Page("per-layer-search", "The per-layer space searched end to end", ("per_layer_search",),
-         ("python benchmarks/per_layer_search.py",),
+         ("python -m benchmarks.per_layer_search",),
          "the LTS paper's per-layer space searched as search.py does it (block table, NSGA-II, the front timed "
          "whole), each phase timed on a fresh store"),
+    Page("latency-kinds", "Latency kinds: full forward, prefill, decode", ("latency_kinds",),
+         ("python -m benchmarks.latency_kinds kinds",),
+         "how full-forward, prefill and decode latency rank the same architectures, the fronts they make, and a "
+         "decode latency composed from 1- and 2-layer twins against the whole graph's"),
+    Page("evaluators", "The evaluator against the real export", ("evaluators",),
+         ("python -m benchmarks.evaluators",),
+         "a fresh and a cached evaluation's time, and LTS's latency and memory against torch.onnx.export's graph "
+         "and the same file measured from outside, over a fixed set of architectures"),
+    Page("precision-fronts", "INT8 vs fp32 searches", ("precision_fronts",),
+         ("python -m benchmarks.precision_fronts RUN_FP32 RUN_INT8",),
+         "two search runs of one space and seed, fp32 and --precision int8: how their figures rank alike and "
+         "how their fronts differ"),
+    Page("ray-scaling", "Search on a Ray cluster", ("ray_scaling",), ("python -m benchmarks.ray_scaling",),
+         "candidates per minute on Ray clusters of 1 and 2 worker nodes against the local engine, and Ray's "
+         "overhead per task"),
 )
 
 FRONT_COLUMNS = (  # metrics.json key, header, format
@@ -212,7 +234,7 @@ def render_page(page: Page, results: Path) -> tuple[str, list[str]]:
     dates = []
     if not files:
         commands = "`, then `".join(page.commands)
-        lines += [f"Not measured yet: run `{commands}`, then `python {SCRIPT}`.", ""]
+        lines += [f"Not measured yet: run `{commands}`, then `{COMMAND}`.", ""]
     for f in files:
         data = json.loads(f.read_text())
         dates.append(str(data.get("date", "?")))
@@ -226,7 +248,7 @@ def render_front(models: Path) -> tuple[str, str]:
     manifest_path = models / "front.json"
     lines = [banner([rel(manifest_path), f"{rel(models)}/<archid>/metrics.json"]), "# The default front", ""]
     if not manifest_path.is_file():
-        lines += [f"Not recorded yet: run `python search.py`, then `python {SCRIPT}`.", ""]
+        lines += [f"Not recorded yet: run `python search.py`, then `{COMMAND}`.", ""]
         return "\n".join(lines), "not recorded yet"
     manifest = json.loads(manifest_path.read_text())
     c = manifest.get("conditions") or {}
@@ -279,7 +301,7 @@ def render_index(statuses: list[tuple[str, str, str]]) -> str:
     lines = [banner([f"{rel(RESULTS)}/*.json", f"{rel(MODELS)}/"]), "# Results", "",
              "Measured results, each page generated from the JSON a benchmark wrote (its command, date, machine, "
              "threads and library versions are on the page). To refresh one: run the benchmark, then "
-             f"`python {SCRIPT}`, and commit both. Figures recorded by hand before these pages existed are in "
+             f"`{COMMAND}`, and commit both. Figures recorded by hand before these pages existed are in "
              "[history.md](../history.md).", "",
              "| page | what | status |", "|---|---|---|"]
     for name, about, status in statuses:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Is the front noise, and do latencies taken at different moments compare? Three checks.
 
-    python benchmarks/robustness.py remeasure RUN          # (a) re-measure RUN's robust front, fresh processes
-    python benchmarks/robustness.py compare RUN_A RUN_B    # (b) two runs on one scale: hypervolumes, overlap
-    python benchmarks/robustness.py drift [--archs N]      # raw vs reference-relative latency under a slowdown
+    python -m benchmarks.robustness remeasure RUN          # (a) re-measure RUN's robust front, fresh processes
+    python -m benchmarks.robustness compare RUN_A RUN_B    # (b) two runs on one scale: hypervolumes, overlap
+    python -m benchmarks.robustness drift [--archs N]      # raw vs reference-relative latency under a slowdown
 
 (a) Every robust-front member of RUN (``pareto.csv``, ``robust`` column) is measured again,
 each in a fresh measuring process, with a fresh calibration, no cache; then the robust front
@@ -27,42 +27,29 @@ import argparse
 import csv
 import json
 import multiprocessing as mp
-import os
-import platform
+import random
 import statistics
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from _results import write_result  # noqa: E402
-
-from lts.cost.evaluator import EvalResult, Evaluator  # noqa: E402
-from lts.cost.measure import measure_architecture  # noqa: E402
-from lts.families.gpt2 import ArchConfig  # noqa: E402
-from lts.families.gpt2.space import SearchSpace  # noqa: E402
-from lts.search.job import SearchJob  # noqa: E402
-from lts.search.nsga import hypervolume, pareto_front, robust_front  # noqa: E402
-from lts.search.record import RunRecord, load_calibration  # noqa: E402
-
-
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+from benchmarks._cli import add_json_flag
+from benchmarks._results import machine_text, print_table, write_result
+from lts.cost.evaluator import EvalResult, Evaluator
+from lts.cost.measure import measure_architecture
+from lts.cost.settings import MeasureSettings
+from lts.cost.target import CPUTarget
+from lts.families.gpt2 import ArchConfig
+from lts.families.gpt2.space import SearchSpace
+from lts.search.fronts import hypervolume, pareto_front, robust_front
+from lts.search.job import SearchJob
+from lts.search.record import RunRecord, load_calibration
 
 
 def load_run(run: Path) -> tuple[SearchJob, list[EvalResult], float | None]:
     job = SearchJob(**json.loads((run / "job.json").read_text()))
     results = list(RunRecord(run).load().values())
     return job, results, load_calibration(run)
-
-
-def table(header: list[str], rows: list[list]) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for r in rows:
-        print("| " + " | ".join(str(c) for c in r) + " |")
 
 
 def remeasure(run: Path, json_path: Path | None = None) -> None:
@@ -88,16 +75,16 @@ def remeasure(run: Path, json_path: Path | None = None) -> None:
     lat = [r.onnx_latency_s / old[r.archid].onnx_latency_s for r in ok]
     units = [r.onnx_latency_units / old[r.archid].onnx_latency_units for r in ok]
     mem = [abs(r.onnx_memory_mb - old[r.archid].onnx_memory_mb) for r in ok]
-    print(f"\n## Re-measured robust front of {run.name} ({machine()}; {settings.target.describe()}, "
+    print(f"\n## Re-measured robust front of {run.name} ({machine_text()}; {settings.target.describe()}, "
           f"seq_len {settings.seq_len}, latency mode {settings.latency_mode}; {time.perf_counter() - t0:.0f} s)\n")
-    table(["robust members", "re-measured ok", "still non-dominated within noise", "share",
-           "latency ms new/old (median, min-max)", "latency units new/old (median, min-max)",
-           "memory |diff| MiB (median, max)", "calibration old -> new (ms)"],
-          [[len(members), len(ok), len(stay), f"{len(stay) / max(1, len(ok)):.0%}",
-            f"{statistics.median(lat):.3f} ({min(lat):.3f}-{max(lat):.3f})",
-            f"{statistics.median(units):.3f} ({min(units):.3f}-{max(units):.3f})",
-            f"{statistics.median(mem):.2f} ({max(mem):.2f})",
-            f"{(calibration or 0) * 1e3:.3f} -> {(evaluator.calibration_s or 0) * 1e3:.3f}"]])
+    print_table(["robust members", "re-measured ok", "still non-dominated within noise", "share",
+                "latency ms new/old (median, min-max)", "latency units new/old (median, min-max)",
+                "memory |diff| MiB (median, max)", "calibration old -> new (ms)"],
+                [[len(members), len(ok), len(stay), f"{len(stay) / max(1, len(ok)):.0%}",
+                 f"{statistics.median(lat):.3f} ({min(lat):.3f}-{max(lat):.3f})",
+                 f"{statistics.median(units):.3f} ({min(units):.3f}-{max(units):.3f})",
+                 f"{statistics.median(mem):.2f} ({max(mem):.2f})",
+                 f"{(calibration or 0) * 1e3:.3f} -> {(evaluator.calibration_s or 0) * 1e3:.3f}"]])
     for r in failed:
         print(f"failed: {r.archid} {r.status}")
     write_result(f"robustness_remeasure-{run.name}", conditions={
@@ -132,12 +119,12 @@ def compare(run_a: Path, run_b: Path, json_path: Path | None = None) -> None:
     def jaccard(x: set, y: set) -> str:
         return f"{len(x & y)} shared, Jaccard {len(x & y) / max(1, len(x | y)):.2f}"
 
-    print(f"\n## {run_a.name} vs {run_b.name} on one scale ({machine()}; latencies at {run_a.name}'s calibration "
+    print(f"\n## {run_a.name} vs {run_b.name} on one scale ({machine_text()}; latencies at {run_a.name}'s calibration "
           f"{(cal_a or 0) * 1e3:.3f} ms; objectives normalised over both runs' {sum(r.ok for r in union)} "
           f"successful results)\n")
-    table(["run", "evaluated", "front", "robust front", "hypervolume"],
-          [[run_a.name, len(res_a), len(fronts[0]), len(robust[0]), f"{hv[0]:.4f}"],
-           [run_b.name, len(res_b), len(fronts[1]), len(robust[1]), f"{hv[1]:.4f}"]])
+    print_table(["run", "evaluated", "front", "robust front", "hypervolume"],
+                [[run_a.name, len(res_a), len(fronts[0]), len(robust[0]), f"{hv[0]:.4f}"],
+                 [run_b.name, len(res_b), len(fronts[1]), len(robust[1]), f"{hv[1]:.4f}"]])
     print(f"\nhypervolume difference: {abs(hv[0] - hv[1]) / max(hv):.2%}; plain fronts: "
           f"{jaccard(*plain_ids)}; robust fronts: {jaccard(*robust)}")
     write_result(f"robustness_compare-{run_a.name}-{run_b.name}", conditions={
@@ -156,11 +143,6 @@ def _burn(stop: float) -> None:
 
 
 def drift(n_archs: int, seed: int, json_path: Path | None = None) -> None:
-    import random
-
-    from lts.cost.measure import MeasureSettings
-    from lts.cost.target import CPUTarget
-
     space = SearchSpace.from_dict({})
     rng = random.Random(seed)
     configs: list[ArchConfig] = []
@@ -171,7 +153,7 @@ def drift(n_archs: int, seed: int, json_path: Path | None = None) -> None:
     settings, target = MeasureSettings(), CPUTarget()
 
     def time_all() -> list:
-        return [measure_architecture(c, settings, target, parts=("full",), memory=False).timings["full"]
+        return [measure_architecture(c, settings, target, ("latency",), parts=("full",)).get("latency")["full"]
                 for c in configs]
 
     idle = time_all()
@@ -185,8 +167,8 @@ def drift(n_archs: int, seed: int, json_path: Path | None = None) -> None:
         hog.kill()
         hog.join()
     idle2 = time_all()
-    print(f"\n## Latency under a slowdown ({machine()}; {target.describe()}, seq_len {settings.seq_len}, whole graph; "
-          f"loaded = one busy process competing for a core)\n")
+    print(f"\n## Latency under a slowdown ({machine_text()}; {target.describe()}, seq_len {settings.seq_len}, "
+          f"whole graph; loaded = one busy process competing for a core)\n")
     rows = []
     raw_dev, rel_dev, raw_idle, rel_idle = [], [], [], []
     for c, a, b, a2 in zip(configs, idle, loaded, idle2):
@@ -198,13 +180,12 @@ def drift(n_archs: int, seed: int, json_path: Path | None = None) -> None:
         rel_idle.append(abs(rel2 - 1))
         rows.append([f"`{c.archid}` ({c.n_layer}x{c.n_embd}/{c.n_inner})", f"{a.median_s * 1e3:.1f}",
                      f"{raw:.3f}", f"{rel:.3f}", f"{raw2:.3f}", f"{rel2:.3f}"])
-    table(["architecture", "idle latency (ms)", "loaded/idle raw", "loaded/idle relative to reference",
-           "idle again/idle raw", "idle again/idle relative"], rows)
+    header = ["architecture", "idle latency (ms)", "loaded/idle raw", "loaded/idle relative to reference",
+              "idle again/idle raw", "idle again/idle relative"]
+    print_table(header, rows)
     print(f"\nmedian |ratio - 1|: loaded raw {statistics.median(raw_dev):.1%}, loaded relative "
           f"{statistics.median(rel_dev):.1%}; idle again raw {statistics.median(raw_idle):.1%}, relative "
           f"{statistics.median(rel_idle):.1%}")
-    header = ["architecture", "idle latency (ms)", "loaded/idle raw", "loaded/idle relative to reference",
-              "idle again/idle raw", "idle again/idle relative"]
     write_result("robustness_drift", conditions={
         "archs": n_archs, "seed": seed, "target": target.describe(), "seq_len": settings.seq_len,
         "graph": "whole", "loaded": "one busy process competing for a core"},
@@ -216,7 +197,7 @@ def drift(n_archs: int, seed: int, json_path: Path | None = None) -> None:
         threads=target.threads, path=json_path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -230,16 +211,16 @@ def main() -> None:
     d.add_argument("--seed", type=int, default=0)
     for s, default in ((r, "robustness_remeasure-RUN"), (c, "robustness_compare-RUN_A-RUN_B"),
                        (d, "robustness_drift")):
-        s.add_argument("--json", type=Path, default=None, metavar="PATH",
-                       help=f"also write the result as JSON (default benchmarks/results/{default}.json)")
-    args = p.parse_args()
+        add_json_flag(s, default)
+    args = p.parse_args(argv)
     if args.cmd == "remeasure":
         remeasure(args.run, args.json)
     elif args.cmd == "compare":
         compare(args.run_a, args.run_b, args.json)
     else:
         drift(args.archs, args.seed, args.json)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

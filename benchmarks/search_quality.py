@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Search quality as a number: NSGA-II and random search at the default budget, on the exact front's scale.
 
-    python benchmarks/search_quality.py                       # Archai's space, seeds 1-5, 216 candidates each
-    python benchmarks/search_quality.py --budget 6x36,12x36,24x36,6x72,12x72 --cache sq.sqlite
+    python -m benchmarks.search_quality                       # Archai's space, seeds 1-5, 216 candidates each
+    python -m benchmarks.search_quality --budget 6x36,12x36,24x36,6x72,12x72 --cache sq.sqlite
 
 1. The exact front: ``search.py --strategy exhaustive`` over the space (default: Archai's 5,880 architectures),
    objectives composed from measured parts (default ``non_embedding_params,onnx_latency_s``: the latency of
    every architecture is its embeddings-and-head part plus its blocks, 14 + 588 part timings). Timed: the
    whole table and front.
-2. NSGA-II as users run it (search.py's loop, ``lts.search.nsga.run_search``, seeds given, each budget
+2. NSGA-II as users run it (search.py's loop, ``lts.search.loop.run_search``, seeds given, each budget
    GENERATIONSxPOPULATION; default 6x36 = 216 candidates, search.py's defaults; the front's whole timing that
    search.py does after the search changes nothing of it and is left out) and random search (the same number of
    distinct architectures drawn uniformly, same seeds), all sharing the exhaustive run's store, so every
@@ -24,24 +24,25 @@ composed latencies, as a search reports them; docs/measuring.md gives the compos
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _results import add_json_flag, write_result  # noqa: E402
-
-from lts.cost.evaluator import Evaluator  # noqa: E402
-from lts.search.executors import LocalExecutor  # noqa: E402
-from lts.search.job import SearchJob, run_job  # noqa: E402
-from lts.search.nsga import hypervolume, pareto_front, run_search  # noqa: E402
-from lts.search.record import RunRecord  # noqa: E402
-from lts.search.space import space_from_dict  # noqa: E402
-from lts.search.verify import read_verified  # noqa: E402
+from benchmarks._cli import add_json_flag, add_threads_flag
+from benchmarks._results import write_result
+from lts.cost.evaluator import EvalResult, Evaluator
+from lts.search.executors import LocalExecutor
+from lts.search.fronts import hypervolume, pareto_front
+from lts.search.job import SearchJob, run_job
+from lts.search.loop import run_search
+from lts.search.record import RunRecord
+from lts.search.space import Space, space_from_dict
+from lts.search.verify import read_verified
 
 
 def job(tmp: Path, name: str, cache: Path, args: argparse.Namespace, **settings: object) -> SearchJob:
@@ -67,20 +68,54 @@ def search(tmp: Path, name: str, cache: Path, args: argparse.Namespace, **settin
     return results, time.perf_counter() - t0
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated seeds (default %(default)s)")
-    p.add_argument("--budget", default="6x36", help="comma-separated GENERATIONSxPOPULATION (default %(default)s)")
-    p.add_argument("--objectives", default="non_embedding_params,onnx_latency_s",
-                   help="composable objectives (default %(default)s)")
-    p.add_argument("--seq-len", type=int, default=1024, help="tokens per timed forward (default %(default)s)")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--progress", action="store_true", help="progress bars")
-    p.add_argument("--cache", type=Path, default=None,
-                   help="the store to use and keep (default: a temporary one); one kept from an earlier run serves "
-                        "the table from it, and the row says how many architectures were measured now")
-    add_json_flag(p, "search_quality")
-    args = p.parse_args()
+@dataclass
+class Exact:
+    """The exhaustive run: its successful results (by archid too), the exact front and its hypervolume."""
+
+    ok: list[EvalResult]
+    by_id: dict[str, EvalResult]
+    front_ids: set[str]
+    hypervolume: float
+
+
+def exact_front(tmp: Path, cache: Path, args: argparse.Namespace, objectives: tuple[str, ...],
+                space: Space) -> tuple[Exact, dict[str, Any], dict[str, Any]]:
+    """search.py --strategy exhaustive over `space`: the exact front, its row of the table, its summary figures."""
+    print(f"exact front: every architecture of the space ({space.size:,} gene combinations) ...", flush=True)
+    table, exhaustive_s = run(tmp, "exhaustive", cache, args, strategy="exhaustive")
+    ok = [r for r in table if r.ok]
+    exact = pareto_front(ok, objectives)
+    hv_exact = hypervolume(exact, ok, objectives)
+    print(f"  {len(table):,} architectures ({len(table) - len(ok)} failed), front {len(exact)}, "
+          f"hypervolume {hv_exact:.4f}, {exhaustive_s:.0f} s", flush=True)
+    # the measuring seconds of the members timed whole now (none when the store had them)
+    whole_s = sum(r.eval_seconds for r in read_verified(tmp / "exhaustive").values() if not r.cached)
+    row = {"strategy": "exhaustive", "seed": "-", "candidates": len(table),
+           "measured now": sum(not r.cached for r in table), "front": len(exact),
+           "hypervolume": round(hv_exact, 4), "hypervolume / exact": 1.0,
+           "exact-front members found": len(exact), "seconds": round(exhaustive_s, 1),
+           "of which front timed whole": round(whole_s, 1)}
+    summary = {"exact_front": len(exact), "architectures": len(table), "exhaustive_seconds": round(exhaustive_s, 1),
+               "exhaustive_front_timed_whole_seconds": round(whole_s, 1)}
+    return Exact(ok, {r.archid: r for r in ok}, {r.archid for r in exact}, hv_exact), row, summary
+
+
+def scored(exact: Exact, objectives: tuple[str, ...], strategy: str, seed: int, archids: list[str],
+           seconds: float) -> dict[str, Any]:
+    """A strategy's row: its front over the values of the architectures it evaluated, on the exact front's scale."""
+    mine = [exact.by_id[a] for a in dict.fromkeys(archids) if a in exact.by_id]
+    front = pareto_front(mine, objectives)
+    hv = hypervolume(front, exact.ok, objectives)  # normalised over the whole space, as the exact front's
+    row = {"strategy": strategy, "seed": seed, "candidates": len(mine), "measured now": "-", "front": len(front),
+           "hypervolume": round(hv, 4), "hypervolume / exact": round(hv / exact.hypervolume, 4),
+           "exact-front members found": len(exact.front_ids & set(archids)),
+           "seconds": round(seconds, 1), "of which front timed whole": "-"}
+    print("  " + "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return row
+
+
+def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The exact front, then NSGA-II and random search at each budget and seed: the rows, the exact run's figures."""
     objectives = tuple(args.objectives.split(","))
     seeds = [int(s) for s in args.seeds.split(",")]
     budgets = [tuple(int(v) for v in b.split("x")) for b in args.budget.split(",")]
@@ -88,40 +123,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lts-search-quality-") as tmp_name:
         tmp = Path(tmp_name)
         cache = args.cache or tmp / "cache.sqlite"
-        print(f"exact front: every architecture of the space ({space.size:,} gene combinations) ...", flush=True)
-        table, exhaustive_s = run(tmp, "exhaustive", cache, args, strategy="exhaustive")
-        ok = [r for r in table if r.ok]
-        by_id = {r.archid: r for r in ok}
-        exact = pareto_front(ok, objectives)
-        exact_ids = {r.archid for r in exact}
-        hv_exact = hypervolume(exact, ok, objectives)
-        print(f"  {len(table):,} architectures ({len(table) - len(ok)} failed), front {len(exact)}, "
-              f"hypervolume {hv_exact:.4f}, {exhaustive_s:.0f} s", flush=True)
-        # the measuring seconds of the members timed whole now (none when the store had them)
-        whole_s = sum(r.eval_seconds for r in read_verified(tmp / "exhaustive").values() if not r.cached)
-        rows = [{"strategy": "exhaustive", "seed": "-", "candidates": len(table),
-                 "measured now": sum(not r.cached for r in table), "front": len(exact),
-                 "hypervolume": round(hv_exact, 4), "hypervolume / exact": 1.0,
-                 "exact-front members found": len(exact), "seconds": round(exhaustive_s, 1),
-                 "of which front timed whole": round(whole_s, 1)}]
-
-        def scored(strategy: str, seed: int, archids: list[str], seconds: float) -> None:
-            mine = [by_id[a] for a in dict.fromkeys(archids) if a in by_id]
-            front = pareto_front(mine, objectives)
-            hv = hypervolume(front, ok, objectives)  # normalised over the whole space, as the exact front's
-            rows.append({"strategy": strategy, "seed": seed, "candidates": len(mine), "measured now": "-",
-                         "front": len(front),
-                         "hypervolume": round(hv, 4), "hypervolume / exact": round(hv / hv_exact, 4),
-                         "exact-front members found": len(exact_ids & set(archids)),
-                         "seconds": round(seconds, 1), "of which front timed whole": "-"})
-            print("  " + "  ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
-
+        exact, row, summary = exact_front(tmp, cache, args, objectives, space)
+        rows = [row]
         for generations, population in budgets:
             label = f"NSGA-II {generations}x{population}"
             for seed in seeds:
                 results, seconds = search(tmp, f"nsga-{generations}x{population}-{seed}", cache, args,
                                           generations=generations, population=population, seed=seed)
-                scored(label, seed, [r.archid for r in results], seconds)
+                rows.append(scored(exact, objectives, label, seed, [r.archid for r in results], seconds))
             if any(r["strategy"] == f"random {generations * population}" for r in rows):
                 continue  # another budget of the same size drew these already
             for seed in seeds:  # random search: as many distinct architectures, drawn uniformly
@@ -129,9 +138,14 @@ def main() -> int:
                 drawn: dict[str, None] = {}
                 while len(drawn) < generations * population:
                     drawn[space.sample(rng).archid] = None
-                scored(f"random {generations * population}", seed, list(drawn), 0.0)
-    summary = {"exact_front": len(exact), "architectures": len(table), "exhaustive_seconds": round(exhaustive_s, 1),
-               "exhaustive_front_timed_whole_seconds": round(whole_s, 1)}
+                rows.append(scored(exact, objectives, f"random {generations * population}", seed, list(drawn), 0.0))
+    return rows, summary
+
+
+def summarize(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """`summary` (the exact run's figures) with, per strategy, the mean and worst hypervolume ratio and the mean
+    number of exact-front members found."""
+    summary = dict(summary)
     for label in dict.fromkeys(r["strategy"] for r in rows[1:]):
         ratios = [r["hypervolume / exact"] for r in rows if r["strategy"] == label]
         found = [r["exact-front members found"] for r in rows if r["strategy"] == label]
@@ -139,6 +153,25 @@ def main() -> int:
         summary[f"{key}_hv_ratio_mean"] = round(float(np.mean(ratios)), 4)
         summary[f"{key}_hv_ratio_min"] = round(float(np.min(ratios)), 4)
         summary[f"{key}_exact_members_found_mean"] = round(float(np.mean(found)), 1)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated seeds (default %(default)s)")
+    p.add_argument("--budget", default="6x36", help="comma-separated GENERATIONSxPOPULATION (default %(default)s)")
+    p.add_argument("--objectives", default="non_embedding_params,onnx_latency_s",
+                   help="composable objectives (default %(default)s)")
+    p.add_argument("--seq-len", type=int, default=1024, help="tokens per timed forward (default %(default)s)")
+    add_threads_flag(p, "ONNX Runtime intra-op threads")
+    p.add_argument("--progress", action="store_true", help="progress bars")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="the store to use and keep (default: a temporary one); one kept from an earlier run serves "
+                        "the table from it, and the row says how many architectures were measured now")
+    add_json_flag(p, "search_quality")
+    args = p.parse_args(argv)
+    rows, exact_summary = measure(args)
+    summary = summarize(rows, exact_summary)
     write_result("search_quality", conditions={
         "space": "Archai's LTS space (search.py's default): 5,880 architectures", "objectives": args.objectives,
         "latency": "composed: base + blocks, timings per shape", "seq_len": args.seq_len, "seeds": args.seeds,
