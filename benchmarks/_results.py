@@ -38,9 +38,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+# The instruction sets that change ONNX Runtime's kernels (int8 above all: VNNI sums u8 x s8 products without
+# AVX2's int16 saturation), so that a figure says which kind of CPU it holds for.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm")
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`ISA_FLAGS` the CPU has (``/proc/cpuinfo``'s flags or Features; empty where unknown)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in ISA_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def machine() -> dict[str, Any]:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "system": platform.system(),
-            "arch": platform.machine()}
+            "arch": platform.machine(), "isa": cpu_flags()}
 
 
 def machine_text() -> str:

@@ -1,6 +1,10 @@
 #!/usr/bin/env python
 """What INT8 weights cost in quality: validation perplexity and greedy tokens, fp32 vs ``--precision int8``.
 
+Beside LTS's int8 graph (7-bit weights, ``lts.cost.quantize.QUANTIZATION``) it runs the same graph quantized with
+full 8-bit weights (``reduce_range=False``), the choice LTS does not make: on a CPU without VNNI (AVX2 only) its
+u8 x s8 sums saturate; the machine record names the CPU's instruction sets (``isa``).
+
     python -m benchmarks.int8_quality trained/gpt2_xxx            # a train.py output folder
     python -m benchmarks.int8_quality --train 4,256,1024,4 --steps 600   # train one here first (minutes)
 
@@ -20,6 +24,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +42,7 @@ from benchmarks._cli import add_json_flag, add_threads_flag
 from benchmarks._models import arch_from_spec
 from benchmarks._results import write_result
 from lts.core.hub import load_causal_lm, load_tokenizer
+from lts.cost.quantize import quantize_model
 from lts.cost.target import CPUTarget
 from lts.generate import GenerateSettings, TimingStreamer, generate_onnx
 from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
@@ -44,6 +50,7 @@ from lts.train.data import eval_windows, load_default_corpus, tokenize_stream
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS = ("ROMEO:", "The king", "What is the", "KING HENRY:\nNow", "My lord, I")
+EIGHT_BIT = "int8, 8-bit weights"  # the variant LTS does not use (reduce_range=False)
 
 
 def train(spec: str, steps: int, out: Path) -> None:
@@ -76,7 +83,7 @@ class Quality:
 
     ppl: dict[str, float]
     speeds: dict[str, list[float]]
-    agree: int
+    agree: dict[str, int]  # per int8 variant
     total: int
     vocab: int
     windows: int
@@ -88,11 +95,15 @@ def measure(model_dir: Path, args: argparse.Namespace, work: Path) -> Quality:
     corpus = load_default_corpus("auto")
     windows = eval_windows(tokenize_stream(tok, corpus.validation), args.seq_len, args.windows)
     target = CPUTarget(threads=args.threads)
-    graphs = {precision: OnnxKVModel(cached_kv_onnx(model, work / "onnx", precision=precision)[0], target)
-              for precision in ("fp32", "int8")}
+    folders = {precision: cached_kv_onnx(model, work / "onnx", precision=precision)[0]
+               for precision in ("fp32", "int8")}
+    folders[EIGHT_BIT] = work / "int8-8bit"
+    shutil.copytree(folders["int8"], folders[EIGHT_BIT])
+    quantize_model(folders["fp32"] / "model.onnx", folders[EIGHT_BIT] / "model.onnx", reduce_range=False)
+    graphs = {name: OnnxKVModel(folder, target) for name, folder in folders.items()}
     ppl = {name: perplexity(g, windows) for name, g in graphs.items()}
     settings = GenerateSettings(model="-", tokenizer="-", prompt="-", max_new_tokens=args.new_tokens, greedy=True)
-    agree, total = 0, 0
+    agree, total = {name: 0 for name in graphs if name != "fp32"}, 0
     speeds: dict[str, list[float]] = {name: [] for name in graphs}
     for prompt in PROMPTS:
         ids = torch.tensor([tok(prompt)["input_ids"]], dtype=torch.long)
@@ -101,7 +112,8 @@ def measure(model_dir: Path, args: argparse.Namespace, work: Path) -> Quality:
             timing = TimingStreamer()
             outs[name] = generate_onnx(g, ids, settings, LogitsProcessorList(), None, None, timing)[0, ids.shape[1]:]
             speeds[name].append(args.new_tokens / (time.perf_counter() - timing.start))
-        agree += int((outs["fp32"] == outs["int8"]).sum())
+        for name in agree:
+            agree[name] += int((outs["fp32"] == outs[name]).sum())
         total += args.new_tokens
     return Quality(ppl, speeds, agree, total, len(tok), len(windows))
 
@@ -113,7 +125,7 @@ def rows(q: Quality) -> list[dict[str, Any]]:
     print("|---|---:|---:|---:|---:|")
     out = []
     for name in q.ppl:
-        same = "—" if name == "fp32" else f"{q.agree} of {q.total} ({q.agree / q.total:.1%})"
+        same = "—" if name == "fp32" else f"{q.agree[name]} of {q.total} ({q.agree[name] / q.total:.1%})"
         speed = sorted(q.speeds[name])[len(PROMPTS) // 2]
         print(f"| {name} | {q.ppl[name]:.3f} | {q.ppl[name] / q.ppl['fp32'] - 1:+.2%} | {same} | {speed:.0f} |")
         out.append({"precision": name, "validation perplexity": round(q.ppl[name], 3),

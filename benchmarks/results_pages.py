@@ -37,7 +37,7 @@ The JSON schema (written by ``write_result`` in benchmarks/_results.py; one file
       "benchmark":  "generation",                        # name; the file is benchmarks/results/<name>.json
       "command":    "python -m benchmarks.generation ...",  # as run, repo-relative
       "date":       "2026-12-05T10:11:12+00:00",         # when it finished, UTC, ISO 8601
-      "machine":    {"cpu": "AMD EPYC ...", "cores": 2, "system": "Linux", "arch": "x86_64"},
+      "machine":    {"cpu": "AMD EPYC ...", "cores": 2, "system": "Linux", "arch": "x86_64", "isa": ["avx2"]},
       "threads":    2,                                   # threads the measured code used (null: n/a)
       "versions":   {"python": "3.11.9", "torch": "...", "onnxruntime": "...", "transformers": "...",
                      "pymoo": "..."},                    # importlib.metadata; absent libraries left out
@@ -62,6 +62,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from benchmarks._results import ISA_FLAGS
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -200,7 +202,8 @@ def result_section(path: Path, data: dict[str, Any]) -> list[str]:
              f"`{data.get('command', '?')}`", "",
              f"- date: {data.get('date', '?')}",
              f"- machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores"
-             + (f", {m['system']} {m.get('arch', '')}".rstrip() if m.get("system") else ""),
+             + (f", {m['system']} {m.get('arch', '')}".rstrip() if m.get("system") else "")
+             + (f" ({', '.join(m['isa']) or 'none of ' + '/'.join(ISA_FLAGS)})" if "isa" in m else ""),
              f"- threads: {threads if threads is not None else 'n/a'}",
              f"- versions: {versions or '?'}"]
     conditions = data.get("conditions") or {}

@@ -63,6 +63,17 @@ def _forkserver():
     return _context
 
 
+def start_server() -> None:
+    """Start the fork server now, in this process's environment as it is (the session's, before any test changes
+    it). Whoever starts it first fixes the environment its children inherit, for the whole session: in-process
+    measurements (``lts.core.procs``) use the same server, and a test that set TMPDIR or HOME would otherwise leave
+    it with that test's values, so that every later case differs from it and runs in a fresh interpreter."""
+    from multiprocessing import forkserver
+
+    _forkserver()
+    forkserver.ensure_running()
+
+
 def forkable(var: str) -> bool:
     """Whether a case may set `var` differently from the server and still be forked from it."""
     if var == "CUDA_VISIBLE_DEVICES":  # torch reads it when CUDA initialises; after that a fork cannot use CUDA

@@ -38,6 +38,15 @@ for _var in TEST_CACHE_VARS:
     os.environ[_var] = str(SESSION_CACHES / _var.lower())  # session fixtures, built before any test's own
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fork_server() -> None:
+    """The CLIs' fork server, started before any test can change the environment it would inherit
+    (``clirun.start_server``)."""
+    from clirun import start_server
+
+    start_server()
+
+
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path_factory, monkeypatch) -> Path:
     """Every test runs with ``$LTS_CACHE_DIR`` in an empty folder of its own (the libraries' caches: the session's,

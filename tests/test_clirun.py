@@ -51,9 +51,25 @@ def test_a_case_with_its_own_hf_home_and_offline_mode_runs_with_them(tmp_path):
         (str(tmp_path / "b"), str(tmp_path / "b" / "hub"), True)
     assert online["parent"] == offline["parent"] == os.getpid(), "not a fresh interpreter"
 
-    forked = probe(tmp_path, {**os.environ, "LTS_FAULT": "nothing:raise"})
+    case = {**os.environ, "LTS_FAULT": "nothing:raise"}
+    forked = probe(tmp_path, case)
     assert forked["fault"] == "nothing:raise" and forked["hf_home"] == os.environ["HF_HOME"]
-    assert forked["parent"] != os.getpid(), "a case that only sets LTS_FAULT was not forked from the server"
+    assert forked["parent"] != os.getpid(), (
+        f"a case that only sets LTS_FAULT was not forked from the server: differs from this process in "
+        f"{import_time_differences(case, os.environ)}, from the server in {server_differences(case)}")
+
+
+def server_differences(env: dict[str, str]) -> list[str] | str:
+    """Where `env` differs from the fork server's own environment (what its waiters inherit), read from /proc."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (OSError, TypeError) as exc:
+        return f"server {pid} unreadable ({exc})"
+    server = dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+    return import_time_differences(env, server)
 
 
 def hub_cache_with_the_model(hf_home: Path, model: Path) -> Path:

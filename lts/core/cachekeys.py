@@ -37,7 +37,7 @@ VERSIONS: dict[str, int] = {
     # lts/cost (measure, timing, table) and the Evaluator: what a stored evaluation or shape timing holds
     # (probes, timing loop, memory window, reference graph's role). Bump: every stored evaluation and timing
     # is re-measured.
-    # (3: the results key names the `on_target` setting as it is called.)
+    # (3: the key's parts are named as the settings are: on_target, measure_settings, measure_key.)
     "evaluation": 3,
     # lts/generate/onnx_kv.py: the KV-cache export's interface (inputs/outputs, the torch export wrapper,
     # meta.json) and the KV graph it writes for a family's own model. Bump: every ONNX export is redone.

@@ -94,14 +94,16 @@ QUANTIZATION = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_t
 METADATA_KEY = "lts.quantization"  # the int8 graph's metadata_props entry: QUANTIZATION and the version, as JSON
 
 
-def quantize_model(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Any]:
+def quantize_model(src: str | os.PathLike, dst: str | os.PathLike,
+                   reduce_range: bool = QUANTIZATION["reduce_range"]) -> dict[str, Any]:
     """Write `src`'s graph with int8 weights to `dst` (every MatMul on a constant, ``quantize_dynamic`` QInt8 in
     7 bits: :data:`QUANTIZATION`); returns what was done (for meta files and reports), which the graph's
-    ``metadata_props`` also hold (under :data:`METADATA_KEY`)."""
+    ``metadata_props`` also hold (under :data:`METADATA_KEY`). ``reduce_range=False`` (full 8-bit weights) is
+    for benchmarks that show what the choice buys; LTS itself never passes it."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    done = {**QUANTIZATION, "version": VERSIONS["int8"]}
+    done = {**QUANTIZATION, "reduce_range": reduce_range, "version": VERSIONS["int8"]}
     proto = matmul_form(onnx.load(str(src)))
     onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
                                         METADATA_KEY: json.dumps(done, sort_keys=True)})
@@ -109,7 +111,7 @@ def quantize_model(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, 
     level = root.level
     root.setLevel(logging.ERROR)  # "please consider pre-processing" is printed through the root logger
     try:
-        quantize_dynamic(proto, str(dst), weight_type=QuantType.QInt8, reduce_range=QUANTIZATION["reduce_range"],
+        quantize_dynamic(proto, str(dst), weight_type=QuantType.QInt8, reduce_range=reduce_range,
                          op_types_to_quantize=QUANTIZATION["ops"],
                          # ONNX's shape inference knows no contrib op (the fused attention's outputs are float)
                          extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})

@@ -158,7 +158,7 @@ class CPUTarget(Settings):
 
     def session_settings(self) -> dict[str, Any]:
         """The ``SessionOptions`` attributes this target sets (enum values by name): plain data, so a peer
-        run in another environment (benchmarks/optimum_peer.py) gets exactly the same session set-up."""
+        run in another environment (benchmarks/_optimum_worker.py) gets exactly the same session set-up."""
         level = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                  "all": "ORT_ENABLE_ALL"}[self.graph_optimization]
         return {"intra_op_num_threads": self.threads,  # ORT ignores OMP_NUM_THREADS

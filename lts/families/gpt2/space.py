@@ -91,7 +91,7 @@ class SearchSpace:
             return list(v)
 
         out = {k: plain(v) for k, v in dataclasses.asdict(self).items()}
-        if not self.per_layer:  # the homogeneous space reads (and is saved in job.json) as it always was
+        if not self.per_layer:  # a homogeneous space's job.json has no per_layer key: any LTS resumes its runs
             del out["per_layer"]
         return out
 
