@@ -47,9 +47,10 @@ PRELOAD = ["numpy", "yaml", "torch", "transformers", "onnx", "onnxruntime", "pym
 # reads them at import. LTS_* (LTS_FAULT, LTS_CACHE_DIR, ...) are read by LTS when it uses them; pytest sets
 # PYTEST_CURRENT_TEST for each test; _run applies PYTHONDONTWRITEBYTECODE itself; argparse reads COLUMNS and LINES
 # when it formats help; the tokenizers library reads TOKENIZERS_PARALLELISM when it first runs in parallel;
-# CUDA_VISIBLE_DEVICES is read when CUDA initialises, which the server never does (see forkable).
+# CUDA_VISIBLE_DEVICES is read when CUDA initialises, which the server never does (see forkable); importing
+# onnxruntime_genai (not preloaded) sets ORT_LIB_PATH in the test process, and only it reads it, when imported.
 FORKABLE_VARS = frozenset({"PYTEST_CURRENT_TEST", "PYTHONDONTWRITEBYTECODE", "COLUMNS", "LINES",
-                           "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES"})
+                           "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES", "ORT_LIB_PATH"})
 FORKABLE_PREFIXES = ("LTS_",)
 FRESH = "fresh"  # the waiter's status for a case the server cannot run: its environment differs where it counts
 _context = None
