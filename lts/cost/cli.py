@@ -89,7 +89,7 @@ def evaluate(args: EvaluateSettings) -> int:
         whole = timer.evaluate(config)
         if whole.ok:
             composed = {n: result[n] for n in parts_objectives()}
-            result = replace(result.with_whole_graph_latency(whole), cached=result.cached and whole.cached)
+            result = replace(result.with_whole_graph(whole), cached=result.cached and whole.cached)
     if args.json:
         out = {"archid": result.archid, "config": to_record(config), **result.objectives(), "cached": result.cached,
                **({"composed": composed} if composed else {}), "conditions": evaluator.conditions()}

@@ -30,6 +30,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from lts.core import faults
 from lts.core.cachekeys import cache_key, versions
 from lts.core.errors import JobFailed, LTSError
@@ -37,8 +39,19 @@ from lts.core.fileio import nan_to_none
 from lts.core.settings import Choice, Settings, setting
 from lts.cost import objectives, probes
 from lts.cost.child import MeasureError
+from lts.cost.features import arch_features, part_features
 from lts.cost.measure import DEFAULT_PROBES, measure_architecture, measure_reference
 from lts.cost.objectives import DEFAULT_OBJECTIVES, REGISTRY, Measurement, Timing, probes_for
+from lts.cost.predict import (
+    LATENCY_COLUMNS,
+    MEMORY_COLUMNS,
+    PREDICTABLE,
+    TOLERANCE,
+    Samples,
+    design,
+    needed,
+    sample_value,
+)
 from lts.cost.settings import MeasureSettings
 from lts.cost.store import SQLiteStore, Store, default_cache_path
 from lts.cost.table import measure_parts
@@ -47,6 +60,9 @@ from lts.cost.timing import REFERENCE
 from lts.families import DEFAULT_FAMILY, Arch, arch_from_dict, to_record
 
 LATENCY_MODES = ("composed", "full")
+ACTIVE_BATCH = 8  # uncertain shapes (and peaks) measured per round of active sampling, the most uncertain first
+TIMING_FIELDS = frozenset(Timing.__dataclass_fields__)  # a stored timing also holds its graph's features
+COSTS = ("measured", "predicted")
 
 __all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "TaskOutput",
            "parts_objectives",
@@ -61,6 +77,10 @@ class EvalSettings(Settings):
     on_target: bool = True  # False: proxy + file size only (deterministic, no child process)
     latency_mode: str = setting("composed", "composed: base + n_layer x block, timings cached per shape (fast); "
                                             "full: the whole graph", Choice(LATENCY_MODES))
+    costs: str = setting("measured", "measured: every cost measured (latency composed from timed parts per "
+                                     "--latency-mode); predicted: latencies of part shapes not timed and peak memory "
+                                     "predicted from models fitted on what was measured (lts/cost/predict.py)",
+                         Choice(COSTS))
     target: Target = field(default_factory=CPUTarget)
     # The probes to run (names in lts.cost.probes), derived from the objectives and budgets asked for
     # (objectives.probes_for); without measuring, only the graph-less ones run (run_probes).
@@ -75,7 +95,7 @@ class EvalSettings(Settings):
 
     @classmethod
     def create(cls, on_target: bool = True, latency_mode: str = "composed", threads: int | None = None,
-               target: Target | None = None, objectives: Iterable[str] | None = None,
+               target: Target | None = None, objectives: Iterable[str] | None = None, costs: str = "measured",
                **measure_settings: Any) -> EvalSettings:
         """Flat keywords: seq_len=, context=, timeout_s=, ... for the MeasureSettings, threads= for the (CPU) Target.
 
@@ -84,7 +104,7 @@ class EvalSettings(Settings):
         target = target or (CPUTarget() if threads is None else CPUTarget(threads=threads))
         chosen = DEFAULT_PROBES if objectives is None else probes_for(objectives)
         return cls(MeasureSettings(**{k: v for k, v in measure_settings.items() if v is not None}), on_target,
-                   latency_mode, target, chosen)
+                   latency_mode, costs, target, chosen)
 
     @property
     def run_probes(self) -> tuple[str, ...]:
@@ -100,13 +120,22 @@ class EvalSettings(Settings):
         """The probes that run that measure each candidate's own graph (not composed from stored parts): those
         on the forward and generation graphs, and the latency parts when ``latency_mode`` is "full"."""
         full = self.latency_mode == "full"
-        return tuple(n for n in self.run_probes
-                     if not probes.composable(n) or (full and probes.get(n).graph == "parts"))
+        return tuple(n for n in self.run_probes if n not in self.predicted
+                     and (not probes.composable(n) or (full and probes.get(n).graph == "parts")))
 
     @property
     def composes_latency(self) -> bool:
         """True when latency is timed, composed from part timings stored by shape (``latency_mode`` composed)."""
         return self.on_target and self.latency_mode == "composed" and probes.parts_probe(self.run_probes) is not None
+
+    @property
+    def predicted(self) -> tuple[str, ...]:
+        """The probes whose results are predicted from fitted models (``costs`` predicted): the latency parts
+        (when composed) and the forward graph's peak memory; the others are measured."""
+        if not self.on_target or self.costs != "predicted":
+            return ()
+        return tuple(n for n in self.run_probes if n in PREDICTABLE and (n != probes.parts_probe(self.run_probes)
+                                                                         or self.composes_latency))
 
     @property
     def forward(self) -> bool:
@@ -137,7 +166,8 @@ class EvalSettings(Settings):
     def key(self) -> str:
         """What a whole result depends on (sha1 hex): the above, the mode, and every objective's definition."""
         return cache_key("evaluation", measure_key=self.measure_key(), on_target=self.on_target,
-                         latency_mode=self.latency_mode, probes=[probes.get(n).definition() for n in self.run_probes],
+                         latency_mode=self.latency_mode, **({"predicted": self.predicted} if self.predicted else {}),
+                         probes=[probes.get(n).definition() for n in self.run_probes],
                          objectives=objectives.definitions())
 
 
@@ -178,15 +208,24 @@ class EvalResult:
         out.update(eval_seconds=self.eval_seconds, status=self.status)
         return out
 
-    def with_whole_graph_latency(self, whole: EvalResult | None) -> EvalResult:
-        """This (composed) result with the latency figures of `whole`, the same architecture timed as one graph
-        (``Evaluator.whole_graph_evaluator()``); unchanged when there is none or either failed."""
-        probe = probes.parts_probe(probes.REGISTRY)
-        if whole is None or not whole.ok or not self.ok or probe is None:
+    def with_whole_graph(self, whole: EvalResult | None) -> EvalResult:
+        """This (composed or predicted) result with the figures of `whole`, the same architecture measured as one
+        graph (``Evaluator.whole_graph_evaluator()``): every objective of a probe `whole` measured; unchanged when
+        there is none or either failed."""
+        if whole is None or not whole.ok or not self.ok:
             return self
-        values = {**self.values, **{name: whole.values.get(name) for name in parts_objectives()}}
-        measurement = self.measurement.with_result(probe, whole.measurement.get(probe))
-        return replace(self, values=values, measurement=measurement)
+        measured = [n for n in whole.measurement.results if probes.get(n).on_target]
+        names = [name for name, o in REGISTRY.items() if o.probe in measured]
+        measurement = self.measurement
+        for n in measured:
+            measurement = measurement.with_result(n, whole.measurement.get(n))
+        return replace(self, values={**self.values, **{name: whole.values.get(name) for name in names}},
+                       measurement=measurement)
+
+    @property
+    def predicted(self) -> bool:
+        """True when a figure of it was predicted, not measured (``EvalSettings.costs`` predicted)."""
+        return is_predicted(self.measurement)
 
     def to_row(self) -> dict[str, Any]:
         return {"archid": self.archid, **self.config.to_dict(), **self.objectives(), "cached": self.cached,
@@ -214,6 +253,21 @@ def parts_objectives() -> tuple[str, ...]:
     return tuple(name for name, o in REGISTRY.items() if probe is not None and o.probe == probe)
 
 
+def whole_objectives(settings: EvalSettings) -> tuple[str, ...]:
+    """The objectives a search under `settings` composes or predicts, and a whole measurement replaces."""
+    probe = probes.parts_probe(settings.run_probes)
+    redone = {*settings.predicted, *((probe,) if settings.composes_latency and probe else ())}
+    return tuple(name for name, o in REGISTRY.items() if o.probe in redone)
+
+
+def is_predicted(m: Measurement) -> bool:
+    """True when `m` holds a predicted figure: a part Timing of no repeats, or a peak with its ``predicted``
+    uncertainty."""
+    latency = m.get("latency") or {}
+    return any(t.repeats == 0 for t in latency.values()) or any(
+        isinstance(v, Mapping) and "predicted" in v for v in m.results.values())
+
+
 class Evaluator:
     """Scores architectures: the store first, then proxy + (optionally) a measurement child on the Target.
 
@@ -232,15 +286,17 @@ class Evaluator:
         self.hardware = dict(hardware) if hardware is not None else self.target.fingerprint()
         self.calibration_s = calibration_s
         self.time_reference = time_reference or measure_reference
+        # what the cost models fit on: the timings and peaks measured under these settings on this hardware
+        self.samples = Samples(self.cache, f":{self.settings.measure_key()}:{self.hardware['id']}")
 
     def whole_graph_evaluator(self) -> Evaluator | None:
         """An evaluator that times the whole graph where this one composes latency from parts (same store,
         calibration and hardware), or None when this one times whole already or times no latency."""
         s = self.settings
-        if not s.composes_latency:
+        if not s.composes_latency and not s.predicted:
             return None
-        keep = tuple(n for n in s.run_probes if probes.composable(n))
-        return Evaluator(replace(s, latency_mode="full", probes=keep), store=self.cache,
+        keep = tuple(n for n in s.run_probes if probes.composable(n) or n in s.predicted)
+        return Evaluator(replace(s, latency_mode="full", costs="measured", probes=keep), store=self.cache,
                          calibration_s=self.calibration_s, hardware=self.hardware, time_reference=self.time_reference)
 
     def calibrate(self) -> float | None:
@@ -298,8 +354,9 @@ class Evaluator:
         return result
 
     def store(self, result: EvalResult) -> None:
-        """Keep a success for later runs (a failure is only recorded by the run that met it)."""
-        if result.ok and not result.cached:
+        """Keep a success for later runs (a failure is only recorded by the run that met it; a prediction only by
+        its run: the models it came from change as they are refitted)."""
+        if result.ok and not result.cached and not result.predicted:
             self.cache.put("results", self._result_key(result.archid), json.dumps(result.to_json()),
                            versions=self.settings.versions())
 
@@ -328,9 +385,31 @@ class Evaluator:
         elif s.latency_mode == "full":
             parts = {"full": None}
         else:
-            parts = {p: self.cached_timing(config, p) for p in ("base", *config.block_parts())}
+            parts = {p: self.cached_timing(config, p) or self._predicted_timing(config, p)
+                     for p in ("base", *config.block_parts())}
+        predicted = {}
+        if "memory" in s.predicted and (peak := self.samples.predict("memory", arch_features(config, s.seq_len))):
+            predicted["memory"] = {"bytes": int(peak[0]), "sampled_bytes": None, "predicted": peak[1]}
         return EvalTask(config, s, tuple(p for p, t in parts.items() if t is None),
-                        {p: t for p, t in parts.items() if t is not None})
+                        {p: t for p, t in parts.items() if t is not None}, predicted)
+
+    def _predicted_timing(self, config: Arch, part: str) -> Timing | None:
+        """A Timing of `part` predicted from the table's fit for its role (no repeats: predicted; ``cv`` its
+        relative uncertainty), at this evaluator's calibration; None when latency is not predicted here or too few
+        shapes of its role are timed yet."""
+        if "latency" not in self.settings.predicted:
+            return None
+        units = self.samples.predict(self._role(config, part), part_features(config, part, self.settings.seq_len))
+        if units is None or not math.isfinite(units[1]):
+            return None
+        calibration = self.calibrate()
+        return Timing(median_s=units[0] * calibration, cv=units[1], repeats=0, reference_s=calibration)
+
+    @staticmethod
+    def _role(config: Arch, part: str) -> str:
+        """The sample kind of `part`'s timings: "latency:" and the part's role as its timing key names it."""
+        role = "base" if part == "base" else "block"
+        return f"latency:{role}" if config.family.name == DEFAULT_FAMILY else f"latency:{config.family.name}:{role}"
 
     def finish(self, task: EvalTask, out: TaskOutput) -> EvalResult:
         """The result of `task` from what :func:`run_task` returned (here: new shape timings are stored)."""
@@ -349,10 +428,12 @@ class Evaluator:
                     new = m.get(timed) or {}
                     for p, timing in new.items():
                         if p == "base" or p in config.block_parts():
-                            self.cache.put("timings", (self._timing_key(config, p),), json.dumps(asdict(timing)),
-                                           versions=self.settings.versions())
+                            self._put_timing(config, p, timing)
                     if new or task.known:
                         m = m.with_result(timed, {**task.known, **new})
+                for name, result in task.predicted.items():
+                    m = m.with_result(name, result)
+                self._put_memory_sample(config, m)
                 m = replace(m, calibration_s=self.calibration_s)
             return EvalResult(config.archid, config, self._values(config, m), out.seconds, measurement=m,
                               hardware=out.hardware, node=out.node)
@@ -389,6 +470,59 @@ class Evaluator:
                     todo[key] = (config, part)
         return list(todo.values())
 
+    def to_measure(self, configs: Iterable[Arch]) -> tuple[list[tuple[Arch, str]], list[Arch]]:
+        """What the cost models need measured before `configs`' costs are predicted (``costs`` predicted): the part
+        shapes to time (:meth:`time_parts`) and the architectures whose whole peak to measure
+        (:meth:`measure_peaks`). While a model has fewer samples than it needs (``predict.needed``), a design
+        spread over the candidates' features; then those whose prediction is more uncertain than
+        ``predict.TOLERANCE``, the most uncertain first, at most ``ACTIVE_BATCH`` of each kind. Empty when
+        nothing is predicted here (the candidates' own shapes are then all timed: :meth:`untimed_parts`)."""
+        configs = list({c.archid: c for c in configs}.values())
+        parts: list[tuple[Arch, str]] = []
+        if "latency" in self.settings.predicted:
+            roles: dict[str, list[tuple[Arch, str]]] = {}
+            for config, part in self.untimed_parts(configs):
+                roles.setdefault(self._role(config, part), []).append((config, part))
+            for role, items in roles.items():
+                feats = [part_features(c, p, self.seq_len) for c, p in items]
+                parts += [items[i] for i in self._pick(role, feats, LATENCY_COLUMNS)]
+        peaks: list[Arch] = []
+        if "memory" in self.settings.predicted:
+            todo = [c for c in configs if self.cache.get("timings", (self._memory_key(c),)) is None]
+            peaks = [todo[i] for i in self._pick("memory", [arch_features(c, self.seq_len) for c in todo],
+                                                  MEMORY_COLUMNS)]
+        return parts, peaks
+
+    @property
+    def seq_len(self) -> int:
+        return self.settings.seq_len
+
+    def _pick(self, kind: str, feats: list[dict[str, float]], columns: Sequence[str]) -> list[int]:
+        """Indices of `feats` (candidates not measured) to measure for the model of `kind` (:meth:`to_measure`)."""
+        if not feats:
+            return []
+        rows = self.samples.rows(kind)
+        X = np.array([[1.0, *(f[c] for c in columns)] for f in feats])
+        short = needed(X) - len(rows)
+        if short > 0:
+            return design(feats, [f for f, _ in rows], columns, short)
+        sigma = [self.samples.predict(kind, f) or (0.0, math.inf) for f in feats]
+        order = sorted((i for i, (_, sd) in enumerate(sigma) if sd > TOLERANCE), key=lambda i: -sigma[i][1])
+        return order[:ACTIVE_BATCH]
+
+    def measure_peaks(self, configs: Sequence[Arch]) -> Iterator[tuple[Arch, str | None]]:
+        """Measure each of `configs`' whole forward graph's peak memory, each in a fresh child (a peak is honest
+        only in a process that has held no other model), storing each the moment it exists (what the memory model
+        fits on); yields ``(config, None)`` for each stored, ``(config, reason)`` for each that failed."""
+        for config in configs:
+            try:
+                m = measure_architecture(config, self.settings.measure_settings, self.target, ("memory",), ())
+            except MeasureError as exc:
+                yield config, str(exc)
+                continue
+            self._put_memory_sample(config, m)
+            yield config, None
+
     def time_parts(self, items: Sequence[tuple[Arch, str]]) -> Iterator[tuple[tuple[Arch, str], str | None]]:
         """Time the parts `items` (:meth:`untimed_parts`), many per measuring child, storing each timing the moment
         it exists (a killed run loses none); yields ``(item, None)`` for each stored and ``(item, reason)`` for
@@ -400,8 +534,7 @@ class Evaluator:
         for i, out in measure_parts(items, self.settings.measure_settings, self.target, probe):
             config, part = items[i]
             if isinstance(out, Timing):
-                self.cache.put("timings", (self._timing_key(config, part),), json.dumps(asdict(out)),
-                               versions=self.settings.versions())
+                self._put_timing(config, part, out)
                 yield items[i], None
             else:
                 yield items[i], out
@@ -409,7 +542,29 @@ class Evaluator:
     def cached_timing(self, config: Arch, part: str) -> Timing | None:
         """The stored timing of `config`'s "base" or block part (``config.block_parts()``) under these settings."""
         raw = self.cache.get("timings", (self._timing_key(config, part),))
-        return Timing(**json.loads(raw)) if raw else None
+        return Timing(**{k: v for k, v in json.loads(raw).items() if k in TIMING_FIELDS}) if raw else None
+
+    def _put_timing(self, config: Arch, part: str, timing: Timing) -> None:
+        """Store a part's timing with the features of its graph (what the latency model fits on)."""
+        value = sample_value(part_features(config, part, self.settings.seq_len), **asdict(timing))
+        self.cache.put("timings", (self._timing_key(config, part),), value, versions=self.settings.versions())
+        self.samples.refresh()
+
+    def _memory_key(self, config: Arch) -> str:
+        """Where `config`'s whole forward graph's measured peak is kept (in the ``timings`` table, beside the
+        part timings: both are what the cost models fit on)."""
+        version = probes.get("memory").version
+        return f"memory.{version}:whole:{config.archid}:{self.settings.measure_key()}:{self.hardware['id']}"
+
+    def _put_memory_sample(self, config: Arch, m: Measurement) -> None:
+        """Store a whole forward graph's measured peak (not a predicted one) with its features: what the memory
+        model fits on."""
+        peak = m.get("memory")
+        if not isinstance(peak, Mapping) or "predicted" in peak or not peak.get("bytes"):
+            return
+        value = sample_value(arch_features(config, self.settings.seq_len), bytes=peak["bytes"])
+        self.cache.put("timings", (self._memory_key(config),), value, versions=self.settings.versions())
+        self.samples.refresh()
 
     def _describe(self) -> str:
         here = self.target.describe()
@@ -436,7 +591,8 @@ class EvalTask:
     config: Arch
     settings: EvalSettings
     parts: tuple[str, ...]          # latency parts still to time ("full", or "base"/"block" not stored yet)
-    known: Mapping[str, Timing]     # shape timings already stored, reused (part of the "parts" probe's result)
+    known: Mapping[str, Timing]     # shape timings stored (reused) or predicted (part of the "parts" probe's result)
+    predicted: Mapping[str, Any] = field(default_factory=dict)  # probe results predicted, not measured
 
 
 @dataclass(frozen=True)
@@ -461,7 +617,8 @@ def run_task(task: EvalTask) -> TaskOutput:
     try:
         faults.point("evaluate", config.archid)
         # unmeasured: graph-less probes only
-        m = measure_architecture(config, s.measure_settings, s.target, s.run_probes, parts=task.parts)
+        chosen = tuple(n for n in s.run_probes if n not in task.predicted)
+        m = measure_architecture(config, s.measure_settings, s.target, chosen, parts=task.parts)
         return TaskOutput(m, None, time.perf_counter() - t0, hardware, node)
     except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
         return TaskOutput(None, _reason(exc), time.perf_counter() - t0, hardware, node)

@@ -39,6 +39,8 @@ class Store(Protocol):
       neighbour's value; the two tables are separate.
     - The first value put under a key stays: a later ``put`` (a concurrent writer, a re-run) is
       ignored, never an error.
+    - ``timings_ending(suffix)`` lists exactly the ``timings`` entries whose key ends with `suffix` (a key that
+      merely contains it is not one), in any order.
     - ``path`` None: a store that keeps nothing (every ``get`` a miss). Otherwise what is put
       persists: a store opened again on the same path (another process, another day) serves it;
       missing folders are created.
@@ -61,6 +63,11 @@ class Store(Protocol):
     def get(self, table: str, key: tuple[str, ...]) -> str | None: ...
 
     def put(self, table: str, key: tuple[str, ...], value: str, versions: Mapping[str, int] | None = None) -> None:
+        ...
+
+    def timings_ending(self, suffix: str) -> list[tuple[str, str]]:
+        """Every ``(key, text)`` of the ``timings`` table whose key ends with `suffix` (the cost models fit on
+        what one Target, hardware and measurement settings measured: ``lts.cost.predict``)."""
         ...
 
 
@@ -153,6 +160,16 @@ class SQLiteStore:
                                  (*key, canonical(dict(versions))))
         except sqlite3.Error as exc:
             raise LTSError(f"cannot use cache {self.path}: {exc}") from None
+
+    def timings_ending(self, suffix: str) -> list[tuple[str, str]]:
+        if not self.path or not suffix:
+            return []
+        try:
+            rows = self._conn().execute("SELECT key, timing FROM timings WHERE substr(key, -?) = ?",
+                                        (len(suffix), suffix)).fetchall()
+        except sqlite3.Error as exc:
+            raise LTSError(f"cannot use cache {self.path}: {exc}") from None
+        return [(k, v) for k, v in rows]
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:

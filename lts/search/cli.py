@@ -43,9 +43,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(f"\nevaluated {out.n_evaluated} architectures ({out.n_cached} from cache, {out.n_failed} failed) "
           f"in {out.seconds:.1f} s; Pareto front: {len(out.front_ids)} models ({out.n_robust} robust to noise), "
           f"hypervolume {out.hypervolume:.4f}")
+    print(f"  strategy    : {out.strategy}")
     if out.n_whole:
-        print(f"  timed whole : the latency of the front's {out.n_whole} members (the search composed it from "
-              f"parts; both are in models/<archid>/metrics.json)")
+        print(f"  whole       : the front's {out.n_whole} members measured whole (the search composed or predicted "
+              f"their costs; both figures are in models/<archid>/metrics.json)")
     if job.constraints:
         print(f"  budgets     : {', '.join(job.constraints)}: {out.n_feasible} of {out.n_evaluated - out.n_failed} "
               f"evaluated candidates meet them")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
@@ -37,6 +38,7 @@ from lts.search.verify import measure_front_whole
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
+AUTO_EXACT_LIMIT = 20_000  # --strategy auto lists a space this small for its exact front (Archai's 5,880 are)
 S = TypeVar("S")
 
 
@@ -114,6 +116,9 @@ class SearchJob(Settings):
                                              "(none: this machine's, or the cluster's only kind); a mixed cluster "
                                              "lists its ids", Optional(Text(nonempty=True)), metavar="ID")
     latency_mode: str = borrow(EvalSettings, "latency_mode")
+    # A search predicts what it can (the front it writes is measured whole: lts.search.verify); lts evaluate
+    # measures.
+    costs: str = borrow(EvalSettings, "costs", default="predicted")
     timeout_s: float = borrow(MeasureSettings, "timeout_s", resumable=True)  # decides failure, not values
     cache: str | None = setting(None, "SQLite cache of evaluations (none: evaluations.sqlite in the cache root: "
                                       "$LTS_CACHE_DIR, else $XDG_CACHE_HOME/lts, else ~/.cache/lts)",
@@ -131,17 +136,34 @@ class SearchJob(Settings):
         if evaluation.generation and self.context > space.n_positions:  # only a decoding step uses it
             raise LTSError(f"context {self.context} exceeds the space's n_positions ({space.n_positions})")
         check_possible(settings.constraints, space)
-        if settings.strategy == "exhaustive":
+        if settings.strategy == "exhaustive" and self.strategy == "exhaustive":
             check_exhaustive(settings, evaluation, space)
 
     def search_space(self) -> Space:
         return space_from_dict(self.space)
 
     def search_settings(self) -> SearchSettings:
-        return _nested(self, SearchSettings)
+        settings = _nested(self, SearchSettings)
+        return replace(settings, strategy=self.chosen_strategy()[0]) if settings.strategy == "auto" else settings
+
+    def chosen_strategy(self) -> tuple[str, str]:
+        """(the strategy the search runs, why): ``strategy`` unless it is auto, which takes the exact front where
+        every figure is computed, composed or predicted without measuring each candidate and the space has at most
+        ``AUTO_EXACT_LIMIT`` architectures (seconds per thousand candidates then), else NSGA-II."""
+        if self.strategy != "auto":
+            return self.strategy, "asked for"
+        figures, evaluation = _nested(self, SearchSettings).figures, self.eval_settings()
+        per = set(evaluation.per_candidate())
+        measured = [name for name in figures if get_objective(name).probe in per]
+        size = self.search_space().size
+        if measured:
+            return "nsga2", f"{', '.join(measured)} measured per candidate"
+        if size > AUTO_EXACT_LIMIT:
+            return "nsga2", f"{size:,.0f} architectures, more than the {AUTO_EXACT_LIMIT:,} listed for an exact front"
+        return "exhaustive", f"every one of the {size:,} architectures costs no measurement of its own: the exact front"
 
     def eval_settings(self) -> EvalSettings:
-        settings = self.search_settings()  # its figures (objectives and budgets) decide what is measured
+        settings = _nested(self, SearchSettings)  # its figures (objectives and budgets) decide what is measured
         return _nested(self, EvalSettings, target=_nested(self, TargetSettings).make(),
                        on_target=settings.needs_measurement, probes=probes_for(settings.figures))
 
@@ -183,6 +205,7 @@ class JobOutcome:
     n_whole: int = 0  # front members whose latency was timed whole (lts.search.verify)
     n_feasible: int = 0
     engine: str = "local"
+    strategy: str = ""  # what ran, and why (SearchJob.chosen_strategy)
 
 
 def _check_dirs(paths: list[tuple[Path, str]], check: Any) -> None:
@@ -213,7 +236,8 @@ def prepare(job: SearchJob, resume: bool, given: set[str]) -> tuple[SearchJob, P
     if not (run_dir / JOB_FILE).is_file() or not (run_dir / CHECKPOINT).is_file():
         raise LTSError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT}")
     try:
-        saved = SearchJob(**json.loads((run_dir / JOB_FILE).read_text()))
+        # a run saved before costs could be predicted measured them: it resumes so
+        saved = SearchJob(**{"costs": "measured", **json.loads((run_dir / JOB_FILE).read_text())})
     except (TypeError, json.JSONDecodeError) as exc:
         raise LTSError(f"cannot read {run_dir / JOB_FILE}: {exc}") from None
     changed = sorted(k for k in given - RESUMABLE - {"run_dir", "runs_dir", "resume"}
@@ -251,6 +275,9 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
         fileio.write_json(run_dir / JOB_FILE, asdict(job))
         started = read_manifest(models_dir)  # the front this run replaces (and nothing placed later)
         run_id = f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:6]}"
+        strategy, why = job.chosen_strategy()
+        if progress:  # before the work: what it is about to do, and why
+            print(f"strategy {strategy}: {why}", file=sys.stderr, flush=True)
         evaluator.calibrate()
         save_calibration(run_dir, evaluator.calibration_s, evaluator.conditions())
         results, front, state = run_search(space, settings, evaluator, executor, run_dir, resume=resume,
@@ -294,6 +321,7 @@ def run_job(job: SearchJob, resume: bool = False, given: set[str] | None = None,
                "gallery": run_dir / "gallery.md", "models": model_dirs, "plots": plots,
                "cache": job.cache_path(), "record": run_dir / "evaluations.jsonl", "report": report},
         seconds=seconds, n_robust=len(robust), n_feasible=n_feasible, engine=engine, n_whole=len(composed),
+        strategy=f"{strategy} ({why})",
     )
 
 

@@ -37,24 +37,47 @@ from lts.search.strategies import Exhaustive, make_algorithm
 log = logging.getLogger(__name__)
 
 
+ACTIVE_ROUNDS = 8  # rounds of active sampling per generation at most (each measures the most uncertain first)
+
+
 def fill_part_table(evaluator: Evaluator, configs: Sequence[Arch], progress: bool = True) -> None:
-    """Time the latency part shapes `configs` need and the store lacks, many per measuring child (one bar), before
-    the candidates are evaluated: then each is composed from stored parts (``Evaluator.time_parts``)."""
+    """Before the candidates `configs` are evaluated, measure what their costs are composed or predicted from:
+    with costs predicted, the part shapes and whole peaks the cost models ask for (a design, then the most
+    uncertain predictions, round after round: ``Evaluator.to_measure``); else every latency part shape the store
+    lacks. Part shapes are timed many per measuring child (``Evaluator.time_parts``), peaks one child each."""
+    if not evaluator.settings.predicted:
+        _measure(evaluator, evaluator.untimed_parts(configs), [], progress)
+        return
+    for _ in range(ACTIVE_ROUNDS):
+        parts, peaks = evaluator.to_measure(configs)
+        if not parts and not peaks:
+            break
+        if not _measure(evaluator, parts, peaks, progress):
+            break  # nothing new could be measured: predict with what there is, or measure per candidate
+
+
+def _measure(evaluator: Evaluator, parts: list[tuple[Arch, str]], peaks: list[Arch], progress: bool) -> int:
+    """Time `parts` and measure `peaks` (one bar each); how many were stored."""
     from tqdm.auto import tqdm
 
-    items = evaluator.untimed_parts(configs)
-    if not items:
-        return
-    bar = tqdm(total=len(items), desc="table: part shapes", unit="part", disable=not progress, leave=True,
-               dynamic_ncols=True)
-    failed = 0
-    for (config, part), reason in evaluator.time_parts(items):
-        bar.update(1)
-        if reason is not None:
+    stored = 0
+    for what, items, run in (("part shapes", parts, evaluator.time_parts), ("whole peaks", peaks,
+                                                                            evaluator.measure_peaks)):
+        if not items:
+            continue
+        bar = tqdm(total=len(items), desc=f"table: {what}", unit="graph", disable=not progress, leave=True,
+                   dynamic_ncols=True)
+        failed = 0
+        for item, reason in run(items):
+            bar.update(1)
+            if reason is None:
+                stored += 1
+                continue
             failed += 1
-            log.warning("timing %s of %s failed (%s); its candidates time it themselves", part, config.archid, reason)
+            log.warning("measuring %s failed (%s); its candidates are measured themselves", item, reason)
             bar.set_postfix(failed=failed)
-    bar.close()
+        bar.close()
+    return stored
 
 
 def run_search(space: Space, settings: SearchSettings, evaluator: Evaluator, executor: Executor, run_dir: Path,

@@ -10,7 +10,7 @@ from lts.cost.objectives import get as get_objective
 from lts.cost.objectives import parse_objectives
 from lts.search.constraints import Constraint, parse_constraints
 
-STRATEGIES = ("nsga2", "exhaustive")
+STRATEGIES = ("auto", "nsga2", "exhaustive")
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,11 @@ class SearchSettings(Settings):
     generations: int = setting(6, "NSGA-II generations, the initial population included", Integer(ge=1))
     population: int = setting(36, "candidates per generation (NSGA-II needs parents to mate)", Integer(ge=2))
     seed: int = setting(1, "random seed: same seed, same candidates", Integer(ge=0))
-    strategy: str = setting("nsga2", "nsga2: NSGA-II, generations x population candidates; exhaustive: every "
-                                     "architecture of the space, for the exact front (objectives and budgets "
-                                     "composed from measured parts or computed: no per-candidate measurement)",
+    strategy: str = setting("auto", "nsga2: NSGA-II, generations x population candidates; exhaustive: every "
+                                    "architecture of the space, for the exact front (objectives and budgets "
+                                    "composed from measured parts, predicted or computed: no per-candidate "
+                                    "measurement); auto: exhaustive when that holds and the space has at most "
+                                    "20,000 architectures, else nsga2 (the run says which and why)",
                             Choice(STRATEGIES))
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     constraints: tuple[Constraint, ...] = ()

@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from lts.cost.evaluator import EvalResult, Evaluator, parts_objectives
+from lts.cost.evaluator import EvalResult, Evaluator, whole_objectives
 from lts.search.executors import Executor
 from lts.search.fronts import pareto_front
 from lts.search.record import RunRecord
@@ -49,7 +49,7 @@ def whole_front(results: Sequence[EvalResult], whole: dict[str, EvalResult], obj
     if not whole:
         return list(results), list(composed_front)
     members = {r.archid for r in composed_front}
-    current = [r.with_whole_graph_latency(whole.get(r.archid)) for r in results]
+    current = [r.with_whole_graph(whole.get(r.archid)) for r in results]
     return current, pareto_front([r for r in current if r.archid in members], objectives, constraints)
 
 
@@ -91,6 +91,6 @@ def measure_front_whole(results: Sequence[EvalResult], settings: SearchSettings,
     bar.close()
     current, front = whole_front(results, whole, settings.objectives, settings.constraints, composed_front)
     by_id = {r.archid: r for r in results}
-    composed = {r.archid: {name: by_id[r.archid][name] for name in parts_objectives()}
+    composed = {r.archid: {name: by_id[r.archid][name] for name in whole_objectives(evaluator.settings)}
                 for r in front if r.archid in whole and whole[r.archid].ok}
     return current, front, composed

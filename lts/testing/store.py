@@ -98,6 +98,15 @@ class StoreContract:
         assert store.get("timings", ("k",)) == "a timing"
         assert store.get("results", ("k", "s", "h")) == "a result"
 
+    def test_timings_ending_lists_exactly_the_keys_with_that_suffix(self, store: Store) -> None:
+        store.put("timings", ("a:m1:h1",), "one")
+        store.put("timings", ("b:m1:h1",), "two")
+        store.put("timings", ("c:m1:h1x",), "contains the suffix, does not end with it")
+        store.put("timings", ("d:m2:h1",), "another suffix")
+        store.put("results", ("e", "m1", "h1"), "another table")
+        assert sorted(store.timings_ending(":m1:h1")) == [("a:m1:h1", "one"), ("b:m1:h1", "two")]
+        assert store.timings_ending(":m9:h9") == []
+
     def test_the_first_value_stays(self, store: Store) -> None:
         """A concurrent writer (or a re-run) never replaces what is stored under a key."""
         store.put("results", RESULT_KEY, "first")
