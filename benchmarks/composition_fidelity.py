@@ -52,7 +52,7 @@ def _part_memory(ctx: probes.ProbeContext) -> dict[str, int | None]:
     """Peak memory of the part in ``ctx.parts`` measured as the whole graph's is (session made, one forward)."""
     (part,) = ctx.parts
     feeds = ctx.token_feeds() if part == "base" else block_feeds(ctx.config.n_embd, ctx.settings.seq_len)
-    return probes.forward_peak(ctx, part, feeds)
+    return probes.forward_peak(ctx, part, feeds)[1]
 
 
 def held_out(per_space: int, seed: int) -> list[tuple[str, Arch]]:

@@ -37,8 +37,10 @@ VERSIONS: dict[str, int] = {
     # lts/cost (measure, timing, table) and the Evaluator: what a stored evaluation or shape timing holds
     # (probes, timing loop, memory window, reference graph's role). Bump: every stored evaluation and timing
     # is re-measured.
-    # (3: the key's parts are named as the settings are: on_target, measure_settings, measure_key.)
-    "evaluation": 3,
+    # (3: the key's parts are named as the settings are: on_target, measure_settings, measure_key. 4: warm-up
+    # stops after WARM_S, a loop past max_seconds after one run; the whole graph timed on the session its peak was
+    # measured on; a stored timing carries its graph's features.)
+    "evaluation": 4,
     # lts/generate/onnx_kv.py: the KV-cache export's interface (inputs/outputs, the torch export wrapper,
     # meta.json) and the KV graph it writes for a family's own model. Bump: every ONNX export is redone.
     # (Continues the old FORMAT_VERSION = 2; 4: the KV graph's fused attention.)

@@ -109,10 +109,10 @@ class ProbeContext:
         """Prefill then decode on `sess` up to ``context`` tokens (the generation-memory workload)."""
         return graph_inputs.generate_to_context(sess, self.config, self.settings.context)
 
-    def time(self, sess: Any, feeds: dict[str, np.ndarray]) -> Timing:
+    def time(self, sess: Any, feeds: dict[str, np.ndarray], warm: float = 0.0) -> Timing:
         reference = self.reference()
         with self.target.lock(exclusive=True):
-            return time_beside_reference(sess, feeds, self.settings, reference)
+            return time_beside_reference(sess, feeds, self.settings, reference, warm)
 
 
 # ----------------------------------------------------------------------------- in the child

@@ -34,6 +34,7 @@ same graph, and stored evaluations that ran it are measured again.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
@@ -164,8 +165,9 @@ class ProbeContext(Protocol):
     def reference(self) -> tuple[Any, dict]:
         """The reference graph's session and feeds."""
 
-    def time(self, sess: Any, feeds: dict[str, Any]) -> Timing:
-        """`sess` timed beside the reference graph, under the Target's exclusive lock."""
+    def time(self, sess: Any, feeds: dict[str, Any], warm: float = 0.0) -> Timing:
+        """`sess` timed beside the reference graph, under the Target's exclusive lock (`warm`: its last run's
+        seconds, when it ran before)."""
 
     def token_feeds(self) -> dict[str, Any]:
         """The forward graph's inputs at ``seq_len``."""
@@ -279,19 +281,29 @@ def _file(ctx: ProbeContext) -> int:
     return write_onnx(ctx.config.graph_spec("full"), None)
 
 
-def forward_peak(ctx: ProbeContext, part: str, feeds: dict[str, Any]) -> dict[str, int | None]:
-    """Peak memory of making a session of forward graph `part` and running it once on `feeds` (made by the caller,
-    so before the baseline)."""
+def forward_peak(ctx: ProbeContext, part: str, feeds: dict[str, Any]) -> tuple[Any, dict[str, int | None], float]:
+    """(the session, its peak, how long its run took): the peak memory of making a session of forward graph `part`
+    and running it once on `feeds` (made by the caller, so before the baseline)."""
+    def load_and_run() -> tuple[Any, float]:
+        sess = ctx.target.session(path)
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        return sess, time.perf_counter() - t0
+
     with ctx.target.lock(exclusive=False):
         path = ctx.write_graph(part)
-        _, peak = ctx.peak_memory(lambda: ctx.target.session(path).run(None, feeds))
+        (sess, seconds), peak = ctx.peak_memory(load_and_run)
         path.unlink()
-    return peak
+    return sess, peak, seconds
 
 
 def _forward_memory(ctx: ProbeContext) -> dict[str, int | None]:
-    """Peak memory of making a session of the whole forward graph and running one forward at ``seq_len``."""
-    return forward_peak(ctx, "full", ctx.token_feeds())
+    """Peak memory of making a session of the whole forward graph and running one forward at ``seq_len``. The
+    session stays in ``ctx.shared`` for a whole-graph timing in the same child (written and loaded once; its run
+    here is that timing's first warm-up)."""
+    sess, peak, seconds = forward_peak(ctx, "full", ctx.token_feeds())
+    ctx.shared["full"] = (sess, seconds)
+    return peak
 
 
 def _generation_memory(ctx: ProbeContext) -> dict[str, int | None]:
@@ -318,8 +330,8 @@ def _latency(ctx: ProbeContext) -> dict[str, Timing]:
     ctx.reference()  # made before the timed sessions
     out = {}
     for part in ctx.parts:
-        sess = ctx.session(part)
-        out[part] = ctx.time(sess, ctx.feeds_for(sess))
+        sess, warm = ctx.shared.pop(part, None) or (ctx.session(part), 0.0)
+        out[part] = ctx.time(sess, ctx.feeds_for(sess), warm)
         del sess
     return out
 

@@ -34,6 +34,9 @@ REFERENCE = ArchConfig(1, 256, 1024, 4, vocab_size=512, n_positions=4096)
 
 CALIBRATION_LOOPS, CALIBRATION_GAP_S = 5, 0.5  # a run's calibration: the median of 5 loops 0.5 s apart
 SPIN_PAUSE_S = 0.05  # after a loop of the timed (spinning) session: its threads go to sleep meanwhile
+# Warm-up runs stop once they took this long (at least one on a session's first loop): a graph of a second is warm
+# after one run, and a later loop's pool wakes in microseconds, nothing beside a run of more than this.
+WARM_S = 0.1
 ROUNDS = 3  # a timed graph is sampled in this many rounds, each between two timings of the reference
 
 
@@ -46,16 +49,23 @@ def reference_session(scratch: list[str], settings: MeasureSettings, target: Tar
     return sess, feeds_for(sess, settings.seq_len)
 
 
-def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings) -> Timing:
+def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings, warm: float = 0.0) -> Timing:
     """Warm up, then repeat until the median is stable (or the repeat/time budget is spent).
 
-    At least ``min_repeats`` runs and ``min_seconds`` of them: a graph of a few milliseconds (a
-    decoding step) needs many runs before its thread pool is awake and its median means anything.
-    Then until the median's standard error is within ``rel_err``, ``max_repeats`` runs were made
-    or ``max_seconds`` passed.
+    Up to ``warmup`` warm-up runs, stopping once they took ``WARM_S`` (none when the session's last run, `warm`
+    seconds, took that long already). At least ``min_repeats`` runs and ``min_seconds`` of them: a graph of a
+    few milliseconds (a decoding step) needs many runs before its thread pool is awake and its median means
+    anything; but once ``max_seconds`` passed, one run is enough (a run that long averages its own noise). Then
+    until the median's standard error is within ``rel_err``, ``max_repeats`` runs were made or ``max_seconds``
+    passed.
     """
+    warmed = 0.0
     for _ in range(s.warmup):
+        if max(warmed, warm) >= WARM_S:
+            break
+        t0 = time.perf_counter()
         sess.run(None, feeds)
+        warmed += time.perf_counter() - t0
     times: list[float] = []
     start = time.perf_counter()
     while True:
@@ -63,9 +73,11 @@ def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings) ->
         sess.run(None, feeds)
         times.append(time.perf_counter() - t0)
         elapsed = time.perf_counter() - start
+        if elapsed > s.max_seconds:
+            break
         if len(times) < s.min_repeats or elapsed < s.min_seconds:
             continue
-        if len(times) >= s.max_repeats or elapsed > s.max_seconds:
+        if len(times) >= s.max_repeats:
             break
         arr = np.asarray(times)
         # Standard error of the median ~ 1.2533 * sigma / sqrt(n) for near-normal noise.
@@ -78,7 +90,7 @@ def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings) ->
 
 
 def time_beside_reference(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings,
-                          reference: tuple[Any, dict[str, np.ndarray]]) -> Timing:
+                          reference: tuple[Any, dict[str, np.ndarray]], warm: float = 0.0) -> Timing:
     """Time `sess` in ``ROUNDS`` rounds, each between two timings of the reference graph.
 
     The machine's speed moves within seconds on a shared VM (tens of percent), so one sandwich
@@ -92,14 +104,15 @@ def time_beside_reference(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSet
     for tens of milliseconds after a run, so a run right after another session's measures their
     contention (2-3x for a decoding step on 2 cores). So the reference session does not spin
     (``Target.session(spin=False)``), and the timed session's loop is followed by a pause of
-    ``SPIN_PAUSE_S`` before the reference runs again; each loop starts with warm-up runs.
+    ``SPIN_PAUSE_S`` before the reference runs again; each loop starts with warm-up runs, unless its runs are
+    long enough to need none (``time_session``; `warm`: how long the session's last run before took).
     """
     per_round = replace(s, min_repeats=-(-s.min_repeats // ROUNDS), max_repeats=-(-s.max_repeats // ROUNDS),
                         min_seconds=s.min_seconds / ROUNDS, max_seconds=s.max_seconds / ROUNDS)
     refs = [time_session(*reference, per_round)]
     parts: list[Timing] = []
     for _ in range(ROUNDS):
-        parts.append(time_session(sess, feeds, per_round))
+        parts.append(time_session(sess, feeds, per_round, warm=parts[-1].median_s if parts else warm))
         time.sleep(SPIN_PAUSE_S)  # the timed session's threads spin on after its loop: let them stop
         refs.append(time_session(*reference, per_round))
     ratios = [p.median_s / ((a.median_s + b.median_s) / 2) for p, a, b in zip(parts, refs, refs[1:])]
