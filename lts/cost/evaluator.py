@@ -502,7 +502,7 @@ class Evaluator:
         if not feats:
             return []
         rows = self.samples.rows(kind)
-        X = np.array([[1.0, *(f[c] for c in columns)] for f in feats])
+        X = np.array([[1.0, *(f.get(c, 0.0) for c in columns)] for f in (*feats, *(f for f, _ in rows))])
         short = needed(X) - len(rows)
         if short > 0:
             return design(feats, [f for f, _ in rows], columns, short)

@@ -20,6 +20,7 @@ of its parts'; a part's are computed once per shape and kept (a search asks for 
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -40,6 +41,12 @@ def graph_features(spec: GraphSpec, seq_len: int) -> dict[str, float]:
     """The features of `spec`'s graph run on batch 1 and `seq_len` tokens (see the module docstring)."""
     model = _with_shapes(spec, seq_len)
     shapes = _shapes(model)
+    # How a tensor grows with the sequence, from its size at a second length (a dimension that merely equals
+    # seq_len, say n_embd 64 at 64 tokens, does not grow): 2 for attention's scores, 1 for hidden states.
+    longer = 2 * seq_len + 1
+    grown = _shapes(_with_shapes(spec, longer))
+    degree = {name: round(math.log(_numel(grown[name]) / _numel(s)) / math.log(longer / seq_len))
+              for name, s in shapes.items() if name in grown and _numel(s) > 0}
     # a weight: a declared weight, a stored constant, or what nodes make of those alone (a tied head's Transpose)
     weights = {name for name, _ in spec.weights} | {t.name for t in model.graph.initializer}
     for node in model.graph.node:
@@ -60,12 +67,12 @@ def graph_features(spec: GraphSpec, seq_len: int) -> dict[str, float]:
             out["weight_flops" if any(name in weights for name in node.input[:2]) else "act_flops"] += flops
         else:
             elems = sum(_numel(s) for s in outputs if s is not None)
-            quadratic = any(s is not None and _quadratic(s, seq_len) for s in outputs)
+            quadratic = any(degree.get(name, 0) >= 2 for name in node.output if name)
             out["quad_elems" if quadratic else "elems"] += elems
-        for s in outputs:
-            if s is not None:
-                name = "largest_quad_bytes" if _quadratic(s, seq_len) else "largest_bytes"
-                out[name] = max(out[name], 4.0 * _numel(s))
+        for name in node.output:
+            if name in shapes:
+                kind = "largest_quad_bytes" if degree.get(name, 0) >= 2 else "largest_bytes"
+                out[kind] = max(out[kind], 4.0 * _numel(shapes[name]))
     return out
 
 
@@ -130,11 +137,6 @@ def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     for t in model.graph.initializer:
         out[t.name] = tuple(t.dims)
     return out
-
-
-def _quadratic(shape: tuple[int, ...], seq_len: int) -> bool:
-    """True for a tensor that grows with the square of the sequence (two of its dimensions are `seq_len`)."""
-    return seq_len > 1 and sum(d == seq_len for d in shape) >= 2
 
 
 def _numel(shape: tuple[int, ...]) -> float:

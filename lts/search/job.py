@@ -149,9 +149,15 @@ class SearchJob(Settings):
     def chosen_strategy(self) -> tuple[str, str]:
         """(the strategy the search runs, why): ``strategy`` unless it is auto, which takes the exact front where
         every figure is computed, composed or predicted without measuring each candidate and the space has at most
-        ``AUTO_EXACT_LIMIT`` architectures (seconds per thousand candidates then), else NSGA-II."""
+        ``AUTO_EXACT_LIMIT`` architectures (seconds per thousand candidates then), else NSGA-II; and NSGA-II when its
+        budget (generations, population) was set to other than the defaults: the user chose it."""
         if self.strategy != "auto":
             return self.strategy, "asked for"
+        defaults = {f.name: f.default for f in fields(SearchSettings)}
+        tuned = [f"{name} {getattr(self, name)}" for name in ("generations", "population")
+                 if getattr(self, name) != defaults[name]]
+        if tuned:
+            return "nsga2", f"NSGA-II's budget was set ({', '.join(tuned)})"
         figures, evaluation = _nested(self, SearchSettings).figures, self.eval_settings()
         per = set(evaluation.per_candidate())
         measured = [name for name in figures if get_objective(name).probe in per]
