@@ -9,7 +9,9 @@ Prints every registered objective with its unit, how long it took and the condit
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 from lts.core.cli import ArgumentParser
 from lts.core.errors import LTSError
@@ -57,9 +59,27 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return evaluate(args)
 
 
+def _composed(evaluator: Any, settings: EvalSettings, config: Any) -> tuple[dict[str, float], str]:
+    """(what a search with costs predicted would use for `config`'s whole-measured objectives, by name; or why it
+    cannot be given without measuring more)."""
+    from lts.cost.evaluator import Evaluator, whole_objectives
+
+    if settings.latency_mode == "full":
+        return {}, ""
+    predicting = replace(settings, costs="predicted")
+    guess = Evaluator(predicting, store=evaluator.cache, calibration_s=evaluator.calibration_s,
+                      hardware=evaluator.hardware).without_measuring(config)
+    given = {} if guess is None or not guess.ok else \
+        {n: guess[n] for n in whole_objectives(predicting) if not math.isnan(guess[n])}
+    if not given:
+        return {}, ("not available: the cache holds neither this architecture's part timings nor enough measured "
+                    "to predict them (a search on this machine fills it)")
+    return given, ""
+
+
 def evaluate(args: EvaluateSettings) -> int:
     from lts.cost import probes
-    from lts.cost.evaluator import Evaluator, parts_objectives
+    from lts.cost.evaluator import Evaluator
     from lts.cost.objectives import REGISTRY
     from lts.cost.store import default_cache_path
     from lts.families import load_arch, to_record
@@ -80,19 +100,16 @@ def evaluate(args: EvaluateSettings) -> int:
         raise LTSError(f"--context {settings.measure_settings.context} exceeds the model's n_positions "
                        f"({config.n_positions})")
     cache = (args.cache or default_cache_path()) if args.store else None
-    evaluator = Evaluator(settings, cache)
+    # The figures are the whole graph's, measured once; what a search would use instead (composed from part
+    # timings the store holds, or predicted by the models fitted on them) is shown beside them where the store
+    # can serve it without measuring anything more.
+    evaluator = Evaluator(replace(settings, latency_mode="full"), cache)
     result = evaluator.evaluate(config)
-    # composed latency: the whole graph is timed too, as a search's front is; both are shown (the whole first)
-    composed: dict[str, float] = {}
-    timer = evaluator.whole_graph_evaluator()
-    if timer is not None and result.ok:
-        whole = timer.evaluate(config)
-        if whole.ok:
-            composed = {n: result[n] for n in parts_objectives()}
-            result = replace(result.with_whole_graph(whole), cached=result.cached and whole.cached)
+    composed, unavailable = _composed(evaluator, settings, config) if result.ok else ({}, "")
     if args.json:
         out = {"archid": result.archid, "config": to_record(config), **result.objectives(), "cached": result.cached,
-               **({"composed": composed} if composed else {}), "conditions": evaluator.conditions()}
+               **({"composed": composed} if composed else {}),
+               **({"composed_unavailable": unavailable} if unavailable else {}), "conditions": evaluator.conditions()}
         print(json.dumps(nan_to_none(out), indent=2))
         return 0 if result.ok else 1
     c = evaluator.conditions()
@@ -103,10 +120,12 @@ def evaluate(args: EvaluateSettings) -> int:
     for name, objective in REGISTRY.items():
         shown = objective.display(result[name])
         unit = "" if objective.integer else (objective.display_unit or objective.unit)
-        also = f"  (composed from parts: {objective.display(composed[name])})" if name in composed else ""
+        also = f"  (composed or predicted: {objective.display(composed[name])})" if name in composed else ""
         print(f"{name:<{width}}{shown or 'n/a'}{'  ' + unit if unit and shown else ''}{also}")
     print(f"{'eval_seconds':<{width}}{result.eval_seconds:.2f}" + ("  (from cache)" if result.cached else ""))
     print(f"{'status':<{width}}{result.status}")
+    if unavailable:
+        print(f"{'composed':<{width}}{unavailable}")
     context_text = f", context {c['context']}" if "context" in c else ""
     print(f"{'conditions':<{width}}batch 1, seq_len {c['seq_len']}{context_text}, latency {c['latency_mode']}, "
           f"{c['describe']}, hardware {c['hardware']['id']}")

@@ -374,6 +374,18 @@ class Evaluator:
             return self.failed(config, _reason(exc))
         return self.finish(t, run_task(t))
 
+    def without_measuring(self, config: Arch) -> EvalResult | None:
+        """`config`'s result from what the store holds and the models predict, measuring nothing: a figure that
+        would need a measurement (a peak the model cannot predict yet, a probe measured per candidate) is left
+        out (NaN); None when its latency parts are neither timed nor predictable."""
+        t = self.task(config)
+        if t.parts:
+            return None
+        keep = tuple(n for n in t.settings.probes if not probes.get(n).on_target or n in t.predicted
+                     or n == probes.parts_probe(t.settings.probes))
+        t = replace(t, settings=replace(t.settings, probes=keep))
+        return self.finish(t, run_task(t))
+
     def task(self, config: Arch) -> EvalTask:
         """What must be computed for `config` (here, on the driver: calibration, shape timings already stored)."""
         s = self.settings

@@ -248,12 +248,18 @@ def test_cli_evaluate_json_and_text(tmp_path):
         assert data[key] > 0, key
     assert data["conditions"]["seq_len"] == 32 and data["conditions"]["threads"] == 1
     assert data["conditions"]["hardware"]["cores"] >= 1
-    # latency composed from parts, and the whole graph timed too (as a search's front is): both given
-    assert set(data["composed"]) == {"onnx_latency_s", "onnx_latency_cv", "onnx_latency_units"}
+    # measured whole, once; nothing in the cache to compose or predict from, and the output says so
+    assert "composed" not in data and data["composed_unavailable"].startswith("not available")
+    # once a search stored its part timings, what it composes is given beside the whole figures
+    Evaluator(EvalSettings.create(seq_len=32, threads=1, context=min(512, TINY.n_positions)),
+              tmp_path / "c.sqlite").evaluate(TINY)
+    r = _cli("evaluate", folder, "--seq-len", 32, "--threads", 1, "--json", "--cache", tmp_path / "c.sqlite")
+    data = json.loads(r.stdout)
+    assert data["cached"] and set(data["composed"]) == {"onnx_latency_s", "onnx_latency_cv", "onnx_latency_units"}
     assert data["composed"]["onnx_latency_s"] > 0 and data["composed"]["onnx_latency_s"] != data["onnx_latency_s"]
     r = _cli("evaluate", folder / "config.json", "--seq-len", 32, "--threads", 1, "--cache", tmp_path / "c.sqlite")
     assert r.returncode == 0 and TINY.archid in r.stdout and "(from cache)" in r.stdout
-    assert "(composed from parts: " in r.stdout
+    assert "(composed or predicted: " in r.stdout
     full = _cli("evaluate", folder, "--seq-len", 32, "--threads", 1, "--json", "--latency-mode", "full", "--no-cache")
     assert full.returncode == 0 and "composed" not in json.loads(full.stdout)  # timed whole already
 

@@ -111,7 +111,8 @@ def test_a_predicting_evaluator_measures_nothing_once_its_models_are_fitted(tmp_
                              (2, 88, 64), (1, 96, 128), (3, 104, 192), (2, 112, 128), (1, 120, 256), (3, 128, 64)]]
     for c in train:
         f = arch_features(c, S)
-        store.put("timings", (f"memory.1:whole:{c.archid}{suffix}",), sample_value(f, bytes=1e6 + 2 * f["weight_bytes"]))
+        peak = sample_value(f, bytes=1e6 + 2 * f["weight_bytes"])
+        store.put("timings", (f"memory.1:whole:{c.archid}{suffix}",), peak)
         for part in ("base", "block"):
             pf = part_features(c, part, S)
             units = 1.0 + pf["weight_flops"] * 1e-7
