@@ -60,6 +60,7 @@ from lts.cost.timing import REFERENCE
 from lts.families import DEFAULT_FAMILY, Arch, arch_from_dict, to_record
 
 LATENCY_MODES = ("composed", "full")
+EXTRAPOLATION = 1.5  # a prediction this many times less sure than the fit's own error is an extrapolation
 ACTIVE_BATCH = 8  # uncertain shapes (and peaks) measured per round of active sampling, the most uncertain first
 TIMING_FIELDS = frozenset(Timing.__dataclass_fields__)  # a stored timing also holds its graph's features
 COSTS = ("measured", "predicted")
@@ -518,9 +519,15 @@ class Evaluator:
         short = needed(X) - len(rows)
         if short > 0:
             return design(feats, [f for f, _ in rows], columns, short)
-        sigma = [self.samples.predict(kind, f) or (0.0, math.inf) for f in feats]
-        order = sorted((i for i, (_, sd) in enumerate(sigma) if sd > TOLERANCE), key=lambda i: -sigma[i][1])
-        return order[:ACTIVE_BATCH]
+        model = self.samples.fit(kind)
+        if model is None:
+            return design(feats, [f for f, _ in rows], columns, ACTIVE_BATCH)
+        # Uncertain: beyond the tolerance, and beyond what the model errs where it was fitted (its leave-one-out
+        # error): measuring more where the figures themselves are that noisy (a peak's allocator steps) would
+        # not make the prediction better, only the search slower.
+        sigma = [model.predict(f)[1] for f in feats]
+        limit = max(TOLERANCE, EXTRAPOLATION * model.sigma)
+        return sorted((i for i, sd in enumerate(sigma) if sd > limit), key=lambda i: -sigma[i])[:ACTIVE_BATCH]
 
     def measure_peaks(self, configs: Sequence[Arch]) -> Iterator[tuple[Arch, str | None]]:
         """Measure each of `configs`' whole forward graph's peak memory, each in a fresh child (a peak is honest

@@ -34,8 +34,9 @@ MEMORY_COLUMNS = ("weight_bytes", "largest_bytes", "largest_quad_bytes")
 # Decoding and generation memory stay measured per candidate: one KV-cache graph per candidate, no parts to share.
 PREDICTABLE = ("latency", "memory")
 FEATURES_VERSION = 1  # bump when lts.cost.features counts differently: stored features are then not fitted on
-# A prediction whose relative uncertainty (one sigma) exceeds this is measured instead. A timing's own spread
-# between two measurements on a shared 2-core VM is 2-5 %: asking a prediction for less buys nothing.
+# A prediction whose relative uncertainty (one sigma) exceeds this is measured instead (when it is also well beyond
+# the fit's own error: lts.cost.evaluator). A timing's own spread between two measurements on a shared 2-core VM
+# is 2-5 %: asking a prediction for less buys nothing.
 TOLERANCE = 0.04
 
 
