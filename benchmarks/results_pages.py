@@ -21,6 +21,7 @@ writes them is run as ``python -m benchmarks.<name>``):
     heterogeneity.md  benchmarks/results/heterogeneity*.json     heterogeneity
     search-quality.md benchmarks/results/search_quality*.json    search_quality
     composition-fidelity.md  benchmarks/results/composition_fidelity*.json  composition_fidelity
+    cost-prediction.md  benchmarks/results/cost_prediction*.json  cost_prediction
     per-layer-search.md  benchmarks/results/per_layer_search*.json  per_layer_search
     latency-fidelity.md  benchmarks/results/latency_fidelity*.json  latency_kinds fidelity
     latency-kinds.md  benchmarks/results/latency_kinds*.json     latency_kinds kinds
@@ -113,6 +114,11 @@ PAGES = (
          ("python -m benchmarks.composition_fidelity",),
          "latency and forward peak memory composed from parts (the embeddings-and-head part plus one block per "
          "layer) against the whole graph measured, held-out architectures of the default and per-layer spaces"),
+    Page("cost-prediction", "Predicted vs whole costs", ("cost_prediction",),
+         ("python -m benchmarks.cost_prediction",),
+         "what a search predicts (latency composed from timed or predicted part shapes, peak memory predicted) "
+         "against the whole graph measured, held-out architectures of the default and per-layer spaces, with "
+         "what fitting the models cost"),
     Page("per-layer-search", "The per-layer space searched end to end", ("per_layer_search",),
          ("python -m benchmarks.per_layer_search",),
          "the LTS paper's per-layer space searched as search.py does it (block table, NSGA-II, the front timed "

@@ -53,8 +53,33 @@ def test_the_nested_settings_take_the_jobs_values():
 
 
 def test_job_json_keeps_its_keys():
-    """A run's job.json is SearchJob's settings by name, flat: runs written before still resume."""
+    """A run's job.json is SearchJob's settings by name, flat: runs written before still resume (one without
+    "costs" resumes measuring: test_a_run_saved_before_costs_were_predicted_resumes_measuring)."""
     assert list(asdict(SearchJob())) == [
         "generations", "population", "seed", "strategy", "seq_len", "context", "threads", "target", "precision",
         "objectives", "constraints", "models_dir", "assets_dir", "runs_dir", "run_dir", "workers", "engine",
-        "ray_address", "ray_hardware", "latency_mode", "timeout_s", "cache", "space"]
+        "ray_address", "ray_hardware", "latency_mode", "costs", "timeout_s", "cache", "space"]
+
+
+def test_auto_takes_the_exact_front_where_no_candidate_costs_a_measurement_of_its_own():
+    assert SearchJob().chosen_strategy()[0] == "exhaustive"  # Archai's 5,880, costs predicted
+    measured = SearchJob(costs="measured").chosen_strategy()  # each candidate's peak measured in its own child
+    assert measured == ("nsga2", "onnx_memory_mb measured per candidate")
+    tuned = SearchJob(generations=3).chosen_strategy()
+    assert tuned == ("nsga2", "NSGA-II's budget was set (generations 3)")
+    per_layer = SearchJob(space={"per_layer": True, "n_layer": [2, 4, 8], "n_embd": [128, 256],
+                                 "n_inner": [256, 512, 1024], "n_head": [2, 4]}).chosen_strategy()
+    assert per_layer[0] == "nsga2" and "more than the 20,000 listed" in per_layer[1]
+    assert SearchJob(strategy="nsga2").chosen_strategy() == ("nsga2", "asked for")
+    assert SearchJob().search_settings().strategy == "exhaustive"  # what the run is given: never "auto"
+
+
+def test_a_run_saved_before_costs_were_predicted_resumes_measuring(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / CHECKPOINT).write_bytes(b"")
+    saved = asdict(SearchJob(run_dir=str(run)))
+    del saved["costs"]
+    (run / JOB_FILE).write_text(json.dumps(saved))
+    job, _ = prepare(SearchJob(run_dir=str(run)), resume=True, given={"run_dir"})
+    assert job.costs == "measured"
