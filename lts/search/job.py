@@ -341,7 +341,8 @@ def check_exhaustive(settings: SearchSettings, evaluation: EvalSettings, space: 
         why = "measured per candidate" + (" (--latency-mode full)" if evaluation.latency_mode == "full" else "")
         raise LTSError(f"--strategy exhaustive costs every architecture from measured parts, but {listed} "
                        f"{'is' if len(whole) == 1 else 'are'} {why}; choose objectives and budgets among "
-                       f"{', '.join(composable_objectives())}, or --strategy nsga2")
+                       f"{', '.join(composable_objectives())}, predict costs (--costs predicted), or --strategy "
+                       f"nsga2")
     check_listable(space)
 
 

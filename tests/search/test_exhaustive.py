@@ -151,9 +151,10 @@ def test_a_resumed_run_evaluates_neither_a_finished_batch_nor_a_finished_candida
 
 
 def test_what_it_cannot_do_is_one_line(tmp_path):
-    measured = search(tmp_path, "--config", tiny_space(tmp_path), "--strategy", "exhaustive", "--seq-len", 32)
+    measured = search(tmp_path, "--config", tiny_space(tmp_path), "--strategy", "exhaustive", "--seq-len", 32,
+                      "--costs", "measured")
     assert measured.returncode == 2 and measured.stderr.count("\n") == 1, measured.stderr
-    assert "onnx_memory_mb is measured per candidate" in measured.stderr
+    assert "onnx_memory_mb is measured per candidate" in measured.stderr and "--costs predicted" in measured.stderr
     assert "non_embedding_params, onnx_latency_s" in measured.stderr
     full = search(tmp_path, "--config", tiny_space(tmp_path), "--strategy", "exhaustive", "--objectives",
                   "non_embedding_params,onnx_latency_s", "--latency-mode", "full", "--seq-len", 32)

@@ -43,7 +43,7 @@ def test_the_front_written_is_timed_whole_and_taken_with_those_figures(tmp_path)
     assert members == expected
     assert {x.archid for x in whole_front(list(composed.values()), whole, LATENCY.split(","))[1]} == members
     assert {row["archid"] for row in rows(run / "pareto.csv")} == members
-    assert f"timed whole : the latency of the front's {len(members)} members" in r.stdout
+    assert f"whole       : the front's {len(members)} members measured whole" in r.stdout
 
     again = search(tmp_path, "--config", tiny_space(tmp_path), *ARGS, name="again", check=True)
     assert "from cache" in again.stdout
