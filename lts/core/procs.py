@@ -55,6 +55,24 @@ def rss_bytes() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+MMAP_THRESHOLD = 1 << 20  # bytes: allocations this large always get pages of their own (fix_mmap_threshold)
+
+
+def fix_mmap_threshold() -> bool:
+    """Fix glibc's mmap threshold in this process (True where it could: Linux with glibc).
+
+    glibc raises its threshold for handing large allocations pages of their own each time such a block is
+    freed, so a process that wrote a model before (a measuring child writes its graph) then serves the next
+    large allocations from its heap, and a session's peak moved by up to 219 MiB with that history alone
+    (benchmarks.memory_options, 32 of 40 graphs). Fixed, a peak is the same whatever ran before it."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL(None).mallopt(-3, MMAP_THRESHOLD))  # M_MMAP_THRESHOLD, glibc's malloc.h
+    except (OSError, AttributeError):
+        return False
+
+
 def reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS counter (Linux >= 4.0, ``clear_refs``); False where not possible."""
     try:

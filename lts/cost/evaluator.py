@@ -401,7 +401,7 @@ class Evaluator:
             parts = {p: self.cached_timing(config, p) or self._predicted_timing(config, p)
                      for p in ("base", *config.block_parts())}
         predicted = {}
-        if "memory" in s.predicted and (peak := self.samples.predict("memory", arch_features(config, s.seq_len))):
+        if "memory" in s.predicted and (peak := self.samples.peak(arch_features(config, s.seq_len))):
             predicted["memory"] = {"bytes": int(peak[0]), "sampled_bytes": None, "predicted": peak[1]}
         return EvalTask(config, s, tuple(p for p, t in parts.items() if t is None),
                         {p: t for p, t in parts.items() if t is not None}, predicted)
@@ -581,7 +581,8 @@ class Evaluator:
         peak = m.get("memory")
         if not isinstance(peak, Mapping) or "predicted" in peak or not peak.get("bytes"):
             return
-        value = sample_value(arch_features(config, self.settings.seq_len), bytes=peak["bytes"])
+        value = sample_value(arch_features(config, self.settings.seq_len), bytes=peak["bytes"],
+                             load_bytes=peak.get("load_bytes"), run_bytes=peak.get("run_bytes"))
         self.cache.put("timings", (self._memory_key(config),), value, versions=self.settings.versions())
         self.samples.refresh()
 

@@ -11,7 +11,9 @@ only) at a sequence length, with ONNX's shape inference, and counts what any ker
 - ``weight_bytes``: bytes of the weights (what is read once per forward, and what a session holds);
 - ``nodes``: how many nodes (each costs a kernel launch and its bookkeeping);
 - ``largest_bytes``, ``largest_quad_bytes``: the largest single tensor a node writes that grows linearly, and
-  quadratically, with the sequence (what a memory planner must hold at once).
+  quadratically, with the sequence (what a memory planner must hold at once);
+- ``largest_weight_bytes``: the largest single weight (a constant ONNX Runtime folds into a copy while a session
+  loads, such as a tied head's transposed embedding, is at most that big).
 
 No family's fields are read: a new family's graphs get the same features without new code. The features of a
 whole architecture are those of its parts added up (:func:`arch_features`), the largest tensor being the largest
@@ -31,8 +33,9 @@ from onnx import TensorProto, helper, shape_inference
 from lts.core.onnxgraph import GraphSpec
 
 FEATURES = ("weight_flops", "act_flops", "quad_elems", "elems", "weight_bytes", "nodes", "largest_bytes",
-            "largest_quad_bytes")
-_LARGEST = ("largest_bytes", "largest_quad_bytes")  # maxima, not sums, over a graph's nodes and parts
+            "largest_quad_bytes", "largest_weight_bytes")
+# maxima, not sums, over a graph's nodes and parts
+_LARGEST = ("largest_bytes", "largest_quad_bytes", "largest_weight_bytes")
 _MATMULS = ("MatMul", "Gemm")
 _FREE = ("Shape", "Reshape", "Unsqueeze", "Squeeze", "Constant", "Identity")  # views and metadata: no data moved
 
@@ -54,6 +57,7 @@ def graph_features(spec: GraphSpec, seq_len: int) -> dict[str, float]:
             weights.update(name for name in node.output if name)
     out = dict.fromkeys(FEATURES, 0.0)
     out["weight_bytes"] = float(sum(4 * int(np.prod(shape)) for _, shape in spec.weights))
+    out["largest_weight_bytes"] = float(max((4 * int(np.prod(shape)) for _, shape in spec.weights), default=0))
     for node in model.graph.node:
         if all(name in weights for name in node.output if name):
             continue  # folded into a constant when the session is made

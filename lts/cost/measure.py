@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from lts.core import faults
+from lts.core import faults, procs
 from lts.core.onnxgraph import tiled_weights, write_onnx
 from lts.core.procs import ChildProcess
 from lts.cost import feeds as graph_inputs
@@ -122,6 +122,7 @@ def _child(conn: Any, config_dict: dict | None, settings: MeasureSettings, targe
            prepared: dict[str, str] | None = None) -> None:
     """Run `probes` ((name, run) pairs, in order: only the functions travel, pickled by reference) on
     `config_dict`, or time the reference graph alone (None)."""
+    procs.fix_mmap_threshold()  # before anything is allocated: a peak independent of what the child did first
     if config_dict is None:  # the calibration: the reference graph alone
         sess, feeds = reference_session(scratch, settings, target, tiled_weights())
         conn.send(("done", {"reference": asdict(calibration(sess, feeds, settings, target))}))
@@ -145,7 +146,7 @@ def _peak_memory(conn: Any, target: Target, work: Callable[[], Any]) -> tuple[An
     conn.send(("memory", None if peak is None else peak - base))
     sampled = conn.recv()
     gc.collect()
-    return result, {"bytes": sampled if peak is None else peak - base, "sampled_bytes": sampled}
+    return result, {"bytes": sampled if peak is None else peak - base, "sampled_bytes": sampled, "baseline": base}
 
 
 # ----------------------------------------------------------------------------- in the parent
