@@ -22,6 +22,7 @@ writes them is run as ``python -m benchmarks.<name>``):
     search-quality.md benchmarks/results/search_quality*.json    search_quality
     composition-fidelity.md  benchmarks/results/composition_fidelity*.json  composition_fidelity
     cost-prediction.md  benchmarks/results/cost_prediction*.json  cost_prediction
+    memory-options.md  benchmarks/results/memory_options*.json  memory_options
     per-layer-search.md  benchmarks/results/per_layer_search*.json  per_layer_search
     latency-fidelity.md  benchmarks/results/latency_fidelity*.json  latency_kinds fidelity
     latency-kinds.md  benchmarks/results/latency_kinds*.json     latency_kinds kinds
@@ -119,6 +120,11 @@ PAGES = (
          "what a search predicts (latency composed from timed or predicted part shapes, peak memory predicted) "
          "against the whole graph measured, held-out architectures of the default and per-layer spaces, with "
          "what fitting the models cost"),
+    Page("memory-options", "Peak memory: session options and the allocator", ("memory_options",),
+         ("python -m benchmarks.memory_options",),
+         "a forward's peak memory (session load and first run apart) under ONNX Runtime's CPU session options and "
+         "a fixed glibc mmap threshold: which phase sets it, how it repeats, how a process's history moves it, and "
+         "how well the graph's features predict it"),
     Page("per-layer-search", "The per-layer space searched end to end", ("per_layer_search",),
          ("python -m benchmarks.per_layer_search",),
          "the LTS paper's per-layer space searched as search.py does it (block table, NSGA-II, the front timed "

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from lts.core import fileio
+from lts.core import fileio, procs
 from lts.core.cachekeys import VERSIONS, cache_key, versions
 from lts.core.errors import LTSError, first_line
 from lts.cost.quantize import check_precision, quantize_model
@@ -318,6 +318,9 @@ class OnnxKVModel:
     def __init__(self, folder: str | os.PathLike, target: Target) -> None:
         folder = Path(folder)
         self.meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        # the allocator rule the search's peaks were measured under (lts.core.procs.fix_mmap_threshold): this
+        # process then holds what the search said it would, whatever it loaded before (tokenizer, torch)
+        procs.fix_mmap_threshold()
         self.session = target.session(folder / MODEL_FILE)  # the same session set-up the search measures with
         self.target = target
         self.threads = target.threads
