@@ -23,8 +23,9 @@ class SearchSettings(Settings):
     strategy: str = setting("auto", "nsga2: NSGA-II, generations x population candidates; exhaustive: every "
                                     "architecture of the space, for the exact front (objectives and budgets "
                                     "composed from measured parts, predicted or computed: no per-candidate "
-                                    "measurement); auto: exhaustive when that holds and the space has at most "
-                                    "20,000 architectures, else nsga2 (the run says which and why)",
+                                    "measurement); auto: exhaustive when that holds, the space has at most 20,000 "
+                                    "architectures and there are two objectives, else nsga2 (the run says which "
+                                    "and why)",
                             Choice(STRATEGIES))
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     constraints: tuple[Constraint, ...] = ()

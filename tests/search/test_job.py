@@ -62,7 +62,10 @@ def test_job_json_keeps_its_keys():
 
 
 def test_auto_takes_the_exact_front_where_no_candidate_costs_a_measurement_of_its_own():
-    assert SearchJob().chosen_strategy()[0] == "exhaustive"  # Archai's 5,880, costs predicted
+    two = "non_embedding_params,onnx_latency_s"
+    assert SearchJob(objectives=two).chosen_strategy()[0] == "exhaustive"  # Archai's 5,880, costs predicted
+    assert SearchJob().chosen_strategy() == ("nsga2", "three or more objectives: their exact front holds most of "
+                                                      "the space, each member to be measured whole")
     measured = SearchJob(costs="measured").chosen_strategy()  # each candidate's peak measured in its own child
     assert measured == ("nsga2", "onnx_memory_mb measured per candidate")
     tuned = SearchJob(generations=3).chosen_strategy()
@@ -71,7 +74,7 @@ def test_auto_takes_the_exact_front_where_no_candidate_costs_a_measurement_of_it
                                  "n_inner": [256, 512, 1024], "n_head": [2, 4]}).chosen_strategy()
     assert per_layer[0] == "nsga2" and "more than the 20,000 listed" in per_layer[1]
     assert SearchJob(strategy="nsga2").chosen_strategy() == ("nsga2", "asked for")
-    assert SearchJob().search_settings().strategy == "exhaustive"  # what the run is given: never "auto"
+    assert SearchJob(objectives=two).search_settings().strategy == "exhaustive"  # what runs: never "auto"
 
 
 def test_a_run_saved_before_costs_were_predicted_resumes_measuring(tmp_path):
