@@ -121,10 +121,14 @@ def _measure_child(conn: Any, path: str, option: dict[str, Any], target: CPUTarg
     if not target.reset_peak_memory():
         raise MeasureError("this benchmark needs the kernel's peak (Linux clear_refs)")
     sess = ort.InferenceSession(path, so, providers=target.providers())
-    load, after_load = target.peak_memory_bytes() - base, target.memory_bytes() - base
+    # the RSS first, then the high-water mark: a page touched between the two reads (Python's own) could
+    # otherwise put "after" above the peak read before it (seen once on 2 loaded cores, by 4 KiB)
+    after_load = target.memory_bytes() - base
+    load = target.peak_memory_bytes() - base
     target.reset_peak_memory()  # the high-water mark restarts at the RSS now: the run's own window
     sess.run(None, feeds)
-    run, after_run = target.peak_memory_bytes() - base, target.memory_bytes() - base
+    after_run = target.memory_bytes() - base
+    run = target.peak_memory_bytes() - base
     conn.send(("done", {"load": load, "after_load": after_load, "run": run, "after_run": after_run}))
 
 
