@@ -66,7 +66,6 @@ TIMING_FIELDS = frozenset(Timing.__dataclass_fields__)  # a stored timing also h
 COSTS = ("measured", "predicted")
 
 __all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "TaskOutput",
-           "parts_objectives",
            "default_cache_path", "run_task"]
 
 
@@ -248,10 +247,11 @@ class EvalResult:
                    d.get("hardware", ""), d.get("node", ""))
 
 
-def parts_objectives() -> tuple[str, ...]:
-    """The objectives read from the latency parts probe: what a composed latency is and a whole timing replaces."""
-    probe = probes.parts_probe(probes.REGISTRY)
-    return tuple(name for name, o in REGISTRY.items() if probe is not None and o.probe == probe)
+def _part_role(config: Arch, part: str) -> str:
+    """How a part's timing key names its role: "base" or "block" (every block shape), prefixed by the family when
+    it is not the default one (the latency models fit one role's timings)."""
+    role = "base" if part == "base" else "block"
+    return role if config.family.name == DEFAULT_FAMILY else f"{config.family.name}:{role}"
 
 
 def whole_objectives(settings: EvalSettings) -> tuple[str, ...]:
@@ -319,11 +319,9 @@ class Evaluator:
         # keyed by the part's role and shape: every architecture with a block of that shape shares its timing,
         # homogeneous ("block") or per-layer ("block:<shape>") alike
         shape = config.part_key(part)
-        part = "base" if part == "base" else "block"
-        if config.family.name != DEFAULT_FAMILY:
-            part = f"{config.family.name}:{part}"
         probe = probes.get(probes.parts_probe(probes.REGISTRY) or "latency")  # its version keys its timings
-        return f"{probe.name}.{probe.version}:{part}:{shape}:{self.settings.measure_key()}:{self.hardware['id']}"
+        return (f"{probe.name}.{probe.version}:{_part_role(config, part)}:{shape}:{self.settings.measure_key()}:"
+                f"{self.hardware['id']}")
 
     def cached(self, config: Arch) -> EvalResult | None:
         """The stored success for `config` under these settings and hardware, at this evaluator's calibration."""
@@ -421,8 +419,7 @@ class Evaluator:
     @staticmethod
     def _role(config: Arch, part: str) -> str:
         """The sample kind of `part`'s timings: "latency:" and the part's role as its timing key names it."""
-        role = "base" if part == "base" else "block"
-        return f"latency:{role}" if config.family.name == DEFAULT_FAMILY else f"latency:{config.family.name}:{role}"
+        return f"latency:{_part_role(config, part)}"
 
     def finish(self, task: EvalTask, out: TaskOutput) -> EvalResult:
         """The result of `task` from what :func:`run_task` returned (here: new shape timings are stored)."""
