@@ -48,9 +48,11 @@ PRELOAD = ["numpy", "yaml", "torch", "transformers", "onnx", "onnxruntime", "pym
 # PYTEST_CURRENT_TEST for each test; _run applies PYTHONDONTWRITEBYTECODE itself; argparse reads COLUMNS and LINES
 # when it formats help; the tokenizers library reads TOKENIZERS_PARALLELISM when it first runs in parallel;
 # CUDA_VISIBLE_DEVICES is read when CUDA initialises, which the server never does (see forkable); importing
-# onnxruntime_genai (not preloaded) sets ORT_LIB_PATH in the test process, and only it reads it, when imported.
+# onnxruntime_genai (not preloaded) sets ORT_LIB_PATH in the test process, and only it reads it, when imported;
+# ray.init sets PYTHONBREAKPOINT in the test process (its debugger hook), which sys.breakpointhook reads at each
+# breakpoint() call, never at start-up.
 FORKABLE_VARS = frozenset({"PYTEST_CURRENT_TEST", "PYTHONDONTWRITEBYTECODE", "COLUMNS", "LINES",
-                           "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES", "ORT_LIB_PATH"})
+                           "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES", "ORT_LIB_PATH", "PYTHONBREAKPOINT"})
 FORKABLE_PREFIXES = ("LTS_",)
 FRESH = "fresh"  # the waiter's status for a case the server cannot run: its environment differs where it counts
 _context = None

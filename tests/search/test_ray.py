@@ -183,17 +183,22 @@ def test_a_driver_killed_mid_search_resumes(cluster, tmp_path):
 
 @pytest.fixture(scope="class")
 def joined(cluster):
-    """This process joins the cluster as a driver, with the contract's faults in its workers' environment."""
+    """This process joins the cluster as a driver, with the contract's faults in its workers' environment; the
+    environment ray.init changes in this process (PYTHONBREAKPOINT, its debugger hook) is given back after."""
     import logging
+    import os
 
     from lts.testing.executor import FAULTS
 
     if ray.is_initialized():
         ray.shutdown()
+    before = dict(os.environ)
     ray.init(address=cluster.address, runtime_env={"env_vars": {"LTS_FAULT": FAULTS}}, log_to_driver=False,
              include_dashboard=False, logging_level=logging.WARNING)
     yield cluster
     ray.shutdown()
+    os.environ.clear()
+    os.environ.update(before)
 
 
 class TestRayExecutorContract(ExecutorContract):
