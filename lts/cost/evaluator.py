@@ -64,11 +64,6 @@ EXTRAPOLATION = 1.5  # a prediction this many times less sure than the fit's own
 ACTIVE_BATCH = 8  # uncertain shapes (and peaks) measured per round of active sampling, the most uncertain first
 TIMING_FIELDS = frozenset(Timing.__dataclass_fields__)  # a stored timing also holds its graph's features
 COSTS = ("measured", "predicted")
-# A first, quick whole timing (Evaluator.whole_graph_evaluator(quick=True)): one round beside the reference graph,
-# one run or 0.1-0.3 s of runs. Its noise is measured all the same (the runs' spread, or the reference's around a
-# single run, and how far the reference moved across it): a front member whose place rests on a tie within that
-# noise is timed again with the full protocol (lts.search.verify).
-QUICK_TIMING = {"rounds": 1, "min_repeats": 1, "min_seconds": 0.1, "max_seconds": 0.3}
 
 __all__ = ["EvalSettings", "EvalResult", "EvalTask", "Evaluator", "LATENCY_MODES", "DEFAULT_OBJECTIVES", "TaskOutput",
            "default_cache_path", "run_task"]
@@ -295,20 +290,15 @@ class Evaluator:
         # what the cost models fit on: the timings and peaks measured under these settings on this hardware
         self.samples = Samples(self.cache, f":{self.settings.measure_key()}:{self.hardware['id']}")
 
-    def whole_graph_evaluator(self, quick: bool = False) -> Evaluator | None:
-        """An evaluator that measures the whole graph where this one composes latency from parts or predicts (same
-        store, calibration and hardware), or None when this one measures whole already. `quick`: its timing is
-        :data:`QUICK_TIMING`'s (a figure of its own, stored under its own key)."""
+    def whole_graph_evaluator(self) -> Evaluator | None:
+        """An evaluator that times the whole graph where this one composes latency from parts (same store,
+        calibration and hardware), or None when this one times whole already or times no latency."""
         s = self.settings
         if not s.composes_latency and not s.predicted:
             return None
         keep = tuple(n for n in s.run_probes if probes.composable(n) or n in s.predicted)
-        measure = replace(s.measure_settings, **QUICK_TIMING) if quick else s.measure_settings
-        whole = Evaluator(replace(s, latency_mode="full", costs="measured", probes=keep, measure_settings=measure),
-                          store=self.cache, calibration_s=self.calibration_s, hardware=self.hardware,
-                          time_reference=self.time_reference)
-        whole.samples = self.samples  # a peak does not depend on how long it is timed: the same memory samples
-        return whole
+        return Evaluator(replace(s, latency_mode="full", costs="measured", probes=keep), store=self.cache,
+                         calibration_s=self.calibration_s, hardware=self.hardware, time_reference=self.time_reference)
 
     def calibrate(self) -> float | None:
         """The reference graph's latency now (measured once per evaluator; None when nothing is measured)."""
@@ -580,7 +570,7 @@ class Evaluator:
         """Where `config`'s whole forward graph's measured peak is kept (in the ``timings`` table, beside the
         part timings: both are what the cost models fit on)."""
         version = probes.get("memory").version
-        return f"memory.{version}:whole:{config.archid}{self.samples.suffix}"
+        return f"memory.{version}:whole:{config.archid}:{self.settings.measure_key()}:{self.hardware['id']}"
 
     def _put_memory_sample(self, config: Arch, m: Measurement) -> None:
         """Store a whole forward graph's measured peak (not a predicted one) with its features: what the memory

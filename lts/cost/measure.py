@@ -57,11 +57,11 @@ class ProbeContext:
 
     def __init__(self, config: Arch, settings: MeasureSettings, target: Target, parts: tuple[str, ...] = (),
                  conn: Any = None, scratch: list[str] | None = None, prepared: dict[str, str] | None = None,
-                 reference: tuple[Any, dict] | None = None, weights: Any = None) -> None:
+                 reference: tuple[Any, dict] | None = None) -> None:
         self.config, self.settings, self.target, self.parts = config, settings, target, parts
         self.shared: dict[str, Any] = {}
         self._conn, self._scratch, self._prepared = conn, scratch or [], prepared
-        self._weights: Any = weights
+        self._weights: Any = None
         self._reference = reference
 
     @property
@@ -183,27 +183,18 @@ def _measure_in_child(config: Arch, settings: MeasureSettings, target: Target, p
     needed = max(write_onnx(config.graph_spec(part), None) for part in (*graphs, "base"))
     with _measuring_child(to_record(config), settings, target, parts, probes, graphs, needed,
                           f"lts-measure {config.archid}") as child:
-        for kind, payload in messages(child):
-            if kind == "done":
+        sampler, base = None, 0
+        while True:
+            kind, payload = child.recv()
+            if kind == "baseline":
+                base, sampler = payload, child.sampler(0.001)
+                child.send("go")
+            elif kind == "memory":
+                child.send(max(0, sampler.stop() - base) if sampler else 0)
+            elif kind == "done":
                 return payload
-    raise MeasureError("the measuring process ended without its results")
-
-
-def messages(child: ChildProcess) -> Iterator[tuple[str, Any]]:
-    """The measuring `child`'s messages, with its peak-memory windows served on the way (the parent samples the
-    child's RSS from outside during each, ``_peak_memory``); its "error" is raised as a MeasureError."""
-    sampler, base = None, 0
-    while True:
-        kind, payload = child.recv()
-        if kind == "baseline":
-            base, sampler = payload, child.sampler(0.001)
-            child.send("go")
-        elif kind == "memory":
-            child.send(max(0, sampler.stop() - base) if sampler else 0)
-        elif kind == "error":
-            raise MeasureError(payload)
-        else:
-            yield kind, payload
+            elif kind == "error":
+                raise MeasureError(payload)
 
 
 def measure_reference(settings: MeasureSettings, target: Target) -> Timing:

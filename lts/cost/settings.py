@@ -29,8 +29,6 @@ class MeasureSettings(Settings):
     min_seconds: float = setting(0.15, "seconds of timed runs at least, however fast the graph (split over its "
                                        "rounds)", Number(ge=0), flag=False)
     max_seconds: float = setting(1.5, "seconds of timed runs at most", Number(ge=0), flag=False)
-    rounds: int = setting(3, "rounds a timing is taken in, each between two timings of the reference graph (the "
-                             "repeats and seconds split over them)", Integer(ge=1), flag=False)
     timeout_s: float = setting(300.0, "seconds before a measurement is failed", Number(gt=0), flag="--timeout")
 
     def check(self) -> None:

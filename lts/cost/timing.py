@@ -37,8 +37,7 @@ SPIN_PAUSE_S = 0.05  # after a loop of the timed (spinning) session: its threads
 # Warm-up runs stop once they took this long (at least one on a session's first loop): a graph of a second is warm
 # after one run, and a later loop's pool wakes in microseconds, nothing beside a run of more than this.
 WARM_S = 0.1
-ROUNDS = MeasureSettings().rounds  # a timed graph is sampled in this many rounds (MeasureSettings.rounds), each
-# between two timings of the reference
+ROUNDS = 3  # a timed graph is sampled in this many rounds, each between two timings of the reference
 
 
 def reference_session(scratch: list[str], settings: MeasureSettings, target: Target,
@@ -92,7 +91,7 @@ def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings, wa
 
 def time_beside_reference(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings,
                           reference: tuple[Any, dict[str, np.ndarray]], warm: float = 0.0) -> Timing:
-    """Time `sess` in ``s.rounds`` rounds (``ROUNDS`` by default), each between two timings of the reference graph.
+    """Time `sess` in ``ROUNDS`` rounds, each between two timings of the reference graph.
 
     The machine's speed moves within seconds on a shared VM (tens of percent), so one sandwich
     can catch a slowdown on one side only. Each round gives the ratio part / reference (the mean of
@@ -108,33 +107,23 @@ def time_beside_reference(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSet
     ``SPIN_PAUSE_S`` before the reference runs again; each loop starts with warm-up runs, unless its runs are
     long enough to need none (``time_session``; `warm`: how long the session's last run before took).
     """
-    rounds = s.rounds
-    per_round = replace(s, min_repeats=-(-s.min_repeats // rounds), max_repeats=-(-s.max_repeats // rounds),
-                        min_seconds=s.min_seconds / rounds, max_seconds=s.max_seconds / rounds)
+    per_round = replace(s, min_repeats=-(-s.min_repeats // ROUNDS), max_repeats=-(-s.max_repeats // ROUNDS),
+                        min_seconds=s.min_seconds / ROUNDS, max_seconds=s.max_seconds / ROUNDS)
     refs = [time_session(*reference, per_round)]
     parts: list[Timing] = []
-    for _ in range(rounds):
+    for _ in range(ROUNDS):
         parts.append(time_session(sess, feeds, per_round, warm=parts[-1].median_s if parts else warm))
         time.sleep(SPIN_PAUSE_S)  # the timed session's threads spin on after its loop: let them stop
         refs.append(time_session(*reference, per_round))
     ratios = [p.median_s / ((a.median_s + b.median_s) / 2) for p, a, b in zip(parts, refs, refs[1:])]
     median_s = float(np.median([p.median_s for p in parts]))
     ratio = float(np.median(ratios))
+    logs = np.log(ratios)
+    # Pooled spread within loops: each run's deviation from its own round's mean, relative.
     n = sum(p.repeats for p in parts)
-    cv = _pooled_cv(parts)
-    if len(parts) > 1:
-        drift = float(np.log(ratios).std(ddof=1))
-    else:  # one round: no spread between rounds to read; how far the machine's speed moved across it, instead
-        drift = abs(math.log(refs[0].median_s / refs[1].median_s))
-        if n < 2:  # one run has no spread of its own: the reference's, around it, is the machine's at that moment
-            cv = _pooled_cv(refs)
-    return Timing(median_s=median_s, cv=cv, repeats=n, reference_s=median_s / ratio, drift=drift)
-
-
-def _pooled_cv(loops: list[Timing]) -> float:
-    """The spread within loops: each run's deviation from its own loop's mean, relative."""
-    n = sum(t.repeats for t in loops)
-    return math.sqrt(sum((t.cv ** 2) * max(0, t.repeats - 1) for t in loops) / max(1, n - len(loops)))
+    cv = math.sqrt(sum((p.cv ** 2) * max(0, p.repeats - 1) for p in parts) / max(1, n - len(parts)))
+    return Timing(median_s=median_s, cv=cv, repeats=n, reference_s=median_s / ratio,
+                  drift=float(logs.std(ddof=1)) if len(logs) > 1 else 0.0)
 
 
 def calibration(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings, target: Target) -> Timing:

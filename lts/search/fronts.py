@@ -58,51 +58,25 @@ def robust_front(front: Sequence[EvalResult], objectives: Sequence[str]) -> set[
     comes from its objective (``Objective.noise``: the spread of the timed runs for latency,
     allocator granularity for memory, 0 for exact values).
     """
+    def sign_diff(a: EvalResult, b: EvalResult, name: str) -> int:
+        """+1: b better than a beyond the noise; -1: worse beyond it; 0: a tie."""
+        d = get_objective(name).direction * (float(a[name]) - float(b[name]))
+        tol = _tol(a, name) + _tol(b, name)
+        return 1 if d > tol else -1 if d < -tol else 0
+
     robust = set()
     for a in front:
         dominated = False
         for b in front:
             if b is a:
                 continue
-            signs = [_sign_diff(a, b, name) for name in objectives]
+            signs = [sign_diff(a, b, name) for name in objectives]
             if min(signs) >= 0 and max(signs) > 0:
                 dominated = True
                 break
         if not dominated:
             robust.add(a.archid)
     return robust
-
-
-def near_ties(members: Sequence[EvalResult], objectives: Sequence[str], noisy: Sequence[str],
-              constraints: Sequence[Constraint] = ()) -> set[str]:
-    """Archids of the `members` whose place on the front rests on a tie within noise in one of the `noisy`
-    objectives (those a more careful measurement would make less noisy): a pair where one would dominate the
-    other but for such a tie (no worse beyond the noise in every objective, within the noise in a noisy one),
-    and a member within noise of a budget on a noisy objective."""
-    ok = [r for r in members if r.ok]
-    ties = {a.archid for a in ok for c in constraints
-            if c.name in noisy and abs(float(a[c.name]) - c.value) <= _tol(a, c.name)}
-    if len(ok) < 2:
-        return ties
-    values = np.array([[get_objective(n).direction * float(r[n]) for n in objectives] for r in ok])
-    tols = np.array([[_tol(r, n) for n in objectives] for r in ok])
-    is_noisy = np.array([n in noisy for n in objectives])
-    for i, a in enumerate(ok):
-        diff, tol = values[i] - values, tols[i] + tols  # row j: b = ok[j] against a
-        no_worse = (diff >= -tol).all(axis=1)
-        tied = ((np.abs(diff) <= tol) & (tol > 0) & is_noisy).any(axis=1)
-        hinges = no_worse & tied
-        hinges[i] = False
-        if hinges.any():
-            ties |= {a.archid, *(ok[j].archid for j in np.flatnonzero(hinges))}
-    return ties
-
-
-def _sign_diff(a: EvalResult, b: EvalResult, name: str) -> int:
-    """+1: b better than a beyond their combined noise; -1: worse beyond it; 0: a tie."""
-    d = get_objective(name).direction * (float(a[name]) - float(b[name]))
-    tol = _tol(a, name) + _tol(b, name)
-    return 1 if d > tol else -1 if d < -tol else 0
 
 
 def _tol(r: EvalResult, name: str) -> float:

@@ -1,28 +1,20 @@
 """The front a search writes is measured whole.
 
-A search composes each candidate's latency from parts or predicts its costs (``--costs predicted``): fast, and
-close to the whole graph's figures, but not them. What it writes to ``models/`` is measured whole: before the
-front is written, every member's whole forward graph is measured (its latency and peak memory on one session,
-stored like any evaluation), and the front is taken again among its members with those figures (a member that the
-others dominate once measured whole drops out). Each member's ``metrics.json`` carries the whole figures and,
-under ``composed``, what the search composed or predicted. The whole figures are appended to
-``<run>/verified.jsonl`` the moment they exist, so a run killed while measuring resumes without measuring a
-member twice, and the report reads the same figures.
+A search composes each candidate's latency from parts (the embeddings-and-head graph plus its blocks, each block
+shape timed once and shared: ``--latency-mode composed``): fast, and close to the whole graph's latency, but a
+sum of parts. What it writes to ``models/`` is measured whole: before the front is written, every member's
+whole forward graph is timed (``--latency-mode full``, in a fresh child, stored like any evaluation), and the
+front is taken again among its members with those figures (a member that the others dominate once timed whole
+drops out). Each member's ``metrics.json`` carries the whole figures and, under ``composed``, what the search
+composed. The whole timings are appended to ``<run>/verified.jsonl`` the moment they exist, so a run killed
+while verifying resumes without timing a member twice, and the report reads the same figures.
 
-As many repeats as the decision needs: every member is first timed quickly (one round beside the reference
-graph: ``lts.cost.evaluator.QUICK_TIMING``), its noise measured all the same; only the members whose place on
-the front rests on a latency tie within that noise (``lts.search.fronts.near_ties``) are timed again with the
-full protocol. Each member is measured in a fresh child of its own, as any candidate: a peak includes what the
-first session of a process costs (ONNX Runtime's own set-up: 16-19 MiB at any size, measured on the developers'
-machine), and a member measured after another in one process would read that much less: members are not batched.
+Only the members are timed, and the front is re-taken among them only: composition is not unbiased (on the
+default space's exact front it read below the whole graph for most members), so a timed member compared with
+untimed candidates' composed figures would lose to them for that bias alone, and timing each newcomer in turn
+would walk through much of the space (on Archai's space it does).
 
-Only the members are measured, and the front is re-taken among them only: composition is not unbiased (on the
-default space's exact front it read below the whole graph for most members), so a measured member compared with
-unmeasured candidates' composed figures would lose to them for that bias alone, and measuring each newcomer in
-turn would walk through much of the space (on Archai's space it does).
-
-Nothing is measured again when the search measured whole already (``--latency-mode full``, ``--costs measured``)
-or measured no latency or memory.
+Nothing is re-timed when the search measured whole already (``--latency-mode full``) or did not time latency.
 """
 
 from __future__ import annotations
@@ -31,12 +23,9 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from lts.cost import probes
 from lts.cost.evaluator import EvalResult, Evaluator, whole_objectives
-from lts.cost.objectives import REGISTRY
-from lts.families import Arch
 from lts.search.executors import Executor
-from lts.search.fronts import near_ties, pareto_front
+from lts.search.fronts import pareto_front
 from lts.search.record import RunRecord
 from lts.search.settings import SearchSettings
 
@@ -69,46 +58,22 @@ def measure_front_whole(results: Sequence[EvalResult], settings: SearchSettings,
                         ) -> tuple[list[EvalResult], list[EvalResult], dict[str, dict[str, Any]]]:
     """(the results with the members' whole figures, the front written, each member's composed figures).
 
-    Every member is measured whole quickly (``Evaluator.whole_graph_evaluator(quick=True)``); the members whose
-    place on the front rests on a latency tie within that timing's noise (:func:`lts.search.fronts.near_ties`)
-    are timed again with the full protocol. A member whose whole measurement fails keeps its composed figures
-    (and has none listed as composed: it was not measured whole).
+    A member whose whole timing fails keeps its composed figures (and has none listed as composed: it was not
+    measured whole).
     """
-    full = evaluator.whole_graph_evaluator()
-    if full is None:
+    timer = evaluator.whole_graph_evaluator()
+    if timer is None:
         return list(results), pareto_front(results, settings.objectives, settings.constraints), {}
-    quick = evaluator.whole_graph_evaluator(quick=True)
-    assert quick is not None
-    record = RunRecord(run_dir, VERIFIED)
-    whole = {a: r for a, r in record.load().items() if r.ok}  # measured before a kill (a failure is tried again)
-    composed_front = pareto_front(results, settings.objectives, settings.constraints)
-    todo = [r.config for r in composed_front if r.archid not in whole]
-    _measure(quick, todo, whole, record, executor, "front, measured whole", progress)
-    members = [r.with_whole_graph(whole.get(r.archid)) for r in composed_front]
-    timed = [n for n in whole_objectives(evaluator.settings)
-             if REGISTRY[n].probe == probes.parts_probe(full.settings.run_probes)]
-    ties = near_ties(members, settings.objectives, timed, settings.constraints)
-    again = [r.config for r in composed_front if r.archid in ties and r.archid in whole]
-    if again:
-        log.info("%d of the front's %d members are within noise of a neighbour: timed again in full", len(again),
-                 len(composed_front))
-    _measure(full, again, whole, record, executor, "near ties, timed in full", progress)
-    current, front = whole_front(results, whole, settings.objectives, settings.constraints, composed_front)
-    by_id = {r.archid: r for r in results}
-    composed = {r.archid: {name: by_id[r.archid][name] for name in whole_objectives(evaluator.settings)}
-                for r in front if r.archid in whole and whole[r.archid].ok}
-    return current, front, composed
-
-
-def _measure(timer: Evaluator, configs: Sequence[Arch], whole: dict[str, EvalResult], record: RunRecord,
-             executor: Executor, desc: str, progress: bool) -> None:
-    """Measure `configs` whole with `timer` (its store first), each recorded the moment it exists."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(configs), desc=desc, unit="arch", disable=not progress or not configs, leave=True,
-               dynamic_ncols=True)
+    record = RunRecord(run_dir, VERIFIED)
+    whole = {a: r for a, r in record.load().items() if r.ok}  # timed before a kill (a failure is tried again)
+    composed_front = pareto_front(results, settings.objectives, settings.constraints)
+    todo = [r.config for r in composed_front if r.archid not in whole]
+    bar = tqdm(total=len(todo), desc="front, timed whole", unit="arch", disable=not progress or not todo,
+               leave=True, dynamic_ncols=True)
     missing = []
-    for config in configs:
+    for config in todo:
         hit = timer.cached(config)
         if hit is None:
             missing.append(config)
@@ -117,13 +82,15 @@ def _measure(timer: Evaluator, configs: Sequence[Arch], whole: dict[str, EvalRes
         whole[hit.archid] = hit
         bar.update(1)
     for _, res in executor.evaluate(timer, missing):
-        timer.store(res)
         record.append(res, 0)
-        if res.ok:
-            whole[res.archid] = res
-        else:
-            log.warning("%s: measuring the whole graph failed (%s); its figures before stay", res.archid,
-                        res.status)
+        timer.store(res)
+        whole[res.archid] = res
         bar.update(1)
+        if not res.ok:
+            log.warning("%s: timing the whole graph failed (%s); its composed figures stay", res.archid, res.status)
     bar.close()
-
+    current, front = whole_front(results, whole, settings.objectives, settings.constraints, composed_front)
+    by_id = {r.archid: r for r in results}
+    composed = {r.archid: {name: by_id[r.archid][name] for name in whole_objectives(evaluator.settings)}
+                for r in front if r.archid in whole and whole[r.archid].ok}
+    return current, front, composed

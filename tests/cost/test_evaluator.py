@@ -96,20 +96,6 @@ def test_timing_statistics_against_numpy_on_scripted_runs(monkeypatch):
     assert t.drift == pytest.approx(float(np.std(np.log(ratios), ddof=1)))
     assert t.repeats == 3 and t.cv == 0.0
 
-    # One round (the front's quick timing): a run of 0.5 s, past max_seconds after one, between two loops of the
-    # reference whose speed moved by 5 %. No spread between rounds to read: the drift is how far the reference
-    # moved across the round, and a single run's spread is the reference's loops' around it.
-    one = MeasureSettings(seq_len=8, warmup=0, min_repeats=2, max_repeats=2, min_seconds=0, max_seconds=0.3,
-                          rel_err=0.0, rounds=1)
-    refs = [[0.10, 0.12], [0.11, 0.121]]
-    t = m.time_beside_reference(Loop(iter([[0.5]])), {}, one, (Loop(iter(refs)), {}))
-    medians = [float(np.median(r)) for r in refs]
-    assert t.repeats == 1 and t.median_s == pytest.approx(0.5)
-    assert t.median_s / t.reference_s == pytest.approx(0.5 / np.mean(medians))
-    assert t.drift == pytest.approx(abs(math.log(medians[0] / medians[1])))
-    cvs = [np.std(r, ddof=1) / np.mean(r) for r in refs]
-    assert t.cv == pytest.approx(math.sqrt((cvs[0] ** 2 + cvs[1] ** 2) / 2))
-
 
 @pytest.mark.heavy
 def test_measure_memory_grows_with_model_size():

@@ -15,7 +15,7 @@ from searchrun import DETERMINISTIC, TINY_SPACE, concurrent_searches, rows, sear
 from lts.cost.evaluator import EvalResult
 from lts.cost.objectives import Measurement, Timing
 from lts.families.gpt2 import ArchConfig
-from lts.search.fronts import near_ties, robust_front
+from lts.search.fronts import robust_front
 from lts.search.report import MANIFEST, read_manifest, write_models
 
 
@@ -144,26 +144,6 @@ def _result(params, latency, cv=0.0, memory_mib=10.0):
                      "latency": {"full": Timing(latency, cv, 5)}})
     return EvalResult(config.archid, config, {"non_embedding_params": params, "onnx_latency_s": latency,
                                               "onnx_memory_mb": memory_mib}, measurement=m)
-
-
-def test_near_ties_are_the_members_whose_place_rests_on_a_latency_difference_within_noise():
-    """What the front's verification times again in full (lts.search.verify): pairs where one would dominate the
-    other but for a latency tie within noise, and members within noise of a latency budget; never a pair that
-    the exact objectives (parameters) or a latency gap beyond noise already decide."""
-    from lts.search.constraints import Constraint
-
-    objs = ("non_embedding_params", "onnx_latency_s")
-    small = _result(10, 1.00, cv=0.01)
-    tied = _result(20, 1.02, cv=0.01)      # more parameters, 2 % slower: within 2 x (1 % + 1 %), a near tie
-    slower = _result(30, 1.50, cv=0.01)    # more parameters, 50 % slower: a trade-off beyond noise
-    lean_fast = _result(5, 0.80, cv=0.01)  # fewer parameters and faster beyond noise: dominates nothing by a tie
-    latency = ["onnx_latency_s"]
-    assert near_ties([small, tied, slower, lean_fast], objs, latency) == {small.archid, tied.archid}
-    assert near_ties([small, tied], objs, []) == set()  # no noisy objective: nothing a full timing would change
-    exact = [_result(10, 1.00), _result(20, 1.02)]
-    assert near_ties(exact, objs, latency) == set()  # no noise measured: nothing is a tie
-    budget = Constraint("onnx_latency_s", "<=", 1.49)  # slower is 0.7 % over it, within its noise
-    assert near_ties([slower, lean_fast], objs, latency, [budget]) == {slower.archid}
 
 
 def test_concurrent_runs_keep_each_others_members_and_a_later_run_replaces_both(tmp_path):
