@@ -103,7 +103,9 @@ def evaluate(args: EvaluateSettings) -> int:
     # The figures are the whole graph's, measured once; what a search would use instead (composed from part
     # timings the store holds, or predicted by the models fitted on them) is shown beside them where the store
     # can serve it without measuring anything more.
-    evaluator = Evaluator(replace(settings, latency_mode="full"), cache)
+    # Its own calibration: the reference timed beside the whole graph (one architecture, one moment: no separate
+    # calibration to wait for; its latency is the median as timed).
+    evaluator = Evaluator(replace(settings, latency_mode="full"), cache, own_calibration=True)
     result = evaluator.evaluate(config)
     composed, unavailable = _composed(evaluator, settings, config) if result.ok else ({}, "")
     if args.json:

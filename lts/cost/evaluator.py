@@ -273,12 +273,15 @@ class Evaluator:
     """Scores architectures: the store first, then proxy + (optionally) a measurement child on the Target.
 
     ``calibration_s`` is the reference graph's latency that every latency is reported at (see
-    ``lts.cost.timing``); None: measured once, lazily, by :meth:`calibrate`.
+    ``lts.cost.timing``); None: measured once, lazily, by :meth:`calibrate`. ``own_calibration``: none is
+    measured; the first result's own reference (the one timed beside its whole graph, or stored with it) is the
+    calibration, so its latency is the median as timed (``lts evaluate``: one architecture, one moment).
     """
 
     def __init__(self, settings: EvalSettings | None = None, cache_path: str | os.PathLike | None = None,
                  store: Store | None = None, calibration_s: float | None = None, hardware: Mapping[str, Any] | None
-                 = None, time_reference: Callable[[MeasureSettings, Target], Timing] | None = None) -> None:
+                 = None, time_reference: Callable[[MeasureSettings, Target], Timing] | None = None,
+                 own_calibration: bool = False) -> None:
         self.settings = settings or EvalSettings()
         self.target = self.settings.target
         self.cache = store if store is not None else SQLiteStore(cache_path)
@@ -286,6 +289,7 @@ class Evaluator:
         # of the cluster's nodes that measure; time_reference times the reference graph on that hardware.
         self.hardware = dict(hardware) if hardware is not None else self.target.fingerprint()
         self.calibration_s = calibration_s
+        self.own_calibration = own_calibration
         self.time_reference = time_reference or measure_reference
         # what the cost models fit on: the timings and peaks measured under these settings on this hardware
         self.samples = Samples(self.cache, f":{self.settings.measure_key()}:{self.hardware['id']}")
@@ -302,7 +306,7 @@ class Evaluator:
 
     def calibrate(self) -> float | None:
         """The reference graph's latency now (measured once per evaluator; None when nothing is measured)."""
-        if self.calibration_s is None and self.settings.on_target:
+        if self.calibration_s is None and self.settings.on_target and not self.own_calibration:
             # Not bound by the candidates' timeout (a tiny --timeout fails candidates, not the run).
             settings = replace(self.settings.measure_settings,
                                timeout_s=max(self.settings.measure_settings.timeout_s, 120.0))
@@ -331,7 +335,16 @@ class Evaluator:
         stored = EvalResult.from_json(json.loads(raw))
         if not stored.ok:  # a failure is never served, whoever stored it
             return None
+        self._calibrate_from(stored.measurement)
         return self.rescaled(stored, cached=True)
+
+    def _calibrate_from(self, m: Measurement) -> None:
+        """With ``own_calibration``: the calibration, if none yet, is `m`'s (stored with it) or the reference timed
+        beside its whole graph (or its first timing)."""
+        if self.own_calibration and self.calibration_s is None:
+            timings = m.timings
+            first = timings.get("full") or next(iter(timings.values()), None)
+            self.calibration_s = m.calibration_s or (first.reference_s if first else None)
 
     def rescaled(self, result: EvalResult, cached: bool | None = None) -> EvalResult:
         """`result` with its values recomputed from its measurement at this evaluator's calibration."""
@@ -444,6 +457,7 @@ class Evaluator:
                 for name, result in task.predicted.items():
                     m = m.with_result(name, result)
                 self._put_memory_sample(config, m)
+                self._calibrate_from(m)
                 m = replace(m, calibration_s=self.calibration_s)
             return EvalResult(config.archid, config, self._values(config, m), out.seconds, measurement=m,
                               hardware=out.hardware, node=out.node)

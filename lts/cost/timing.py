@@ -79,6 +79,8 @@ def time_session(sess: Any, feeds: dict[str, np.ndarray], s: MeasureSettings, wa
             continue
         if len(times) >= s.max_repeats:
             break
+        if len(times) < 2:  # no spread to read yet
+            continue
         arr = np.asarray(times)
         # Standard error of the median ~ 1.2533 * sigma / sqrt(n) for near-normal noise.
         if 1.2533 * float(arr.std(ddof=1)) / math.sqrt(len(arr)) <= s.rel_err * float(np.median(arr)):

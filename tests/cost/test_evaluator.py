@@ -250,6 +250,13 @@ def test_cli_evaluate_json_and_text(tmp_path):
     assert data["conditions"]["hardware"]["cores"] >= 1
     # measured whole, once; nothing in the cache to compose or predict from, and the output says so
     assert "composed" not in data and data["composed_unavailable"].startswith("not available")
+    # no calibration measured apart: the reference timed beside the whole graph is it (the latency as timed)
+    import sqlite3
+
+    (raw,) = sqlite3.connect(tmp_path / "c.sqlite").execute("select result from results").fetchone()
+    stored = json.loads(raw)
+    assert stored["calibration_s"] == stored["measurement"]["probes"]["latency"]["full"]["reference_s"]
+    assert data["conditions"]["calibration_ms"] == round(stored["calibration_s"] * 1e3, 4)
     # once a search stored its part timings, what it composes is given beside the whole figures
     Evaluator(EvalSettings.create(seq_len=32, threads=1, context=min(512, TINY.n_positions)),
               tmp_path / "c.sqlite").evaluate(TINY)
