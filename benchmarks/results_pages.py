@@ -27,6 +27,7 @@ writes them is run as ``python -m benchmarks.<name>``):
     latency-fidelity.md  benchmarks/results/latency_fidelity*.json  latency_kinds fidelity
     latency-kinds.md  benchmarks/results/latency_kinds*.json     latency_kinds kinds
     evaluators.md     benchmarks/results/evaluators*.json        evaluators
+    evaluate-speed.md  benchmarks/results/evaluate_speed*.json   evaluate_speed
     precision-fronts.md  benchmarks/results/precision_fronts*.json  precision_fronts
     ray-scaling.md    benchmarks/results/ray_scaling*.json       ray_scaling
     README.md         the index
@@ -133,6 +134,10 @@ PAGES = (
          ("python -m benchmarks.latency_kinds kinds",),
          "how full-forward, prefill and decode latency rank the same architectures, the fronts they make, and a "
          "decode latency composed from 1- and 2-layer twins against the whole graph's"),
+    Page("evaluate-speed", "What one lts evaluate costs", ("evaluate_speed",),
+         ("python -m benchmarks.evaluate_speed",),
+         "lts evaluate of a fresh architecture as a user runs it (a process and an empty store each): the whole "
+         "forward graph measured once, the reference graph timed beside it as its calibration"),
     Page("evaluators", "The evaluator against the real export", ("evaluators",),
          ("python -m benchmarks.evaluators",),
          "a fresh and a cached evaluation's time, and LTS's latency and memory against torch.onnx.export's graph "

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy.optimize import nnls
 
 # The features each kind of cost is fitted on (``lts.cost.features``). Latency: the work (FLOPs of weight and of
 # activation products), the traffic (elements written, weights read), and each node's fixed cost.
@@ -189,5 +188,7 @@ def _row(features: Mapping[str, float], columns: Iterable[str]) -> np.ndarray:
 def _solve(X: np.ndarray, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Non-negative least squares of the relative error (each row divided by its value)."""
     w = 1.0 / y
+    from scipy.optimize import nnls  # here: importing scipy.optimize costs ~0.6 s, and lts evaluate may fit nothing
+
     coef, _ = nnls(X / scale * w[:, None], y * w, maxiter=50 * X.shape[1])
     return coef / scale
