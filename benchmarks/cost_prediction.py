@@ -12,8 +12,11 @@ In one session, on a fresh store, for search.py's default space (Archai's) and t
    for (a designed sample of part shapes and whole peaks, then the most uncertain, round after round);
 2. ``--per-space`` other architectures (seed, drawn as benchmarks.composition_fidelity draws them) are predicted
    (latency: stored part timings where their shape was timed, predicted where not, composed; peak memory:
-   predicted), all of them before any is measured (a whole measurement becomes a sample the memory model fits on);
-3. each is then measured whole, latency and peak memory in one fresh child (what the front's verification does).
+   predicted), all of them before any is measured (a whole measurement becomes a sample the models fit on): what a
+   first search on a machine predicts;
+3. ``--wholes`` of each space's candidates are measured whole, as the front of an earlier search on the machine
+   is (each whole latency a sample of the whole graph's latency model), and the held-out ones predicted again;
+4. each is then measured whole, latency and peak memory in one fresh child (what the front's verification does).
 
 Writes benchmarks/results/cost_prediction.json: per architecture the predicted and measured figures and their
 errors (predicted / measured - 1), how many of its parts were predicted; per objective and space Spearman's rank
@@ -72,8 +75,25 @@ def fit_models(evaluator: Evaluator, pools: dict[str, list[Arch]]) -> dict[str, 
     return out
 
 
-def measure(archs: list[tuple[str, Arch]], evaluator: Evaluator) -> list[dict[str, Any]]:
-    """Every held-out architecture predicted (all first), then measured whole: its row."""
+def earlier_fronts(evaluator: Evaluator, pools: dict[str, list[Arch]], k: int) -> dict[str, Any]:
+    """Measure `k` architectures of each pool whole, as the front of an earlier search on this machine was: each
+    whole latency is a sample the whole graph's latency model fits on (and each peak one of the memory model's)."""
+    whole = evaluator.whole_graph_evaluator()
+    assert whole is not None
+    out = {}
+    for name, pool in pools.items():
+        t0 = time.perf_counter()
+        failed = sum(not whole.evaluate(arch).ok for arch in pool[:k])
+        out[name] = {"measured whole": min(k, len(pool)), "failed": failed,
+                     "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"{name}, measured whole: {out[name]}", flush=True)
+    evaluator.samples.refresh()
+    return out
+
+
+def measure(archs: list[tuple[str, Arch]], evaluator: Evaluator, composed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every held-out architecture predicted (all first), then measured whole: its row, beside what was predicted
+    from the parts alone before any whole latency was measured (`composed`, by archid)."""
     whole = evaluator.whole_graph_evaluator()
     assert whole is not None
     predicted = [(space, arch, evaluator.evaluate(arch)) for space, arch in archs]
@@ -81,12 +101,16 @@ def measure(archs: list[tuple[str, Arch]], evaluator: Evaluator) -> list[dict[st
     for space, arch, p in predicted:
         w = whole.evaluate(arch)
         parts = p.measurement.get("latency") or {}
+        c = composed[arch.archid]
         row = {"space": space, "archid": arch.archid, "n_layer": arch.n_layer, "n_embd": arch.n_embd,
                "n_inner": arch.describe("n_inner"), "n_head": arch.describe("n_head"),
-               "parts predicted": f"{sum(t.repeats == 0 for t in parts.values())}/{len(parts)}",
+               "latency from": "whole model" if "full" in parts else
+               f"parts ({sum(t.repeats == 0 for t in parts.values())}/{len(parts)} predicted)",
                "latency whole (ms)": round(w.onnx_latency_s * 1e3, 2),
                "latency predicted (ms)": round(p.onnx_latency_s * 1e3, 2),
                "latency error": round(p.onnx_latency_s / w.onnx_latency_s - 1, 4),
+               "composed predicted (ms)": round(c.onnx_latency_s * 1e3, 2),
+               "composed error": round(c.onnx_latency_s / w.onnx_latency_s - 1, 4),
                "memory whole (MB)": round(w.onnx_memory_mb, 1), "memory predicted (MB)": round(p.onnx_memory_mb, 1),
                "memory error": round(p.onnx_memory_mb / w.onnx_memory_mb - 1, 4)}
         rows.append(row)
@@ -98,9 +122,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per objective and space (and all): Spearman of predicted vs whole, median and worst |error|, median error,
     and the three worst architectures."""
     summary: dict[str, Any] = {}
-    for objective in ("latency", "memory"):
-        pred, full = (f"{objective} predicted ({'ms' if objective == 'latency' else 'MB'})",
-                      f"{objective} whole ({'ms' if objective == 'latency' else 'MB'})")
+    for objective in ("latency", "composed", "memory"):
+        unit = "MB" if objective == "memory" else "ms"
+        pred, full = f"{objective} predicted ({unit})", f"{'latency' if objective == 'composed' else objective} " \
+                                                         f"whole ({unit})"
         for space in (*SPACES, "all"):
             mine = [r for r in rows if space in ("all", r["space"])]
             errors = np.abs([r[f"{objective} error"] for r in mine])
@@ -120,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-space", type=int, default=12, help="held-out architectures per space (default %(default)s)")
     p.add_argument("--candidates", type=int, default=200,
                    help="architectures per space the models are fitted for (default %(default)s)")
+    p.add_argument("--wholes", type=int, default=12, help="candidates per space measured whole before the held-out "
+                                                          "ones are predicted, as an earlier search's front (default "
+                                                          "%(default)s)")
     p.add_argument("--seed", type=int, default=1, help="sampling seed (default %(default)s)")
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per forward (default %(default)s)")
     add_threads_flag(p, "ONNX Runtime intra-op threads")
@@ -134,15 +162,21 @@ def main(argv: list[str] | None = None) -> int:
         held = {a.archid for _, a in archs}
         pools = {k: [a for a in v if a.archid not in held] for k, v in pools.items()}
         fitting = fit_models(evaluator, pools)
-        rows = measure(archs, evaluator)
-    summary = {**summarize(rows), "fitting": fitting}
+        composed = {a.archid: evaluator.evaluate(a) for _, a in archs}  # no whole latency measured yet: parts only
+        fronts = earlier_fronts(evaluator, pools, args.wholes)
+        rows = measure(archs, evaluator, composed)
+    summary = {**summarize(rows), "fitting": fitting, "earlier fronts": fronts}
     write_result("cost_prediction", conditions={
         "architectures": f"{args.per_space} held out per space, from the default space and the LTS paper's per-layer "
                          f"space (configs/search-lts-paper.yaml), uniform, seed {args.seed}; models fitted for "
                          f"{args.candidates} candidates per space (seed {args.seed + 100}), fresh store",
         "seq_len": args.seq_len, "batch": 1, "precision": "fp32",
-        "predicted": "latency: stored part timings, or predicted by the part role's fit where the shape was not "
-                     "timed, composed; peak memory: the memory fit on whole peaks measured for a sample",
+        "earlier fronts": f"{args.wholes} of each space's candidates measured whole first, as an earlier search's "
+                          f"front is: the samples the whole graph's latency model fits on",
+        "predicted": "latency: the whole graph's model (fitted on whole timings) where it is sure, else stored part "
+                     "timings or the part role's fit, composed; composed: parts only, predicted before any whole "
+                     "latency was measured (a first search on a machine); peak memory: the memory fit on whole "
+                     "peaks measured for a sample",
         "measured": "the whole forward graph: peak memory (fresh child: session made + one forward) and latency "
                     "timed beside the reference graph on the same session",
         "error": "predicted / measured - 1"}, rows=rows, summary=summary, threads=args.threads, path=args.json)

@@ -118,9 +118,10 @@ PAGES = (
          "layer) against the whole graph measured, held-out architectures of the default and per-layer spaces"),
     Page("cost-prediction", "Predicted vs whole costs", ("cost_prediction",),
          ("python -m benchmarks.cost_prediction",),
-         "what a search predicts (latency composed from timed or predicted part shapes, peak memory predicted) "
-         "against the whole graph measured, held-out architectures of the default and per-layer spaces, with "
-         "what fitting the models cost"),
+         "what a search predicts (latency from the whole graph's model fitted on an earlier front's whole timings, "
+         "or composed from timed or predicted part shapes as a first search on a machine does; peak memory "
+         "predicted) against the whole graph measured, held-out architectures of the default and per-layer "
+         "spaces, with what fitting the models cost"),
     Page("memory-options", "Peak memory: session options and the allocator", ("memory_options",),
          ("python -m benchmarks.memory_options",),
          "a forward's peak memory (session load and first run apart) under ONNX Runtime's CPU session options and "

@@ -248,9 +248,10 @@ class EvalResult:
 
 
 def _part_role(config: Arch, part: str) -> str:
-    """How a part's timing key names its role: "base" or "block" (every block shape), prefixed by the family when
-    it is not the default one (the latency models fit one role's timings)."""
-    role = "base" if part == "base" else "block"
+    """How a part's timing key names its role: "base", "block" (every block shape) or "whole" (the whole forward
+    graph, "full"), prefixed by the family when it is not the default one (the latency models fit one role's
+    timings)."""
+    role = {"base": "base", "full": "whole"}.get(part, "block")
     return role if config.family.name == DEFAULT_FAMILY else f"{config.family.name}:{role}"
 
 
@@ -322,7 +323,7 @@ class Evaluator:
     def _timing_key(self, config: Arch, part: str) -> str:
         # keyed by the part's role and shape: every architecture with a block of that shape shares its timing,
         # homogeneous ("block") or per-layer ("block:<shape>") alike
-        shape = config.part_key(part)
+        shape = config.archid if part == "full" else config.part_key(part)
         probe = probes.get(probes.parts_probe(probes.REGISTRY) or "latency")  # its version keys its timings
         return (f"{probe.name}.{probe.version}:{_part_role(config, part)}:{shape}:{self.settings.measure_key()}:"
                 f"{self.hardware['id']}")
@@ -408,6 +409,8 @@ class Evaluator:
             parts: dict[str, Timing | None] = {}
         elif s.latency_mode == "full":
             parts = {"full": None}
+        elif (whole := self._predicted_timing(config, "full")) is not None:
+            parts = {"full": whole}  # the whole graph's own model: no composition bias
         else:
             parts = {p: self.cached_timing(config, p) or self._predicted_timing(config, p)
                      for p in ("base", *config.block_parts())}
@@ -423,7 +426,14 @@ class Evaluator:
         shapes of its role are timed yet."""
         if "latency" not in self.settings.predicted:
             return None
-        units = self.samples.predict(self._role(config, part), part_features(config, part, self.settings.seq_len))
+        if part == "full":  # the whole graph's model (fitted on whole timings: fronts, lts evaluate), where it is sure
+            model = self.samples.fit(self._role(config, part))
+            units = None if model is None else model.predict(arch_features(config, self.settings.seq_len))
+            if units is None or not units[1] <= EXTRAPOLATION * model.sigma:
+                return None
+        else:
+            units = self.samples.predict(self._role(config, part),
+                                         part_features(config, part, self.settings.seq_len))
         if units is None or not math.isfinite(units[1]):
             return None
         calibration = self.calibrate()
@@ -450,7 +460,7 @@ class Evaluator:
                 if timed is not None:  # its new shape timings are stored, and composed with the known ones
                     new = m.get(timed) or {}
                     for p, timing in new.items():
-                        if p == "base" or p in config.block_parts():
+                        if p == "base" or p in config.block_parts() or (p == "full" and timing.repeats > 0):
                             self._put_timing(config, p, timing)
                     if new or task.known:
                         m = m.with_result(timed, {**task.known, **new})
@@ -575,8 +585,11 @@ class Evaluator:
         return Timing(**{k: v for k, v in json.loads(raw).items() if k in TIMING_FIELDS}) if raw else None
 
     def _put_timing(self, config: Arch, part: str, timing: Timing) -> None:
-        """Store a part's timing with the features of its graph (what the latency model fits on)."""
-        value = sample_value(part_features(config, part, self.settings.seq_len), **asdict(timing))
+        """Store a part's timing with the features of its graph (what the latency model fits on); the whole graph's
+        ("full") with the architecture's, under its archid."""
+        features = arch_features(config, self.settings.seq_len) if part == "full" else \
+            part_features(config, part, self.settings.seq_len)
+        value = sample_value(features, **asdict(timing))
         self.cache.put("timings", (self._timing_key(config, part),), value, versions=self.settings.versions())
         self.samples.refresh()
 

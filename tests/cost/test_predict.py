@@ -11,6 +11,7 @@ import pytest
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.cost.features import arch_features, graph_features, part_features
 from lts.cost.predict import LATENCY_COLUMNS, MEMORY_COLUMNS, Samples, design, fit, needed, sample_value, samples_of
+from lts.cost.probes import Timing
 from lts.cost.store import SQLiteStore
 from lts.families.gpt2 import ArchConfig
 
@@ -129,3 +130,43 @@ def test_a_predicting_evaluator_measures_nothing_once_its_models_are_fitted(tmp_
     weights = arch_features(new, S)["weight_bytes"]
     assert result.onnx_memory_mb * 2**20 == pytest.approx(max(1e6 + 2 * weights, 2e6 + weights), rel=1e-3)
     assert evaluator.cached(new) is None  # a prediction is never served from the store as a result
+
+
+def test_whole_timings_fit_the_whole_graph_s_model_which_then_predicts_without_the_composition_s_bias(tmp_path):
+    """Part timings whose sum misses a fixed 10 % of what the whole graphs take (the composition's bias), and whole
+    timings of some architectures (a front measured whole, lts evaluate): a new architecture inside them is predicted
+    by the whole graph's model, bias included; one far outside them (an extrapolation) is composed from its parts."""
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    settings = EvalSettings.create(costs="predicted", seq_len=S, threads=1)
+    evaluator = Evaluator(settings, store=store, calibration_s=0.01)
+    suffix = f":{settings.measure_key()}:{evaluator.hardware['id']}"
+
+    def units(config):  # what the parts add up to
+        return (1 + part_features(config, "base", S)["weight_flops"] * 1e-7
+                + config.n_layer * (1 + part_features(config, "block", S)["weight_flops"] * 1e-7))
+
+    train = [ArchConfig(n, e, i, 2, vocab_size=512, n_positions=128)
+             for n, e, i in [(1, 32, 64), (2, 40, 128), (3, 48, 192), (2, 56, 256), (1, 64, 64), (3, 72, 256),
+                             (2, 88, 64), (1, 96, 128), (3, 104, 192), (2, 112, 128), (1, 120, 256), (3, 128, 64)]]
+    for c in train:
+        for part in ("base", "block"):
+            pf = part_features(c, part, S)
+            store.put("timings", (f"latency.1:{part}:{c.part_key(part)}{suffix}",),
+                      sample_value(pf, median_s=(1.0 + pf["weight_flops"] * 1e-7) * 0.01, cv=0.01, repeats=5,
+                                   reference_s=0.01, drift=0.0))
+        store.put("timings", (f"latency.1:whole:{c.archid}{suffix}",),
+                  sample_value(arch_features(c, S), median_s=1.1 * units(c) * 0.01, cv=0.01, repeats=5,
+                               reference_s=0.01, drift=0.0))
+    inside = ArchConfig(2, 80, 160, 2, vocab_size=512, n_positions=128)
+    result = evaluator.evaluate(inside)
+    assert set(result.measurement.get("latency")) == {"full"} and result.predicted
+    assert result.onnx_latency_s * 1e3 == pytest.approx(1.1 * units(inside) * 10, rel=0.02)
+    outside = ArchConfig(12, 512, 2048, 8, vocab_size=512, n_positions=128)  # far beyond every whole timing
+    composed = evaluator.evaluate(outside)
+    assert set(composed.measurement.get("latency")) == {"base", "block"}
+
+    # a whole timing measured is stored as such a sample, under its archid (what the next search fits on)
+    whole = evaluator.whole_graph_evaluator()
+    timing = Timing(median_s=0.05, cv=0.01, repeats=5, reference_s=0.01)
+    whole._put_timing(inside, "full", timing)
+    assert [v for f, v in evaluator.samples.rows("latency:whole") if f == arch_features(inside, S)] == [5.0]
