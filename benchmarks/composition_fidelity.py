@@ -35,7 +35,7 @@ import yaml
 
 from benchmarks._cli import add_json_flag, add_threads_flag
 from benchmarks._results import write_result
-from benchmarks._stats import spearman
+from benchmarks._stats import fidelity
 from lts.cost import probes
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.cost.feeds import block_feeds
@@ -117,18 +117,8 @@ def measure(archs: list[tuple[str, Arch]], args: argparse.Namespace) -> list[dic
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Per objective and space (and all): Spearman of composed vs whole, median and worst |error|, median error."""
-    summary = {}
-    for objective, (comp, full) in {"latency": ("latency composed (ms)", "latency whole (ms)"),
-                                    "memory": ("memory composed (MB)", "memory whole (MB)")}.items():
-        for space in ("default", "per-layer", "all"):
-            mine = [r for r in rows if space in ("all", r["space"])]
-            errors = np.abs([r[f"{objective} error"] for r in mine])
-            key = f"{objective}_{space.replace('-', '_')}"
-            summary[f"{key}_spearman"] = round(spearman([r[comp] for r in mine], [r[full] for r in mine]), 4)
-            summary[f"{key}_median_abs_error"] = round(float(np.median(errors)), 4)
-            summary[f"{key}_max_abs_error"] = round(float(np.max(errors)), 4)
-            summary[f"{key}_median_error"] = round(float(np.median([r[f"{objective} error"] for r in mine])), 4)
-    return summary
+    return fidelity(rows, {"latency": ("latency composed (ms)", "latency whole (ms)"),
+                           "memory": ("memory composed (MB)", "memory whole (MB)")}, ("default", "per-layer"))
 
 
 def main(argv: list[str] | None = None) -> int:

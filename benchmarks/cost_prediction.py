@@ -37,7 +37,7 @@ import yaml
 
 from benchmarks._cli import add_json_flag, add_threads_flag
 from benchmarks._results import write_result
-from benchmarks._stats import spearman
+from benchmarks._stats import fidelity
 from benchmarks.composition_fidelity import held_out
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.families import Arch
@@ -121,19 +121,11 @@ def measure(archs: list[tuple[str, Arch]], evaluator: Evaluator, composed: dict[
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per objective and space (and all): Spearman of predicted vs whole, median and worst |error|, median error,
     and the three worst architectures."""
-    summary: dict[str, Any] = {}
-    for objective in ("latency", "composed", "memory"):
-        unit = "MB" if objective == "memory" else "ms"
-        pred, full = f"{objective} predicted ({unit})", f"{'latency' if objective == 'composed' else objective} " \
-                                                         f"whole ({unit})"
-        for space in (*SPACES, "all"):
-            mine = [r for r in rows if space in ("all", r["space"])]
-            errors = np.abs([r[f"{objective} error"] for r in mine])
-            key = f"{objective}_{space.replace('-', '_')}"
-            summary[f"{key}_spearman"] = round(spearman([r[pred] for r in mine], [r[full] for r in mine]), 4)
-            summary[f"{key}_median_abs_error"] = round(float(np.median(errors)), 4)
-            summary[f"{key}_max_abs_error"] = round(float(np.max(errors)), 4)
-            summary[f"{key}_median_error"] = round(float(np.median([r[f"{objective} error"] for r in mine])), 4)
+    figures = {"latency": ("latency predicted (ms)", "latency whole (ms)"),
+               "composed": ("composed predicted (ms)", "latency whole (ms)"),
+               "memory": ("memory predicted (MB)", "memory whole (MB)")}
+    summary: dict[str, Any] = fidelity(rows, figures, SPACES)
+    for objective in figures:
         worst = sorted(rows, key=lambda r: -abs(r[f"{objective} error"]))[:3]
         summary[f"{objective}_worst"] = ", ".join(f"{r['archid']} ({r['space']}, {r['n_layer']}x{r['n_embd']}, "
                                                   f"{r[f'{objective} error']:+.1%})" for r in worst)
