@@ -457,11 +457,10 @@ class Evaluator:
                     return self.failed(config, f"measured on other hardware ({out.hardware} on {out.node}, not "
                                                f"{self.hardware['id']})", out.seconds, out.hardware, out.node)
                 timed = probes.parts_probe(task.settings.run_probes)
-                if timed is not None:  # its new shape timings are stored, and composed with the known ones
+                if timed is not None:  # its new timings are stored (parts, or the whole graph), composed with the known
                     new = m.get(timed) or {}
-                    for p, timing in new.items():
-                        if p == "base" or p in config.block_parts() or (p == "full" and timing.repeats > 0):
-                            self._put_timing(config, p, timing)
+                    for p, timing in new.items():  # only what was measured: task.parts ("base", blocks, or "full")
+                        self._put_timing(config, p, timing)
                     if new or task.known:
                         m = m.with_result(timed, {**task.known, **new})
                 for name, result in task.predicted.items():
