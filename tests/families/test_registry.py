@@ -20,16 +20,16 @@ TOY = Path(__file__).with_name("toy_family.py")
 
 
 def test_gpt2_is_discovered_and_keeps_its_protocols():
-    assert [f.name for f in families()] == ["gpt2"]  # the toy family is only installed in its own test's processes
+    assert [f.name for f in families()] == ["gpt2", "llama"]  # the toy family is only installed in its own test's processes
     assert family("gpt2") is FAMILY and isinstance(FAMILY, Family)
     assert isinstance(ArchConfig(2, 64, 128, 2), Arch)
     assert isinstance(ArchConfig(2, 64, [128, 256], [2, 4]), Arch)
 
 
 def test_unknown_family_or_model_type_is_one_line():
-    with pytest.raises(LTSError, match="unknown model family 'nope' \\(known: gpt2\\)"):
+    with pytest.raises(LTSError, match="unknown model family 'nope' \\(known: gpt2, llama\\)"):
         arch_from_dict({"family": "nope", "n_layer": 1})
-    known = "the model families LTS knows are GPT-2 \\('gpt2', 'lts_gpt2'\\)"
+    known = "the model families LTS knows are GPT-2 \\('gpt2', 'lts_gpt2'\\); Llama \\('llama'\\)"
     with pytest.raises(LTSError, match=f"cfg.json: model_type is 'bert'; {known}"):
         family_of_config({"model_type": "bert"}, source="cfg.json")
     with pytest.raises(LTSError, match="expected a JSON object, got list"):
@@ -110,5 +110,5 @@ def test_without_the_plugin_a_toy_folder_is_one_line(tmp_path):
                                                     "n_embd": 32, "n_head": 2, "vocab_size": 512}))
     r = run_cli(["-m", "lts", "evaluate", str(folder), "--no-generation", "--no-cache"], cwd=tmp_path,
                 env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=300)
-    assert r.returncode == 2 and "unknown model family 'toy' (known: gpt2)" in r.stderr, r.stderr
+    assert r.returncode == 2 and "unknown model family 'toy' (known: gpt2, llama)" in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1, r.stderr

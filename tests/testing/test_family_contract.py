@@ -24,3 +24,21 @@ class TestGPT2(FamilyContract):
     @pytest.fixture(params=list(SPACES))
     def space(self, request):
         return SPACES[request.param]
+
+
+class TestLlama(FamilyContract):
+    """Llama: a space where every gene combination is an architecture of its own (KV heads 1 and 2 divide both head
+    counts), tied and untied."""
+
+    @pytest.fixture
+    def family(self):
+        from lts.families.llama import FAMILY as LLAMA
+
+        return LLAMA
+
+    @pytest.fixture
+    def space(self):
+        from lts.families.llama.space import LlamaSpace
+
+        return LlamaSpace(num_hidden_layers=(1, 2), hidden_size=(32, 64), ffn_ratio=(2.0, 3.0), num_key_value_heads=(1, 2),
+                          tie_word_embeddings=(True, False), head_dim=16, vocab_size=96, max_position_embeddings=64)
