@@ -170,8 +170,8 @@ class ArchConfig:
         """A transformers config with exactly this shape (tied LM head, GPT-2 defaults): a GPT2Config, or for a
         per-layer architecture the registered per-layer config (``hf.py``), with the same field names."""
         eos = min(50256, self.vocab_size - 1)
-        kwargs: dict[str, Any] = dict(self.to_dict(), bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True)
-        kwargs.update(overrides)
+        kwargs: dict[str, Any] = dict(self.to_dict(), bos_token_id=eos, eos_token_id=eos)
+        kwargs.update(overrides, tie_word_embeddings=True)  # its parameter count and graphs are the tied model's
         if self.per_layer:  # registered by hf.py, which `import lts` loads with transformers
             from transformers import AutoConfig
 
