@@ -1,15 +1,17 @@
-"""LTS: Lightweight Transformer Search for GPT-2 architectures.
+"""LTS: Lightweight Transformer Search for decoder-only language models (GPT-2 and Llama-style).
 
 Training-free: quality is estimated by the non-embedding parameter count, cost is
 measured on this machine from the model's ONNX graph, and NSGA-II (pymoo) finds
 the Pareto front.
 
 Subpackages: ``lts.core`` (shared: errors, files, settings and CLI, hub, processes, ONNX graph writing),
-``lts.families`` (what an architecture is: the Family and Arch protocols; GPT-2 in ``lts.families.gpt2``),
+``lts.families`` (what an architecture is: the Family and Arch protocols; GPT-2 in ``lts.families.gpt2``,
+Llama in ``lts.families.llama``),
 ``lts.cost`` (objectives, Target, measurement, evaluator), ``lts.search`` (space,
 NSGA-II, report, job), ``lts.train``, ``lts.generate``, ``lts.compare`` (benchmark.py).
 """
 
+import importlib
 import importlib.abc
 import importlib.util
 import sys
@@ -17,7 +19,6 @@ from typing import Any
 
 from lts.core.errors import LTSError
 from lts.families import archid_of, load_arch
-from lts.families.gpt2 import ArchConfig
 
 
 class _RegisterWithTransformers(importlib.abc.MetaPathFinder):
@@ -59,6 +60,16 @@ if "transformers" in sys.modules:
     _register()
 elif not any(isinstance(f, _RegisterWithTransformers) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWithTransformers())
+
+
+
+def __getattr__(name: str) -> Any:
+    """``lts.ArchConfig``: GPT-2's architecture, imported when asked for (nothing in LTS imports a family's package
+    but the family itself: tests/test_layout.py)."""
+    if name == "ArchConfig":
+        return importlib.import_module("lts.families.gpt2").ArchConfig
+    raise AttributeError(f"module 'lts' has no attribute {name!r}")
+
 
 __all__ = ["ArchConfig", "LTSError", "archid_of", "load_arch"]
 __version__ = "0.1.0"

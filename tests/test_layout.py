@@ -104,3 +104,19 @@ def test_tests_are_laid_out_like_the_package():
                               for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
                               if isinstance(n, (ast.Import, ast.ImportFrom)))]
     assert not conftest_users, conftest_users
+
+
+def test_no_module_imports_a_family_but_the_family_itself():
+    """A family is one package: LTS reaches GPT-2 or Llama only through the registry (``lts.families``), so a new
+    family needs no edit elsewhere and no GPT-2 assumption hides outside ``lts/families/gpt2``."""
+    families = {p.name for p in (PACKAGE / "families").iterdir() if (p / "__init__.py").is_file()}
+    assert {"gpt2", "llama"} <= families
+    bad = []
+    for name, path in MODULES.items():
+        for module, names in _imports(path):
+            for target in _resolve(module, names) | {module}:
+                parts = target.split(".")
+                if len(parts) >= 3 and parts[1] == "families" and parts[2] in families:
+                    if name.split(".")[:3] != parts[:3]:
+                        bad.append(f"{name} imports {target}")
+    assert not bad, bad

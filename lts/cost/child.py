@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from lts.core.procs import ChildError, ChildProcess
+from lts.families import graph_modules
 
-# Imported once by the fork server; no session is ever made there.
-PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.core.onnxgraph", "lts.families.gpt2.graph",
+# Imported once by the fork server (every family's graph module among them); no session is ever made there.
+PRELOAD = ("numpy", "onnxruntime", "onnx", "psutil", "lts.core.onnxgraph", *graph_modules(),
            "lts.cost.measure", "lts.cost.table", "lts.cost.probes", "lts.cost.quantize")
 
 

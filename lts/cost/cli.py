@@ -34,7 +34,7 @@ class EvaluateSettings(Settings):
     context: int | None = borrow(
         MeasureSettings, "context", default=None, optional=True,
         help=f"KV-cache tokens of the timed decoding step; generation memory decodes up to it (none: "
-             f"{declared_default(MeasureSettings, 'context')}, or n_positions when smaller)")
+             f"{declared_default(MeasureSettings, 'context')}, or the model's longest sequence when shorter)")
     generation: bool = setting(True, "skip the generation graph (decode latency, generation memory)", Boolean(),
                                flag="--no-generation")
     threads: int | None = borrow(TargetSettings, "threads")
@@ -87,18 +87,19 @@ def evaluate(args: EvaluateSettings) -> int:
     config = load_arch(args.model)
     context = args.context
     if context is None:
-        context = min(declared_default(MeasureSettings, "context"), config.n_positions)
+        context = min(declared_default(MeasureSettings, "context"), config.max_positions)
     # Every registered objective (--no-generation: those measured on the generation graph left out).
     wanted = [name for name, o in REGISTRY.items()
               if args.generation or o.probe is None or probes.get(o.probe).graph != "kv"]
     target = TargetSettings(args.target, args.threads, args.precision).make()
     settings = EvalSettings.create(latency_mode=args.latency_mode, seq_len=args.seq_len, context=context,
                                    objectives=wanted, timeout_s=args.timeout_s, target=target)
-    if settings.seq_len > config.n_positions:
-        raise LTSError(f"--seq-len {settings.seq_len} exceeds the model's n_positions ({config.n_positions})")
-    if settings.measure_settings.context > config.n_positions:
-        raise LTSError(f"--context {settings.measure_settings.context} exceeds the model's n_positions "
-                       f"({config.n_positions})")
+    if settings.seq_len > config.max_positions:
+        raise LTSError(f"--seq-len {settings.seq_len} exceeds the longest sequence the model takes "
+                       f"({config.max_positions})")
+    if settings.measure_settings.context > config.max_positions:
+        raise LTSError(f"--context {settings.measure_settings.context} exceeds the longest sequence the model takes "
+                       f"({config.max_positions})")
     cache = (args.cache or default_cache_path()) if args.store else None
     # The figures are the whole graph's, measured once; what a search would use instead (composed from part
     # timings the store holds, or predicted by the models fitted on them) is shown beside them where the store
@@ -117,7 +118,7 @@ def evaluate(args: EvaluateSettings) -> int:
     c = evaluator.conditions()
     width = max(len(name) for name in [*REGISTRY, "eval_seconds"]) + 2
     print(f"{'archid':<{width}}{result.archid}")
-    fields = {**config.columns(), "vocab_size": config.vocab_size, "n_positions": config.n_positions}
+    fields = {**config.columns(), "vocab_size": config.vocab_size, "positions": config.max_positions}
     print(f"{'config':<{width}}" + " ".join(f"{k}={v}" for k, v in fields.items()))
     for name, objective in REGISTRY.items():
         shown = objective.display(result[name])

@@ -24,13 +24,14 @@ from lts.cost.probes import Timing
 from lts.cost.scratch import write_graph
 from lts.cost.settings import MeasureSettings
 from lts.cost.target import Target
-from lts.families.gpt2 import ArchConfig
+from lts.families import arch_from_dict
 
 # The reference graph timed beside every measurement: one small GPT-2 block of the default space,
 # at the measurement's seq_len. Its latency tracks the machine's speed at that moment (frequency,
 # neighbours on a VM, thermal state), so a latency divided by it means the same thing whenever
 # it was taken. Its config is part of every evaluation's cache key (lts.core.cachekeys).
-REFERENCE = ArchConfig(1, 256, 1024, 4, vocab_size=512, n_positions=4096)
+REFERENCE = arch_from_dict({"n_layer": 1, "n_embd": 256, "n_inner": 1024, "n_head": 4, "vocab_size": 512,
+                            "n_positions": 4096}, source="the reference graph")  # GPT-2 (no family: the default)
 
 CALIBRATION_LOOPS, CALIBRATION_GAP_S = 5, 0.5  # a run's calibration: the median of 5 loops 0.5 s apart
 SPIN_PAUSE_S = 0.05  # after a loop of the timed (spinning) session: its threads go to sleep meanwhile

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import pkgutil
@@ -44,7 +45,7 @@ class Arch(Protocol):
 
     family: ClassVar[Family]
     vocab_size: int  # tokens its embedding holds
-    n_positions: int  # the longest sequence it takes
+    max_positions: int  # the longest sequence it takes (GPT-2's n_positions, Llama's max_position_embeddings)
 
     @property
     def archid(self) -> str:
@@ -131,6 +132,14 @@ def _registry() -> dict[str, Family]:
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
         add(ep.load(), f"entry point {ep.name} = {ep.value}")
     return found
+
+
+def graph_modules() -> tuple[str, ...]:
+    """The graph modules of the families in this folder (``lts.families.<name>.graph``): what a measuring child's
+    fork server imports once, so that no child imports a family's graph code itself."""
+    found = sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name)
+    return tuple(f"{__name__}.{info.name}.graph" for info in found
+                 if info.ispkg and importlib.util.find_spec(f"{__name__}.{info.name}.graph") is not None)
 
 
 def families() -> Iterator[Family]:
@@ -233,5 +242,6 @@ def archid_of(arch: Arch) -> str:
 
 
 __all__ = ["Arch", "DEFAULT_FAMILY", "Family", "HF_BOOKKEEPING", "arch_from_dict", "arch_of_hf_model", "archid_of",
-           "families", "family", "family_of_config", "hf_config_of_file", "load_arch", "register_with_transformers",
+           "families", "family", "family_of_config", "graph_modules",
+           "hf_config_of_file", "load_arch", "register_with_transformers",
            "to_record", "with_fields"]

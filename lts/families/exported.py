@@ -227,7 +227,7 @@ def splice(name: str, uses: Sequence[Use], inputs: Sequence[onnx.ValueInfoProto]
                 raise ValueError(f"splicing {name}: weight {new} has shapes {weights[new]} and {shape}")
         prefix = f"p{k}/"
 
-        def rename(value: str) -> str:
+        def rename(value: str, mapping: dict[str, str] = mapping, prefix: str = prefix) -> str:
             return value if not value else mapping.get(value, prefix + value)
 
         for init in graph.initializer:

@@ -131,10 +131,12 @@ class SearchJob(Settings):
 
     def check(self) -> None:
         space, settings, evaluation = self.search_space(), self.search_settings(), self.eval_settings()  # fail early
-        if evaluation.on_target and self.seq_len > space.n_positions:  # only a timed forward uses it
-            raise LTSError(f"seq_len {self.seq_len} exceeds the space's n_positions ({space.n_positions})")
-        if evaluation.generation and self.context > space.n_positions:  # only a decoding step uses it
-            raise LTSError(f"context {self.context} exceeds the space's n_positions ({space.n_positions})")
+        if evaluation.on_target and self.seq_len > space.max_positions:  # only a timed forward uses it
+            raise LTSError(f"seq_len {self.seq_len} exceeds the longest sequence the space's models take "
+                           f"({space.max_positions})")
+        if evaluation.generation and self.context > space.max_positions:  # only a decoding step uses it
+            raise LTSError(f"context {self.context} exceeds the longest sequence the space's models take "
+                           f"({space.max_positions})")
         check_possible(settings.constraints, space)
         if settings.strategy == "exhaustive" and self.strategy == "exhaustive":
             check_exhaustive(settings, evaluation, space)

@@ -19,7 +19,7 @@ class Space(Protocol):
     """What a family's search space offers the search."""
 
     family: Family
-    n_positions: int  # the longest sequence any of its architectures takes
+    max_positions: int  # the longest sequence any of its architectures takes
 
     @property
     def genes(self) -> tuple[str, ...]:

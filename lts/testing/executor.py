@@ -22,13 +22,19 @@ from lts.cost.objectives import Timing
 from lts.cost.settings import MeasureSettings
 from lts.cost.store import SQLiteStore
 from lts.cost.target import CPUTarget, Target
-from lts.families.gpt2 import ArchConfig
+from lts.families import arch_from_dict
 from lts.search.executors import Executor
 
-RAISES = ArchConfig(1, 40, 80, 2)  # its task raises where it runs
-KILLS = ArchConfig(1, 48, 96, 2)   # its task kills the process it runs in (only where FAULTS is set)
+
+def _gpt2(n_layer: int, n_embd: int, n_inner: int, n_head: int) -> Any:
+    """A GPT-2 of the default family, through the registry (nothing outside lts/families/gpt2 imports it)."""
+    return arch_from_dict({"n_layer": n_layer, "n_embd": n_embd, "n_inner": n_inner, "n_head": n_head})
+
+
+RAISES = _gpt2(1, 40, 80, 2)  # its task raises where it runs
+KILLS = _gpt2(1, 48, 96, 2)   # its task kills the process it runs in (only where FAULTS is set)
 FAULTS = f"evaluate:raise:{RAISES.archid},evaluate:kill:{KILLS.archid}"
-CONFIGS = (ArchConfig(1, 32, 64, 2), ArchConfig(2, 64, 128, 2), ArchConfig(1, 64, 256, 4), ArchConfig(3, 32, 32, 1))
+CONFIGS = (_gpt2(1, 32, 64, 2), _gpt2(2, 64, 128, 2), _gpt2(1, 64, 256, 4), _gpt2(3, 32, 32, 1))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pytest
 
 from lts.core.errors import LTSError
 from lts.cost.store import Store
-from lts.families.gpt2 import ArchConfig
+from lts.families import arch_from_dict
 
 StoreFactory = Callable[[Any], Store]
 
@@ -229,7 +229,7 @@ class StoreContract:
         """Over any store, a failure is never stored, and one found stored (an older version) is never served."""
         from lts.cost.evaluator import EvalResult, EvalSettings, Evaluator
 
-        ok, bad = ArchConfig(1, 32, 64, 2), ArchConfig(1, 48, 96, 2)
+        ok, bad = (arch_from_dict({"n_layer": 1, "n_embd": d, "n_inner": 2 * d, "n_head": 2}) for d in (32, 48))
         monkeypatch.setenv("LTS_FAULT", f"evaluate:raise:{bad.archid}")
         evaluator = Evaluator(EvalSettings(on_target=False), store=store)
         assert not evaluator.evaluate(bad).ok

@@ -13,12 +13,13 @@ from lts.train.settings import TrainSettings
 
 def build_model_config(model_dir: Path, arch: Arch, vocab_size: int, eos_id: int, dropout: float | None) -> Any:
     """The folder's config (its family's: GPT2Config or the per-layer one for a GPT-2, a stock LlamaConfig for a
-    Llama, written by hand or by LTS) with vocab_size set to the tokenizer's; every other field as written (a Llama's
-    head tied or not as its config says; GPT-2's always tied)."""
+    Llama, written by hand or by LTS) with vocab_size set to the tokenizer's; every other field as written, but the LM
+    head's tying: as the architecture says."""
     data = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     shaped = with_fields(arch, vocab_size=vocab_size)
-    fields = {k: v for k, v in data.items() if k not in HF_BOOKKEEPING}
-    fields.update(shaped.to_dict(), bos_token_id=eos_id, eos_token_id=eos_id)  # tied or not: as the family says
+    # tied or not as the architecture says (a Llama's is one of its fields; GPT-2's config ties it always)
+    fields = {k: v for k, v in data.items() if k not in HF_BOOKKEEPING and k != "tie_word_embeddings"}
+    fields.update(shaped.to_dict(), bos_token_id=eos_id, eos_token_id=eos_id)
     if dropout is not None:
         fields.update(dict.fromkeys(arch.family.dropout_fields, float(dropout)))
     config = shaped.to_hf_config(**fields)

@@ -137,8 +137,9 @@ def _check_model(settings: TrainSettings) -> Arch:
     if not model_dir.exists():
         raise LTSError(f"model folder not found: {model_dir}")
     arch = load_arch(model_dir)
-    if settings.seq_len > arch.n_positions:
-        raise LTSError(f"--seq-len {settings.seq_len} is larger than n_positions={arch.n_positions} of {model_dir}")
+    if settings.seq_len > arch.max_positions:
+        raise LTSError(f"--seq-len {settings.seq_len} is larger than the longest sequence {model_dir} takes "
+                       f"({arch.max_positions})")
     return arch
 
 

@@ -20,7 +20,8 @@ TOY = Path(__file__).with_name("toy_family.py")
 
 
 def test_gpt2_is_discovered_and_keeps_its_protocols():
-    assert [f.name for f in families()] == ["gpt2", "llama"]  # the toy family is only installed in its own test's processes
+    # the toy family is only installed in its own test's processes
+    assert [f.name for f in families()] == ["gpt2", "llama"]
     assert family("gpt2") is FAMILY and isinstance(FAMILY, Family)
     assert isinstance(ArchConfig(2, 64, 128, 2), Arch)
     assert isinstance(ArchConfig(2, 64, [128, 256], [2, 4]), Arch)

@@ -40,6 +40,10 @@ class ToyArch:
                 raise LTSError(f"toy: {name} must be a positive (for n_embd: even) integer, got {value!r}")
 
     @property
+    def max_positions(self) -> int:
+        return self.n_positions
+
+    @property
     def gpt2(self) -> ArchConfig:
         return ArchConfig(self.n_layer, self.n_embd, 2 * self.n_embd, 2, self.vocab_size, self.n_positions)
 
@@ -88,6 +92,10 @@ class ToySpace:
     n_embd: tuple[int, ...] = (32, 48, 64)
     vocab_size: int = 512
     n_positions: int = 64
+
+    @property
+    def max_positions(self) -> int:
+        return self.n_positions
 
     genes: ClassVar[tuple[str, ...]] = ("n_layer", "n_embd")
 

@@ -40,5 +40,6 @@ class TestLlama(FamilyContract):
     def space(self):
         from lts.families.llama.space import LlamaSpace
 
-        return LlamaSpace(num_hidden_layers=(1, 2), hidden_size=(32, 64), ffn_ratio=(2.0, 3.0), num_key_value_heads=(1, 2),
-                          tie_word_embeddings=(True, False), head_dim=16, vocab_size=96, max_position_embeddings=64)
+        return LlamaSpace(num_hidden_layers=(1, 2), hidden_size=(32, 64), ffn_ratio=(2.0, 3.0),
+                          num_key_value_heads=(1, 2), tie_word_embeddings=(True, False), head_dim=16, vocab_size=96,
+                          max_position_embeddings=64)

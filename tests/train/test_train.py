@@ -197,7 +197,7 @@ def _bad(workdir: Path, name: str) -> list[str]:
     if name == "no_config":
         (workdir / "empty_dir").mkdir(exist_ok=True)
         return [workdir / "empty_dir", "--data", data, *base]
-    if name == "not_gpt2":
+    if name == "malformed_llama":
         (workdir / "llama").mkdir(exist_ok=True)
         (workdir / "llama" / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64}))
         return [workdir / "llama", "--data", data, *base]
@@ -222,13 +222,13 @@ def _bad(workdir: Path, name: str) -> list[str]:
 
 @pytest.mark.parametrize("name, expect", [
     ("no_config", "no config.json"),
-    ("not_gpt2", "GPT-2"),
+    ("malformed_llama", "missing field 'num_hidden_layers'"),
     ("missing_data", "nope.txt"),
     ("empty_corpus", "empty corpus"),
     ("blank_corpus", "empty corpus"),
     ("offline_dataset", "--data"),
     ("batch_zero", "batch-size"),
-    ("seq_len_too_long", "n_positions=128"),
+    ("seq_len_too_long", "longest sequence"),
     ("resume_without_checkpoint", "no checkpoint"),
 ])
 @pytest.mark.heavy

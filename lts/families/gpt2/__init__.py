@@ -82,6 +82,11 @@ class ArchConfig:
                 raise LTSError(f"n_embd={self.n_embd} is not divisible by {where}={h}")
 
     @property
+    def max_positions(self) -> int:
+        """The longest sequence it takes (``Arch.max_positions``): ``n_positions``."""
+        return self.n_positions
+
+    @property
     def per_layer(self) -> bool:
         """True when some layer's n_inner or n_head differs from another's."""
         return any(isinstance(getattr(self, name), tuple) for name in PER_LAYER)
@@ -170,8 +175,8 @@ class ArchConfig:
         """A transformers config with exactly this shape (tied LM head, GPT-2 defaults): a GPT2Config, or for a
         per-layer architecture the registered per-layer config (``hf.py``), with the same field names."""
         eos = min(50256, self.vocab_size - 1)
-        kwargs: dict[str, Any] = dict(self.to_dict(), bos_token_id=eos, eos_token_id=eos)
-        kwargs.update(overrides, tie_word_embeddings=True)  # its parameter count and graphs are the tied model's
+        kwargs: dict[str, Any] = dict(self.to_dict(), bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True)
+        kwargs.update(overrides)
         if self.per_layer:  # registered by hf.py, which `import lts` loads with transformers
             from transformers import AutoConfig
 

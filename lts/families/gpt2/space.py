@@ -71,6 +71,10 @@ class SearchSpace:
         if len(orphans) == len(self.n_embd):
             raise LTSError("impossible space: no n_embd choice is divisible by any n_head choice")
 
+    @property
+    def max_positions(self) -> int:
+        return self.n_positions
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SearchSpace:
         data = dict(data or {})

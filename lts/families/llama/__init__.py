@@ -95,8 +95,8 @@ class LlamaArch:
     # ---- what the rest of LTS reads
 
     @property
-    def n_positions(self) -> int:
-        """The longest sequence it takes (``Arch.n_positions``)."""
+    def max_positions(self) -> int:
+        """The longest sequence it takes (``Arch.max_positions``)."""
         return self.max_position_embeddings
 
     @property

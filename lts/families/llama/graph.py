@@ -1,4 +1,4 @@
-"""Llama's ONNX graphs, exported from transformers' own Llama modules (``lts.families.exported``): no hand-written graph.
+"""Llama's ONNX graphs, exported from transformers' own Llama modules (``lts.families.exported``): none hand-written.
 
 Six pieces, each exported once per shape and spliced (a 30-layer model is its prologue, 30 copies of one layer
 and its head):

@@ -105,7 +105,7 @@ class LlamaSpace:
         return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
 
     @property
-    def n_positions(self) -> int:
+    def max_positions(self) -> int:
         return self.max_position_embeddings
 
     @property
@@ -133,8 +133,10 @@ class LlamaSpace:
     def repair(self, x: Mapping[str, Any] | Sequence[float]) -> dict[str, int]:
         """Round and clip genes (never raise); a KV-head choice that does not divide the head count reads as the
         largest one that does below it, so its gene is set to that choice when the space lists it."""
-        genes = {g: int(np.clip(np.rint(float(v)), 0, len(self.choices_of(g)) - 1)) for g, v in self.as_genes(x).items()}
-        kv = self._kv_heads(self.hidden_size[genes["hidden_size"]], self.num_key_value_heads[genes["num_key_value_heads"]])
+        genes = {g: int(np.clip(np.rint(float(v)), 0, len(self.choices_of(g)) - 1))
+                 for g, v in self.as_genes(x).items()}
+        kv = self._kv_heads(self.hidden_size[genes["hidden_size"]],
+                            self.num_key_value_heads[genes["num_key_value_heads"]])
         if kv in self.num_key_value_heads:
             genes["num_key_value_heads"] = self.num_key_value_heads.index(kv)
         return genes
