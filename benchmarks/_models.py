@@ -41,17 +41,18 @@ def build_model(n_layer: int, n_embd: int, vocab: int = 50257) -> tuple[Any, int
 
 
 def model_from_folder(folder: Path) -> tuple[Any, int, str]:
-    """A GPT-2 of the architecture in `folder`'s config.json (a search's models/<archid>/), weights drawn here (seed 0),
-    eos = pad = the last id; (model, params, label)."""
+    """A model of the architecture in `folder`'s config.json (a search's models/<archid>/, of any family LTS knows),
+    weights drawn here (seed 0), bos = eos = the last id; (model, params, label: the folder's name and the
+    architecture's columns)."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config.from_pretrained(folder)
-    config.bos_token_id = config.eos_token_id = config.vocab_size - 1
+    from lts.families import load_arch
+
+    arch = load_arch(folder)
+    last = arch.vocab_size - 1
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(config).eval()
-    inner = config.n_inner or 4 * config.n_embd
-    label = f"{Path(folder).name} {config.n_layer}x{config.n_embd}/{inner}/{config.n_head}"
+    model = arch.to_model(bos_token_id=last, eos_token_id=last).eval()
+    label = f"{Path(folder).name} " + " ".join(f"{k}={v}" for k, v in arch.columns().items())
     return model, sum(p.numel() for p in model.parameters()), label
 
 

@@ -43,7 +43,6 @@ share of int8 tokens equal to transformers'.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -68,7 +67,9 @@ from benchmarks import ctranslate2_peer, optimum_peer
 from benchmarks._cli import add_json_flag, add_threads_flag
 from benchmarks._models import build_model, model_from_folder, parse_sizes
 from benchmarks._results import cpu_model, write_result
+from lts.core.errors import LTSError
 from lts.cost.target import CPUTarget
+from lts.families import load_arch
 from lts.generate import GenerateSettings, TimingStreamer, generate_onnx, generate_torch
 from lts.generate.onnx_kv import OnnxKVModel, cached_kv_onnx
 
@@ -93,9 +94,10 @@ def bandwidth(threads: int, mib: int = 512, repeats: int = 7) -> tuple[float, fl
     return statistics.median(reads[1:]), statistics.median(triads[1:])
 
 
-def graph_bytes_per_token(folder: Path, n_layer: int, n_embd: int, prompt: int, new: int) -> float:
+def graph_bytes_per_token(folder: Path, kv_width: int, prompt: int, new: int) -> float:
     """Bytes a decode step of the ONNX graph in `folder` reads: every initializer in full, except those only
-    looked up by Gather (embeddings: one row per token), + the mean KV cache over the run (float32)."""
+    looked up by Gather (embeddings: one row per token), + the mean KV cache over the run (float32; `kv_width`: the
+    keys' floats per token summed over the layers, n_layer x n_embd for GPT-2, less with grouped KV heads)."""
     proto = onnx.load(str(folder / "model.onnx"))
     users: dict[str, set[str]] = {}
     for node in proto.graph.node:
@@ -106,7 +108,7 @@ def graph_bytes_per_token(folder: Path, n_layer: int, n_embd: int, prompt: int, 
         arr = numpy_helper.to_array(init)
         lookup_only = users.get(init.name) == {"Gather"} and arr.ndim == 2
         total += arr[0].nbytes if lookup_only else arr.nbytes
-    return total + 2 * n_layer * (prompt + (new - 1) / 2) * n_embd * 4
+    return total + 2 * kv_width * (prompt + (new - 1) / 2) * 4
 
 
 def time_runs(fn: Callable[[Any], Any], repeats: int, warm_up: bool = True) -> tuple[Any, list, list, list]:
@@ -170,7 +172,7 @@ class Measured:
     model_dir: Path  # the model saved for the peers
 
 
-def prepare(make: Callable[[], tuple[Any, int, str]], n_layer: int, n_embd: int, cache: str,
+def prepare(make: Callable[[], tuple[Any, int, str]], kv_width: int, cache: str,
             args: argparse.Namespace, peers: Peers) -> Measured:
     """The model, its fp32 and int8 KV graphs (exported once, the export timed) and, for the peers, its folder."""
     model, params, label = make()
@@ -180,8 +182,8 @@ def prepare(make: Callable[[], tuple[Any, int, str]], n_layer: int, n_embd: int,
     onnx_model = OnnxKVModel(folder, CPUTarget(threads=args.threads))
     int8_folder, _ = cached_kv_onnx(model, cache, precision="int8")
     int8_model = OnnxKVModel(int8_folder, CPUTarget(threads=args.threads))
-    fp32_bytes = graph_bytes_per_token(folder, n_layer, n_embd, args.prompt_len, args.new_tokens)
-    int8_bytes = graph_bytes_per_token(int8_folder, n_layer, n_embd, args.prompt_len, args.new_tokens)
+    fp32_bytes = graph_bytes_per_token(folder, kv_width, args.prompt_len, args.new_tokens)
+    int8_bytes = graph_bytes_per_token(int8_folder, kv_width, args.prompt_len, args.new_tokens)
     # torch, Optimum and CTranslate2 float32 read the same fp32 weights as the fp32 graph; CTranslate2
     # int8 about the int8 graph's (int8 matrices, the embeddings' rows looked up)
     read = {TORCH: fp32_bytes, "onnxruntime": fp32_bytes, "onnxruntime int8": int8_bytes,
@@ -370,7 +372,7 @@ def print_header(args: argparse.Namespace, peers: Peers) -> None:
           "| ---: |")
 
 
-Plan = list[tuple[int, int, Callable[[], tuple[Any, int, str]]]]  # (n_layer, n_embd, make the model)
+Plan = list[tuple[int, Callable[[], tuple[Any, int, str]]]]  # (its KV cache's floats per token, make the model)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
@@ -397,18 +399,22 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
     add_json_flag(p, "generation")
     args = p.parse_args(argv)
     if not args.models:
-        return args, [(n_layer, n_embd, lambda n_layer=n_layer, n_embd=n_embd: (
+        return args, [(n_layer * n_embd, lambda n_layer=n_layer, n_embd=n_embd: (
             *build_model(n_layer, n_embd, args.vocab), f"{n_layer}x{n_embd}")) for n_layer, n_embd in
             parse_sizes(args.sizes)]
     folders = [Path(f) for f in args.models.split(",") if f.strip()]
     missing = [str(f) for f in folders if not (f / "config.json").is_file()]
     if missing:
         p.error(f"no config.json in {', '.join(missing)}")
-    configs = [json.loads((f / "config.json").read_text(encoding="utf-8")) for f in folders]
-    if len({c["vocab_size"] for c in configs}) != 1:
+    try:
+        archs = [load_arch(f) for f in folders]  # GPT-2, Llama: any family LTS knows
+    except LTSError as exc:
+        p.error(str(exc))
+    if len({a.vocab_size for a in archs}) != 1:
         p.error("--models: the models must share one vocabulary size")
-    args.vocab = configs[0]["vocab_size"]
-    return args, [(c["n_layer"], c["n_embd"], lambda f=f: model_from_folder(f)) for f, c in zip(folders, configs)]
+    args.vocab = archs[0].vocab_size
+    return args, [(sum(h * d for h, d in a.kv_layout()), lambda f=f: model_from_folder(f))
+                  for f, a in zip(folders, archs)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -423,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     print_header(args, peers)
     rows, cells, all_same = [], [], True  # rows: the same figures as the tables, for the JSON result
     with tempfile.TemporaryDirectory(prefix="lts-bench-onnx-") as cache:
-        for n_layer, n_embd, make in plan:
-            m = prepare(make, n_layer, n_embd, cache, args, peers)
+        for kv_width, make in plan:
+            m = prepare(make, kv_width, cache, args, peers)
             model_rows, same = batch1_rows(m, *time_batch1(m, prompt, settings, args, peers), args)
             rows += model_rows
             all_same &= same
