@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lts.families import load_arch
 from lts.families.gpt2 import ArchConfig
 
 
@@ -45,8 +46,6 @@ def model_from_folder(folder: Path) -> tuple[Any, int, str]:
     weights drawn here (seed 0), bos = eos = the last id; (model, params, label: the folder's name and the
     architecture's columns)."""
     import torch
-
-    from lts.families import load_arch
 
     arch = load_arch(folder)
     last = arch.vocab_size - 1
