@@ -16,6 +16,7 @@ writes them is run as ``python -m benchmarks.<name>``):
     training.md       benchmarks/results/train_throughput*.json  train_throughput
                       benchmarks/results/train_layouts*.json     train_throughput --layouts
     proxy.md          benchmarks/results/proxy_validation*.json  proxy_validation
+    proxy-validation-llama.md  benchmarks/results/proxy_validation_llama*.json  proxy_validation --family llama
     robustness.md     benchmarks/results/robustness_{remeasure,compare,drift}*.json  robustness
     int8.md           benchmarks/results/int8_quality*.json      int8_quality
     heterogeneity.md  benchmarks/results/heterogeneity*.json     heterogeneity
@@ -98,6 +99,10 @@ PAGES = (
          "train.py's loop vs transformers' Trainer; processes, threads and --compile on the CPU"),
     Page("proxy", "Proxy validation", ("proxy_validation",), ("python -m benchmarks.proxy_validation --seeds 0,1",),
          "does the training-free proxy rank architectures as training does"),
+    Page("proxy-validation-llama", "Proxy validation on Llama", ("proxy_validation_llama",),
+         ("python -m benchmarks.proxy_validation --family llama --steps 200 --seeds 0,1",),
+         "the same question for Llama: non-embedding parameters against trained validation loss on 16 shapes in "
+         "equal-parameter groups (deep-thin vs shallow-wide, all KV heads vs one), beside GPT-2's figure"),
     Page("robustness", "Robustness of the front", ("robustness_remeasure", "robustness_compare", "robustness_drift"),
          ("python -m benchmarks.robustness remeasure RUN", "python -m benchmarks.robustness compare RUN_A RUN_B",
           "python -m benchmarks.robustness drift"),
