@@ -126,7 +126,7 @@ def export(piece: Piece) -> GraphSpec:
     module = piece.make()
     names = {name for name, _ in module.named_parameters()}
     buf = io.BytesIO()
-    with _quiet(), torch.no_grad():
+    with quiet_exporter(), torch.no_grad():
         torch.onnx.export(module, piece.args(), buf, dynamo=False, export_params=True, do_constant_folding=False,
                           input_names=list(piece.inputs), output_names=list(piece.outputs),
                           dynamic_axes={k: dict(v) for k, v in piece.dynamic.items()}, opset_version=OPSET)
@@ -148,7 +148,8 @@ def export(piece: Piece) -> GraphSpec:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_exporter() -> Iterator[None]:
+    """torch's exporters warn about things that do not matter here (torchvision ops, axis names, deprecations)."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings():
@@ -272,4 +273,4 @@ def cache_folder() -> Path:
     return fileio.cache_root() / "graphs"
 
 
-__all__ = ["Piece", "Use", "build_module", "cache_folder", "export", "piece_spec", "splice"]
+__all__ = ["Piece", "Use", "build_module", "cache_folder", "export", "piece_spec", "quiet_exporter", "splice"]

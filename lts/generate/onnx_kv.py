@@ -32,7 +32,6 @@ simply miss (they stay unread; deleting them is safe).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
@@ -40,9 +39,8 @@ import logging
 import os
 import shutil
 import time
-import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -51,6 +49,7 @@ from lts.core.cachekeys import VERSIONS, cache_key, versions
 from lts.core.errors import LTSError, first_line
 from lts.cost.quantize import check_precision, quantize_model
 from lts.cost.target import Target
+from lts.families.exported import quiet_exporter
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +201,7 @@ def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
     auto = Dim.AUTO
     dynamic_shapes = ({0: auto, 1: auto}, {0: auto, 1: auto}, tuple({0: auto, 2: auto} for _ in past))
     t0 = time.perf_counter()
-    with _quiet_exporter(), torch.no_grad():
+    with quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
             wrapper, (ids, mask, *past), dynamo=True, dynamic_shapes=dynamic_shapes,
             input_names=["input_ids", "attention_mask", *past_names], output_names=["logits", *present_names],
@@ -215,22 +214,6 @@ def export_kv_onnx(model: Any, out_dir: str | os.PathLike) -> Path:
             "export_seconds": round(time.perf_counter() - t0, 3)}
     fileio.write_json(out_dir / META_FILE, meta)
     return out_dir
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """The dynamo exporter warns about things that do not matter here (torchvision ops, axis names)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
 
 
 def _needs_external_data(model: Any) -> bool:
