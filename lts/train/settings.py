@@ -65,7 +65,7 @@ class TrainSettings(Settings):
     batch_size: int = setting(16, "sequences per step and process (global batch: batch-size x processes x "
                                   "grad-accum)", Integer(ge=1), group=OPTIM)
     grad_accum: int = setting(1, "micro-batches accumulated per optimiser step", Integer(ge=1), group=OPTIM)
-    seq_len: int = setting(256, "tokens per sequence (<= n_positions)", Integer(ge=1), group=OPTIM)
+    seq_len: int = setting(256, "tokens per sequence (<= the longest the model takes)", Integer(ge=1), group=OPTIM)
     lr: float = setting(1e-3, "peak learning rate", Number(gt=0), group=OPTIM)
     warmup_steps: int = setting(100, "steps of linear warm-up", Integer(ge=0), group=OPTIM)
     weight_decay: float = setting(0.1, "AdamW weight decay", Number(ge=0), group=OPTIM)
