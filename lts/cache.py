@@ -6,6 +6,7 @@ Everything lives under one root (:func:`lts.core.fileio.cache_root`). What this 
     evaluations, shape timings   the rows of evaluations.sqlite (lts.cost.store)
     ONNX exports, INT8 copies    onnx/<key>/ and onnx/<key>-int8-<key>/ (lts.generate.onnx_kv)
     token shards                 a folder holding tokens.json (lts.train.shards), wherever under the root
+    exported graphs              graphs/<key>.onnx: a family's graph pieces (lts.families.exported)
     temp leftovers               what the atomic writers name their temp entries (lts.core.fileio.is_scratch)
     other                        everything else (the benchmarks' peer venvs, ...): reported, never removed
 
@@ -32,10 +33,12 @@ from lts.core import fileio
 from lts.core.cachekeys import VERSIONS, standing, versions
 from lts.core.cli import ArgumentParser
 from lts.cost.store import SQLiteStore, default_cache_path
+from lts.families import exported
 from lts.generate import onnx_kv
 from lts.train import shards
 
-KINDS = ("evaluations", "shape timings", "ONNX exports", "INT8 copies", "token shards", "temp leftovers", "other")
+KINDS = ("evaluations", "shape timings", "ONNX exports", "INT8 copies", "token shards", "exported graphs",
+         "temp leftovers", "other")
 TABLE_KINDS = {"results": "evaluations", "timings": "shape timings"}
 STANDINGS = {"current": "reachable", "old": "unreachable", "unknown": "unknown age", "newer": "newer LTS"}
 SCRATCH_AGE_S = 86400.0  # a temp entry untouched this long is no writer's work in progress
@@ -137,6 +140,13 @@ def onnx_entry(path: Path, root: Path) -> Entry:
                  _stands(recorded, names), recorded, path)
 
 
+def graph_entry(path: Path, root: Path) -> Entry:
+    """A family's exported graph piece (graphs/<key>.onnx, lts.families.exported): it records its versions."""
+    recorded = exported.recorded_versions(path)
+    return Entry("exported graphs", _name(path, root), 1, folder_bytes(path), _stands(recorded, versions("graph")),
+                 recorded, path)
+
+
 def shard_entry(path: Path, root: Path) -> Entry:
     """A token shard folder: tokens.json records its versions, or names the format ("lts-token-shards/N", N
     the token_shards version) in those written before it did."""
@@ -200,6 +210,19 @@ def _onnx_entries(folder: Path, root: Path, other: dict[str, int], out: list[Ent
             pass
 
 
+def _graph_entries(folder: Path, root: Path, other: dict[str, int], out: list[Entry]) -> None:
+    for item in sorted(folder.iterdir()):
+        try:
+            if fileio.is_scratch(item):
+                out.append(scratch_entry(item, root))
+            elif item.suffix == ".onnx" and item.is_file():
+                out.append(graph_entry(item, root))
+            else:
+                other[_name(item, root)] = folder_bytes(item)
+        except FileNotFoundError:
+            pass
+
+
 def survey() -> tuple[list[Entry], int]:
     """Every entry under :func:`lts.core.fileio.cache_root`, and the bytes evaluations.sqlite takes on disk."""
     root = fileio.cache_root()
@@ -213,6 +236,8 @@ def survey() -> tuple[list[Entry], int]:
             continue
         if path == onnx_kv.default_cache_dir() and _plain_dir(path):
             _onnx_entries(path, root, other, entries)
+        elif path == exported.cache_folder() and _plain_dir(path):
+            _graph_entries(path, root, other, entries)
         else:
             try:
                 _walk(path, root, _name(path, root), other, entries)
@@ -245,7 +270,7 @@ def remove(entries: list[Entry]) -> tuple[list[Entry], bool]:
                               table=e.table, group=e.group))
         compacted = store.compact()
     root = fileio.cache_root()
-    again = {"temp leftovers": scratch_entry, "token shards": shard_entry}
+    again = {"temp leftovers": scratch_entry, "token shards": shard_entry, "exported graphs": graph_entry}
     for e in entries:
         if e.path is None or not e.path.exists():
             continue

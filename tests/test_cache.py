@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 from clirun import run_cli
+from onnx import helper
 
 from lts.core import cachekeys
 from lts.core.cachekeys import VERSIONS, versions
 from lts.cost.evaluator import EvalSettings, Evaluator
 from lts.cost.store import SQLiteStore, default_cache_path
 from lts.cost.target import CPUTarget
+from lts.families import exported
 from lts.families.gpt2 import ArchConfig
 
 OBJECTIVES = ["non_embedding_params"]  # no measurement: an evaluation is stored in milliseconds
@@ -103,9 +105,14 @@ def _build(root: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict
         os.utime(p, (time.time() - 2 * DAY,) * 2)
     (root / ".evaluations.sqlite.x1.tmp").write_bytes(b"y" * 90)  # a writer at work now
     _folder(root / "optimum-venv", "pyvenv.cfg", {}, 5000)
-    return {"current": {fp32.name + "/", int8.name + "/", "shards/today/", "shards/then/"},
+    (root / "graphs").mkdir()  # a family's exported graph pieces (lts.families.exported), today's and older
+    for key, recorded in (("a" * 40, versions("graph")), ("b" * 40, {"graph": VERSIONS["graph"] - 1})):
+        piece = helper.make_model(helper.make_graph([], "piece", [], []))
+        helper.set_model_props(piece, {exported.VERSIONS_PROP: json.dumps(recorded)})
+        (root / "graphs" / f"{key}.onnx").write_bytes(piece.SerializeToString())
+    return {"current": {fp32.name + "/", int8.name + "/", "shards/today/", "shards/then/", f"graphs/{'a' * 40}.onnx"},
             "old": {"1" * 40 + "/", "2" * 40 + "/", f"{'4' * 40}-int8-{'5' * 40}/", "shards/old/",
-                    f".{'6' * 40}.abc.tmp/"},
+                    f".{'6' * 40}.abc.tmp/", f"graphs/{'b' * 40}.onnx"},
             "unknown": {"3" * 40 + "/"}, "kept": {".evaluations.sqlite.x1.tmp", "optimum-venv/"}}
 
 
@@ -132,8 +139,9 @@ def _listing(root: Path) -> set[str]:
     """Each entry's name as `lts cache` gives it (onnx/ folders by their own name)."""
     out = {p.name + "/" for p in (root / "onnx").iterdir()} if (root / "onnx").is_dir() else set()
     out |= {f"shards/{p.name}/" for p in (root / "shards").iterdir()}
+    out |= {f"graphs/{p.name}" for p in (root / "graphs").iterdir()}
     return out | {p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
-                  if p.name not in ("onnx", "shards") and not p.name.startswith("evaluations.sqlite")}
+                  if p.name not in ("onnx", "shards", "graphs") and not p.name.startswith("evaluations.sqlite")}
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, float]]:
@@ -168,6 +176,8 @@ def test_info_reports_each_kind_its_entries_and_bytes(cache):
     int8 = [p for p in onnx.iterdir() if "-int8-" in p.name]
     assert kinds["INT8 copies"]["bytes"] == sum(map(_size, int8)) and kinds["INT8 copies"]["entries"] == 2
     assert kinds["token shards"]["bytes"] == _size(root / "shards") and kinds["token shards"]["entries"] == 3
+    assert kinds["exported graphs"]["bytes"] == _size(root / "graphs") and kinds["exported graphs"]["entries"] == 2
+    assert {s: v["entries"] for s, v in kinds["exported graphs"]["standing"].items()} == {"current": 1, "old": 1}
     assert kinds["temp leftovers"]["standing"] == {"old": {"entries": 1, "bytes": _size(onnx / f".{'6' * 40}.abc.tmp")},
                                                    "writing": {"entries": 1, "bytes": 90}}
     assert info["other"] == {"optimum-venv/": _size(root / "optimum-venv")}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import warnings
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ import onnx
 from onnx import helper
 
 from lts.core import fileio
-from lts.core.cachekeys import cache_key
+from lts.core.cachekeys import cache_key, versions
 from lts.core.onnxgraph import GraphSpec
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,23 @@ def _to_stored(spec: GraphSpec) -> onnx.ModelProto:
     model.CopyFrom(spec.model)
     model.graph.input.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(shape))
                              for name, shape in spec.weights)
-    helper.set_model_props(model, {"lts_weights": str(len(spec.weights))})
+    # the versions its key was made with (lts cache prune reads them: lts/cache.py)
+    helper.set_model_props(model, {"lts_weights": str(len(spec.weights)), VERSIONS_PROP: json.dumps(versions("graph"))})
     return model
+
+
+VERSIONS_PROP = "lts_versions"  # the stored file's metadata entry that records the versions its key was made with
+
+
+def recorded_versions(path: Path) -> dict[str, int] | None:
+    """The versions a stored piece records (None: unreadable or not recorded)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        recorded = json.loads({p.key: p.value for p in model.metadata_props}[VERSIONS_PROP])
+    except Exception:  # noqa: BLE001 - torn, foreign or older: its age cannot be told
+        return None
+    ok = isinstance(recorded, dict) and all(isinstance(v, int) for v in recorded.values())
+    return recorded if ok else None
 
 
 def _from_stored(model: onnx.ModelProto) -> GraphSpec | None:
@@ -269,8 +285,9 @@ def _live(nodes: list[onnx.NodeProto], small: list[onnx.TensorProto], outputs: l
 
 
 def cache_folder() -> Path:
-    """Where exported pieces are kept (``lts cache`` lists them as other)."""
+    """Where exported pieces are kept (``lts cache`` lists them as "exported graphs")."""
     return fileio.cache_root() / "graphs"
 
 
-__all__ = ["Piece", "Use", "build_module", "cache_folder", "export", "piece_spec", "quiet_exporter", "splice"]
+__all__ = ["Piece", "Use", "VERSIONS_PROP", "build_module", "cache_folder", "export", "piece_spec", "quiet_exporter",
+           "recorded_versions", "splice"]

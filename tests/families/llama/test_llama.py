@@ -142,3 +142,16 @@ def test_the_space_decodes_kv_heads_to_divisors_and_ffn_to_multiples_of_64():
         LlamaSpace(hidden_size=(256, 300))
     with pytest.raises(LTSError, match="unknown space field"):
         LlamaSpace.from_dict({"n_layer": [2]})
+
+
+def test_exported_pieces_are_cached_with_the_versions_their_key_was_made_with():
+    from lts.core.cachekeys import versions
+    from lts.families import exported
+
+    arch = small(hidden_size=48, num_attention_heads=3, num_key_value_heads=3, intermediate_size=96)  # its own shape
+    spec = arch.graph_spec("block")
+    files = sorted(exported.cache_folder().glob("*.onnx"))
+    assert files and all(exported.recorded_versions(f) == versions("graph") for f in files)
+    exported._MEMORY.clear()  # noqa: SLF001 - as a fresh process (a measuring child) finds it: read from the cache
+    again = arch.graph_spec("block")
+    assert again.weights == spec.weights and again.model.SerializeToString() == spec.model.SerializeToString()
