@@ -27,6 +27,7 @@ graph it measures, reads it instead of importing torch and exporting again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -80,9 +81,15 @@ _MEMORY: dict[str, GraphSpec] = {}  # key -> spec (graphs without weights: kilob
 
 
 def _canonical_key(key: Mapping[str, Any]) -> str:
+    return cache_key("graph", piece=dict(key), **_libraries())
+
+
+@functools.cache
+def _libraries() -> dict[str, str]:
+    """The torch and transformers versions an export depends on (read from their metadata once a process)."""
     import importlib.metadata as md
 
-    return cache_key("graph", piece=dict(key), torch=md.version("torch"), transformers=md.version("transformers"))
+    return {"torch": md.version("torch"), "transformers": md.version("transformers")}
 
 
 def _load(key: str) -> GraphSpec | None:

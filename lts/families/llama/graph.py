@@ -219,8 +219,9 @@ def forward_graph_spec(arch: LlamaArch, part: str = "full") -> GraphSpec:
     ends = _ends_weights(arch)
     uses = [Use(prologue(arch), {"input_ids": "input_ids", "hidden": "x_0", "mask": "mask"}, ends)]
     n = arch.num_hidden_layers if part == "full" else 0
+    one = layer(arch) if n else None  # every layer is a copy of the one piece: looked up once
     for i in range(n):
-        uses.append(Use(layer(arch), {"hidden": f"x_{i}", "mask": "mask", "hidden_out": f"x_{i + 1}"},
+        uses.append(Use(one, {"hidden": f"x_{i}", "mask": "mask", "hidden_out": f"x_{i + 1}"},
                         _layer_weights(i)))
     uses.append(Use(head(arch, kv=False), {"hidden": f"x_{n}", "logits": "logits"}, ends))
     return splice(f"lts_{arch.archid}_{part}", uses, [helper.make_tensor_value_info("input_ids", INT64, [1, "seq"])],
@@ -236,8 +237,9 @@ def kv_graph_spec(arch: LlamaArch) -> GraphSpec:
     ends = _ends_weights(arch)
     uses = [Use(kv_prologue(arch), {"input_ids": "input_ids", "attention_mask": "attention_mask", "hidden": "x_0",
                                     "mask": "mask", "positions": "positions"}, ends)]
+    one = kv_layer(arch) if n else None  # every layer is a copy of the one piece: looked up once
     for i in range(n):
-        uses.append(Use(kv_layer(arch), {"hidden": f"x_{i}", "mask": "mask", "positions": "positions",
+        uses.append(Use(one, {"hidden": f"x_{i}", "mask": "mask", "positions": "positions",
                                          "past_key": past[2 * i], "past_value": past[2 * i + 1],
                                          "hidden_out": f"x_{i + 1}", "present_key": present[2 * i],
                                          "present_value": present[2 * i + 1]}, _layer_weights(i)))
