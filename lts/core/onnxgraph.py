@@ -99,14 +99,16 @@ class Graph:
         self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
         return outs
 
-    def spec(self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]) -> GraphSpec:
-        """The graph so far as a :class:`GraphSpec` (opset :data:`OPSET`, IR version 8)."""
+    def spec(self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
+             opset: int = OPSET) -> GraphSpec:
+        """The graph so far as a :class:`GraphSpec` (opset :data:`OPSET` unless given; IR version 8, 10 from opset
+        21 on, the oldest each opset allows)."""
         graph = helper.make_graph(self.nodes, name, inputs, outputs, initializer=self.small)
-        opsets = [helper.make_opsetid("", OPSET)]
+        opsets = [helper.make_opsetid("", opset)]
         if any(node.domain == MS_DOMAIN for node in self.nodes):  # ONNX Runtime's contrib ops (fused attention)
             opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
         model = helper.make_model(graph, opset_imports=opsets, producer_name="lts")
-        model.ir_version = 8
+        model.ir_version = 8 if opset <= 18 else 10
         return GraphSpec(model, tuple(self.weights))
 
 

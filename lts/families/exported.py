@@ -259,10 +259,10 @@ def splice(name: str, uses: Sequence[Use], inputs: Sequence[onnx.ValueInfoProto]
             copy.CopyFrom(init)
             copy.name = rename(init.name)
             small.append(copy)
-        for node in graph.node:
+        for j, node in enumerate(graph.node):
             copy = onnx.NodeProto()
             copy.CopyFrom(node)
-            copy.name = prefix + node.name
+            copy.name = prefix + (node.name or f"node_{j}")
             copy.input[:] = [rename(v) for v in node.input]
             copy.output[:] = [rename(v) for v in node.output]
             for attr in copy.attribute:  # a subgraph (If, Loop) would need its names mapped too
@@ -270,10 +270,14 @@ def splice(name: str, uses: Sequence[Use], inputs: Sequence[onnx.ValueInfoProto]
                     raise ValueError(f"splicing {name}: node {node.name} holds a subgraph")
             nodes.append(copy)
     nodes, small = _live(nodes, small, [o.name for o in outputs])
-    first = uses[0].spec.model
+    opsets: dict[str, int] = {}  # each domain at the newest version a piece uses (ONNX keeps ops compatible)
+    for use in uses:
+        for entry in use.spec.model.opset_import:
+            opsets[entry.domain] = max(opsets.get(entry.domain, 0), entry.version)
     graph = helper.make_graph(nodes, name, list(inputs), list(outputs), initializer=small)
-    model = helper.make_model(graph, opset_imports=list(first.opset_import), producer_name="lts")
-    model.ir_version = first.ir_version
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+                              producer_name="lts")
+    model.ir_version = max(use.spec.model.ir_version for use in uses)
     used = {v for n in nodes for v in n.input}
     return GraphSpec(model, tuple((w, s) for w, s in weights.items() if w in used))
 

@@ -1,23 +1,28 @@
-"""Llama's ONNX graphs, exported from transformers' own Llama modules (``lts.families.exported``): none hand-written.
+"""Llama's ONNX graphs: exported from transformers' own Llama modules (``lts.families.exported``), except the
+generation graph's layer, written with ONNX's fused operators because it measures faster.
 
-Six pieces, each exported once per shape and spliced (a 30-layer model is its prologue, 30 copies of one layer
-and its head):
+Pieces, each made once per shape and spliced (a 30-layer model is its prologue, 30 copies of one layer and its
+head):
 
 - forward (batch 1, no cache): ``Prologue`` input_ids (1, S) -> embeddings and the additive causal mask
   (1, 1, S, S); ``Layer`` (hidden, mask) -> hidden (a ``LlamaDecoderLayer`` with its rotary embedding computed
   for positions 0..S-1), also giving its last position (the block part the cost table times); ``Head`` the final
-  RMSNorm and the LM head on the last position -> logits (1, 1, V).
-- generation (a KV cache, batches left-padded): ``KVPrologue`` (input_ids (B, S), attention_mask (B, P+S)) ->
-  embeddings, the additive mask (B, 1, S, P+S: causal over past and new, padding masked) and each new token's
-  position (its row's tokens before it, as ``generate`` counts them); ``KVLayer`` (hidden, mask, positions,
-  past_key, past_value) -> (hidden, present_key, present_value), the cache holding the KV heads only; ``KVHead``
-  -> logits (B, V) of the last position.
+  RMSNorm and the LM head on the last position -> logits (1, 1, V). All three exported.
+- generation (a KV cache, batches left-padded): ``KVPrologue`` (exported; input_ids (B, S), attention_mask
+  (B, P+S)) -> embeddings, the additive mask (B, 1, S, P+S: causal over past and new, padding masked), each new
+  token's position (its row's tokens before it, as ``generate`` counts them) and the rotary embedding's cos/sin
+  there (transformers' ``LlamaRotaryEmbedding``); the layer (hidden, mask, cos, sin, past_key, past_value) ->
+  (hidden, present_key, present_value), the cache holding the KV heads only: :func:`fused_kv_layer` (ONNX's
+  RMSNormalization, RotaryEmbedding and Attention, opset 23) by default, :func:`exported_kv_layer` (transformers'
+  eager layer) as its reference; ``KVHead`` (exported) -> logits (B, V) of the last position. Why the fused layer:
+  a decode step of SmolLM2-135M's shape at context 100, batch 1, 2 threads takes ~22 ms against ~30 ms for the
+  exported one, whose ~100 shape ops a layer (views, the KV heads' repetition) cost more than its attention
+  (``benchmarks/llama_layer.py`` measures both).
 
-Attention is transformers' eager implementation (the KV heads repeated to the query heads, matmul, softmax in
-float32); masked keys get float32's minimum, not -inf, so a padding query gets finite, ignored values. The LM
-head reads the embedding when tied (one weight in the graph, as in the model) through a Gemm that reads it as
-stored. Weights are named as in ``LlamaForCausalLM``'s state dict. ``tests/families/test_llama.py`` checks the
-logits of every graph against transformers, prefill, decoding and left padding included.
+Masked keys get float32's minimum, not -inf, so a padding query gets finite, ignored values. The LM head reads the
+embedding when tied (one weight in the graph, as in the model) through a Gemm that reads it as stored. Weights are
+named as in ``LlamaForCausalLM``'s state dict. ``tests/families/llama/test_llama.py`` checks the logits of every
+graph against transformers, prefill, decoding and left padding included.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from typing import Any
 
 from onnx import TensorProto, helper
 
-from lts.core.onnxgraph import GraphSpec, kv_names
+from lts.core.onnxgraph import Graph, GraphSpec, kv_names
 from lts.families.exported import Piece, Use, build_module, piece_spec, splice
 from lts.families.llama import Block, LlamaArch
 
 FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
+RMS_EPS = 1e-6
+LAYER_OPSET = 23  # RMSNormalization, RotaryEmbedding and Attention
 
 
 def _layer_config(block: Block, rope_theta: float, vocab_size: int = 8) -> Any:
@@ -91,9 +98,11 @@ def _modules() -> dict[str, type]:
             return super().forward(hidden)[:, None, :]  # (1, 1, V)
 
     class KVPrologue(torch.nn.Module):
-        def __init__(self, vocab: int, d: int) -> None:
+        def __init__(self, config: Any, vocab: int) -> None:
             super().__init__()
-            self.embed_tokens = torch.nn.Embedding(vocab, d)
+            self.embed_tokens = torch.nn.Embedding(vocab, config.hidden_size)
+            self.rotary_emb = LlamaRotaryEmbedding(config)
+            self.half = config.head_dim // 2
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
             seq, total = input_ids.shape[1], attention_mask.shape[1]
@@ -101,7 +110,9 @@ def _modules() -> dict[str, type]:
             positions = counted[:, total - seq:]
             query = torch.arange(total - seq, total)[:, None]  # new token i sits at column P+i
             allowed = (torch.arange(total)[None, :] <= query)[None, None] & (attention_mask[:, None, None, :] == 1)
-            return self.embed_tokens(input_ids), torch.where(allowed, 0.0, neg), positions
+            hidden = self.embed_tokens(input_ids)
+            cos, sin = self.rotary_emb(hidden, positions)  # (B, S, head_dim): one half repeated
+            return hidden, torch.where(allowed, 0.0, neg), positions, cos[..., :self.half], sin[..., :self.half]
 
     class KVLayer(torch.nn.Module):
         def __init__(self, config: Any) -> None:
@@ -168,14 +179,17 @@ def head(arch: LlamaArch, kv: bool) -> GraphSpec:
 def kv_prologue(arch: LlamaArch) -> GraphSpec:
     import torch
 
-    d, v = arch.hidden_size, arch.vocab_size
-    return _piece("kv_prologue", _ends_key(arch), lambda: _modules()["KVPrologue"](v, d),
+    config, v = _layer_config(arch.block(), arch.rope_theta), arch.vocab_size
+    key = {**_ends_key(arch), "head_dim": arch.head_dim, "rope_theta": arch.rope_theta}
+    return _piece("kv_prologue", key, lambda: _modules()["KVPrologue"](config, v),
                   lambda: (torch.zeros((2, 3), dtype=torch.long), torch.ones((2, 8), dtype=torch.long)),
-                  ("input_ids", "attention_mask"), ("hidden", "mask", "positions"),
+                  ("input_ids", "attention_mask"), ("hidden", "mask", "positions", "cos", "sin"),
                   {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total"}})
 
 
-def kv_layer(arch: LlamaArch) -> GraphSpec:
+def exported_kv_layer(arch: LlamaArch) -> GraphSpec:
+    """transformers' ``LlamaDecoderLayer`` with a cache, exported (eager attention): the family's layer with nothing
+    hand-written, kept as the reference the fused layer is measured against (``benchmarks/llama_layer.py``)."""
     import torch
 
     config, d, b = _layer_config(arch.block(), arch.rope_theta), arch.hidden_size, arch.block()
@@ -188,6 +202,41 @@ def kv_layer(arch: LlamaArch) -> GraphSpec:
                   {"hidden": {0: "batch", 1: "seq"}, "mask": {0: "batch", 2: "seq", 3: "total"},
                    "positions": {0: "batch", 1: "seq"}, "past_key": {0: "batch", 2: "past"},
                    "past_value": {0: "batch", 2: "past"}})
+
+
+def fused_kv_layer(arch: LlamaArch) -> GraphSpec:
+    """One decoder layer with a cache, written with ONNX's fused operators (opset 23): RMSNormalization,
+    RotaryEmbedding (the prologue's cos/sin of each new token's position) and Attention, which takes the KV heads
+    as they are (grouped-query), appends the new keys and values to the past and adds the mask. The exported
+    eager layer spends ~100 small shape ops a layer on views and the KV heads' repetition; this one is 17 nodes.
+    Weights are named as the exported layer's (``layer.self_attn.q_proj.weight``, ...), stored as torch stores
+    them (out, in): each MatMul reads its weight through a Transpose that ONNX Runtime folds when it loads."""
+    b, d = arch.block(), arch.hidden_size
+    h, kv, hd, ff = b.num_attention_heads, b.num_key_value_heads, b.head_dim, b.intermediate_size
+    g = Graph()
+
+    def linear(x: str, name: str, n_out: int, n_in: int) -> str:
+        weight = g.weight(f"layer.{name}.weight", (n_out, n_in))
+        return g.op("MatMul", x, g.op("Transpose", weight, perm=[1, 0]))
+
+    def norm(x: str, name: str) -> str:
+        return g.op("RMSNormalization", x, g.weight(f"layer.{name}.weight", (d,)), axis=-1, epsilon=RMS_EPS)
+
+    a = norm("hidden", "input_layernorm")
+    q = g.op("RotaryEmbedding", linear(a, "self_attn.q_proj", h * hd, d), "cos", "sin", num_heads=h)
+    k = g.op("RotaryEmbedding", linear(a, "self_attn.k_proj", kv * hd, d), "cos", "sin", num_heads=kv)
+    v = linear(a, "self_attn.v_proj", kv * hd, d)
+    y = g.op("Attention", q, k, v, "mask", "past_key", "past_value", q_num_heads=h, kv_num_heads=kv)
+    g.nodes[-1].output.extend(["present_key", "present_value"])
+    x = g.op("Add", "hidden", linear(y, "self_attn.o_proj", d, h * hd))
+    m = norm(x, "post_attention_layernorm")
+    gate = linear(m, "mlp.gate_proj", ff, d)
+    act = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), linear(m, "mlp.up_proj", ff, d))
+    g.nodes.append(helper.make_node("Add", [x, linear(act, "mlp.down_proj", d, ff)], ["hidden_out"]))
+    names = ("hidden", "mask", "cos", "sin", "past_key", "past_value")
+    return g.spec("llama_kv_layer", [helper.make_tensor_value_info(n, FLOAT, None) for n in names],
+                  [helper.make_tensor_value_info(n, FLOAT, None) for n in ("hidden_out", "present_key",
+                                                                           "present_value")], opset=LAYER_OPSET)
 
 
 def _layer_weights(i: int) -> Any:
@@ -228,7 +277,10 @@ def forward_graph_spec(arch: LlamaArch, part: str = "full") -> GraphSpec:
                   [helper.make_tensor_value_info("logits", FLOAT, [1, 1, arch.vocab_size])])
 
 
-def kv_graph_spec(arch: LlamaArch) -> GraphSpec:
+KV_LAYERS = {"fused": fused_kv_layer, "exported": exported_kv_layer}
+
+
+def kv_graph_spec(arch: LlamaArch, layer: str = "fused") -> GraphSpec:
     """The generation graph (``lts.generate.onnx_kv``'s interface): input_ids (B, S), attention_mask (B, P+S),
     past_key_i / past_value_i (B, KV heads, P, head_dim) -> logits (B, V) and the presents (B, KV heads, P+S,
     head_dim)."""
@@ -236,13 +288,13 @@ def kv_graph_spec(arch: LlamaArch) -> GraphSpec:
     past, present = kv_names(n)
     ends = _ends_weights(arch)
     uses = [Use(kv_prologue(arch), {"input_ids": "input_ids", "attention_mask": "attention_mask", "hidden": "x_0",
-                                    "mask": "mask", "positions": "positions"}, ends)]
-    one = kv_layer(arch) if n else None  # every layer is a copy of the one piece: looked up once
+                                    "mask": "mask", "positions": "positions", "cos": "cos", "sin": "sin"}, ends)]
+    one = KV_LAYERS[layer](arch) if n else None  # every layer is a copy of the one piece: looked up once
     for i in range(n):
-        uses.append(Use(one, {"hidden": f"x_{i}", "mask": "mask", "positions": "positions",
-                                         "past_key": past[2 * i], "past_value": past[2 * i + 1],
-                                         "hidden_out": f"x_{i + 1}", "present_key": present[2 * i],
-                                         "present_value": present[2 * i + 1]}, _layer_weights(i)))
+        uses.append(Use(one, {"hidden": f"x_{i}", "mask": "mask", "positions": "positions", "cos": "cos",
+                              "sin": "sin", "past_key": past[2 * i], "past_value": past[2 * i + 1],
+                              "hidden_out": f"x_{i + 1}", "present_key": present[2 * i],
+                              "present_value": present[2 * i + 1]}, _layer_weights(i)))
     uses.append(Use(head(arch, kv=True), {"hidden": f"x_{n}", "logits": "logits"}, ends))
     kv, hd = arch.num_key_value_heads, arch.head_dim
     inputs = [helper.make_tensor_value_info("input_ids", INT64, ["batch", "seq"]),

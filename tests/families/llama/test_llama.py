@@ -84,30 +84,37 @@ def test_the_forward_graph_gives_transformers_logits(tied, tmp_path):
         np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("tied", [True, False])
-def test_the_kv_graph_decodes_what_generate_does_with_left_padding(tied, tmp_path):
+@pytest.mark.parametrize("tied, layer", [(True, "fused"), (False, "fused"), (True, "exported")])
+def test_the_kv_graph_decodes_what_generate_does_with_left_padding(tied, layer, tmp_path):
     import onnxruntime as ort
     import torch
+
+    from lts.families.llama.graph import kv_graph_spec
 
     arch = small(tie_word_embeddings=tied, num_key_value_heads=1)
     torch.manual_seed(1)
     model = arch.to_model().eval()
     path = tmp_path / "kv.onnx"
-    write_onnx(arch.graph_spec("kv"), path, state_dict_weights(model.state_dict()))
+    write_onnx(kv_graph_spec(arch, layer), path, state_dict_weights(model.state_dict()))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ids = np.array([[0, 0, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6]])
     mask = np.array([[0, 0, 1, 1, 1, 1], [1] * 6])
     with torch.no_grad():
         want = model.generate(torch.tensor(ids), attention_mask=torch.tensor(mask), max_new_tokens=5,
                               do_sample=False, pad_token_id=0)[:, ids.shape[1]:].numpy()
+        positions = torch.tensor(mask).cumsum(-1).sub(1).clamp(min=0)  # as generate derives them
+        want_logits = model(torch.tensor(ids), attention_mask=torch.tensor(mask),
+                            position_ids=positions).logits[:, -1].numpy()
     layout = arch.kv_layout()
     assert layout == [(1, 16)] * 3  # the cache holds the KV heads only
     feeds = {"input_ids": ids, "attention_mask": mask}
     for i, (h, d) in enumerate(layout):
         feeds[f"past_key_{i}"] = feeds[f"past_value_{i}"] = np.zeros((2, h, 0, d), np.float32)
     got = []
-    for _ in range(5):
+    for step in range(5):
         logits, *presents = sess.run(None, feeds)
+        if step == 0:  # the prefill's logits of the last position, padded row included
+            np.testing.assert_allclose(logits, want_logits, atol=2e-5, rtol=1e-4)
         token = logits.argmax(-1)[:, None]
         got.append(token)
         mask = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
