@@ -17,6 +17,7 @@ writes them is run as ``python -m benchmarks.<name>``):
                       benchmarks/results/train_layouts*.json     train_throughput --layouts
     proxy.md          benchmarks/results/proxy_validation*.json  proxy_validation
     proxy-validation-llama.md  benchmarks/results/proxy_validation_llama*.json  proxy_validation --family llama
+    llama-layer.md    benchmarks/results/llama_layer*.json       llama_layer
     robustness.md     benchmarks/results/robustness_{remeasure,compare,drift}*.json  robustness
     int8.md           benchmarks/results/int8_quality*.json      int8_quality
     heterogeneity.md  benchmarks/results/heterogeneity*.json     heterogeneity
@@ -90,6 +91,11 @@ PAGES = (
          "greedy decoding: transformers' generate vs LTS's ONNX Runtime loop (fp32, int8) vs Optimum and "
          "CTranslate2 (float32, int8); the memory-bus ceiling; batches 1, 4, 16; random GPT-2s and three members "
          "of the committed front"),
+    Page("llama-layer", "Llama's generation layer: fused vs exported", ("llama_layer",),
+         ("python -m benchmarks.llama_layer",),
+         "the Llama generation graph with its layer written with ONNX's fused RMSNormalization, RotaryEmbedding and "
+         "Attention against transformers' eager layer exported: decode steps, prefill, load time and peak memory "
+         "on SmolLM2-135M's and SmolLM2-360M's shapes, same weights, interleaved rounds"),
     Page("latency-fidelity", "Decode latency: the search's figure vs generate_text.py", ("latency_fidelity",),
          ("python -m benchmarks.latency_kinds fidelity --seed 1",),
          "the evaluator's onnx_decode_latency_s and onnx_generation_memory_mb against what generate_text.py "
