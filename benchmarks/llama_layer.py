@@ -31,7 +31,9 @@ import numpy as np
 
 from benchmarks._cli import add_threads_flag
 from benchmarks._results import print_table, write_result
+from lts.core import procs
 from lts.core.onnxgraph import tiled_weights, write_onnx
+from lts.cost.target import CPUTarget
 from lts.families.llama import LlamaArch
 from lts.families.llama.graph import KV_LAYERS, kv_graph_spec
 
@@ -46,8 +48,6 @@ CASES = (("decode", 1, 128), ("decode", 1, 512), ("decode", 4, 128), ("prefill",
 
 
 def session(path: Path, threads: int) -> Any:
-    from lts.cost.target import CPUTarget
-
     return CPUTarget(threads=threads).session(path)
 
 
@@ -66,8 +66,6 @@ def feeds(arch: LlamaArch, kind: str, batch: int, tokens: int) -> dict[str, np.n
 
 def peak_child(path: str, threads: int, arch: LlamaArch, queue: Any) -> None:
     """In a fresh process: the peak RSS over the RSS before loading, for a load + prefill + 64 decode steps."""
-    from lts.core import procs
-
     procs.fix_mmap_threshold()
     base = procs.rss_bytes()
     procs.reset_peak_rss()
@@ -120,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 if diff > 1e-3:
                     raise SystemExit(f"{name} {kind}: the two graphs' logits differ by {diff}")
                 times: dict[str, list[float]] = {layer: [] for layer in sessions}
-                for layer, s in sessions.items():  # warm-up
+                for s in sessions.values():  # warm-up
                     for _ in range(3):
                         s.run(None, f)
                 for _ in range(args.rounds):

@@ -10,7 +10,6 @@ mixed-variable NSGA-II hands it out; :meth:`SearchSpace.decode` turns it into an
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
@@ -20,23 +19,9 @@ from pymoo.core.variable import Integer
 
 from lts.core.errors import LTSError
 from lts.families.gpt2 import ARCH_FIELDS, FAMILY, GENES, ArchConfig
+from lts.families.spaces import as_yaml, choices, known_fields
 
 SPACE_FIELDS = (*ARCH_FIELDS, "per_layer")
-
-
-def _choices(values: Any, name: str) -> tuple[int, ...]:
-    if isinstance(values, Mapping):  # {start, stop, step} like range(), stop exclusive
-        try:
-            values = range(int(values["start"]), int(values["stop"]), int(values.get("step", 1)))
-        except (KeyError, TypeError, ValueError):
-            raise LTSError(f"space.{name}: a range needs integer start, stop (exclusive) and optional step") from None
-    try:
-        out = tuple(sorted({int(v) for v in values}))
-    except (TypeError, ValueError):
-        raise LTSError(f"space.{name}: expected a list of integers or a range, got {values!r}") from None
-    if not out or out[0] <= 0:
-        raise LTSError(f"space.{name}: needs at least one positive value, got {list(out)}")
-    return out
 
 
 @dataclass(frozen=True)
@@ -60,7 +45,7 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         for name in GENES:
-            object.__setattr__(self, name, _choices(getattr(self, name), name))
+            object.__setattr__(self, name, choices(getattr(self, name), name))
         for name in ("vocab_size", "n_positions"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -77,24 +62,11 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SearchSpace:
-        data = dict(data or {})
-        unknown = sorted(set(data) - set(SPACE_FIELDS))
-        if unknown:
-            raise LTSError(f"unknown space field(s): {', '.join(unknown)} (known: {', '.join(SPACE_FIELDS)})")
-        return cls(**data)
+        return cls(**known_fields(data, SPACE_FIELDS))
 
     def to_dict(self) -> dict[str, Any]:
-        """The space as its YAML reads: an evenly spaced choice of three or more as {start, stop, step}."""
-        def plain(v: Any) -> Any:
-            if not isinstance(v, tuple):
-                return v
-            steps = {b - a for a, b in zip(v, v[1:])}
-            if len(v) >= 3 and len(steps) == 1:
-                step = steps.pop()
-                return {"start": v[0], "stop": v[-1] + step, **({"step": step} if step != 1 else {})}
-            return list(v)
-
-        out = {k: plain(v) for k, v in dataclasses.asdict(self).items()}
+        """The space as its YAML reads (:func:`lts.families.spaces.as_yaml`)."""
+        out = as_yaml(self)
         if not self.per_layer:  # a homogeneous space's job.json has no per_layer key: any LTS resumes its runs
             del out["per_layer"]
         return out

@@ -27,6 +27,7 @@ graph against transformers, prefill, decoding and left padding included.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from onnx import TensorProto, helper
@@ -51,8 +52,10 @@ def _layer_config(block: Block, rope_theta: float, vocab_size: int = 8) -> Any:
     return config
 
 
+@functools.cache
 def _modules() -> dict[str, type]:
-    """The pieces' torch modules (defined on first use: torch and transformers are imported only to export)."""
+    """The pieces' torch modules (defined once, on first use: torch and transformers are imported only to
+    export)."""
     import torch
     from transformers import DynamicCache
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, LlamaRotaryEmbedding

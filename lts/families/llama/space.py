@@ -9,7 +9,6 @@ at most the choice: 1 is multi-query attention, the head count plain multi-head 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
@@ -19,34 +18,11 @@ from pymoo.core.variable import Integer
 
 from lts.core.errors import LTSError
 from lts.families.llama import FAMILY, LlamaArch
+from lts.families.spaces import as_yaml, choices, known_fields
 
 GENES = ("num_hidden_layers", "hidden_size", "ffn_ratio", "num_key_value_heads", "tie_word_embeddings")
 SPACE_FIELDS = (*GENES, "head_dim", "vocab_size", "max_position_embeddings", "rope_theta")
 FFN_MULTIPLE = 64
-
-
-def _choices(values: Any, name: str, kind: type = int) -> tuple:
-    if isinstance(values, Mapping):  # {start, stop, step} like range(), stop exclusive
-        try:
-            values = range(int(values["start"]), int(values["stop"]), int(values.get("step", 1)))
-        except (KeyError, TypeError, ValueError):
-            raise LTSError(f"space.{name}: a range needs integer start, stop (exclusive) and optional step") from None
-    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, range, tuple)):
-        values = [values]
-    if kind is bool:
-        if not all(isinstance(v, (bool, np.bool_)) for v in values):
-            raise LTSError(f"space.{name}: expected true and/or false, got {values!r}")
-        out = tuple(dict.fromkeys(bool(v) for v in values))
-    else:
-        try:
-            out = tuple(sorted({kind(v) for v in values if not isinstance(v, bool)}))
-        except (TypeError, ValueError):
-            raise LTSError(f"space.{name}: expected a list of numbers or a range, got {values!r}") from None
-        if not out or out[0] <= 0:
-            raise LTSError(f"space.{name}: needs at least one positive value, got {list(out)}")
-    if not out:
-        raise LTSError(f"space.{name}: needs at least one value")
-    return out
 
 
 @dataclass(frozen=True)
@@ -68,9 +44,9 @@ class LlamaSpace:
 
     def __post_init__(self) -> None:
         for name in ("num_hidden_layers", "hidden_size", "num_key_value_heads"):
-            object.__setattr__(self, name, _choices(getattr(self, name), name))
-        object.__setattr__(self, "ffn_ratio", _choices(self.ffn_ratio, "ffn_ratio", float))
-        object.__setattr__(self, "tie_word_embeddings", _choices(self.tie_word_embeddings, "tie_word_embeddings",
+            object.__setattr__(self, name, choices(getattr(self, name), name))
+        object.__setattr__(self, "ffn_ratio", choices(self.ffn_ratio, "ffn_ratio", float))
+        object.__setattr__(self, "tie_word_embeddings", choices(self.tie_word_embeddings, "tie_word_embeddings",
                                                                  bool))
         for name in ("head_dim", "vocab_size", "max_position_embeddings"):
             value = getattr(self, name)
@@ -86,23 +62,10 @@ class LlamaSpace:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> LlamaSpace:
-        data = dict(data or {})
-        unknown = sorted(set(data) - set(SPACE_FIELDS))
-        if unknown:
-            raise LTSError(f"unknown space field(s): {', '.join(unknown)} (known: {', '.join(SPACE_FIELDS)})")
-        return cls(**data)
+        return cls(**known_fields(data, SPACE_FIELDS))
 
     def to_dict(self) -> dict[str, Any]:
-        def plain(v: Any) -> Any:
-            if not isinstance(v, tuple):
-                return v
-            steps = {b - a for a, b in zip(v, v[1:])}
-            if len(v) >= 3 and len(steps) == 1 and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-                step = steps.pop()
-                return {"start": v[0], "stop": v[-1] + step, **({"step": step} if step != 1 else {})}
-            return list(v)
-
-        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
+        return as_yaml(self)
 
     @property
     def max_positions(self) -> int:
