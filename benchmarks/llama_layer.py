@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import queue as queue_module
 import sys
 import tempfile
 import time
@@ -86,7 +87,13 @@ def peak(path: Path, threads: int, arch: LlamaArch) -> tuple[float, float]:
     queue = ctx.Queue()
     proc = ctx.Process(target=peak_child, args=(str(path), threads, arch, queue))
     proc.start()
-    result = queue.get(timeout=600)
+    while True:  # a child that dies (out of memory) puts nothing: say so instead of waiting
+        try:
+            result = queue.get(timeout=1)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise SystemExit(f"measuring {path.name} failed: its process exited with {proc.exitcode}") from None
     proc.join()
     return result
 

@@ -33,8 +33,9 @@ VERSIONS: dict[str, int] = {
     # lts/core/onnxgraph.py and each family's graph writer (lts/families/gpt2/graph.py): the ONNX graphs LTS
     # writes itself (forward parts, KV graph, how weights fill them).
     # Bump: every evaluation is re-measured and every directly written ONNX export is rewritten.
-    # (2: Llama's generation graph has a fused layer: ONNX's RMSNormalization, RotaryEmbedding and Attention.)
-    "graph": 2,
+    # (2: Llama's generation graph has a fused layer: ONNX's RMSNormalization, RotaryEmbedding and Attention.
+    # 3: a Linear's weight read only transposed is stored transposed, "<name>.T": no second copy at load.)
+    "graph": 3,
     # lts/cost (measure, timing, table) and the Evaluator: what a stored evaluation or shape timing holds
     # (probes, timing loop, memory window, reference graph's role). Bump: every stored evaluation and timing
     # is re-measured.

@@ -14,9 +14,11 @@ costs ~40 s with ``torch.onnx.export(dynamo=True)`` on 2 cores (1.4 s a layer), 
 block (0.2-0.9 s). The pieces go through torch's TorchScript exporter (``dynamo=False``): 0.2-0.9 s a piece against
 2.4 s with dynamo (2 cores, hidden 576-1024; the dynamo export keeps the same parameter names, but pays a fixed
 tracing cost per call that a search with hundreds of block shapes would pay each time). Weights keep their torch
-names (``export_params`` with no constant folding, so no weight is pre-transposed or renamed), and a spliced
-layer's are renamed to that layer's (``layers.0.`` -> ``layers.7.``): the graph reads a transformers state dict
-(``lts.core.onnxgraph.state_dict_weights``), as GPT-2's does.
+names (``export_params`` with no constant folding, so no weight is folded or renamed by the exporter), and a
+spliced layer's are renamed to that layer's (``layers.0.`` -> ``layers.7.``): the graph reads a transformers state
+dict (``lts.core.onnxgraph.state_dict_weights``), as GPT-2's does. One rewrite: a weight the graph reads only
+transposed (a Linear's) is stored transposed, as ``<name>.T``, because ONNX Runtime would fold the Transpose into a
+second copy at load.
 
 An exported piece is a :class:`~lts.core.onnxgraph.GraphSpec` (the graph without its weights, their names and
 shapes). It is kept in memory and in the cache (``<cache root>/graphs/<key>.onnx``, the key from the piece's kind
@@ -41,7 +43,7 @@ from onnx import helper
 
 from lts.core import fileio
 from lts.core.cachekeys import cache_key, versions
-from lts.core.onnxgraph import GraphSpec
+from lts.core.onnxgraph import TRANSPOSED, GraphSpec
 
 log = logging.getLogger(__name__)
 OPSET = 18
@@ -51,7 +53,8 @@ OPSET = 18
 class Piece:
     """How to export one piece: ``make()`` gives the torch module, ``args()`` example inputs (every dynamic size
     distinct and above 1, so none is traced as a constant), with names and dynamic axes; ``key`` is what the piece
-    depends on (kind and shape), JSON data."""
+    depends on (kind and shape), JSON data. ``as_stored`` names weights to read as stored even when only
+    transposed (one another piece also reads, as a tied LM head reads the embedding)."""
 
     key: Mapping[str, Any]
     make: Callable[[], Any]
@@ -59,6 +62,7 @@ class Piece:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     dynamic: Mapping[str, Mapping[int, str]]
+    as_stored: tuple[str, ...] = ()
 
 
 def piece_spec(piece: Piece) -> GraphSpec:
@@ -167,7 +171,40 @@ def export(piece: Piece) -> GraphSpec:
     graph.ClearField("initializer")
     graph.initializer.extend(small)
     graph.ClearField("value_info")
-    return GraphSpec(model, tuple(weights))
+    return _weights_transposed(GraphSpec(model, tuple(weights)), piece.as_stored)
+
+
+def _weights_transposed(spec: GraphSpec, as_stored: Sequence[str] = ()) -> GraphSpec:
+    """A 2-D weight read only through a Transpose (a ``torch.nn.Linear``'s, stored (out, in)) becomes the weight
+    ``<name>.T`` (``lts.core.onnxgraph.TRANSPOSED``), read as it is: ONNX Runtime would otherwise fold the
+    Transpose into a second copy of the weight when it loads the graph. A weight read elsewhere too, or named in
+    `as_stored` (a tied embedding), keeps its Transpose."""
+    graph = spec.model.graph
+    shapes = dict(spec.weights)
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for value in node.input:
+            readers.setdefault(value, []).append(node)
+    flipped: dict[str, str] = {}  # a Transpose's output -> the transposed weight's name
+    for name, shape in shapes.items():
+        nodes = readers.get(name, [])
+        if name in as_stored or len(shape) != 2 or not nodes or any(n.op_type != "Transpose" for n in nodes):
+            continue
+        perms = [list(helper.get_attribute_value(a)) for n in nodes for a in n.attribute if a.name == "perm"]
+        if any(perm != [1, 0] for perm in perms):
+            continue
+        flipped.update((n.output[0], name + TRANSPOSED) for n in nodes)
+    if not flipped:
+        return spec
+    kept = [n for n in graph.node if not (n.op_type == "Transpose" and n.output[0] in flipped)]
+    for node in kept:
+        node.input[:] = [flipped.get(v, v) for v in node.input]
+    graph.ClearField("node")
+    graph.node.extend(kept)
+    done = {w.removesuffix(TRANSPOSED) for w in flipped.values()}
+    weights = tuple((name + TRANSPOSED, (shape[1], shape[0])) if name in done else (name, shape)
+                    for name, shape in spec.weights)
+    return GraphSpec(spec.model, weights)
 
 
 @contextlib.contextmanager

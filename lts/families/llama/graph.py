@@ -20,9 +20,10 @@ head):
   (``benchmarks/llama_layer.py`` measures both).
 
 Masked keys get float32's minimum, not -inf, so a padding query gets finite, ignored values. The LM head reads the
-embedding when tied (one weight in the graph, as in the model) through a Gemm that reads it as stored. Weights are
-named as in ``LlamaForCausalLM``'s state dict. ``tests/families/llama/test_llama.py`` checks the logits of every
-graph against transformers, prefill, decoding and left padding included.
+embedding when tied (one weight in the graph, as in the model). Weights are named as in ``LlamaForCausalLM``'s
+state dict, a projection's with ``.T``: stored transposed (``lts.core.onnxgraph.TRANSPOSED``).
+``tests/families/llama/test_llama.py`` checks the logits of every graph against transformers, prefill, decoding
+and left padding included.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 from onnx import TensorProto, helper
 
-from lts.core.onnxgraph import Graph, GraphSpec, kv_names
+from lts.core.onnxgraph import TRANSPOSED, Graph, GraphSpec, kv_names
 from lts.families.exported import Piece, Use, build_module, piece_spec, splice
 from lts.families.llama import Block, LlamaArch
 
@@ -136,9 +137,9 @@ def _modules() -> dict[str, type]:
 
 
 def _piece(kind: str, key: dict[str, Any], make: Any, args: Any, inputs: tuple[str, ...], outputs: tuple[str, ...],
-           dynamic: dict[str, dict[int, str]]) -> GraphSpec:
+           dynamic: dict[str, dict[int, str]], as_stored: tuple[str, ...] = ()) -> GraphSpec:
     return piece_spec(Piece({"family": "llama", "piece": kind, **key}, lambda: build_module(make), args, inputs,
-                            outputs, dynamic))
+                            outputs, dynamic, as_stored))
 
 
 def _block_key(arch: LlamaArch) -> dict[str, Any]:
@@ -172,11 +173,12 @@ def layer(arch: LlamaArch) -> GraphSpec:
 def head(arch: LlamaArch, kv: bool) -> GraphSpec:
     import torch
 
-    d, v = arch.hidden_size, arch.vocab_size
-    return _piece("kv_head" if kv else "head", _ends_key(arch),
+    d, v, tied = arch.hidden_size, arch.vocab_size, arch.tie_word_embeddings
+    return _piece("kv_head" if kv else "head", {**_ends_key(arch), "tied": tied},
                   lambda: _modules()["Head" if kv else "ForwardHead"](v, d),
                   lambda: (torch.zeros((2 if kv else 1, 7, d)),), ("hidden",), ("logits",),
-                  {"hidden": {0: "batch", 1: "seq"} if kv else {1: "seq"}})
+                  {"hidden": {0: "batch", 1: "seq"} if kv else {1: "seq"}},
+                  as_stored=("lm_head.weight",) if tied else ())  # a tied head reads the embedding as stored
 
 
 def kv_prologue(arch: LlamaArch) -> GraphSpec:
@@ -212,15 +214,16 @@ def fused_kv_layer(arch: LlamaArch) -> GraphSpec:
     RotaryEmbedding (the prologue's cos/sin of each new token's position) and Attention, which takes the KV heads
     as they are (grouped-query), appends the new keys and values to the past and adds the mask. The exported
     eager layer spends ~100 small shape ops a layer on views and the KV heads' repetition; this one is 17 nodes.
-    Weights are named as the exported layer's (``layer.self_attn.q_proj.weight``, ...), stored as torch stores
-    them (out, in): each MatMul reads its weight through a Transpose that ONNX Runtime folds when it loads."""
+    Each projection's weight is the state dict's stored transposed (``layer.self_attn.q_proj.weight.T``, (in,
+    out): ``lts.core.onnxgraph.TRANSPOSED``), so a MatMul reads it as it is: through a Transpose, as the exported
+    layer reads it, ONNX Runtime would fold a second copy of every weight when loading (SmolLM2-135M's shape: a
+    1,087 MiB generation peak instead of 776)."""
     b, d = arch.block(), arch.hidden_size
     h, kv, hd, ff = b.num_attention_heads, b.num_key_value_heads, b.head_dim, b.intermediate_size
     g = Graph()
 
     def linear(x: str, name: str, n_out: int, n_in: int) -> str:
-        weight = g.weight(f"layer.{name}.weight", (n_out, n_in))
-        return g.op("MatMul", x, g.op("Transpose", weight, perm=[1, 0]))
+        return g.op("MatMul", x, g.weight(f"layer.{name}.weight{TRANSPOSED}", (n_in, n_out)))
 
     def norm(x: str, name: str) -> str:
         return g.op("RMSNormalization", x, g.weight(f"layer.{name}.weight", (d,)), axis=-1, epsilon=RMS_EPS)
@@ -248,7 +251,7 @@ def _layer_weights(i: int) -> Any:
 
 def _ends_weights(arch: LlamaArch) -> Any:
     def rename(name: str) -> str:
-        if name == "lm_head.weight":
+        if name.startswith("lm_head.weight"):  # stored transposed (".T") when untied
             return "model.embed_tokens.weight" if arch.tie_word_embeddings else name
         return "model." + name
 

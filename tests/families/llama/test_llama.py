@@ -126,12 +126,15 @@ def test_the_kv_graph_decodes_what_generate_does_with_left_padding(tied, layer, 
 
 def test_a_tied_graph_holds_the_embedding_once():
     tied, untied = small(), small(tie_word_embeddings=False)
-    names = [name for name, _ in tied.graph_spec("full").weights]
-    assert "lm_head.weight" not in names and names.count("model.embed_tokens.weight") == 1
-    assert "lm_head.weight" in [name for name, _ in untied.graph_spec("full").weights]
-    for arch in (tied, untied):
-        n = sum(int(np.prod(s)) for _, s in arch.graph_spec("full").weights)
-        assert n == arch.total_params()
+    for part in ("full", "kv"):
+        names = [name for name, _ in tied.graph_spec(part).weights]
+        assert not [n for n in names if n.startswith("lm_head")] and names.count("model.embed_tokens.weight") == 1
+        # an untied head, like every projection, is stored transposed: read as it is, never copied at load
+        untied_names = [name for name, _ in untied.graph_spec(part).weights]
+        assert "lm_head.weight.T" in untied_names and "model.layers.0.mlp.up_proj.weight.T" in untied_names
+        for arch in (tied, untied):
+            n = sum(int(np.prod(s)) for _, s in arch.graph_spec(part).weights)
+            assert n == arch.total_params()
 
 
 def test_the_space_decodes_kv_heads_to_divisors_and_ffn_to_multiples_of_64():
