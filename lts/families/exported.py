@@ -180,13 +180,12 @@ def _weights_transposed(spec: GraphSpec, as_stored: Sequence[str] = ()) -> Graph
     Transpose into a second copy of the weight when it loads the graph. A weight read elsewhere too, or named in
     `as_stored` (a tied embedding), keeps its Transpose."""
     graph = spec.model.graph
-    shapes = dict(spec.weights)
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for value in node.input:
             readers.setdefault(value, []).append(node)
     flipped: dict[str, str] = {}  # a Transpose's output -> the transposed weight's name
-    for name, shape in shapes.items():
+    for name, shape in spec.weights:
         nodes = readers.get(name, [])
         if name in as_stored or len(shape) != 2 or not nodes or any(n.op_type != "Transpose" for n in nodes):
             continue

@@ -3,8 +3,8 @@
 A model of a family LTS searches gets the very graph the search measures (its ``graph_spec("kv")``,
 the ``onnx_decode_latency_s`` and ``onnx_generation_memory_mb`` objectives) filled with its
 weights: written directly (``lts.families.arch_of_hf_model`` says when: GPT-2's standard block, in milliseconds;
-a standard float32 Llama, its graph spliced from its layer's export). Other models (OPT, GPT-Neo, ...) are exported
-whole with torch's exporter. Both have the
+a standard float32 Llama, its graph spliced from its exported prologue and head and its fused layer). Other models
+(OPT, GPT-Neo, ...) are exported whole with torch's exporter. Both have the
 same interface; one graph serves both phases of generation::
 
     inputs : input_ids (B, S) int64, attention_mask (B, P+S) int64 (0 = left padding),

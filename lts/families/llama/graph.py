@@ -35,10 +35,9 @@ from onnx import TensorProto, helper
 
 from lts.core.onnxgraph import TRANSPOSED, Graph, GraphSpec, kv_names
 from lts.families.exported import Piece, Use, build_module, piece_spec, splice
-from lts.families.llama import Block, LlamaArch
+from lts.families.llama import STANDARD, Block, LlamaArch
 
 FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
-RMS_EPS = 1e-6
 LAYER_OPSET = 23  # RMSNormalization, RotaryEmbedding and Attention
 
 
@@ -90,7 +89,7 @@ def _modules() -> dict[str, type]:
     class Head(torch.nn.Module):
         def __init__(self, vocab: int, d: int) -> None:
             super().__init__()
-            self.norm = LlamaRMSNorm(d, eps=1e-6)
+            self.norm = LlamaRMSNorm(d, eps=STANDARD["rms_norm_eps"])
             self.lm_head = torch.nn.Linear(d, vocab, bias=False)
 
         def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -226,7 +225,8 @@ def fused_kv_layer(arch: LlamaArch) -> GraphSpec:
         return g.op("MatMul", x, g.weight(f"layer.{name}.weight{TRANSPOSED}", (n_in, n_out)))
 
     def norm(x: str, name: str) -> str:
-        return g.op("RMSNormalization", x, g.weight(f"layer.{name}.weight", (d,)), axis=-1, epsilon=RMS_EPS)
+        gain = g.weight(f"layer.{name}.weight", (d,))
+        return g.op("RMSNormalization", x, gain, axis=-1, epsilon=STANDARD["rms_norm_eps"])
 
     a = norm("hidden", "input_layernorm")
     q = g.op("RotaryEmbedding", linear(a, "self_attn.q_proj", h * hd, d), "cos", "sin", num_heads=h)
