@@ -11,8 +11,10 @@ reference). Both graphs of a shape are written with the same weights (``tiled_we
 give the same logits (checked here on every timed input); then, in one process, their sessions are timed in
 interleaved rounds (``--rounds`` rounds of ``--steps`` runs each, after a warm-up): a decode step at contexts 128
 and 512 (batch 1) and 128 (batch 4), and a 128-token prefill. Memory: a fresh spawned process per graph loads it
-(the search's session options and glibc mmap threshold), runs the 128-token prefill and 64 decode steps, and
-reports its peak resident memory (``VmHWM``) over the RSS before loading; the load time is that session's.
+(the search's session options and glibc mmap threshold), runs the search's generation-memory workload to a
+192-token context (``lts.cost.feeds.generate_to_context``: a 16-token prompt, then decode steps), and reports its
+peak resident memory (``VmHWM``) over the RSS before loading; the load time is that session's. The timed inputs
+are the search's too (``lts.cost.feeds``).
 
 Writes benchmarks/results/llama_layer.json (page: docs/results/llama-layer.md).
 """
@@ -34,6 +36,7 @@ from benchmarks._cli import add_threads_flag
 from benchmarks._results import print_table, write_result
 from lts.core import procs
 from lts.core.onnxgraph import tiled_weights, write_onnx
+from lts.cost.feeds import decode_feeds, generate_to_context, prefill_feeds
 from lts.cost.target import CPUTarget
 from lts.families.llama import LlamaArch
 from lts.families.llama.graph import KV_LAYERS, kv_graph_spec
@@ -45,6 +48,7 @@ SHAPES = {  # the published models' shapes (their config.json), random weights h
     "smollm2-360m": LlamaArch(hidden_size=960, num_hidden_layers=32, intermediate_size=2560, num_attention_heads=15,
                               num_key_value_heads=5, vocab_size=49152, rope_theta=100000.0),
 }
+CONTEXT = 192  # tokens in the cache at the end of the memory workload
 CASES = (("decode", 1, 128), ("decode", 1, 512), ("decode", 4, 128), ("prefill", 1, 128))  # kind, batch, tokens
 
 
@@ -53,32 +57,21 @@ def session(path: Path, threads: int) -> Any:
 
 
 def feeds(arch: LlamaArch, kind: str, batch: int, tokens: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(tokens + batch)
-    past = tokens if kind == "decode" else 0
-    seq = 1 if kind == "decode" else tokens
-    out = {"input_ids": rng.integers(0, arch.vocab_size, (batch, seq)),
-           "attention_mask": np.ones((batch, past + seq), np.int64)}
-    for i in range(arch.num_hidden_layers):
-        for kind_ in ("key", "value"):
-            out[f"past_{kind_}_{i}"] = rng.standard_normal((batch, arch.num_key_value_heads, past, arch.head_dim),
-                                                           dtype=np.float32)
-    return out
+    """The search's own inputs (``lts.cost.feeds``): a prompt of `tokens` tokens, or one token after a cache of
+    `tokens` positions."""
+    return prefill_feeds(arch, tokens) if kind == "prefill" else decode_feeds(arch, tokens, batch)
 
 
 def peak_child(path: str, threads: int, arch: LlamaArch, queue: Any) -> None:
-    """In a fresh process: the peak RSS over the RSS before loading, for a load + prefill + 64 decode steps."""
+    """In a fresh process: the peak RSS over the RSS before loading, for a load and the search's generation-memory
+    workload to a context of :data:`CONTEXT` tokens (``lts.cost.feeds.generate_to_context``)."""
     procs.fix_mmap_threshold()
     base = procs.rss_bytes()
     procs.reset_peak_rss()
     t0 = time.perf_counter()
     sess = session(Path(path), threads)
     load = time.perf_counter() - t0
-    f = feeds(arch, "prefill", 1, 128)
-    for _ in range(64):
-        logits, *presents = sess.run(None, f)
-        f = {"input_ids": logits.argmax(-1)[:, None], "attention_mask": np.ones((1, presents[0].shape[2] + 1),
-                                                                                 np.int64)}
-        f.update(zip([f"past_{k}_{i}" for i in range(arch.num_hidden_layers) for k in ("key", "value")], presents))
+    generate_to_context(sess, arch, CONTEXT)
     queue.put((load, (procs.peak_rss_bytes() - base) / MIB))
 
 
@@ -148,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     write_result("llama_layer", conditions={"shapes": names, "rounds": args.rounds, "steps": args.steps,
                                             "cases": [list(c) for c in CASES], "weights": "tiled_weights(seed=0)",
                                             "statistic": "median of rounds x steps runs",
-                                            "memory": "peak RSS over the RSS before loading: load + 128-token "
-                                                      "prefill + 64 decode steps, a fresh process per graph"},
+                                            "memory": f"peak RSS over the RSS before loading: load + the "
+                                                      f"search's generation-memory workload to context {CONTEXT} "
+                                                      "(lts.cost.feeds.generate_to_context), a fresh process "
+                                                      "per graph"},
                  rows=rows, threads=args.threads)
     return 0
 
