@@ -15,9 +15,9 @@ head):
   (hidden, present_key, present_value), the cache holding the KV heads only: :func:`fused_kv_layer` (ONNX's
   RMSNormalization, RotaryEmbedding and Attention, opset 23) by default, :func:`exported_kv_layer` (transformers'
   eager layer) as its reference; ``KVHead`` (exported) -> logits (B, V) of the last position. Why the fused layer:
-  a decode step of SmolLM2-135M's shape at context 100, batch 1, 2 threads takes ~22 ms against ~30 ms for the
-  exported one, whose ~100 shape ops a layer (views, the KV heads' repetition) cost more than its attention
-  (``benchmarks/llama_layer.py`` measures both).
+  a decode step of SmolLM2-135M's shape at context 128, batch 1, 2 threads took 24.0 ms against 27.8 ms for the
+  exported one (1.31x at batch 4), whose ~100 shape ops a layer (views, the KV heads' repetition) cost more than
+  its attention (``benchmarks/llama_layer.py`` measures both).
 
 Masked keys get float32's minimum, not -inf, so a padding query gets finite, ignored values. The LM head reads the
 embedding when tied (one weight in the graph, as in the model). Weights are named as in ``LlamaForCausalLM``'s
